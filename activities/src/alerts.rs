@@ -1,0 +1,156 @@
+//! The alert sink shared by every workflow: one JSON file per alert in the
+//! alerts directory, plus an optional webhook that receives the same JSON.
+
+use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use steward_proto::names;
+use steward_proto::v1::Alert;
+use temporalio_common::error::ApplicationFailure;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+/// Alert sink errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Writing the alert file failed.
+    #[error("alert {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The webhook refused or could not be reached.
+    #[error("alert webhook: {0}")]
+    Webhook(String),
+}
+
+/// `[alerts]` of `steward.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSettings {
+    /// Folder for alert files; default `<data_dir>/alerts`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// URL that receives each alert as a JSON POST.
+    #[serde(default)]
+    pub webhook: Option<String>,
+}
+
+/// Where alerts go.
+#[derive(Debug, Clone)]
+pub struct AlertSink {
+    dir: PathBuf,
+    webhook: Option<String>,
+}
+
+impl AlertSink {
+    /// A sink writing into `dir`, posting to `webhook` when set.
+    pub fn new(dir: PathBuf, webhook: Option<String>) -> Self {
+        Self { dir, webhook }
+    }
+
+    /// The alerts folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes the alert as `<dir>/<id>.json` and posts it to the webhook.
+    /// Idempotent: the file is named by the alert's stable id and written
+    /// whole through a rename, so a retry rewrites the same bytes.
+    pub async fn raise(&self, alert: &Alert) -> Result<PathBuf, Error> {
+        let body = alert_json(alert);
+        let text = serde_json::to_string_pretty(&body).unwrap_or_default();
+        let name: String = alert
+            .id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = self.dir.join(format!("{name}.json"));
+        crate::files::write_private(&path, text.as_bytes()).map_err(|source| Error::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if let Some(url) = &self.webhook {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .timeout(std::time::Duration::from_secs(10))
+                .send()
+                .await
+                .map_err(|e| Error::Webhook(e.without_url().to_string()))?;
+            if !resp.status().is_success() {
+                return Err(Error::Webhook(format!("answered {}", resp.status())));
+            }
+        }
+        Ok(path)
+    }
+
+    /// Every alert in the folder, newest first.
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        let mut alerts: Vec<serde_json::Value> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect();
+        alerts.sort_by(|a, b| b["at"].as_str().cmp(&a["at"].as_str()));
+        alerts
+    }
+}
+
+/// The alert as the JSON object written to files and webhooks, with its
+/// detail parsed.
+pub fn alert_json(a: &Alert) -> serde_json::Value {
+    serde_json::json!({
+        "id": a.id,
+        "severity": a.severity,
+        "kind": a.kind,
+        "subject": a.subject,
+        "message": a.message,
+        "at": a.at,
+        "detail": serde_json::from_str::<serde_json::Value>(&a.detail_json).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+/// The alert activity, shared by every workflow.
+#[derive(Debug)]
+pub struct AlertActivities {
+    sink: AlertSink,
+}
+
+impl AlertActivities {
+    /// Alerts into `sink`.
+    pub fn new(sink: AlertSink) -> Self {
+        Self { sink }
+    }
+}
+
+#[activities]
+impl AlertActivities {
+    /// Writes an alert. Idempotent: one file per alert id, rewritten whole;
+    /// a webhook may see a retried alert twice, with the same id.
+    #[activity(name = names::RAISE_ALERT)]
+    pub async fn raise_alert(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        a: Alert,
+    ) -> Result<(), ActivityError> {
+        self.sink
+            .raise(&a)
+            .await
+            .map(|_| ())
+            .map_err(|e| ActivityError::application(ApplicationFailure::new(e)))
+    }
+}

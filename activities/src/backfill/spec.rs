@@ -1,0 +1,406 @@
+//! `[[backfills]]` of `steward.toml`: the backfill spec.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// SQL: one statement or several run in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SqlText {
+    /// One statement.
+    One(String),
+    /// Several statements, in order.
+    Many(Vec<String>),
+}
+
+impl SqlText {
+    /// The statements.
+    pub fn statements(&self) -> Vec<&str> {
+        match self {
+            SqlText::One(s) => vec![s.as_str()],
+            SqlText::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// An HTTP request action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAction {
+    /// GET, POST, PUT, DELETE.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// The URL.
+    pub url: String,
+    /// JSON body, as text.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Expected status; any 2xx when absent.
+    #[serde(default)]
+    pub expect_status: Option<u16>,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+
+/// A freeze, unfreeze, snapshot, restore or probe action: exactly one of
+/// SQL (on the backfill's database), an HTTP request, or a command (argv,
+/// never a shell string).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    /// SQL statements run in one transaction.
+    #[serde(default)]
+    pub sql: Option<SqlText>,
+    /// An HTTP request.
+    #[serde(default)]
+    pub http: Option<HttpAction>,
+    /// A command as argv.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Timeout in seconds.
+    #[serde(default = "default_action_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_action_timeout() -> u64 {
+    60
+}
+
+/// A named SQL check returning one value (true when non-zero).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedSql {
+    /// Name shown in results.
+    pub name: String,
+    /// One-value query.
+    pub sql: String,
+}
+
+/// A validation: a one-value query and what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validation {
+    /// Name shown in results.
+    pub name: String,
+    /// One-value query; `$1` is the run tag when used.
+    pub sql: String,
+    /// `unchanged`, `= N`, `<= X` or `>= X`.
+    pub expect: String,
+}
+
+/// The replay probe after unfreeze.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayProbe {
+    /// What to trigger.
+    pub action: Action,
+    /// One-value query that must become non-zero.
+    pub check_sql: String,
+    /// How long to wait for it, in seconds.
+    #[serde(default = "default_probe_wait")]
+    pub wait_seconds: u64,
+}
+
+fn default_probe_wait() -> u64 {
+    30
+}
+
+/// One `[[backfills]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillSpec {
+    /// Name, `[a-z0-9-]`; the workflow id is `backfill-<name>`.
+    pub name: String,
+    /// The target database (SQLite or PostgreSQL URL).
+    pub database_url: String,
+    /// Checks that must hold before anything happens.
+    #[serde(default)]
+    pub preconditions: Vec<NamedSql>,
+    /// Pause ingest, stop the publisher.
+    #[serde(default)]
+    pub freeze: Option<Action>,
+    /// Re-enable ingest and the publisher.
+    #[serde(default)]
+    pub unfreeze: Option<Action>,
+    /// Dry-run count of the records the backfill will write.
+    pub count_sql: String,
+    /// Expected dry-run count.
+    #[serde(default)]
+    pub expected_count: Option<u64>,
+    /// Allowed absolute difference from `expected_count`.
+    #[serde(default)]
+    pub count_tolerance: u64,
+    /// Next key range after a cursor: `$1` cursor, `$2` batch size; returns
+    /// two columns (low, high), NULL when nothing is left.
+    pub next_range_sql: String,
+    /// Applies one range: `$1` low, `$2` high, `$3` run tag.
+    pub apply_sql: String,
+    /// Removes what this run wrote: `$1` run tag.
+    pub rollback_sql: String,
+    /// Taken after freeze, before execution.
+    #[serde(default)]
+    pub snapshot: Option<Action>,
+    /// Brings the snapshot back when the rollback fails.
+    #[serde(default)]
+    pub restore: Option<Action>,
+    /// Checks after execution.
+    #[serde(default)]
+    pub validations: Vec<Validation>,
+    /// The probe after unfreeze.
+    #[serde(default)]
+    pub replay_probe: Option<ReplayProbe>,
+    /// Rows per batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// Stop and roll back at the first failing batch.
+    #[serde(default = "default_true")]
+    pub stop_on_error: bool,
+    /// Alert when the run takes longer, e.g. "2h".
+    #[serde(default = "default_max_runtime")]
+    pub max_runtime: String,
+    /// One-value query returning the replication lag in seconds.
+    #[serde(default)]
+    pub lag_sql: Option<String>,
+    /// Above this lag, batches wait and an alert is raised.
+    #[serde(default = "default_max_lag")]
+    pub max_lag_seconds: f64,
+    /// How long a throttled backfill waits before reading the lag again.
+    #[serde(default = "default_throttle")]
+    pub throttle_seconds: u32,
+    /// Groups that must approve before execution.
+    #[serde(default)]
+    pub approvals: Vec<String>,
+    /// Batches per workflow run before continue-as-new.
+    #[serde(default = "default_batches_per_run")]
+    pub batches_per_run: u32,
+}
+
+fn default_batch_size() -> u32 {
+    500
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_runtime() -> String {
+    "2h".into()
+}
+fn default_max_lag() -> f64 {
+    60.0
+}
+fn default_throttle() -> u32 {
+    5
+}
+fn default_batches_per_run() -> u32 {
+    200
+}
+
+/// Parses "90s", "15m", "2h", "1d" or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 90s, 15m, 2h"))?;
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}` has an unknown unit (use s, m, h or d)")),
+    };
+    Ok(n * factor)
+}
+
+impl Action {
+    /// Checks that exactly one kind is set and that it is well formed.
+    pub fn check(&self) -> Result<(), String> {
+        let kinds = [
+            self.sql.is_some(),
+            self.http.is_some(),
+            self.command.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err("set exactly one of sql, http, command".into());
+        }
+        if let Some(argv) = &self.command
+            && argv.first().is_none_or(|p| p.trim().is_empty())
+        {
+            return Err("command must be a non-empty argv list".into());
+        }
+        if let Some(h) = &self.http {
+            if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
+                return Err(format!(
+                    "http.url `{}` must start with http:// or https://",
+                    h.url
+                ));
+            }
+            if !["GET", "POST", "PUT", "DELETE", "PATCH"].contains(&h.method.as_str()) {
+                return Err(format!(
+                    "http.method `{}` is not GET, POST, PUT, PATCH or DELETE",
+                    h.method
+                ));
+            }
+        }
+        if let Some(sql) = &self.sql
+            && sql.statements().iter().any(|s| s.trim().is_empty())
+        {
+            return Err("sql statements must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// An expectation of a validation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Expect {
+    /// Same value as before the run.
+    Unchanged,
+    /// Exactly this value.
+    Equal(f64),
+    /// At most.
+    AtMost(f64),
+    /// At least.
+    AtLeast(f64),
+}
+
+/// Parses `unchanged`, `= N`, `<= X`, `>= X`.
+pub fn parse_expect(text: &str) -> Result<Expect, String> {
+    let t = text.trim();
+    let num = |s: &str| {
+        s.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("`{text}`: expected unchanged, = N, <= X or >= X"))
+    };
+    if t == "unchanged" {
+        Ok(Expect::Unchanged)
+    } else if let Some(v) = t.strip_prefix("<=") {
+        Ok(Expect::AtMost(num(v)?))
+    } else if let Some(v) = t.strip_prefix(">=") {
+        Ok(Expect::AtLeast(num(v)?))
+    } else if let Some(v) = t.strip_prefix('=') {
+        Ok(Expect::Equal(num(v)?))
+    } else {
+        Err(format!("`{text}`: expected unchanged, = N, <= X or >= X"))
+    }
+}
+
+impl BackfillSpec {
+    /// Checks values that parse but are invalid; returns (key, message).
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let e = |k: &str, m: String| Err((k.to_string(), m));
+        if self.batch_size == 0 {
+            return e("batch_size", "must be at least 1".into());
+        }
+        if self.batches_per_run == 0 {
+            return e("batches_per_run", "must be at least 1".into());
+        }
+        if self.max_lag_seconds <= 0.0 {
+            return e("max_lag_seconds", "must be positive".into());
+        }
+        if let Err(m) = parse_duration(&self.max_runtime) {
+            return e("max_runtime", m);
+        }
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
+        {
+            return e(
+                "database_url",
+                "must be a sqlite: or postgres:// URL".into(),
+            );
+        }
+        for (key, action) in [
+            ("freeze", &self.freeze),
+            ("unfreeze", &self.unfreeze),
+            ("snapshot", &self.snapshot),
+            ("restore", &self.restore),
+        ] {
+            if let Some(a) = action
+                && let Err(m) = a.check()
+            {
+                return e(key, m);
+            }
+        }
+        if let Some(p) = &self.replay_probe
+            && let Err(m) = p.action.check()
+        {
+            return e("replay_probe.action", m);
+        }
+        for (i, v) in self.validations.iter().enumerate() {
+            if let Err(m) = parse_expect(&v.expect) {
+                return e(&format!("validations[{i}].expect"), m);
+            }
+        }
+        for (i, g) in self.approvals.iter().enumerate() {
+            if g.trim().is_empty() {
+                return e(&format!("approvals[{i}]"), "must not be empty".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// SHA-256 of the spec's canonical JSON form.
+    pub fn sha256(&self) -> String {
+        hex::encode(Sha256::digest(serde_json::to_vec(self).unwrap_or_default()))
+    }
+
+    /// The alert threshold in seconds.
+    pub fn max_runtime_seconds(&self) -> u64 {
+        parse_duration(&self.max_runtime).unwrap_or(7200)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_expectations_parse() {
+        assert_eq!(parse_duration("2h"), Ok(7200));
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("15m"), Ok(900));
+        assert!(
+            parse_duration("2 weeks")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_duration("h").is_err());
+        assert_eq!(parse_expect("unchanged"), Ok(Expect::Unchanged));
+        assert_eq!(parse_expect("= 12"), Ok(Expect::Equal(12.0)));
+        assert_eq!(parse_expect("<= 0.001"), Ok(Expect::AtMost(0.001)));
+        assert_eq!(parse_expect(">=3"), Ok(Expect::AtLeast(3.0)));
+        assert!(parse_expect("about 3").is_err());
+    }
+
+    #[test]
+    fn actions_need_exactly_one_kind() {
+        let none = Action {
+            sql: None,
+            http: None,
+            command: None,
+            timeout_seconds: 1,
+        };
+        assert!(none.check().is_err());
+        let cmd = Action {
+            command: Some(vec![]),
+            ..none.clone()
+        };
+        assert!(cmd.check().unwrap_err().contains("argv"));
+        let both = Action {
+            sql: Some(SqlText::One("x".into())),
+            command: Some(vec!["true".into()]),
+            ..none.clone()
+        };
+        assert!(both.check().is_err());
+        let http = Action {
+            http: Some(HttpAction {
+                method: "POST".into(),
+                url: "ftp://x".into(),
+                body: None,
+                expect_status: None,
+            }),
+            ..none
+        };
+        assert!(http.check().unwrap_err().contains("http://"));
+    }
+}

@@ -1,0 +1,28 @@
+//! steward's activities: every side effect of every workflow (git, the
+//! state store, files), plus the pure workplan parser and check catalogue
+//! they use.
+//!
+//! Each activity is idempotent and says why in its doc comment; the worker
+//! registers them under the stable names declared in `steward_proto`.
+#![warn(missing_docs)]
+
+// The SDK macros add undocumented marker constants to the impl blocks.
+#[allow(missing_docs)]
+pub mod alerts;
+// The SDK macros add undocumented marker constants to the impl blocks.
+#[allow(missing_docs)]
+pub mod backfill;
+pub mod files;
+pub mod git;
+pub mod heartbeat;
+pub mod store;
+// The SDK macros add undocumented marker constants to the impl blocks.
+#[allow(missing_docs)]
+pub mod sweep;
+// The SDK macros add undocumented marker constants to the impl blocks.
+#[allow(missing_docs)]
+pub mod upgrade;
+pub mod workplan;
+
+pub use store::Store;
+pub use sweep::SweepActivities;

@@ -1,0 +1,49 @@
+//! The sweep's configuration: `[sweep]` and `[[repos]]` of `steward.toml`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// One registered repo (`[[repos]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    /// Unique name, `[a-z0-9-]`.
+    pub name: String,
+    /// Work tree folder; relative paths are resolved against the config file.
+    pub path: PathBuf,
+    /// Remote to fetch (pull gate) and push to; none by default.
+    #[serde(default)]
+    pub remote: Option<String>,
+    /// Push writeback commits to the remote.
+    #[serde(default)]
+    pub push: bool,
+}
+
+/// `[sweep]`: defaults of every sweep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SweepSettings {
+    /// Budget in workflow time.
+    pub max_seconds: u32,
+    /// Repos processed at once.
+    pub concurrency: u32,
+    /// Lease of the sweep lock; renewed by every repo activity.
+    pub lock_ttl_seconds: u32,
+    /// Committer name of writeback commits.
+    pub committer_name: String,
+    /// Committer email of writeback commits.
+    pub committer_email: String,
+}
+
+impl Default for SweepSettings {
+    fn default() -> Self {
+        Self {
+            max_seconds: 300,
+            concurrency: 4,
+            lock_ttl_seconds: 120,
+            committer_name: "steward".into(),
+            committer_email: "steward@localhost".into(),
+        }
+    }
+}

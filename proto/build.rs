@@ -1,0 +1,20 @@
+//! Compiles the `.proto` contract with prost; every message derives serde so
+//! that payloads are JSON in Temporal's history.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = [
+        "proto/steward/v1/sweep.proto",
+        "proto/steward/v1/backfill.proto",
+        "proto/steward/v1/upgrade.proto",
+    ];
+    for p in &protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    prost_build::Config::new()
+        .type_attribute(
+            ".",
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]",
+        )
+        .compile_protos(&protos, &["proto"])?;
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! Activity declarations: each a marker type with its stable name, input and
+//! output. Workflows schedule activities through these markers; the
+//! `activities` crate implements them under the same names, and the worker
+//! crate checks at test time that both sides agree.
+
+use crate::names;
+use crate::v1::{
+    Alert, BackfillEvidence, BackfillPlan, BackfillRef, BatchRequest, BatchResult, DryRunReport,
+    DryRunRequest, EvidenceWritten, LagReading, PreconditionsResult, ProbeResult, RollbackResult,
+    ValidationRequest, ValidationResult,
+};
+use crate::v1::{AppStep, StepResult, UpgradeInput, UpgradePlan, UpgradeResult};
+use crate::v1::{
+    LockGrant, LockRelease, LockRequest, PlanRequest, RecordSweepRequest, RepoSweepOutcome,
+    RepoSweepRequest, SweepPlan,
+};
+use temporalio_common::ActivityDefinition;
+
+macro_rules! declare_activity {
+    ($(#[$doc:meta])* $marker:ident, $name:expr, $input:ty => $output:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $marker;
+
+        impl ActivityDefinition for $marker {
+            type Input = $input;
+            type Output = $output;
+
+            fn name(&self) -> &str {
+                $name
+            }
+        }
+    };
+}
+
+declare_activity!(
+    /// Take the named lease lock for `holder`, unless another live holder has it.
+    AcquireLock, names::ACQUIRE_LOCK, LockRequest => LockGrant
+);
+declare_activity!(
+    /// Release the named lock if `holder` still has it.
+    ReleaseLock, names::RELEASE_LOCK, LockRelease => ()
+);
+declare_activity!(
+    /// The repos to sweep, in the order they should be started.
+    PlanSweep, names::PLAN_SWEEP, PlanRequest => SweepPlan
+);
+declare_activity!(
+    /// Pull gate, assessment, reconciliation and writeback of one repo.
+    SweepRepo, names::SWEEP_REPO, RepoSweepRequest => RepoSweepOutcome
+);
+declare_activity!(
+    /// Record budget skips for fairness and write the sweep's progress event.
+    RecordSweep, names::RECORD_SWEEP, RecordSweepRequest => ()
+);
+
+declare_activity!(
+    /// The backfill spec as the workflow needs it, with its SHA-256.
+    BackfillPlanActivity, names::BACKFILL_PLAN, String => BackfillPlan
+);
+declare_activity!(
+    /// Preconditions, and the baseline values of `unchanged` validations.
+    BackfillPreconditions, names::BACKFILL_PRECONDITIONS, String => PreconditionsResult
+);
+declare_activity!(
+    /// Runs the spec's freeze, unfreeze or snapshot action.
+    BackfillAction, names::BACKFILL_ACTION, BackfillRef => ()
+);
+declare_activity!(
+    /// Counts the expected records and writes the dry-run report.
+    BackfillDryRun, names::BACKFILL_DRY_RUN, DryRunRequest => DryRunReport
+);
+declare_activity!(
+    /// Applies one keyset batch, exactly once.
+    BackfillBatch, names::BACKFILL_BATCH, BatchRequest => BatchResult
+);
+declare_activity!(
+    /// Reads the replication lag in seconds.
+    BackfillLag, names::BACKFILL_LAG, String => LagReading
+);
+declare_activity!(
+    /// Runs the validations against the baseline.
+    BackfillValidate, names::BACKFILL_VALIDATE, ValidationRequest => ValidationResult
+);
+declare_activity!(
+    /// Removes what the run wrote; restores the snapshot if that fails.
+    BackfillRollback, names::BACKFILL_ROLLBACK, BackfillRef => RollbackResult
+);
+declare_activity!(
+    /// Runs the replay probe and its check.
+    BackfillReplayProbe, names::BACKFILL_REPLAY_PROBE, BackfillRef => ProbeResult
+);
+declare_activity!(
+    /// Writes the evidence report and its SHA-256 next to it.
+    BackfillWriteEvidence, names::BACKFILL_EVIDENCE, BackfillEvidence => EvidenceWritten
+);
+declare_activity!(
+    /// Writes an alert to the shared sink (JSON file, optional webhook).
+    RaiseAlert, names::RAISE_ALERT, Alert => ()
+);
+
+declare_activity!(
+    /// Versions, last good, release notes and the safety gate of an app.
+    UpgradeInspect, names::UPGRADE_INSPECT, UpgradeInput => UpgradePlan
+);
+declare_activity!(
+    /// One step of an upgrade; a failed step is a result, not an error.
+    UpgradeStep, names::UPGRADE_STEP, AppStep => StepResult
+);
+declare_activity!(
+    /// Writes the upgrade's progress event.
+    UpgradeRecord, names::UPGRADE_RECORD, UpgradeResult => ()
+);

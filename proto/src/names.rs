@@ -1,0 +1,81 @@
+//! Stable names of workflows, activities, queries, signals and updates.
+//!
+//! These strings are recorded in every workflow history. Renaming a Rust type
+//! must never change them, so they are spelled out here once and used by the
+//! declarations, the implementations and the CLI.
+
+/// Workflow type of the consistency sweep.
+pub const CONSISTENCY_SWEEP: &str = "ConsistencySweep";
+
+/// Activity: take the sweep's lease lock.
+pub const ACQUIRE_LOCK: &str = "steward.lock.acquire";
+/// Activity: give the sweep's lease lock back.
+pub const RELEASE_LOCK: &str = "steward.lock.release";
+/// Activity: list the repos of a sweep, starved repos first.
+pub const PLAN_SWEEP: &str = "steward.sweep.plan";
+/// Activity: pull gate, assessment, reconciliation and writeback of one repo.
+pub const SWEEP_REPO: &str = "steward.sweep.repo";
+/// Activity: record budget skips and write the sweep's progress event.
+pub const RECORD_SWEEP: &str = "steward.sweep.record";
+
+/// Progress event type written by every sweep.
+pub const SWEEP_EVENT_TYPE: &str = "consistency_sweep_remote_all";
+/// Name of the sweep's lease lock.
+pub const SWEEP_LOCK: &str = "consistency-sweep";
+
+/// Workflow type of the backfill rollout.
+pub const BACKFILL_ROLLOUT: &str = "BackfillRollout";
+/// Activity: the spec as the workflow needs it.
+pub const BACKFILL_PLAN: &str = "steward.backfill.plan";
+/// Activity: preconditions and the baseline of `unchanged` validations.
+pub const BACKFILL_PRECONDITIONS: &str = "steward.backfill.preconditions";
+/// Activity: run one of the spec's actions (freeze, unfreeze, snapshot).
+pub const BACKFILL_ACTION: &str = "steward.backfill.action";
+/// Activity: count the expected records and write the dry-run report.
+pub const BACKFILL_DRY_RUN: &str = "steward.backfill.dry_run";
+/// Activity: apply one keyset batch exactly once.
+pub const BACKFILL_BATCH: &str = "steward.backfill.batch";
+/// Activity: read the replication lag.
+pub const BACKFILL_LAG: &str = "steward.backfill.lag";
+/// Activity: run the validations.
+pub const BACKFILL_VALIDATE: &str = "steward.backfill.validate";
+/// Activity: remove what the run wrote; restore the snapshot if that fails.
+pub const BACKFILL_ROLLBACK: &str = "steward.backfill.rollback";
+/// Activity: the replay probe after unfreeze.
+pub const BACKFILL_REPLAY_PROBE: &str = "steward.backfill.replay_probe";
+/// Activity: write the evidence report and its SHA-256.
+pub const BACKFILL_EVIDENCE: &str = "steward.backfill.evidence";
+/// Activity: write an alert to the shared sink.
+pub const RAISE_ALERT: &str = "steward.alert.raise";
+
+/// Backfill query: phase, batches, rows, rate, ETA.
+pub const BACKFILL_STATUS_QUERY: &str = "status";
+/// Backfill operator updates.
+pub const UPDATE_FREEZE: &str = "freeze";
+/// See [`UPDATE_FREEZE`].
+pub const UPDATE_UNFREEZE: &str = "unfreeze";
+/// See [`UPDATE_FREEZE`].
+pub const UPDATE_APPROVE: &str = "approve";
+/// See [`UPDATE_FREEZE`].
+pub const UPDATE_PAUSE: &str = "pause";
+/// See [`UPDATE_FREEZE`].
+pub const UPDATE_RESUME: &str = "resume";
+/// See [`UPDATE_FREEZE`].
+pub const UPDATE_ABORT: &str = "abort";
+/// See [`UPDATE_FREEZE`].
+pub const UPDATE_SET: &str = "set";
+
+/// Workflow type of the warm upgrade.
+pub const WARM_UPGRADE: &str = "WarmUpgrade";
+/// Activity: versions, last good, release notes and the safety gate.
+pub const UPGRADE_INSPECT: &str = "steward.upgrade.inspect";
+/// Activity: one step (undeploy, deploy, snapshot, restore, health, asserts, set_last_good).
+pub const UPGRADE_STEP: &str = "steward.upgrade.step";
+/// Activity: the upgrade's progress event.
+pub const UPGRADE_RECORD: &str = "steward.upgrade.record";
+/// Progress event type of every upgrade.
+pub const UPGRADE_EVENT_TYPE: &str = "warm_upgrade";
+/// Upgrade query.
+pub const UPGRADE_STATUS_QUERY: &str = "status";
+/// Upgrade update: approve a held version.
+pub const UPDATE_APPROVE_VERSION: &str = "approve";

@@ -1,0 +1,1046 @@
+//! `BackfillRollout` on a real dev server, against real SQLite files and a
+//! real PostgreSQL, with a realistic fixture: raw records with duplicates
+//! and conflicts; the backfill derives "supersedes" edges into a second
+//! table behind an idempotency unique index; ingest and outbox flags live in
+//! a control table.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sqlx::{AnyPool, Row};
+use steward_proto::v1::{BackfillResult, BackfillStatus, OperatorRequest};
+use steward_tests::{
+    Backend, Server, Steward, database, read, run_steward, task_queue, temp_dir, wait_for,
+};
+use steward_workflows::BackfillRollout;
+use temporalio_client::{Client, WorkflowGetResultOptions};
+
+const RECORDS: i64 = 120;
+
+/// Creates the fixture in `url`: RECORDS raw records in advisories of four
+/// versions, with duplicated (advisory, version) pairs; one poisoned record
+/// when `poison_at` is set (its payload breaks a CHECK on the edge table).
+async fn fixture(url: &str, backend: Backend, poison_at: Option<i64>) -> AnyPool {
+    let pool = steward_activities::store::connect_any(url).await.unwrap();
+    let real = if backend == Backend::Postgres {
+        "DOUBLE PRECISION"
+    } else {
+        "REAL"
+    };
+    for ddl in [
+        "CREATE TABLE raw_records (id BIGINT PRIMARY KEY, advisory TEXT NOT NULL, version BIGINT NOT NULL, payload TEXT NOT NULL)".to_string(),
+        "CREATE TABLE supersedes (older BIGINT NOT NULL, newer BIGINT NOT NULL, run_tag TEXT NOT NULL, payload_len BIGINT NOT NULL CHECK (payload_len < 1000))".into(),
+        "CREATE UNIQUE INDEX supersedes_idem ON supersedes (older, newer)".into(),
+        "CREATE TABLE control (key TEXT PRIMARY KEY, enabled BIGINT NOT NULL)".into(),
+        "INSERT INTO control (key, enabled) VALUES ('ingest', 1), ('outbox', 1)".into(),
+        "CREATE TABLE replay_log (note TEXT NOT NULL)".into(),
+        format!("CREATE TABLE fake_lag (seconds {real} NOT NULL)"),
+        "INSERT INTO fake_lag (seconds) VALUES (0)".into(),
+        // An earlier, unrelated backfill's edge: must survive every rollback.
+        "INSERT INTO supersedes (older, newer, run_tag, payload_len) VALUES (1000001, 1000002, 'earlier-run', 3)".into(),
+    ] {
+        sqlx::query(&ddl).execute(&pool).await.unwrap();
+    }
+    for id in 1..=RECORDS {
+        let advisory = format!("ADV-{}", id / 8);
+        // Versions 1..4 per advisory, and every 5th record duplicates the
+        // version of its predecessor: a conflict that yields extra edges.
+        let version = if id % 5 == 0 { (id - 1) % 4 } else { id % 4 };
+        let payload = if Some(id) == poison_at {
+            "x".repeat(2000)
+        } else {
+            format!("p{id}")
+        };
+        sqlx::query(
+            "INSERT INTO raw_records (id, advisory, version, payload) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(advisory)
+        .bind(version)
+        .bind(payload)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool
+}
+
+const EDGES: &str = "FROM raw_records a JOIN raw_records b ON b.advisory = a.advisory AND b.version = a.version + 1";
+
+/// The plain-SQL oracle: the edges the backfill must produce.
+async fn oracle(pool: &AnyPool) -> Vec<(i64, i64)> {
+    rows(pool, &format!("SELECT a.id, b.id {EDGES} ORDER BY 1, 2")).await
+}
+
+async fn rows(pool: &AnyPool, sql: &str) -> Vec<(i64, i64)> {
+    sqlx::query(sql)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get::<i64, _>(0).unwrap(),
+                r.try_get::<i64, _>(1).unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn edges(pool: &AnyPool, tag_filter: &str) -> Vec<(i64, i64)> {
+    rows(
+        pool,
+        &format!("SELECT older, newer FROM supersedes WHERE run_tag {tag_filter} ORDER BY 1, 2"),
+    )
+    .await
+}
+
+/// Ordered checksum of the whole edge table, every column.
+async fn checksum(pool: &AnyPool) -> String {
+    let all = sqlx::query(
+        "SELECT older, newer, run_tag, payload_len FROM supersedes ORDER BY older, newer",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut h = Sha256::new();
+    for r in &all {
+        let line = format!(
+            "{}|{}|{}|{}\n",
+            r.try_get::<i64, _>(0).unwrap(),
+            r.try_get::<i64, _>(1).unwrap(),
+            r.try_get::<String, _>(2).unwrap(),
+            r.try_get::<i64, _>(3).unwrap()
+        );
+        h.update(line);
+    }
+    format!("{}:{}", all.len(), hex::encode(h.finalize()))
+}
+
+async fn flag(pool: &AnyPool, key: &str) -> i64 {
+    sqlx::query("SELECT enabled FROM control WHERE key = $1")
+        .bind(key)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    server: Server,
+    client: Client,
+    config: PathBuf,
+    pool: AnyPool,
+    worker: Steward,
+}
+
+/// A backfill `bf` over a fresh fixture, with `extra` TOML lines in the spec.
+async fn env(test: &str, backend: Backend, poison_at: Option<i64>, extra: &str) -> Env {
+    let dir = temp_dir();
+    let root = dir.path().to_path_buf();
+    let url = database(backend, &root).await;
+    let url = if backend == Backend::Sqlite {
+        format!("{url}?mode=rwc")
+    } else {
+        url
+    };
+    let pool = fixture(&url, backend, poison_at).await;
+    let index_check = if backend == Backend::Postgres {
+        "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'supersedes_idem'"
+    } else {
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'supersedes_idem'"
+    };
+    let store = database(Backend::Sqlite, &root).await;
+    let config = root.join("steward.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"data_dir = "{data}"
+database_url = "{store}"
+task_queue = "{queue}"
+schedules = []
+
+[[backfills]]
+name = "bf"
+database_url = "{url}"
+count_sql = "SELECT COUNT(*) {EDGES}"
+next_range_sql = "SELECT MIN(id), MAX(id) FROM (SELECT id FROM raw_records WHERE id > $1 ORDER BY id LIMIT $2) t"
+apply_sql = "INSERT INTO supersedes (older, newer, run_tag, payload_len) SELECT a.id, b.id, $3, LENGTH(a.payload) {EDGES} WHERE a.id BETWEEN $1 AND $2"
+rollback_sql = "DELETE FROM supersedes WHERE run_tag = $1"
+freeze = {{ sql = "UPDATE control SET enabled = 0" }}
+unfreeze = {{ sql = "UPDATE control SET enabled = 1" }}
+preconditions = [{{ name = "idempotency index exists", sql = "{index_check}" }}]
+validations = [
+  {{ name = "raw records stable", sql = "SELECT COUNT(*) FROM raw_records", expect = "unchanged" }},
+  {{ name = "every edge present", sql = "SELECT COUNT(*) {EDGES} WHERE NOT EXISTS (SELECT 1 FROM supersedes s WHERE s.older = a.id AND s.newer = b.id)", expect = "= 0" }},
+  {{ name = "idempotency hit rate", sql = "SELECT CAST((SELECT COUNT(*) FROM supersedes WHERE run_tag = 'never') AS DOUBLE PRECISION) / (SELECT COUNT(*) + 1 FROM supersedes)", expect = "<= 0.001" }},
+]
+replay_probe = {{ action = {{ sql = "INSERT INTO replay_log (note) VALUES ('probe')" }}, check_sql = "SELECT COUNT(*) FROM replay_log" }}
+throttle_seconds = 1
+{batch}{extra}
+"#,
+            batch = if extra.contains("batch_size") { "" } else { "batch_size = 10\n" },
+            data = root.join("data").display(),
+            queue = task_queue(test),
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root).await;
+    let client = server.client().await;
+    let worker = Steward::worker(&config, &server.address);
+    Env {
+        _dir: dir,
+        server,
+        client,
+        config,
+        pool,
+        worker,
+    }
+}
+
+impl Env {
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        run_steward(&self.config, &self.server.address, args)
+    }
+
+    fn ok(&self, args: &[&str]) -> serde_json::Value {
+        let (code, out, err) = self.cli(args);
+        assert_eq!(code, 0, "steward {args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or(serde_json::Value::Null)
+    }
+
+    async fn status(&self) -> BackfillStatus {
+        self.client
+            .get_workflow_handle::<BackfillRollout>("backfill-bf")
+            .query(BackfillRollout::status, (), Default::default())
+            .await
+            .unwrap()
+    }
+
+    async fn wait_phase(&self, phase: &str) -> BackfillStatus {
+        wait_for(
+            &format!("phase {phase}"),
+            Duration::from_secs(90),
+            || async {
+                let s = self
+                    .client
+                    .get_workflow_handle::<BackfillRollout>("backfill-bf")
+                    .query(BackfillRollout::status, (), Default::default())
+                    .await
+                    .ok()?;
+                (s.phase == phase).then_some(s)
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn result(&self) -> BackfillResult {
+        let handle = self
+            .client
+            .get_workflow_handle::<BackfillRollout>("backfill-bf");
+        tokio::time::timeout(
+            Duration::from_secs(180),
+            handle.get_result(WorkflowGetResultOptions::default()),
+        )
+        .await
+        .expect("the rollout ended in time")
+        .unwrap()
+    }
+
+    async fn update(&self, which: &str, req: OperatorRequest) -> Result<(), String> {
+        let h = self
+            .client
+            .get_workflow_handle::<BackfillRollout>("backfill-bf");
+        let o = Default::default();
+        let r = match which {
+            "approve" => h.execute_update(BackfillRollout::approve, req, o).await,
+            "unfreeze" => h.execute_update(BackfillRollout::unfreeze, req, o).await,
+            "pause" => h.execute_update(BackfillRollout::pause, req, o).await,
+            "set" => h.execute_update(BackfillRollout::set, req, o).await,
+            _ => panic!("{which}"),
+        };
+        r.map(|_| ()).map_err(|e| format!("{e:?}"))
+    }
+
+    fn alerts(&self) -> Vec<serde_json::Value> {
+        self.ok(&["alerts", "list", "--limit", "100"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn op(reason: &str) -> OperatorRequest {
+    OperatorRequest {
+        operator: "ana".into(),
+        reason: reason.into(),
+        ..Default::default()
+    }
+}
+
+fn verify_evidence(result: &BackfillResult) -> serde_json::Value {
+    let bytes = std::fs::read(&result.evidence_path).unwrap();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    assert_eq!(sha, result.evidence_sha256);
+    let side = read(Path::new(&format!("{}.sha256", result.evidence_path)));
+    assert_eq!(
+        side,
+        format!("{sha}  report.json\n"),
+        "the SHA-256 file next to the report verifies"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&result.evidence_path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o002, 0, "evidence is not world-writable");
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn happy_path(backend: Backend) {
+    let e = env(
+        "happy",
+        backend,
+        None,
+        "approvals = [\"storage-guild\", \"platform-security\"]",
+    )
+    .await;
+    let expected = oracle(&e.pool).await;
+    assert!(
+        expected.len() > RECORDS as usize / 2,
+        "fixture yields many edges"
+    );
+    let before = checksum(&e.pool).await;
+
+    e.ok(&[
+        "backfill",
+        "start",
+        "bf",
+        "--reason",
+        "DEVOPS-AOC-19-101",
+        "--by",
+        "ops-bot",
+    ]);
+    let (code, _, err) = e.cli(&["backfill", "start", "bf", "--reason", "again"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("already running as workflow backfill-bf"),
+        "{err}"
+    );
+
+    e.wait_phase("awaiting_freeze").await;
+    assert_eq!(
+        flag(&e.pool, "ingest").await,
+        1,
+        "nothing frozen before the operator says so"
+    );
+    e.ok(&[
+        "backfill",
+        "freeze",
+        "bf",
+        "--reason",
+        "window opened",
+        "--by",
+        "ana",
+    ]);
+    let s = e.wait_phase("awaiting_approval").await;
+    assert_eq!(
+        (flag(&e.pool, "ingest").await, flag(&e.pool, "outbox").await),
+        (0, 0),
+        "frozen"
+    );
+    assert_eq!(
+        s.expected,
+        expected.len() as u64,
+        "dry-run count equals the oracle"
+    );
+    assert_eq!(
+        checksum(&e.pool).await,
+        before,
+        "the dry-run writes nothing"
+    );
+
+    e.ok(&[
+        "backfill",
+        "approve",
+        "bf",
+        "--group",
+        "storage-guild",
+        "--reason",
+        "reviewed",
+        "--by",
+        "sam",
+    ]);
+    let (code, _, err) = e.cli(&[
+        "backfill",
+        "approve",
+        "bf",
+        "--group",
+        "marketing",
+        "--reason",
+        "x",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not an approving group"), "{err}");
+    assert_eq!(
+        e.status().await.phase,
+        "awaiting_approval",
+        "one group is not enough"
+    );
+    e.ok(&[
+        "backfill",
+        "approve",
+        "bf",
+        "--group",
+        "platform-security",
+        "--reason",
+        "ok",
+        "--by",
+        "kim",
+    ]);
+
+    let result = e.result().await;
+    assert_eq!(result.outcome, "done", "{result:?}");
+    assert_eq!(
+        edges(&e.pool, "<> 'earlier-run'").await,
+        expected,
+        "target equals the oracle"
+    );
+    assert_eq!(result.rows, expected.len() as u64);
+    assert_eq!(
+        (flag(&e.pool, "ingest").await, flag(&e.pool, "outbox").await),
+        (1, 1),
+        "unfrozen"
+    );
+    let probes: i64 = sqlx::query("SELECT COUNT(*) FROM replay_log")
+        .fetch_one(&e.pool)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert_eq!(probes, 1, "one replay after unfreeze");
+
+    let ev = verify_evidence(&result);
+    assert!(
+        result.evidence_path.contains("/artifacts/bf/"),
+        "{}",
+        result.evidence_path
+    );
+    assert_eq!(ev["dry_run"]["counted"], expected.len() as u64);
+    assert_eq!(ev["violations"], 0);
+    assert_eq!(ev["validations"].as_array().unwrap().len(), 3);
+    assert_eq!(ev["spec_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(ev["command"]["reason"], "DEVOPS-AOC-19-101");
+    let actions: Vec<(String, String)> = ev["operator_actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap().to_string(),
+                a["operator"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("start".into(), "ops-bot".into()),
+            ("freeze".into(), "ana".into()),
+            ("approve".into(), "sam".into()),
+            ("approve".into(), "kim".into())
+        ]
+    );
+    assert!(
+        Path::new(&ev["dry_run"]["report_path"].as_str().unwrap().to_string()).is_file(),
+        "dry-run report kept"
+    );
+    let status = e.ok(&["backfill", "status", "bf"]);
+    assert_eq!(status["phase"], "done");
+    let (code, out, _) = e.cli(&["history", "backfill-bf"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("update") && out.contains("\"operator\":\"sam\""),
+        "the history names who approved: {out}"
+    );
+}
+
+#[tokio::test]
+async fn happy_path_on_sqlite_matches_the_oracle_with_verified_evidence() {
+    happy_path(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn happy_path_on_postgres_matches_the_oracle_with_verified_evidence() {
+    happy_path(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn dry_run_stops_after_the_count_and_unfreezes() {
+    let e = env(
+        "dryrun",
+        Backend::Sqlite,
+        None,
+        "expected_count = 5\ncount_tolerance = 1000",
+    )
+    .await;
+    let before = checksum(&e.pool).await;
+    e.ok(&[
+        "backfill",
+        "start",
+        "bf",
+        "--dry-run",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "rehearsal",
+    ]);
+    let result = e.result().await;
+    assert_eq!(result.outcome, "dry_run");
+    assert_eq!(checksum(&e.pool).await, before);
+    assert_eq!(flag(&e.pool, "ingest").await, 1);
+    let ev = verify_evidence(&result);
+    assert_eq!(ev["dry_run"]["expected"], 5);
+    assert_eq!(ev["dry_run"]["counted"], oracle(&e.pool).await.len() as u64);
+}
+
+#[tokio::test]
+async fn a_bad_row_rolls_back_to_the_exact_pre_run_state_and_stays_frozen() {
+    let e = env("badrow", Backend::Postgres, Some(57), "").await;
+    let before = checksum(&e.pool).await;
+    e.ok(&[
+        "backfill",
+        "start",
+        "bf",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "go",
+    ]);
+    e.wait_phase("rolled_back_frozen").await;
+    assert_eq!(
+        checksum(&e.pool).await,
+        before,
+        "rows of earlier batches removed, the earlier run's kept"
+    );
+    assert_eq!(flag(&e.pool, "ingest").await, 0, "ingest stays frozen");
+    assert!(
+        e.alerts()
+            .iter()
+            .any(|a| a["kind"] == "backfill.batch-error" && a["severity"] == "critical")
+    );
+    let err = e
+        .update(
+            "set",
+            OperatorRequest {
+                batch_size: 5,
+                ..op("x")
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("cannot change in phase `rolled_back_frozen`"),
+        "{err}"
+    );
+    e.ok(&[
+        "backfill",
+        "unfreeze",
+        "bf",
+        "--reason",
+        "fixed the row upstream",
+    ]);
+    let result = e.result().await;
+    assert_eq!(result.outcome, "rolled_back");
+    assert_eq!(flag(&e.pool, "ingest").await, 1);
+    let ev = verify_evidence(&result);
+    assert!(
+        ev["error"].as_str().unwrap().contains("batch 6"),
+        "{}",
+        ev["error"]
+    );
+    assert_eq!(ev["rollback"]["rolled_back"], true);
+}
+
+#[tokio::test]
+async fn a_failing_rollback_restores_the_snapshot() {
+    let e = env(
+        "restore",
+        Backend::Sqlite,
+        Some(33),
+        r#"snapshot = { sql = ["DROP TABLE IF EXISTS supersedes_snapshot", "CREATE TABLE supersedes_snapshot AS SELECT * FROM supersedes"] }
+restore = { sql = ["DELETE FROM supersedes", "INSERT INTO supersedes SELECT * FROM supersedes_snapshot"] }"#,
+    )
+    .await;
+    let before = checksum(&e.pool).await;
+    let cfg = read(&e.config).replace(
+        "rollback_sql = \"DELETE FROM supersedes WHERE run_tag = $1\"",
+        "rollback_sql = \"DELETE FROM no_such_table WHERE run_tag = $1\"",
+    );
+    std::fs::write(&e.config, cfg).unwrap();
+    let mut e = e;
+    e.worker.kill9();
+    e.worker = Steward::worker(&e.config, &e.server.address);
+    e.ok(&[
+        "backfill",
+        "start",
+        "bf",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "go",
+    ]);
+    e.wait_phase("rolled_back_frozen").await;
+    assert_eq!(
+        checksum(&e.pool).await,
+        before,
+        "the snapshot brought the table back"
+    );
+    let critical: Vec<_> = e
+        .alerts()
+        .into_iter()
+        .filter(|a| a["kind"] == "backfill.rollback")
+        .collect();
+    assert_eq!(critical.len(), 1);
+    assert!(
+        critical[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("snapshot was restored"),
+        "{:?}",
+        critical[0]
+    );
+    e.ok(&["backfill", "unfreeze", "bf", "--reason", "checked"]);
+    let ev = verify_evidence(&e.result().await);
+    assert_eq!(ev["rollback"]["restored"], true);
+}
+
+#[tokio::test]
+async fn operators_pause_resume_resize_and_invalid_requests_are_rejected() {
+    let e = env("signals", Backend::Sqlite, None, "batch_size = 1").await;
+    e.ok(&[
+        "backfill",
+        "start",
+        "bf",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "go",
+    ]);
+    e.wait_phase("executing").await;
+    let err = e
+        .update(
+            "approve",
+            OperatorRequest {
+                group: "x".into(),
+                ..op("late")
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.contains("not allowed in phase `executing`"), "{err}");
+    let err = e.update("unfreeze", op("now please")).await.unwrap_err();
+    assert!(
+        err.contains("`unfreeze` is not allowed in phase `executing`"),
+        "{err}"
+    );
+    let err = e
+        .update(
+            "set",
+            OperatorRequest {
+                batch_size: 0,
+                ..op("zero")
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.contains("nothing to set"), "{err}");
+    let (code, _, err) = e.cli(&["backfill", "set", "bf", "batch_size=0", "--reason", "x"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("batch_size must be at least 1"), "{err}");
+
+    e.update("pause", op("lag on replica")).await.unwrap();
+    let paused_at = e.status().await.batches;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = e.status().await;
+    assert!(s.paused);
+    assert!(
+        s.batches <= paused_at + 1,
+        "no batch starts after the pause is acknowledged: {paused_at} -> {}",
+        s.batches
+    );
+
+    e.ok(&[
+        "backfill",
+        "set",
+        "bf",
+        "batch_size=40",
+        "--reason",
+        "replica caught up",
+    ]);
+    e.ok(&["backfill", "resume", "bf", "--reason", "go on"]);
+    let result = e.result().await;
+    assert_eq!(result.outcome, "done");
+    assert_eq!(
+        edges(&e.pool, "<> 'earlier-run'").await,
+        oracle(&e.pool).await
+    );
+    let widths = rows(&e.pool, "SELECT batch_no, hi - lo FROM steward_backfill_progress WHERE lo IS NOT NULL ORDER BY batch_no").await;
+    assert_eq!(
+        widths.first().map(|w| w.1),
+        Some(0),
+        "batch size 1 at first"
+    );
+    assert!(
+        widths.iter().any(|w| w.1 >= 39),
+        "batch size 40 after `set`: {widths:?}"
+    );
+    let ev = verify_evidence(&result);
+    let names: Vec<&str> = ev["operator_actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["start", "pause", "set", "resume"],
+        "rejected requests are not recorded as actions"
+    );
+}
+
+#[tokio::test]
+async fn abort_during_execution_rolls_back() {
+    let e = env("abort", Backend::Sqlite, None, "batch_size = 1").await;
+    let before = checksum(&e.pool).await;
+    e.ok(&[
+        "backfill",
+        "start",
+        "bf",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "go",
+    ]);
+    wait_for("a few batches", Duration::from_secs(60), || async {
+        (e.status().await.batches >= 3).then_some(())
+    })
+    .await
+    .unwrap();
+    e.ok(&[
+        "backfill",
+        "abort",
+        "bf",
+        "--reason",
+        "wrong bundle",
+        "--by",
+        "lee",
+    ]);
+    e.wait_phase("rolled_back_frozen").await;
+    assert_eq!(checksum(&e.pool).await, before);
+    e.ok(&["backfill", "unfreeze", "bf", "--reason", "done for today"]);
+    assert_eq!(e.result().await.outcome, "rolled_back");
+}
+
+#[tokio::test]
+async fn lag_over_the_limit_throttles_and_alerts() {
+    let e = env(
+        "lag",
+        Backend::Sqlite,
+        None,
+        "lag_sql = \"SELECT seconds FROM fake_lag\"\nmax_lag_seconds = 60",
+    )
+    .await;
+    sqlx::query("UPDATE fake_lag SET seconds = 120")
+        .execute(&e.pool)
+        .await
+        .unwrap();
+    e.ok(&[
+        "backfill",
+        "start",
+        "bf",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "go",
+    ]);
+    let s = wait_for("throttling", Duration::from_secs(60), || async {
+        let s = e.status().await;
+        s.throttled.then_some(s)
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.batches, 0, "no batch while the lag is over the limit");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(e.status().await.batches, 0);
+    let lag_alerts: Vec<_> = e
+        .alerts()
+        .into_iter()
+        .filter(|a| a["kind"] == "backfill.lag")
+        .collect();
+    assert_eq!(lag_alerts.len(), 1, "one alert per throttling episode");
+    sqlx::query("UPDATE fake_lag SET seconds = 1")
+        .execute(&e.pool)
+        .await
+        .unwrap();
+    let result = e.result().await;
+    assert_eq!(result.outcome, "done");
+    assert!(
+        verify_evidence(&result)["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "backfill.lag")
+    );
+}
+
+#[tokio::test]
+async fn a_long_run_continues_as_new_and_keeps_its_state() {
+    let e = env(
+        "can",
+        Backend::Sqlite,
+        None,
+        "batches_per_run = 3\napprovals = [\"storage\"]",
+    )
+    .await;
+    e.ok(&[
+        "backfill",
+        "start",
+        "bf",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "go",
+    ]);
+    e.wait_phase("awaiting_approval").await;
+    e.ok(&[
+        "backfill", "approve", "bf", "--group", "storage", "--reason", "ok",
+    ]);
+    // Operator updates racing the continue-as-new boundaries: every accepted
+    // one must survive into the final run's record.
+    let mut accepted = 0;
+    for _ in 0..6 {
+        if e.update("pause", op("peek")).await.is_ok() {
+            accepted += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let h = e
+                .client
+                .get_workflow_handle::<BackfillRollout>("backfill-bf");
+            h.execute_update(BackfillRollout::resume, op("go on"), Default::default())
+                .await
+                .unwrap();
+            accepted += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(accepted > 0, "some updates landed during execution");
+    let result = e.result().await;
+    assert_eq!(result.outcome, "done");
+    let s = e.status().await;
+    assert!(
+        s.runs >= 3,
+        "continued as new at least twice: {} runs",
+        s.runs
+    );
+    assert_eq!(
+        s.approvals,
+        vec!["storage"],
+        "approvals carried across runs"
+    );
+    assert_eq!(
+        edges(&e.pool, "<> 'earlier-run'").await,
+        oracle(&e.pool).await
+    );
+    let ev = verify_evidence(&result);
+    assert_eq!(
+        ev["operator_actions"].as_array().unwrap().len(),
+        2 + accepted,
+        "operator actions carried across runs"
+    );
+}
+
+#[tokio::test]
+async fn killing_the_worker_during_execution_applies_every_batch_once() {
+    let mut e = env("kill", Backend::Postgres, None, "batch_size = 4").await;
+    e.ok(&[
+        "backfill",
+        "start",
+        "bf",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "go",
+    ]);
+    for trial in 0..3u64 {
+        let target = 3 + trial * 7;
+        wait_for("more batches", Duration::from_secs(120), || async {
+            let s = e
+                .client
+                .get_workflow_handle::<BackfillRollout>("backfill-bf")
+                .query(BackfillRollout::status, (), Default::default())
+                .await
+                .ok()?;
+            (s.batches >= target).then_some(())
+        })
+        .await
+        .unwrap();
+        // Let the next batch be in flight, at a different moment each trial.
+        tokio::time::sleep(Duration::from_millis(50 * trial)).await;
+        e.worker.kill9();
+        e.worker.restart();
+    }
+    let result = e.result().await;
+    assert_eq!(result.outcome, "done", "{result:?}");
+    let expected = oracle(&e.pool).await;
+    assert_eq!(
+        edges(&e.pool, "<> 'earlier-run'").await,
+        expected,
+        "target equals the oracle"
+    );
+    let written: i64 =
+        sqlx::query("SELECT CAST(SUM(rows_written) AS BIGINT) FROM steward_backfill_progress")
+            .fetch_one(&e.pool)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+    assert_eq!(written as usize, expected.len(), "no batch applied twice");
+    assert_eq!(result.rows as usize, expected.len());
+}
+
+#[tokio::test]
+async fn unknown_backfills_and_bad_arguments_are_refused_before_anything_runs() {
+    let e = env("refuse", Backend::Sqlite, None, "").await;
+    let (code, _, err) = e.cli(&["backfill", "start", "nope", "--reason", "x"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no backfill named `nope`") && err.contains("configured: bf"),
+        "{err}"
+    );
+    let (code, _, err) = e.cli(&[
+        "backfill",
+        "start",
+        "bf",
+        "--freeze-at",
+        "tomorrow-ish",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not an RFC 3339 time"), "{err}");
+    let (code, _, err) = e.cli(&["backfill", "status", "bf"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("backfill rollout `backfill-bf`"), "{err}");
+}
+
+/// A tiny HTTP endpoint on 127.0.0.1 that answers 200 and records each
+/// request's first line and body.
+async fn http_recorder() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            log.lock().unwrap().push(format!(
+                                "{} {}",
+                                head.lines().next().unwrap_or(""),
+                                body
+                            ));
+                            break;
+                        }
+                    }
+                }
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn command_and_http_actions_run_and_alerts_reach_the_webhook() {
+    let (port, seen) = http_recorder().await;
+    let mut e = env(
+        "actions",
+        Backend::Sqlite,
+        None,
+        "batch_size = 2\nmax_runtime = \"1s\"",
+    )
+    .await;
+    let marker = e.config.with_file_name("frozen-marker");
+    let cfg = read(&e.config)
+        .replace(
+            "freeze = { sql = \"UPDATE control SET enabled = 0\" }",
+            &format!("freeze = {{ command = [\"touch\", \"{}\"] }}", marker.display()),
+        )
+        .replace(
+            "unfreeze = { sql = \"UPDATE control SET enabled = 1\" }",
+            &format!("unfreeze = {{ http = {{ method = \"POST\", url = \"http://127.0.0.1:{port}/ingest/enable\", body = \"{{\\\"enabled\\\":true}}\" }} }}"),
+        )
+        + &format!("\n[alerts]\nwebhook = \"http://127.0.0.1:{port}/alerts\"\n");
+    std::fs::write(&e.config, cfg).unwrap();
+    e.worker.kill9();
+    e.worker = Steward::worker(&e.config, &e.server.address);
+
+    e.ok(&[
+        "backfill",
+        "start",
+        "bf",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "go",
+    ]);
+    let result = e.result().await;
+    assert_eq!(result.outcome, "done", "{result:?}");
+    assert!(marker.is_file(), "the freeze command ran (argv, no shell)");
+    let requests = seen.lock().unwrap().clone();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("POST /ingest/enable HTTP/1.1")
+                && r.ends_with("{\"enabled\":true}")),
+        "the unfreeze request was sent: {requests:?}"
+    );
+    let runtime: Vec<_> = e
+        .alerts()
+        .into_iter()
+        .filter(|a| a["kind"] == "backfill.runtime")
+        .collect();
+    assert_eq!(runtime.len(), 1, "one runtime alert over max_runtime");
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("POST /alerts") && r.contains("backfill.runtime")),
+        "alerts are posted to the webhook: {requests:?}"
+    );
+}

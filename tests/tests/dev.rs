@@ -1,0 +1,154 @@
+//! `steward dev`: a real dev server as a child process with its SQLite file
+//! under the data dir, the worker in the same process, schedules synced, a
+//! first sweep; SIGTERM stops both; a restart keeps the history.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use steward_tests::{make_repo, run_steward, steward_bin, temp_dir, temporal_bin, workplan};
+use steward_worker::devserver::free_port;
+
+fn start_dev(config: &std::path::Path, port: u16) -> std::process::Child {
+    Command::new(steward_bin())
+        .arg("--config")
+        .arg(config)
+        .args([
+            "dev",
+            "--headless",
+            "--sweep-now",
+            "--port",
+            &port.to_string(),
+        ])
+        .env("STEWARD_TEMPORAL_BIN", temporal_bin())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads whole JSON documents from the child's stdout until `n` are read.
+fn read_json(child: &mut std::process::Child, n: usize) -> Vec<serde_json::Value> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            buf.push_str(&line);
+            buf.push('\n');
+            if line == "}" {
+                let _ = tx.send(serde_json::from_str::<serde_json::Value>(&buf).unwrap());
+                buf.clear();
+            }
+        }
+    });
+    (0..n)
+        .map(|_| {
+            rx.recv_timeout(Duration::from_secs(120))
+                .expect("steward dev output")
+        })
+        .collect()
+}
+
+fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "steward dev did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn dev_runs_a_first_sweep_stops_on_sigterm_and_keeps_history() {
+    let dir = temp_dir();
+    let repo = dir.path().join("repos/plans");
+    make_repo(&repo, &[("workplans/a.md", &workplan("DEV-1", 1))]);
+    let config = dir.path().join("steward.toml");
+    std::fs::write(
+        &config,
+        "[[repos]]\nname = \"plans\"\npath = \"repos/plans\"\n",
+    )
+    .unwrap();
+    let port = free_port().unwrap();
+    let address = format!("127.0.0.1:{port}");
+
+    let mut dev = start_dev(&config, port);
+    let docs = read_json(&mut dev, 2);
+    assert_eq!(docs[0]["frontend"], address.as_str());
+    assert_eq!(
+        docs[0]["schedules"]["created"],
+        serde_json::json!(["steward-sweep", "steward-sweep-nightly-full"])
+    );
+    let first = &docs[1];
+    assert_eq!(first["exit_code"], 0);
+    assert_eq!(first["repos_processed"][0]["repo"], "plans");
+    let workflow_id = first["workflow_id"].as_str().unwrap().to_string();
+    assert!(
+        dir.path().join(".steward/temporal.db").is_file(),
+        "persistent server database under the data dir"
+    );
+    assert!(dir.path().join(".steward/state.db").is_file());
+
+    let status = sigterm_and_wait(&mut dev);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        std::net::TcpStream::connect(&address).is_err(),
+        "the server stopped with steward dev"
+    );
+
+    let mut again = start_dev(&config, port);
+    let docs = read_json(&mut again, 2);
+    assert_eq!(
+        docs[0]["schedules"]["created"],
+        serde_json::json!([]),
+        "schedules kept, only updated"
+    );
+    assert_eq!(docs[1]["skipped_clean"], serde_json::json!(["plans"]));
+    let (code, out, err) = run_steward(&config, &address, &["history", &workflow_id, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let timeline: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let kinds: Vec<&str> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.first(),
+        Some(&"ConsistencySweep"),
+        "history survived the restart: {kinds:?}"
+    );
+    assert!(kinds.contains(&"steward.sweep.repo"));
+    assert_eq!(kinds.last(), Some(&"completed"));
+    assert!(sigterm_and_wait(&mut again).success());
+}
+
+#[test]
+fn dev_without_a_temporal_binary_says_how_to_install_it() {
+    let dir = temp_dir();
+    let config = dir.path().join("steward.toml");
+    std::fs::write(&config, "").unwrap();
+    let out = Command::new(steward_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["dev", "--temporal-bin", "/nonexistent/temporal"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        "steward: temporal binary /nonexistent/temporal does not exist"
+    );
+}

@@ -1,0 +1,148 @@
+//! Temporal Schedules from the config: sync is idempotent, sets Skip and a
+//! short catch-up window, deletes what the config dropped, and a schedule
+//! really fires the sweep.
+
+use std::time::Duration;
+
+use steward_activities::Store;
+use steward_tests::{
+    Backend, RepoEntry, Server, Steward, database, make_repo, run_steward, task_queue, temp_dir,
+    wait_for, workplan, write_config,
+};
+
+fn schedule(name: &str, cron: &str) -> String {
+    format!("\n[[schedules]]\nname = \"{name}\"\ncron = \"{cron}\"\n")
+}
+
+#[tokio::test]
+async fn sync_is_idempotent_sets_skip_and_removes_dropped_schedules() {
+    let dir = temp_dir();
+    let db = database(Backend::Sqlite, dir.path()).await;
+    let queue = task_queue("sync");
+    let server = Server::start(dir.path()).await;
+    let cfg = |extra: &str| {
+        let path = write_config(dir.path(), &db, &queue, &[], "");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("schedules = []\n", "")
+            + extra;
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let path = cfg(&(schedule("sweep", "*/15 * * * *") + &schedule("nightly", "30 2 * * *")));
+    let (code, out, err) = run_steward(&path, &server.address, &["schedules", "sync"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["created"],
+        serde_json::json!(["steward-sweep", "steward-nightly"])
+    );
+
+    let (code, out, _) = run_steward(&path, &server.address, &["schedules", "sync"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["created"], serde_json::json!([]));
+    assert_eq!(v["updated"].as_array().unwrap().len(), 2);
+
+    let client = server.client().await;
+    let desc = client
+        .get_schedule_handle("steward-sweep")
+        .describe(Default::default())
+        .await
+        .unwrap();
+    let policies = desc
+        .raw()
+        .schedule
+        .as_ref()
+        .unwrap()
+        .policies
+        .as_ref()
+        .unwrap();
+    assert_eq!(policies.overlap_policy, 1, "overlap policy Skip");
+    assert_eq!(policies.catchup_window.as_ref().unwrap().seconds, 60);
+    assert!(desc.future_action_times().len() >= 2);
+
+    let (code, out, _) = run_steward(&path, &server.address, &["schedules", "list"]);
+    assert_eq!(code, 0);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sweep = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "steward-sweep")
+        .unwrap();
+    assert!(sweep["note"].as_str().unwrap().contains("*/15 * * * *"));
+    assert_eq!(sweep["next_runs"].as_array().unwrap().len(), 3);
+
+    let path = cfg(&schedule("sweep", "*/30 * * * *"));
+    let (code, out, _) = run_steward(&path, &server.address, &["schedules", "sync"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["deleted"], serde_json::json!(["steward-nightly"]));
+    assert_eq!(v["updated"], serde_json::json!(["steward-sweep"]));
+    let desc = client
+        .get_schedule_handle("steward-sweep")
+        .describe(Default::default())
+        .await
+        .unwrap();
+    assert!(desc.note().unwrap().contains("*/30 * * * *"));
+}
+
+#[tokio::test]
+async fn a_schedule_fires_the_sweep() {
+    let dir = temp_dir();
+    let repo = dir.path().join("repo");
+    make_repo(&repo, &[("workplans/a.md", &workplan("SCH-1", 1))]);
+    let db = database(Backend::Sqlite, dir.path()).await;
+    let queue = task_queue("fires");
+    let path = write_config(
+        dir.path(),
+        &db,
+        &queue,
+        &[RepoEntry {
+            name: "repo",
+            path: &repo,
+            remote: None,
+            push: false,
+        }],
+        "",
+    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("schedules = []\n", "")
+        + &schedule("every-minute", "* * * * *");
+    std::fs::write(&path, text).unwrap();
+    let server = Server::start(dir.path()).await;
+    let _worker = Steward::worker(&path, &server.address);
+    let (code, _, err) = run_steward(&path, &server.address, &["schedules", "sync"]);
+    assert_eq!(code, 0, "{err}");
+
+    let store = Store::connect(&db).await.unwrap();
+    let event = wait_for(
+        "a scheduled sweep's progress event",
+        Duration::from_secs(100),
+        || async {
+            store
+                .progress(Some("consistency_sweep_remote_all"), 0, 1)
+                .await
+                .ok()?
+                .into_iter()
+                .next()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(event.source, "schedule");
+    assert!(
+        event.workflow_id.starts_with("sweep-every-minute"),
+        "{}",
+        event.workflow_id
+    );
+    assert!(
+        event
+            .detail_json
+            .contains("\"repos_processed\":[{\"repo\":\"repo\""),
+        "{}",
+        event.detail_json
+    );
+}

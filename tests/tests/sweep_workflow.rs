@@ -1,0 +1,542 @@
+//! The `ConsistencySweep` workflow on a real Temporal dev server, with the
+//! real `steward` binary as the worker process.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use steward_activities::Store;
+use steward_proto::v1::{SweepInput, SweepResult};
+use steward_tests::{
+    Backend, RepoEntry, Server, Steward, commit_count, database, make_repo, read, run_steward,
+    task_queue, temp_dir, wait_for, workplan, write_config,
+};
+use steward_workflows::ConsistencySweep;
+use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    server: Server,
+    client: Client,
+    config: PathBuf,
+    queue: String,
+    db: String,
+    repos: Vec<PathBuf>,
+}
+
+/// `n` repos with `plans` workplans each, a config, a server and a client.
+async fn env(test: &str, backend: Backend, n: usize, plans: usize, extra: &str) -> Env {
+    let dir = temp_dir();
+    let root = dir.path().to_path_buf();
+    let repos: Vec<PathBuf> = (0..n)
+        .map(|i| {
+            let path = root.join(format!("repo-{i:02}"));
+            let files: Vec<(String, String)> = (0..plans)
+                .map(|p| {
+                    let id = format!("R{i:02}-WP-{p}");
+                    (format!("workplans/{id}.md"), workplan(&id, 2))
+                })
+                .collect();
+            let refs: Vec<(&str, &str)> = files
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            make_repo(&path, &refs);
+            path
+        })
+        .collect();
+    let names: Vec<String> = (0..n).map(|i| format!("repo-{i:02}")).collect();
+    let entries: Vec<RepoEntry> = names
+        .iter()
+        .zip(&repos)
+        .map(|(name, path)| RepoEntry {
+            name,
+            path,
+            remote: None,
+            push: false,
+        })
+        .collect();
+    let db = database(backend, &root).await;
+    let queue = task_queue(test);
+    let config = write_config(&root, &db, &queue, &entries, extra);
+    let server = Server::start(&root).await;
+    let client = server.client().await;
+    Env {
+        _dir: dir,
+        root,
+        server,
+        client,
+        config,
+        queue,
+        db,
+        repos,
+    }
+}
+
+/// Starts a sweep; a macro because the handle's workflow type is private
+/// to the SDK's generated code.
+macro_rules! start {
+    ($e:expr, $id:expr, $input:expr) => {
+        $e.client
+            .start_workflow(
+                ConsistencySweep::run,
+                $input,
+                WorkflowStartOptions::new($e.queue.clone(), $id.to_owned()).build(),
+            )
+            .await
+            .unwrap()
+    };
+}
+
+async fn run_sweep(e: &Env, id: &str, input: SweepInput) -> SweepResult {
+    let handle = start!(e, id, input);
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        handle.get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("sweep finished in time")
+    .unwrap()
+}
+
+fn manual() -> SweepInput {
+    SweepInput {
+        source: "manual".into(),
+        ..Default::default()
+    }
+}
+
+fn names(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+async fn sweep_over_several_repos(backend: Backend) {
+    let e = env("several", backend, 3, 2, "").await;
+    std::fs::create_dir_all(e.root.join("not-a-repo")).unwrap();
+    let mut cfg = read(&e.config);
+    cfg.push_str(&format!(
+        "\n[[repos]]\nname = \"ghost\"\npath = \"{}\"\n",
+        e.root.join("not-a-repo").display()
+    ));
+    std::fs::write(&e.config, cfg).unwrap();
+    let _worker = Steward::worker(&e.config, &e.server.address);
+
+    let first = run_sweep(&e, "sweep-several-1", manual()).await;
+    assert!(!first.lock_skipped);
+    assert_eq!(first.exit_code, 0, "{first:?}");
+    assert_eq!(first.repos_processed.len(), 3);
+    assert_eq!(names(&first.skipped_missing), vec!["ghost"]);
+    for (i, repo) in e.repos.iter().enumerate() {
+        let text = read(&repo.join(format!("workplans/R{i:02}-WP-0.md")));
+        assert_eq!(text.matches("state_hub_workstream_id").count(), 1);
+        assert_eq!(text.matches("state_hub_task_id").count(), 2);
+        assert_eq!(commit_count(repo), 2, "one writeback commit");
+    }
+
+    let second = run_sweep(
+        &e,
+        "sweep-several-2",
+        SweepInput {
+            source: "schedule".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        names(&second.skipped_clean),
+        vec!["repo-00", "repo-01", "repo-02"]
+    );
+    assert!(second.repos_processed.is_empty());
+
+    let store = Store::connect(&e.db).await.unwrap();
+    let events = store
+        .progress(Some("consistency_sweep_remote_all"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].workflow_id, "sweep-several-2");
+    assert_eq!(events[0].source, "schedule");
+    let detail: serde_json::Value = serde_json::from_str(&events[0].detail_json).unwrap();
+    for key in [
+        "source",
+        "lock_skipped",
+        "repos_processed",
+        "skipped_clean",
+        "skipped_missing",
+        "skipped_budget",
+        "exit_code",
+        "automation_error",
+        "assessment_failures",
+        "duration_seconds",
+        "workflow_id",
+        "run_id",
+    ] {
+        assert!(
+            detail.get(key).is_some(),
+            "progress event lacks {key}: {detail}"
+        );
+    }
+
+    // The operator view of the same data.
+    let (code, out, err) = run_steward(&e.config, &e.server.address, &["progress", "--limit", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["detail"]["skipped_clean"].as_array().unwrap().len(), 3);
+    let (code, out, err) = run_steward(
+        &e.config,
+        &e.server.address,
+        &["sweep", "compare", "--since-hours", "1"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["by_source"]["manual"]["completed"], 1);
+    assert_eq!(v["by_source"]["schedule"]["sweeps"], 1);
+}
+
+#[tokio::test]
+async fn sweep_over_several_repos_on_sqlite() {
+    sweep_over_several_repos(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn sweep_over_several_repos_on_postgres() {
+    sweep_over_several_repos(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn sweep_skips_when_lock_is_held_and_runs_once_the_lease_expired() {
+    let e = env("lock", Backend::Sqlite, 1, 1, "").await;
+    let _worker = Steward::worker(&e.config, &e.server.address);
+    let store = Store::connect(&e.db).await.unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!(
+        store
+            .acquire_lock("consistency-sweep", "local-timer-run", 600, now)
+            .await
+            .unwrap()
+            .acquired
+    );
+
+    let skipped = run_sweep(&e, "sweep-lock-1", manual()).await;
+    assert!(skipped.lock_skipped);
+    assert_eq!(skipped.lock_holder, "local-timer-run");
+    assert!(skipped.repos_processed.is_empty() && skipped.skipped_clean.is_empty());
+    assert_eq!(skipped.exit_code, 0);
+    let events = store.progress(None, 0, 10).await.unwrap();
+    assert_eq!(
+        events.len(),
+        1,
+        "a lock skip still records a progress event"
+    );
+    assert!(events[0].detail_json.contains("\"lock_skipped\":true"));
+    assert_eq!(
+        commit_count(&e.repos[0]),
+        1,
+        "nothing written while another holder has the lock"
+    );
+
+    // The other holder crashed: its lease runs out.
+    store
+        .acquire_lock("consistency-sweep", "local-timer-run", 0, now - 60_000)
+        .await
+        .unwrap();
+    let ran = run_sweep(&e, "sweep-lock-2", manual()).await;
+    assert!(!ran.lock_skipped);
+    assert_eq!(ran.repos_processed.len(), 1);
+    assert!(
+        store
+            .lock_holder("consistency-sweep")
+            .await
+            .unwrap()
+            .is_none(),
+        "released at the end"
+    );
+}
+
+#[tokio::test]
+async fn overlapping_sweeps_one_runs_one_is_lock_skipped() {
+    let e = env("overlap", Backend::Sqlite, 12, 2, "").await;
+    let _worker = Steward::worker(&e.config, &e.server.address);
+    let input = SweepInput {
+        source: "manual".into(),
+        concurrency: 1,
+        ..Default::default()
+    };
+    let a = start!(e, "sweep-overlap-a", input.clone());
+    wait_for(
+        "the first sweep to hold the lock",
+        Duration::from_secs(60),
+        || async {
+            let store = Store::connect(&e.db).await.ok()?;
+            store.lock_holder("consistency-sweep").await.ok().flatten()
+        },
+    )
+    .await
+    .unwrap();
+    let b = run_sweep(
+        &e,
+        "sweep-overlap-b",
+        SweepInput {
+            source: "local-timer".into(),
+            ..input
+        },
+    )
+    .await;
+    let a = a
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .unwrap();
+    assert!(!a.lock_skipped);
+    assert_eq!(a.repos_processed.len(), 12);
+    assert!(b.lock_skipped, "{b:?}");
+}
+
+#[tokio::test]
+async fn budget_skips_repos_and_they_go_first_next_time() {
+    let e = env("budget", Backend::Sqlite, 30, 1, "").await;
+    let _worker = Steward::worker(&e.config, &e.server.address);
+    let tight = SweepInput {
+        source: "manual".into(),
+        max_seconds: 1,
+        concurrency: 1,
+        ..Default::default()
+    };
+    let first = run_sweep(&e, "sweep-budget-1", tight.clone()).await;
+    assert!(
+        !first.skipped_budget.is_empty(),
+        "30 repos one at a time take more than 1 s: {first:?}"
+    );
+    assert!(!first.repos_processed.is_empty());
+    let starved = first.skipped_budget.clone();
+
+    let second = run_sweep(&e, "sweep-budget-2", tight).await;
+    let done_second: Vec<&str> = second
+        .repos_processed
+        .iter()
+        .map(|r| r.repo.as_str())
+        .collect();
+    assert_eq!(
+        done_second.first().copied(),
+        Some(starved[0].as_str()),
+        "starved repos start first"
+    );
+    assert!(!second.skipped_budget.contains(&starved[0]));
+
+    let all = run_sweep(&e, "sweep-budget-3", manual()).await;
+    assert!(all.skipped_budget.is_empty());
+    for repo in &e.repos {
+        assert_eq!(
+            commit_count(repo),
+            2,
+            "every repo written back exactly once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn killing_the_worker_mid_sweep_resumes_without_redoing_repos() {
+    let e = env("kill", Backend::Sqlite, 16, 2, "").await;
+    let mut worker = Steward::worker(&e.config, &e.server.address);
+    let handle = start!(
+        e,
+        "sweep-kill",
+        SweepInput {
+            source: "manual".into(),
+            concurrency: 2,
+            ..Default::default()
+        }
+    );
+    wait_for(
+        "a few repos to be done",
+        Duration::from_secs(60),
+        || async {
+            let p = handle
+                .query(ConsistencySweep::progress, (), Default::default())
+                .await
+                .ok()?;
+            (p.repos_done >= 3).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    worker.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    worker.restart();
+    let result = tokio::time::timeout(
+        Duration::from_secs(120),
+        handle.get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("sweep finished after the restart")
+    .unwrap();
+    assert_eq!(result.exit_code, 0, "{result:?}");
+    assert_eq!(result.repos_processed.len(), 16, "{result:?}");
+    for (i, repo) in e.repos.iter().enumerate() {
+        assert_eq!(
+            commit_count(repo),
+            2,
+            "repo {i}: exactly one writeback commit"
+        );
+        for p in 0..2 {
+            let text = read(&repo.join(format!("workplans/R{i:02}-WP-{p}.md")));
+            assert_eq!(
+                text.matches("state_hub_workstream_id").count(),
+                1,
+                "repo {i}"
+            );
+        }
+    }
+    let store = Store::connect(&e.db).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM workstreams")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 32);
+    assert!(
+        store
+            .lock_holder("consistency-sweep")
+            .await
+            .unwrap()
+            .is_none(),
+        "no leaked lock"
+    );
+}
+
+#[tokio::test]
+async fn task_set_status_is_written_back_by_the_next_sweep_with_a_byte_exact_diff() {
+    let e = env("setstatus", Backend::Postgres, 1, 1, "").await;
+    let _worker = Steward::worker(&e.config, &e.server.address);
+    run_sweep(&e, "sweep-status-1", manual()).await;
+    let path = e.repos[0].join("workplans/R00-WP-0.md");
+    let before = read(&path);
+    let (code, out, err) = run_steward(
+        &e.config,
+        &e.server.address,
+        &[
+            "task",
+            "set-status",
+            "R00-WP-0-T02",
+            "blocked",
+            "--reason",
+            "waiting on vendor",
+            "--by",
+            "ana",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"state\": \"pending\""), "{out}");
+    let (code, _, err) = run_steward(
+        &e.config,
+        &e.server.address,
+        &[
+            "task",
+            "set-status",
+            "R00-WP-0-T02",
+            "sideways",
+            "--reason",
+            "x",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("status `sideways` is not one of"), "{err}");
+    let (code, _, err) = run_steward(
+        &e.config,
+        &e.server.address,
+        &["task", "set-status", "NOPE-T1", "done", "--reason", "x"],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown task `NOPE-T1`"), "{err}");
+
+    let (code, out, err) = run_steward(&e.config, &e.server.address, &["sweep", "run"]);
+    assert_eq!(code, 0, "{err}");
+    let result: SweepResult = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        result.repos_processed[0].actions,
+        vec![
+            "status changes written: 1",
+            "tasks updated: 1",
+            "writeback commits: 1"
+        ]
+    );
+    let mut expected = before.clone();
+    let t2 = expected.find("id: R00-WP-0-T02\nstatus: todo").unwrap();
+    expected.replace_range(
+        t2..t2 + "id: R00-WP-0-T02\nstatus: todo".len(),
+        "id: R00-WP-0-T02\nstatus: blocked",
+    );
+    assert_eq!(read(&path), expected);
+}
+
+#[tokio::test]
+async fn config_errors_stop_before_anything_runs() {
+    let dir = temp_dir();
+    let cfg = dir.path().join("steward.toml");
+    std::fs::write(&cfg, "[sweep]\nmax_secondz = 3\n").unwrap();
+    let (code, out, err) = run_steward(&cfg, "127.0.0.1:1", &["sweep", "run"]);
+    assert_eq!(code, 2);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("unknown field `max_secondz`") && err.contains(&cfg.display().to_string()),
+        "{err}"
+    );
+    let (code, _, err) = run_steward(&dir.path().join("missing.toml"), "127.0.0.1:1", &["worker"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.toml: cannot read"), "{err}");
+}
+
+#[tokio::test]
+async fn a_sweep_over_500_repos_keeps_its_history_under_4096_events() {
+    // Every repo costs the same events whatever its activity does, so
+    // repos whose path is absent measure the history as well as real ones.
+    let e = env("fivehundred", Backend::Sqlite, 0, 0, "").await;
+    let mut cfg = read(&e.config);
+    for i in 0..500 {
+        cfg.push_str(&format!(
+            "\n[[repos]]\nname = \"absent-{i:03}\"\npath = \"{}\"\n",
+            e.root.join(format!("absent-{i:03}")).display()
+        ));
+    }
+    std::fs::write(&e.config, cfg).unwrap();
+    let _worker = Steward::worker(&e.config, &e.server.address);
+    let result = run_sweep(&e, "sweep-500", manual()).await;
+    assert_eq!(
+        result.skipped_missing.len(),
+        500,
+        "{:?}",
+        result.skipped_budget.len()
+    );
+    let events = steward_worker::history::fetch_events(&e.client, "sweep-500", None)
+        .await
+        .unwrap();
+    assert!(events.len() < 4096, "history has {} events", events.len());
+    eprintln!("500 repos: {} history events", events.len());
+}
+
+#[tokio::test]
+async fn a_repo_that_fails_is_an_automation_error_and_the_sweep_goes_on() {
+    let e = env("automation", Backend::Sqlite, 2, 1, "").await;
+    // repo-01's workplans folder is a file: its activity fails every attempt.
+    std::fs::remove_dir_all(e.repos[1].join("workplans")).unwrap();
+    std::fs::write(e.repos[1].join("workplans"), "not a folder").unwrap();
+    steward_tests::commit_all(&e.repos[1], "break it");
+    let _worker = Steward::worker(&e.config, &e.server.address);
+    let (code, out, err) = run_steward(&e.config, &e.server.address, &["sweep", "run"]);
+    assert_eq!(code, 1, "automation errors make the exit code 1: {err}");
+    let result: SweepResult = serde_json::from_str(&out).unwrap();
+    assert!(result.automation_error);
+    assert_eq!(result.automation_errors.len(), 1);
+    assert_eq!(result.automation_errors[0].repo, "repo-01");
+    assert!(
+        result.automation_errors[0]
+            .message
+            .contains("Not a directory"),
+        "{:?}",
+        result.automation_errors
+    );
+    assert_eq!(
+        result.repos_processed.len(),
+        1,
+        "the other repo was still processed"
+    );
+    assert_eq!(result.repos_processed[0].repo, "repo-00");
+}

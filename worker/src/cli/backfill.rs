@@ -1,0 +1,378 @@
+//! `steward backfill start|status|freeze|unfreeze|approve|pause|resume|abort|set`.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use steward_proto::v1::{BackfillInput, BackfillStatus, OperatorReply, OperatorRequest};
+use steward_workflows::BackfillRollout;
+use temporalio_client::{Client, WorkflowStartOptions};
+
+use crate::cli::print_json;
+use crate::config::Loaded;
+use crate::connect;
+
+/// Backfill commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Start the rollout of a configured backfill (workflow `backfill-<name>`).
+    Start {
+        /// The `[[backfills]]` name.
+        name: String,
+        /// Stop after the dry-run, unfreeze, write the dry-run report.
+        #[arg(long)]
+        dry_run: bool,
+        /// Batch size for this run.
+        #[arg(long)]
+        batch_size: Option<u32>,
+        /// Freeze automatically at this time (RFC 3339, or `now`); else wait for `freeze`.
+        #[arg(long)]
+        freeze_at: Option<String>,
+        /// Why (recorded in the history and the evidence).
+        #[arg(long, default_value = "scheduled backfill")]
+        reason: String,
+        /// Who starts it; defaults to $USER.
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+    },
+    /// Phase, batches, rows, rate, ETA; `--watch` shows a live progress bar.
+    Status {
+        /// The backfill name.
+        name: String,
+        /// Follow until the rollout ends.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Freeze now (ends the wait for the freeze window).
+    Freeze(Op),
+    /// Unfreeze after a rollback.
+    Unfreeze(Op),
+    /// Approve execution for a group.
+    Approve {
+        #[command(flatten)]
+        op: Op,
+        /// The approving group.
+        #[arg(long)]
+        group: String,
+    },
+    /// Pause before the next batch.
+    Pause(Op),
+    /// Resume batches.
+    Resume(Op),
+    /// Stop and roll back.
+    Abort(Op),
+    /// Live settings: `batch_size=N` and/or `max_lag=S`.
+    Set {
+        #[command(flatten)]
+        op: Op,
+        /// `batch_size=N` or `max_lag=S`.
+        #[arg(required = true)]
+        settings: Vec<String>,
+    },
+}
+
+/// Who acts on which backfill, and why.
+#[derive(Debug, clap::Args)]
+pub struct Op {
+    /// The backfill name.
+    name: String,
+    /// Why (recorded in the history and the evidence).
+    #[arg(long)]
+    reason: String,
+    /// Who; defaults to $USER.
+    #[arg(long, env = "USER", default_value = "unknown")]
+    by: String,
+}
+
+/// The workflow id of a backfill.
+pub fn workflow_id(name: &str) -> String {
+    format!("backfill-{name}")
+}
+
+/// Normalizes `--freeze-at` to `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn freeze_at(text: &str) -> anyhow::Result<String> {
+    let t = if text == "now" {
+        chrono::Utc::now()
+    } else {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .with_context(|| format!("--freeze-at `{text}` is not an RFC 3339 time like 2026-06-21T22:00:00Z (or `now`)"))?
+            .with_timezone(&chrono::Utc)
+    };
+    Ok(t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+/// Parses `batch_size=N` / `max_lag=S` into a request.
+pub fn settings(items: &[String], mut req: OperatorRequest) -> anyhow::Result<OperatorRequest> {
+    for item in items {
+        let (k, v) = item
+            .split_once('=')
+            .with_context(|| format!("`{item}`: expected key=value"))?;
+        match k {
+            "batch_size" => {
+                req.batch_size = v
+                    .parse()
+                    .with_context(|| format!("batch_size `{v}` is not a whole number"))?
+            }
+            "max_lag" => {
+                req.max_lag_seconds = v
+                    .parse()
+                    .with_context(|| format!("max_lag `{v}` is not a number of seconds"))?
+            }
+            other => anyhow::bail!("unknown setting `{other}` (use batch_size=N or max_lag=S)"),
+        }
+    }
+    anyhow::ensure!(
+        req.batch_size > 0 || req.max_lag_seconds > 0.0,
+        "batch_size must be at least 1 and max_lag positive"
+    );
+    Ok(req)
+}
+
+const ENDED: &[&str] = &[
+    "done",
+    "dry_run",
+    "rolled_back",
+    "preconditions_failed",
+    "dry_run_failed",
+    "aborted",
+];
+
+async fn status(client: &Client, name: &str) -> anyhow::Result<BackfillStatus> {
+    client
+        .get_workflow_handle::<BackfillRollout>(workflow_id(name))
+        .query(BackfillRollout::status, (), Default::default())
+        .await
+        .with_context(|| {
+            format!(
+                "no backfill rollout `{}` found (start it with `steward backfill start {name}`)",
+                workflow_id(name)
+            )
+        })
+}
+
+fn bar(s: &BackfillStatus) -> String {
+    let pct = if s.expected > 0 {
+        (s.rows as f64 / s.expected as f64).min(1.0)
+    } else {
+        0.0
+    };
+    let filled = (pct * 30.0) as usize;
+    let eta = if s.eta_seconds >= 0.0 {
+        format!("{:.0}s", s.eta_seconds)
+    } else {
+        "?".into()
+    };
+    format!(
+        "[{}{}] {:>5.1}% {} rows, {} batches, {:.0} rows/s, ETA {eta}, phase {}{}{}",
+        "#".repeat(filled),
+        "-".repeat(30 - filled),
+        pct * 100.0,
+        s.rows,
+        s.batches,
+        s.rows_per_second,
+        s.phase,
+        if s.paused { " (paused)" } else { "" },
+        if s.throttled { " (throttled: lag)" } else { "" },
+    )
+}
+
+async fn update(
+    client: &Client,
+    name: &str,
+    action: &str,
+    req: OperatorRequest,
+) -> anyhow::Result<OperatorReply> {
+    let handle = client.get_workflow_handle::<BackfillRollout>(workflow_id(name));
+    let opts = Default::default();
+    let reply = match action {
+        "freeze" => {
+            handle
+                .execute_update(BackfillRollout::freeze, req, opts)
+                .await
+        }
+        "unfreeze" => {
+            handle
+                .execute_update(BackfillRollout::unfreeze, req, opts)
+                .await
+        }
+        "approve" => {
+            handle
+                .execute_update(BackfillRollout::approve, req, opts)
+                .await
+        }
+        "pause" => {
+            handle
+                .execute_update(BackfillRollout::pause, req, opts)
+                .await
+        }
+        "resume" => {
+            handle
+                .execute_update(BackfillRollout::resume, req, opts)
+                .await
+        }
+        "abort" => {
+            handle
+                .execute_update(BackfillRollout::abort, req, opts)
+                .await
+        }
+        _ => handle.execute_update(BackfillRollout::set, req, opts).await,
+    };
+    reply.map_err(|e| anyhow::anyhow!("{action} refused for backfill `{name}`: {}", rejection(&e)))
+}
+
+/// The validator's reason, without the transport's wrapping
+/// (`Update failed: Failure { message: "…", … }`).
+pub fn rejection(e: &dyn std::error::Error) -> String {
+    let text = e.to_string();
+    text.split_once("message: \"")
+        .and_then(|(_, rest)| rest.split_once("\", "))
+        .map(|(m, _)| m.replace("\\\"", "\""))
+        .unwrap_or(text)
+}
+
+pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode> {
+    let known = |name: &str| -> anyhow::Result<()> {
+        anyhow::ensure!(
+            loaded.config.backfills.iter().any(|b| b.name == name),
+            "no backfill named `{name}` in {} (configured: {})",
+            loaded.path.display(),
+            loaded
+                .config
+                .backfills
+                .iter()
+                .map(|b| b.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(())
+    };
+    let client = || connect::from_env(None);
+    let op_req = |op: &Op| OperatorRequest {
+        operator: op.by.clone(),
+        reason: op.reason.clone(),
+        ..Default::default()
+    };
+    let (name, action, req) = match cmd {
+        Command::Start {
+            name,
+            dry_run,
+            batch_size,
+            freeze_at: at,
+            reason,
+            by,
+        } => {
+            known(&name)?;
+            anyhow::ensure!(batch_size != Some(0), "--batch-size must be at least 1");
+            let input = BackfillInput {
+                name: name.clone(),
+                dry_run,
+                batch_size: batch_size.unwrap_or(0),
+                freeze_at: at
+                    .as_deref()
+                    .map(freeze_at)
+                    .transpose()?
+                    .unwrap_or_default(),
+                operator: by,
+                reason,
+                carry: None,
+            };
+            let client = client().await?;
+            let id = workflow_id(&name);
+            let handle = client
+                .start_workflow(BackfillRollout::run, input, WorkflowStartOptions::new(loaded.config.task_queue.clone(), id.clone()).build())
+                .await
+                .map_err(|e| {
+                    let text = e.to_string();
+                    if text.to_lowercase().contains("already") {
+                        anyhow::anyhow!("backfill `{name}` is already running as workflow {id}; see `steward backfill status {name}`")
+                    } else {
+                        anyhow::anyhow!("starting {id}: {text}")
+                    }
+                })?;
+            print_json(&serde_json::json!({ "workflow_id": id, "run_id": handle.run_id() }))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Status { name, watch } => {
+            let client = client().await?;
+            let mut s = status(&client, &name).await?;
+            if watch {
+                let tty = std::io::stderr().is_terminal();
+                while !ENDED.contains(&s.phase.as_str()) {
+                    if tty {
+                        eprint!("\r{}   ", bar(&s));
+                    } else {
+                        eprintln!("{}", bar(&s));
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    s = status(&client, &name).await?;
+                }
+                if tty {
+                    eprintln!();
+                }
+            }
+            print_json(&s)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Freeze(op) => (op.name.clone(), "freeze", op_req(&op)),
+        Command::Unfreeze(op) => (op.name.clone(), "unfreeze", op_req(&op)),
+        Command::Approve { op, group } => (
+            op.name.clone(),
+            "approve",
+            OperatorRequest {
+                group,
+                ..op_req(&op)
+            },
+        ),
+        Command::Pause(op) => (op.name.clone(), "pause", op_req(&op)),
+        Command::Resume(op) => (op.name.clone(), "resume", op_req(&op)),
+        Command::Abort(op) => (op.name.clone(), "abort", op_req(&op)),
+        Command::Set {
+            op,
+            settings: items,
+        } => (op.name.clone(), "set", settings(&items, op_req(&op))?),
+    };
+    anyhow::ensure!(!req.reason.trim().is_empty(), "--reason must not be empty");
+    let client = client().await?;
+    let reply = update(&client, &name, action, req).await?;
+    print_json(&reply)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freeze_at_normalizes_to_utc() {
+        assert_eq!(
+            freeze_at("2026-06-21T23:30:00+02:00").unwrap(),
+            "2026-06-21T21:30:00Z"
+        );
+        assert!(
+            freeze_at("tomorrow")
+                .unwrap_err()
+                .to_string()
+                .contains("not an RFC 3339 time")
+        );
+        assert_eq!(freeze_at("now").unwrap().len(), 20);
+    }
+
+    #[test]
+    fn settings_parse_and_reject_bad_input() {
+        let r = settings(
+            &["batch_size=50".into(), "max_lag=2.5".into()],
+            OperatorRequest::default(),
+        )
+        .unwrap();
+        assert_eq!((r.batch_size, r.max_lag_seconds), (50, 2.5));
+        assert!(settings(&["batch_size=0".into()], OperatorRequest::default()).is_err());
+        assert!(
+            settings(&["speed=fast".into()], OperatorRequest::default())
+                .unwrap_err()
+                .to_string()
+                .contains("unknown setting")
+        );
+        assert!(settings(&["batch_size=-1".into()], OperatorRequest::default()).is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! `steward dev`: the embedded default on one machine. Starts the Temporal
+//! CLI dev server with a persistent SQLite file under the data directory,
+//! runs the worker in this process, syncs the schedules, prints where to
+//! look, and on Ctrl-C or SIGTERM stops the worker gracefully, then the
+//! server. History survives restarts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use steward_activities::Store;
+use steward_proto::v1::SweepInput;
+
+use crate::cli::print_json;
+use crate::config::Loaded;
+use crate::devserver::{self, DevServer, DevServerOptions};
+use crate::{connect, schedules, serve};
+
+/// Options of `steward dev`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The `temporal` executable (else STEWARD_TEMPORAL_BIN, .venv, PATH).
+    #[arg(long)]
+    temporal_bin: Option<PathBuf>,
+    /// Frontend port (default `[dev].port`, 7233).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Web UI port (default `[dev].ui_port`, 8233).
+    #[arg(long)]
+    ui_port: Option<u16>,
+    /// Run the server without its web UI.
+    #[arg(long)]
+    headless: bool,
+    /// Start one consistency sweep at once and print its result.
+    #[arg(long)]
+    sweep_now: bool,
+}
+
+pub(super) async fn run(loaded: Loaded, args: Args) -> anyhow::Result<ExitCode> {
+    let config_dir = loaded.path.parent().map(PathBuf::from).unwrap_or_default();
+    let bin = devserver::find_temporal(
+        args.temporal_bin.as_deref(),
+        &devserver::project_dirs(&config_dir),
+    )?;
+    let data = &loaded.config.data_dir;
+    let store = Store::connect(&loaded.database_url()).await?;
+    let opts = DevServerOptions {
+        bin,
+        port: args.port.unwrap_or(loaded.config.dev.port),
+        ui_port: args.ui_port.unwrap_or(loaded.config.dev.ui_port),
+        db_file: data.join("temporal.db"),
+        log_file: data.join("temporal.log"),
+        headless: args.headless,
+    };
+    let server = DevServer::start(&opts).await?;
+    let outcome = serve_on(&loaded, &server, store, args.sweep_now).await;
+    eprintln!("stopping the Temporal dev server");
+    server.stop().await;
+    outcome
+}
+
+async fn serve_on(
+    loaded: &Loaded,
+    server: &DevServer,
+    store: Store,
+    sweep_now: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = connect::to_address(&server.address, "default").await?;
+    let synced = schedules::sync(&client, &loaded.config.task_queue, &loaded.schedules()).await?;
+    print_json(&serde_json::json!({
+        "frontend": server.address,
+        "ui": server.ui_url,
+        "namespace": "default",
+        "task_queue": loaded.config.task_queue,
+        "state_store": steward_activities::store::redact(&loaded.database_url()),
+        "schedules": synced,
+    }))?;
+    eprintln!(
+        "steward dev: Temporal at {}{}; worker on `{}`. Ctrl-C stops.",
+        server.address,
+        server
+            .ui_url
+            .as_deref()
+            .map(|u| format!(", UI at {u}"))
+            .unwrap_or_default(),
+        loaded.config.task_queue
+    );
+    let first_sweep = async {
+        if !sweep_now {
+            return;
+        }
+        let input = SweepInput {
+            source: "manual".into(),
+            ..Default::default()
+        };
+        match crate::cli::sweep::start_and_wait(&client, &loaded.config.task_queue, input).await {
+            Ok(result) => {
+                let _ = print_json(&result);
+                eprintln!(
+                    "first sweep done (exit_code {}). Look at: {}`steward progress --limit 1`, `steward history {}`",
+                    result.exit_code,
+                    server
+                        .ui_url
+                        .as_deref()
+                        .map(|u| format!("the Temporal UI at {u}, "))
+                        .unwrap_or_default(),
+                    result.workflow_id
+                );
+            }
+            Err(e) => eprintln!("first sweep failed: {e:#}"),
+        }
+    };
+    let worker = serve::run_until(client.clone(), loaded, store, serve::shutdown_signal());
+    let (worker, ()) = futures::join!(worker, first_sweep);
+    worker?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,621 @@
+//! `steward.toml`: one serde struct per component, loaded once, validated
+//! before anything runs. Unknown keys are errors that name the key.
+//!
+//! Temporal connection settings are not here: they come from the SDK's
+//! standard client config (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
+//! `temporal.toml` profiles).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use steward_activities::alerts::AlertSettings;
+use steward_activities::backfill::BackfillSpec;
+use steward_activities::sweep::{RepoConfig, SweepSettings};
+use steward_activities::upgrade::AppSpec;
+
+/// Config errors; each names the file and the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("config {path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax, unknown key or wrong type (the message names the key).
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// toml's message, with line and key.
+        message: String,
+    },
+    /// A value that parses but is not valid.
+    #[error("config {path}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// Dotted key, e.g. `schedules[1].cron`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole `steward.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Folder for the state store, the dev server's database and logs;
+    /// relative to the config file. Default `.steward`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// State store URL; default `sqlite://<data_dir>/state.db`.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// Task queue of the worker and of every workflow it starts.
+    #[serde(default = "default_task_queue")]
+    pub task_queue: String,
+    /// The embedded dev server (`steward dev`).
+    #[serde(default)]
+    pub dev: DevConfig,
+    /// Sweep defaults.
+    #[serde(default)]
+    pub sweep: SweepSettings,
+    /// Registered repos.
+    #[serde(default)]
+    pub repos: Vec<RepoConfig>,
+    /// Temporal Schedules steward manages; the defaults when absent.
+    #[serde(default)]
+    pub schedules: Option<Vec<ScheduleConfig>>,
+    /// Backfills (`[[backfills]]`).
+    #[serde(default)]
+    pub backfills: Vec<BackfillSpec>,
+    /// Apps kept up to date by the warm upgrade (`[[apps]]`).
+    #[serde(default)]
+    pub apps: Vec<AppSpec>,
+    /// Where evidence goes; default `<data_dir>/artifacts`.
+    #[serde(default)]
+    pub artifacts_dir: Option<PathBuf>,
+    /// The alert sink.
+    #[serde(default)]
+    pub alerts: AlertSettings,
+}
+
+/// `[dev]`: ports of the embedded Temporal dev server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevConfig {
+    /// Frontend (gRPC) port.
+    pub port: u16,
+    /// Web UI port.
+    pub ui_port: u16,
+}
+
+impl Default for DevConfig {
+    fn default() -> Self {
+        Self {
+            port: 7233,
+            ui_port: 8233,
+        }
+    }
+}
+
+/// One `[[schedules]]` entry: a Temporal Schedule that starts a sweep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Name, `[a-z0-9-]`; the schedule id is `steward-<name>`.
+    pub name: String,
+    /// What it starts: `sweep` (default) or `upgrade`.
+    #[serde(default = "default_workflow")]
+    pub workflow: String,
+    /// The app an `upgrade` schedule upgrades.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// Standard five-field cron expression, evaluated in `timezone`.
+    pub cron: String,
+    /// IANA timezone; UTC by default.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Run a `--full` sweep.
+    #[serde(default)]
+    pub full: bool,
+    /// Budget override; 0 uses `[sweep].max_seconds`.
+    #[serde(default)]
+    pub max_seconds: u32,
+    /// Source tag of the progress events; default `schedule`.
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// Create the schedule paused.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".steward")
+}
+fn default_task_queue() -> String {
+    "steward".into()
+}
+fn default_workflow() -> String {
+    "sweep".into()
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_source() -> String {
+    "schedule".into()
+}
+
+/// Prefix of every schedule id steward manages.
+pub const SCHEDULE_PREFIX: &str = "steward-";
+
+/// The schedules when the config declares none: the sweep every 15
+/// minutes and a nightly full sweep, both in UTC.
+pub fn default_schedules() -> Vec<ScheduleConfig> {
+    vec![
+        ScheduleConfig {
+            name: "sweep".into(),
+            workflow: default_workflow(),
+            app: None,
+            cron: "*/15 * * * *".into(),
+            timezone: default_timezone(),
+            full: false,
+            max_seconds: 0,
+            source: default_source(),
+            paused: false,
+        },
+        ScheduleConfig {
+            name: "sweep-nightly-full".into(),
+            workflow: default_workflow(),
+            app: None,
+            cron: "30 2 * * *".into(),
+            timezone: default_timezone(),
+            full: true,
+            max_seconds: 0,
+            source: default_source(),
+            paused: false,
+        },
+    ]
+}
+
+/// A loaded, validated config and where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The config file.
+    pub path: PathBuf,
+    /// Its contents, with relative paths resolved.
+    pub config: Config,
+}
+
+impl Loaded {
+    /// The state store URL.
+    pub fn database_url(&self) -> String {
+        self.config.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.config.data_dir.join("state.db").display()
+            )
+        })
+    }
+
+    /// The evidence folder.
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.config
+            .artifacts_dir
+            .clone()
+            .unwrap_or_else(|| self.config.data_dir.join("artifacts"))
+    }
+
+    /// The alert files folder.
+    pub fn alerts_dir(&self) -> PathBuf {
+        self.config
+            .alerts
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.config.data_dir.join("alerts"))
+    }
+
+    /// The schedules to keep on the server.
+    pub fn schedules(&self) -> Vec<ScheduleConfig> {
+        self.config
+            .schedules
+            .clone()
+            .unwrap_or_else(default_schedules)
+    }
+}
+
+/// Whether `name` is a valid steward name: `[a-z0-9-]`, 1 to 63
+/// characters, not starting or ending with `-`. Names become parts of
+/// workflow ids, schedule ids and paths, so nothing else is allowed.
+pub fn valid_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Loads and validates `path`.
+pub fn load(path: &Path) -> Result<Loaded, Error> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates config text that lives at `path`.
+pub fn parse(text: &str, path: &Path) -> Result<Loaded, Error> {
+    let shown = path.display().to_string();
+    let mut config: Config = toml::from_str(text).map_err(|e| Error::Parse {
+        path: shown.clone(),
+        message: e.to_string().trim().replace('\n', " "),
+    })?;
+    let invalid = |key: String, message: String| Error::Invalid {
+        path: shown.clone(),
+        key,
+        message,
+    };
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    if config.data_dir.is_relative() {
+        config.data_dir = base.join(&config.data_dir);
+    }
+    if config.task_queue.trim().is_empty() {
+        return Err(invalid("task_queue".into(), "must not be empty".into()));
+    }
+    if let Some(url) = &config.database_url
+        && !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+    {
+        return Err(invalid(
+            "database_url".into(),
+            "must start with sqlite:, postgres:// or postgresql://".into(),
+        ));
+    }
+    let s = &config.sweep;
+    if s.concurrency == 0 || s.concurrency > 64 {
+        return Err(invalid(
+            "sweep.concurrency".into(),
+            format!("{} is not in 1..=64", s.concurrency),
+        ));
+    }
+    if s.max_seconds == 0 {
+        return Err(invalid(
+            "sweep.max_seconds".into(),
+            "must be at least 1".into(),
+        ));
+    }
+    if s.lock_ttl_seconds < 30 {
+        return Err(invalid(
+            "sweep.lock_ttl_seconds".into(),
+            "must be at least 30".into(),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (i, repo) in config.repos.iter_mut().enumerate() {
+        if !valid_name(&repo.name) {
+            return Err(invalid(
+                format!("repos[{i}].name"),
+                format!("`{}` must match [a-z0-9-]{{1,63}}", repo.name),
+            ));
+        }
+        if !names.insert(repo.name.clone()) {
+            return Err(invalid(
+                format!("repos[{i}].name"),
+                format!("`{}` is registered twice", repo.name),
+            ));
+        }
+        if repo.path.as_os_str().is_empty() {
+            return Err(invalid(
+                format!("repos[{i}].path"),
+                "must not be empty".into(),
+            ));
+        }
+        if repo.path.is_relative() {
+            repo.path = base.join(&repo.path);
+        }
+        if repo.push && repo.remote.is_none() {
+            return Err(invalid(
+                format!("repos[{i}].push"),
+                "push = true needs a remote".into(),
+            ));
+        }
+    }
+    for dir in [&mut config.artifacts_dir, &mut config.alerts.dir]
+        .into_iter()
+        .flatten()
+    {
+        if dir.is_relative() {
+            *dir = base.join(&*dir);
+        }
+    }
+    if let Some(url) = &config.alerts.webhook
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(invalid(
+            "alerts.webhook".into(),
+            "must be an http:// or https:// URL".into(),
+        ));
+    }
+    let mut backfill_names = BTreeSet::new();
+    for (i, b) in config.backfills.iter_mut().enumerate() {
+        if !valid_name(&b.name) {
+            return Err(invalid(
+                format!("backfills[{i}].name"),
+                format!("`{}` must match [a-z0-9-]{{1,63}}", b.name),
+            ));
+        }
+        if !backfill_names.insert(b.name.clone()) {
+            return Err(invalid(
+                format!("backfills[{i}].name"),
+                format!("`{}` is declared twice", b.name),
+            ));
+        }
+        b.check()
+            .map_err(|(key, m)| invalid(format!("backfills[{i}].{key}"), m))?;
+        if let Some(rest) = b.database_url.strip_prefix("sqlite://")
+            && !rest.starts_with('/')
+            && !rest.starts_with(':')
+        {
+            b.database_url = format!("sqlite://{}", base.join(rest).display());
+        }
+    }
+    let mut app_names = BTreeSet::new();
+    for (i, a) in config.apps.iter_mut().enumerate() {
+        if !valid_name(&a.name) {
+            return Err(invalid(
+                format!("apps[{i}].name"),
+                format!("`{}` must match [a-z0-9-]{{1,63}}", a.name),
+            ));
+        }
+        if !app_names.insert(a.name.clone()) {
+            return Err(invalid(
+                format!("apps[{i}].name"),
+                format!("`{}` is declared twice", a.name),
+            ));
+        }
+        a.check()
+            .map_err(|(key, m)| invalid(format!("apps[{i}].{key}"), m))?;
+        for p in std::iter::once(&mut a.recipe_repo)
+            .chain(std::iter::once(&mut a.snapshot_dir))
+            .chain(a.volumes.iter_mut())
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+    let mut schedule_names = BTreeSet::new();
+    for (i, sch) in config.schedules.iter().flatten().enumerate() {
+        if !valid_name(&sch.name) {
+            return Err(invalid(
+                format!("schedules[{i}].name"),
+                format!("`{}` must match [a-z0-9-]{{1,63}}", sch.name),
+            ));
+        }
+        if !schedule_names.insert(sch.name.clone()) {
+            return Err(invalid(
+                format!("schedules[{i}].name"),
+                format!("`{}` is declared twice", sch.name),
+            ));
+        }
+        check_cron(&sch.cron).map_err(|m| invalid(format!("schedules[{i}].cron"), m))?;
+        match (sch.workflow.as_str(), &sch.app) {
+            ("sweep", None) => {}
+            ("sweep", Some(_)) => {
+                return Err(invalid(
+                    format!("schedules[{i}].app"),
+                    "only `upgrade` schedules name an app".into(),
+                ));
+            }
+            ("upgrade", Some(app)) if app_names.contains(app) => {}
+            ("upgrade", _) => {
+                return Err(invalid(
+                    format!("schedules[{i}].app"),
+                    "an `upgrade` schedule needs the name of an [[apps]] entry".into(),
+                ));
+            }
+            (other, _) => {
+                return Err(invalid(
+                    format!("schedules[{i}].workflow"),
+                    format!("`{other}` is not `sweep` or `upgrade`"),
+                ));
+            }
+        }
+        if sch.source.trim().is_empty() {
+            return Err(invalid(
+                format!("schedules[{i}].source"),
+                "must not be empty".into(),
+            ));
+        }
+    }
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        config,
+    })
+}
+
+/// Checks a five-field cron expression.
+pub fn check_cron(expr: &str) -> Result<(), String> {
+    let fields = expr.split_whitespace().count();
+    if fields != 5 {
+        return Err(format!(
+            "`{expr}` has {fields} fields; expected 5 (minute hour day month weekday)"
+        ));
+    }
+    cron::Schedule::try_from(format!("0 {expr}").as_str())
+        .map(|_| ())
+        .map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Loaded, Error> {
+        parse(text, Path::new("/etc/steward/steward.toml"))
+    }
+
+    #[test]
+    fn defaults_apply_and_relative_paths_resolve_against_the_file() {
+        let l = p("[[repos]]\nname = \"state-hub\"\npath = \"repos/state-hub\"\n").unwrap();
+        assert_eq!(
+            l.config.repos[0].path,
+            PathBuf::from("/etc/steward/repos/state-hub")
+        );
+        assert_eq!(l.database_url(), "sqlite:///etc/steward/.steward/state.db");
+        assert_eq!(l.config.task_queue, "steward");
+        assert_eq!(l.config.sweep.max_seconds, 300);
+        assert_eq!(l.config.sweep.concurrency, 4);
+        let s = l.schedules();
+        assert_eq!(s[0].cron, "*/15 * * * *");
+        assert_eq!(s[0].timezone, "UTC");
+        assert!(s[1].full);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("bogus = 1\n", "unknown field `bogus`"),
+            ("[sweep]\nmax_secs = 3\n", "unknown field `max_secs`"),
+            (
+                "[[repos]]\nname = \"a\"\npath = \"x\"\nbranch = \"b\"\n",
+                "unknown field `branch`",
+            ),
+            ("[sweep]\nconcurrency = \"four\"\n", "invalid type"),
+            ("[[repos]]\nname = \"a\"\n", "missing field `path`"),
+            (
+                "[[repos]]\nname = \"../etc\"\npath = \"x\"\n",
+                "repos[0].name",
+            ),
+            (
+                "[[repos]]\nname = \"a\"\npath = \"x\"\n[[repos]]\nname = \"a\"\npath = \"y\"\n",
+                "registered twice",
+            ),
+            (
+                "[[schedules]]\nname = \"s\"\ncron = \"*/15 * * *\"\n",
+                "schedules[0].cron",
+            ),
+            (
+                "[[schedules]]\nname = \"s\"\ncron = \"*/75 * * * *\"\n",
+                "not a valid cron",
+            ),
+            ("[sweep]\nconcurrency = 0\n", "sweep.concurrency"),
+            ("database_url = \"mysql://x\"\n", "database_url"),
+            (
+                "[[repos]]\nname = \"a\"\npath = \"x\"\npush = true\n",
+                "needs a remote",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = p(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?}: {err}");
+            assert!(err.starts_with("config /etc/steward/steward.toml"), "{err}");
+        }
+        let backfill_cases = [
+            (backfill("batch_size = 0"), "backfills[0].batch_size"),
+            (
+                backfill("max_runtime = \"2 weeks\""),
+                "backfills[0].max_runtime",
+            ),
+            (backfill("freeze = { command = [] }"), "backfills[0].freeze"),
+            (
+                backfill("freeze = { command = \"pause-ingest --all\" }"),
+                "expected a sequence",
+            ),
+            (backfill("bogus = 1"), "unknown field `bogus`"),
+            (
+                backfill("validations = [{ name = \"v\", sql = \"x\", expect = \"roughly\" }]"),
+                "backfills[0].validations[0].expect",
+            ),
+            (
+                backfill("").replace("name = \"bf\"", "name = \"../../etc\""),
+                "backfills[0].name",
+            ),
+        ];
+        let schedule_cases = [
+            ("[[schedules]]\nname = \"u\"\nworkflow = \"upgrade\"\ncron = \"0 3 * * *\"\n".to_string(), "schedules[0].app"),
+            ("[[schedules]]\nname = \"u\"\nworkflow = \"upgrade\"\napp = \"nope\"\ncron = \"0 3 * * *\"\n".to_string(), "needs the name of an [[apps]] entry"),
+            ("[[schedules]]\nname = \"u\"\nworkflow = \"reboot\"\ncron = \"0 3 * * *\"\n".to_string(), "is not `sweep` or `upgrade`"),
+        ];
+        for (text, expected) in backfill_cases.into_iter().chain(schedule_cases) {
+            let err = p(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+    }
+
+    fn backfill(extra: &str) -> String {
+        format!(
+            "[[backfills]]\nname = \"bf\"\ndatabase_url = \"sqlite://t.db\"\ncount_sql = \"c\"\nnext_range_sql = \"n\"\napply_sql = \"a\"\nrollback_sql = \"r\"\n{extra}\n"
+        )
+    }
+
+    #[test]
+    fn a_backfill_resolves_its_sqlite_path_and_defaults() {
+        let l = p(&backfill("")).unwrap();
+        let b = &l.config.backfills[0];
+        assert_eq!(b.database_url, "sqlite:///etc/steward/t.db");
+        assert_eq!(
+            (
+                b.batch_size,
+                b.stop_on_error,
+                b.max_runtime_seconds(),
+                b.max_lag_seconds
+            ),
+            (500, true, 7200, 60.0)
+        );
+        assert_eq!(
+            l.artifacts_dir(),
+            PathBuf::from("/etc/steward/.steward/artifacts")
+        );
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let err = load(Path::new("/nonexistent/steward.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/nonexistent/steward.toml") && err.contains("cannot read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_empty_schedule_list_means_no_schedules() {
+        let l = p("schedules = []\n").unwrap();
+        assert!(l.schedules().is_empty());
+    }
+
+    #[test]
+    fn names_are_restricted() {
+        for ok in ["a", "state-hub", "x1-2"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "A",
+            "a_b",
+            "a/b",
+            "..",
+            "a b",
+            &"a".repeat(64),
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}

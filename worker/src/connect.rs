@@ -1,0 +1,51 @@
+//! Connections to Temporal and to the state store.
+//!
+//! `steward worker` and the operator commands use the SDK's standard client
+//! config (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, TLS
+//! settings and `temporal.toml` profiles), so the same binary works against
+//! the dev server and a production cluster. `steward dev` connects to the
+//! server it started.
+
+use anyhow::Context as _;
+use temporalio_client::envconfig::LoadClientConfigProfileOptions;
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+
+/// Connects with the standard client config, optionally a named profile.
+pub async fn from_env(profile: Option<&str>) -> anyhow::Result<Client> {
+    let options = LoadClientConfigProfileOptions::builder()
+        .maybe_config_file_profile(profile.map(str::to_owned))
+        .build();
+    let (conn, client) = ClientOptions::load_from_config(options).map_err(|e| {
+        anyhow::anyhow!(
+            "loading the Temporal client config (TEMPORAL_ADDRESS, temporal.toml): {e:?}"
+        )
+    })?;
+    let target = conn.target.to_string();
+    let connection = Connection::connect(conn)
+        .await
+        .with_context(|| format!("connecting to Temporal at {target}"))?;
+    Client::new(connection, client).context("creating the Temporal client")
+}
+
+/// Connects to `address` (`host:port`) in `namespace`. A server that is
+/// still starting ("frontend is not healthy yet") is retried for 30 s.
+pub async fn to_address(address: &str, namespace: &str) -> anyhow::Result<Client> {
+    let url = Url::parse(&format!("http://{address}")).context("parsing the server address")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let connection = loop {
+        match Connection::connect(ConnectionOptions::new(url.clone()).build()).await {
+            Ok(c) => break c,
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.to_string().contains("not healthy") =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("connecting to Temporal at {address}"));
+            }
+        }
+    };
+    Client::new(connection, ClientOptions::new(namespace.to_owned()).build())
+        .context("creating the Temporal client")
+}

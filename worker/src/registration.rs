@@ -1,0 +1,101 @@
+//! The one place that says what a steward worker runs: every workflow and
+//! every activity. The binary and the tests both build their workers here,
+//! so the two cannot drift apart.
+
+use steward_activities::SweepActivities;
+use steward_activities::alerts::AlertActivities;
+use steward_activities::backfill::BackfillActivities;
+use steward_activities::upgrade::UpgradeActivities;
+use steward_workflows::{BackfillRollout, ConsistencySweep, WarmUpgrade};
+use temporalio_sdk::WorkerOptions;
+use temporalio_sdk::workflow_replayer::WorkflowReplayerOptions;
+
+/// Everything the activities need.
+#[derive(Debug)]
+pub struct Activities {
+    /// The consistency sweep's activities.
+    pub sweep: SweepActivities,
+    /// The backfill rollout's activities.
+    pub backfill: BackfillActivities,
+    /// The warm upgrade's activities.
+    pub upgrade: UpgradeActivities,
+    /// The alert sink every workflow writes to.
+    pub alerts: AlertActivities,
+}
+
+/// Worker options for `task_queue` with all workflows and activities.
+pub fn worker_options(task_queue: &str, activities: Activities) -> anyhow::Result<WorkerOptions> {
+    Ok(WorkerOptions::new(task_queue)
+        .register_workflow::<ConsistencySweep>()?
+        .register_workflow::<BackfillRollout>()?
+        .register_workflow::<WarmUpgrade>()?
+        .register_activities(activities.sweep)
+        .register_activities(activities.backfill)
+        .register_activities(activities.upgrade)
+        .register_activities(activities.alerts)
+        .build())
+}
+
+/// Replayer options with every workflow, for determinism checks.
+pub fn replayer_options()
+-> anyhow::Result<temporalio_sdk::workflow_replayer::WorkflowReplayerOptions> {
+    Ok(WorkflowReplayerOptions::new()
+        .register_workflow::<ConsistencySweep>()?
+        .register_workflow::<BackfillRollout>()?
+        .register_workflow::<WarmUpgrade>()?
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use steward_activities::SweepActivities;
+    use steward_activities::backfill::BackfillActivities as B;
+    use temporalio_common::ActivityDefinition;
+
+    /// Declaration (proto) and implementation (activities) must agree on
+    /// the name and on the input and output types; the types are checked
+    /// by the compiler through the bounds of this function.
+    fn same<D, I>(declared: D, implemented: I)
+    where
+        D: ActivityDefinition,
+        I: ActivityDefinition<Input = D::Input, Output = D::Output>,
+    {
+        assert_eq!(declared.name(), implemented.name());
+    }
+
+    #[test]
+    fn declared_activities_match_their_implementations() {
+        use steward_proto::activities as p;
+        same(p::AcquireLock, SweepActivities::acquire_lock);
+        same(p::ReleaseLock, SweepActivities::release_lock);
+        same(p::PlanSweep, SweepActivities::plan_sweep);
+        same(p::SweepRepo, SweepActivities::sweep_repo);
+        same(p::RecordSweep, SweepActivities::record_sweep);
+        same(p::BackfillPlanActivity, B::plan_backfill);
+        same(p::BackfillPreconditions, B::check_preconditions);
+        same(p::BackfillAction, B::backfill_action);
+        same(p::BackfillDryRun, B::backfill_dry_run);
+        same(p::BackfillBatch, B::backfill_batch);
+        same(p::BackfillLag, B::backfill_lag);
+        same(p::BackfillValidate, B::backfill_validate);
+        same(p::BackfillRollback, B::backfill_rollback);
+        same(p::BackfillReplayProbe, B::backfill_replay_probe);
+        same(p::BackfillWriteEvidence, B::backfill_evidence);
+        same(
+            p::RaiseAlert,
+            steward_activities::alerts::AlertActivities::raise_alert,
+        );
+        same(
+            p::UpgradeInspect,
+            steward_activities::upgrade::UpgradeActivities::upgrade_inspect,
+        );
+        same(
+            p::UpgradeStep,
+            steward_activities::upgrade::UpgradeActivities::upgrade_step,
+        );
+        same(
+            p::UpgradeRecord,
+            steward_activities::upgrade::UpgradeActivities::upgrade_record,
+        );
+    }
+}

@@ -1,0 +1,73 @@
+//! Running the worker until Ctrl-C or SIGTERM, then shutting down
+//! gracefully: in-flight activities finish or are cancelled, workflow tasks
+//! are completed, and only then does the process (and `steward dev`'s
+//! server) stop.
+
+use std::future::Future;
+
+use anyhow::Context as _;
+use steward_activities::alerts::{AlertActivities, AlertSink};
+use steward_activities::backfill::BackfillActivities;
+use steward_activities::upgrade::UpgradeActivities;
+use steward_activities::{Store, SweepActivities};
+use temporalio_client::Client;
+use temporalio_sdk::{Runtime, Worker};
+
+use crate::config::Loaded;
+use crate::registration::{self, Activities};
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// The alert sink of `loaded`.
+pub fn alert_sink(loaded: &Loaded) -> AlertSink {
+    AlertSink::new(loaded.alerts_dir(), loaded.config.alerts.webhook.clone())
+}
+
+/// The activities of `loaded` over `store`.
+pub fn activities(loaded: &Loaded, store: Store) -> Activities {
+    Activities {
+        sweep: SweepActivities::new(
+            store.clone(),
+            loaded.config.repos.clone(),
+            loaded.config.sweep.clone(),
+        ),
+        backfill: BackfillActivities::new(loaded.config.backfills.clone(), loaded.artifacts_dir()),
+        upgrade: UpgradeActivities::new(loaded.config.apps.clone(), store.clone()),
+        alerts: AlertActivities::new(alert_sink(loaded)),
+    }
+}
+
+/// Runs a worker on the current task until `stop` resolves, then shuts it
+/// down gracefully. The worker's future is not `Send`, so it is driven here
+/// rather than spawned.
+pub async fn run_until(
+    client: Client,
+    loaded: &Loaded,
+    store: Store,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let runtime =
+        Runtime::from_current_tokio(Default::default()).context("starting the SDK runtime")?;
+    let options =
+        registration::worker_options(&loaded.config.task_queue, activities(loaded, store))?;
+    let mut worker = Worker::new(&runtime, client, options).context("creating the worker")?;
+    let shutdown = worker.shutdown_handle();
+    let run = worker.run();
+    tokio::pin!(run);
+    tokio::select! {
+        result = &mut run => return result.context("worker stopped"),
+        _ = stop => {
+            tracing::info!("shutting down the worker");
+            shutdown();
+        }
+    }
+    run.await.context("worker shutdown")
+}

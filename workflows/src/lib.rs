@@ -1,0 +1,23 @@
+//! steward's workflows: deterministic code only.
+//!
+//! Nothing here does I/O, reads a clock or spawns a task. Time comes from
+//! `ctx.workflow_time()`, waiting from `ctx.timer()`, concurrency from the
+//! SDK's deterministic `join_all`. `clippy.toml` beside this crate refuses the
+//! usual ways to break that rule. Side effects are scheduled as activities
+//! declared in `steward_proto::activities`.
+#![warn(missing_docs)]
+
+// The SDK macros add undocumented marker constants to the impl blocks.
+#[allow(missing_docs)]
+pub mod backfill;
+pub mod options;
+// The SDK macros add undocumented marker constants to the impl blocks.
+#[allow(missing_docs)]
+pub mod sweep;
+// The SDK macros add undocumented marker constants to the impl blocks.
+#[allow(missing_docs)]
+pub mod upgrade;
+
+pub use backfill::BackfillRollout;
+pub use sweep::ConsistencySweep;
+pub use upgrade::WarmUpgrade;
