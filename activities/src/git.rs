@@ -101,6 +101,26 @@ impl Repo {
             .unwrap_or_default()
     }
 
+    /// Tracked files whose content differs from HEAD, staged or not.
+    pub async fn changed_paths(&self) -> Result<Vec<String>, Error> {
+        Ok(self
+            .run(&["diff", "--name-only", "HEAD", "--"])
+            .await?
+            .lines()
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The repository's git directory (`.git` for a plain work tree).
+    pub async fn git_dir(&self) -> Result<PathBuf, Error> {
+        let dir = PathBuf::from(self.run(&["rev-parse", "--git-dir"]).await?.trim());
+        Ok(if dir.is_relative() {
+            self.dir.join(dir)
+        } else {
+            dir
+        })
+    }
+
     /// Whether tracked files have uncommitted changes.
     pub async fn is_dirty(&self) -> Result<bool, Error> {
         Ok(!self

@@ -509,6 +509,59 @@ async fn a_retry_after_the_commit_reports_the_earlier_attempts_commit() {
 }
 
 #[tokio::test]
+async fn a_writeback_cut_off_before_its_commit_is_finished_by_the_retry() {
+    let dir = temp_dir();
+    let store = Store::connect(&database(BACKENDS[0], dir.path()).await)
+        .await
+        .unwrap();
+    for (case, edited_meanwhile) in [("untouched", false), ("edited", true)] {
+        let repo = dir.path().join(case);
+        make_repo(
+            &repo,
+            &[("workplans/a.md", &workplan(&format!("CW-{case}"), 2))],
+        );
+        // Another git process holds the index: the files are written, the
+        // commit fails, the attempt ends with an error.
+        let lock = repo.join(".git/index.lock");
+        std::fs::write(&lock, "").unwrap();
+        let r = req(case, &repo, "", false, false);
+        let failed = process_repo(&store, &SweepSettings::default(), &r).await;
+        assert!(failed.is_err(), "{failed:?}");
+        assert!(
+            read(&repo.join("workplans/a.md")).contains("state_hub_workstream_id"),
+            "the files were written before the commit failed"
+        );
+        std::fs::remove_file(&lock).unwrap();
+        if edited_meanwhile {
+            let path = repo.join("workplans/a.md");
+            let text = read(&path) + "\nA person's note.\n";
+            std::fs::write(&path, text).unwrap();
+        }
+
+        let retry = sweep(&store, &r).await;
+        if edited_meanwhile {
+            assert!(checks(&retry).contains(&"C-16".to_string()), "{retry:?}");
+            assert!(retry.commit.is_empty());
+            assert_eq!(commit_count(&repo), 1, "a person's edit is never committed");
+        } else {
+            assert_eq!(retry.status, "processed");
+            assert!(!retry.commit.is_empty(), "{retry:?}");
+            assert!(
+                retry
+                    .actions
+                    .iter()
+                    .any(|a| a.starts_with("interrupted writeback committed")),
+                "{:?}",
+                retry.actions
+            );
+            assert_eq!(commit_count(&repo), 2);
+            assert_eq!(git(&repo, &["status", "--porcelain"]).trim(), "");
+            assert!(!repo.join(".git/steward-writeback.json").exists());
+        }
+    }
+}
+
+#[tokio::test]
 async fn malformed_files_are_findings_and_the_rest_of_the_repo_is_reconciled() {
     let dir = temp_dir();
     let repo = dir.path().join("repo");

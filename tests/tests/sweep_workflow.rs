@@ -371,6 +371,10 @@ async fn killing_the_worker_mid_sweep_resumes_without_redoing_repos() {
     .unwrap();
     assert_eq!(result.exit_code, 0, "{result:?}");
     assert_eq!(result.repos_processed.len(), 16, "{result:?}");
+    assert!(
+        result.assessment_failures.is_empty(),
+        "a writeback cut off mid-way leaves no dirty repo: {result:?}"
+    );
     for (i, repo) in e.repos.iter().enumerate() {
         assert_eq!(
             commit_count(repo),

@@ -109,6 +109,10 @@ pub async fn process_repo(
         actions: BTreeMap::new(),
     };
 
+    let recovered = recover_writeback(&repo, &req.lock_holder, settings).await?;
+    if recovered.is_some() {
+        cx.act("interrupted writeback committed");
+    }
     let gate = if target.remote.is_empty() {
         if repo.is_dirty().await? {
             Sync::Dirty
@@ -292,7 +296,7 @@ pub async fn process_repo(
     }
 
     if writable && !edits.is_empty() {
-        let mut written = Vec::new();
+        let mut changes = Vec::new();
         for (path, file_edits) in &edits {
             let full = repo.dir().join(path);
             let text = std::fs::read_to_string(&full).map_err(io(&full))?;
@@ -300,39 +304,42 @@ pub async fn process_repo(
             let ending = wp.as_ref().map(|w| w.line_ending).unwrap_or("\n");
             let new = edit::apply(&text, file_edits, ending);
             if new != text {
-                write_atomic(&full, new.as_bytes())?;
-                written.push(path.clone());
+                changes.push((path.clone(), full, new));
             }
         }
-        let mut message = format!(
-            "steward: write back State Hub ids and status changes\n\n{}",
-            written
-                .iter()
-                .map(|p| format!("- {p}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        if !req.lock_holder.is_empty() {
-            message.push_str(&format!("\n\n{SWEEP_TRAILER}: {}", req.lock_holder));
-        }
-        outcome.commit = repo
-            .commit(
-                &edits.keys().cloned().collect::<Vec<_>>(),
-                &message,
-                &settings.committer_name,
-                &settings.committer_email,
-            )
-            .await?
-            .unwrap_or_default();
-        if !outcome.commit.is_empty() {
-            cx.act("writeback commits");
+        if !changes.is_empty() {
+            // The journal lets a retry after a crash between these writes
+            // and the commit recognise the half-done writeback as its own.
+            let journal = Journal {
+                files: changes
+                    .iter()
+                    .map(|(path, _, new)| JournalFile {
+                        path: path.clone(),
+                        sha256: sha256(new.as_bytes()),
+                    })
+                    .collect(),
+            };
+            journal.write(&repo).await?;
+            for (_, full, new) in &changes {
+                write_atomic(full, new.as_bytes())?;
+            }
+            let paths: Vec<String> = changes.iter().map(|(p, _, _)| p.clone()).collect();
+            if let Some(commit) =
+                commit_writeback(&repo, &paths, &req.lock_holder, settings).await?
+            {
+                outcome.commit = commit;
+                cx.act("writeback commits");
+            }
+            Journal::remove(&repo).await?;
         }
     }
-    if outcome.commit.is_empty()
-        && let Some(commit) = earlier
-    {
-        outcome.commit = commit;
-        cx.act("writeback committed by an earlier attempt");
+    if outcome.commit.is_empty() {
+        if let Some(commit) = recovered {
+            outcome.commit = commit;
+        } else if let Some(commit) = earlier {
+            outcome.commit = commit;
+            cx.act("writeback committed by an earlier attempt");
+        }
     }
     if writable
         && target.push
@@ -367,6 +374,115 @@ pub async fn process_repo(
         .collect();
     outcome.findings = cx.findings;
     Ok(outcome)
+}
+
+/// A writeback about to happen, kept in the git directory (never in the
+/// work tree) from before the first file is written until after the
+/// commit.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Journal {
+    files: Vec<JournalFile>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct JournalFile {
+    path: String,
+    sha256: String,
+}
+
+const JOURNAL_FILE: &str = "steward-writeback.json";
+
+impl Journal {
+    async fn path(repo: &Repo) -> Result<PathBuf, Error> {
+        Ok(repo.git_dir().await?.join(JOURNAL_FILE))
+    }
+
+    async fn write(&self, repo: &Repo) -> Result<(), Error> {
+        let path = Self::path(repo).await?;
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        crate::files::write_private(&path, &bytes).map_err(io(&path))
+    }
+
+    async fn read(repo: &Repo) -> Result<Option<Self>, Error> {
+        let path = Self::path(repo).await?;
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    async fn remove(repo: &Repo) -> Result<(), Error> {
+        let path = Self::path(repo).await?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Commits the written workplan files, naming the sweep run in a trailer.
+async fn commit_writeback(
+    repo: &Repo,
+    paths: &[String],
+    holder: &str,
+    settings: &SweepSettings,
+) -> Result<Option<String>, Error> {
+    let mut message = format!(
+        "steward: write back State Hub ids and status changes\n\n{}",
+        paths
+            .iter()
+            .map(|p| format!("- {p}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    if !holder.is_empty() {
+        message.push_str(&format!("\n\n{SWEEP_TRAILER}: {holder}"));
+    }
+    Ok(repo
+        .commit(
+            paths,
+            &message,
+            &settings.committer_name,
+            &settings.committer_email,
+        )
+        .await?)
+}
+
+/// Finishes a writeback that an earlier attempt interrupted between
+/// writing files and committing them: when every uncommitted change is a
+/// journaled file with exactly the journaled content, those files are
+/// committed. Anything else (a person's edit, a different content) is left
+/// alone and the repo stays dirty, so the pull gate reports it (C-16).
+async fn recover_writeback(
+    repo: &Repo,
+    holder: &str,
+    settings: &SweepSettings,
+) -> Result<Option<String>, Error> {
+    let Some(journal) = Journal::read(repo).await? else {
+        return Ok(None);
+    };
+    let changed = repo.changed_paths().await?;
+    if changed.is_empty() {
+        Journal::remove(repo).await?;
+        return Ok(None);
+    }
+    let ours = changed.iter().all(|path| {
+        journal.files.iter().any(|f| {
+            f.path == *path
+                && std::fs::read(repo.dir().join(path)).is_ok_and(|b| sha256(&b) == f.sha256)
+        })
+    });
+    if !ours {
+        return Ok(None);
+    }
+    let commit = commit_writeback(repo, &changed, holder, settings).await?;
+    Journal::remove(repo).await?;
+    Ok(commit)
 }
 
 /// The git trailer naming the sweep run that made a writeback commit.
