@@ -45,12 +45,23 @@ pub struct AlertSettings {
 pub struct AlertSink {
     dir: PathBuf,
     webhook: Option<String>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl AlertSink {
     /// A sink writing into `dir`, posting to `webhook` when set.
     pub fn new(dir: PathBuf, webhook: Option<String>) -> Self {
-        Self { dir, webhook }
+        Self {
+            dir,
+            webhook,
+            metrics: Default::default(),
+        }
+    }
+
+    /// The same sink, counting the alerts it raises into `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The alerts folder.
@@ -76,10 +87,14 @@ impl AlertSink {
             })
             .collect();
         let path = self.dir.join(format!("{name}.json"));
+        let fresh = !path.exists();
         crate::files::write_private(&path, text.as_bytes()).map_err(|source| Error::Write {
             path: path.display().to_string(),
             source,
         })?;
+        if fresh {
+            self.metrics.alert(&alert.severity, &alert.kind);
+        }
         if let Some(url) = &self.webhook {
             let resp = reqwest::Client::new()
                 .post(url)

@@ -15,6 +15,7 @@ pub mod backfill;
 pub mod files;
 pub mod git;
 pub mod heartbeat;
+pub mod metrics;
 pub mod store;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]

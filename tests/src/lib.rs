@@ -244,10 +244,17 @@ pub struct Steward {
 impl Steward {
     /// Starts `steward --config <config> worker` against `address`.
     pub fn worker(config: &Path, address: &str) -> Self {
+        Self::worker_with(config, address, &[])
+    }
+
+    /// Starts `steward --config <config> worker <extra>` against `address`.
+    pub fn worker_with(config: &Path, address: &str, extra: &[&str]) -> Self {
         let log = config.with_extension(format!("worker-{}.log", uuid::Uuid::new_v4().simple()));
+        let mut args = vec!["worker"];
+        args.extend_from_slice(extra);
         Self {
-            child: spawn(config, address, &["worker"], &log),
-            args: vec!["worker".into()],
+            child: spawn(config, address, &args, &log),
+            args: args.iter().map(|a| a.to_string()).collect(),
             config: config.to_path_buf(),
             address: address.into(),
             log,
@@ -313,6 +320,30 @@ fn spawn(config: &Path, address: &str, args: &[&str], log: &Path) -> Child {
         .stderr(out)
         .spawn()
         .expect("starting steward")
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding an ephemeral port")
+        .port()
+}
+
+/// The body of `GET http://<addr><path>`, or None when nothing answers.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 /// Runs a `steward` command to completion; returns (exit code, stdout, stderr).

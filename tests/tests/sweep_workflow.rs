@@ -7,8 +7,8 @@ use std::time::Duration;
 use steward_activities::Store;
 use steward_proto::v1::{SweepInput, SweepResult};
 use steward_tests::{
-    Backend, RepoEntry, Server, Steward, commit_count, database, make_repo, read, run_steward,
-    task_queue, temp_dir, wait_for, workplan, write_config,
+    Backend, RepoEntry, Server, Steward, commit_count, database, free_port, http_get, make_repo,
+    read, run_steward, task_queue, temp_dir, wait_for, workplan, write_config,
 };
 use steward_workflows::ConsistencySweep;
 use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
@@ -543,4 +543,115 @@ async fn a_repo_that_fails_is_an_automation_error_and_the_sweep_goes_on() {
         "the other repo was still processed"
     );
     assert_eq!(result.repos_processed[0].repo, "repo-00");
+}
+
+/// Waits until the sweep behind `$handle` has finished `$n` repos.
+macro_rules! wait_repos_done {
+    ($handle:expr, $n:expr) => {
+        wait_for("repos to be done", Duration::from_secs(60), || async {
+            let p = $handle
+                .query(ConsistencySweep::progress, (), Default::default())
+                .await
+                .ok()?;
+            (p.repos_done >= $n).then_some(())
+        })
+        .await
+        .unwrap()
+    };
+}
+
+#[tokio::test]
+async fn a_second_worker_on_the_queue_finishes_the_sweep_a_killed_worker_started() {
+    let e = env("two-workers", Backend::Sqlite, 16, 2, "").await;
+    let mut a = Steward::worker_with(&e.config, &e.server.address, &["--build-id", "steward-a"]);
+    let handle = start!(
+        e,
+        "sweep-two-workers",
+        SweepInput {
+            source: "manual".into(),
+            concurrency: 2,
+            ..Default::default()
+        }
+    );
+    wait_repos_done!(handle, 3);
+    let b = Steward::worker_with(&e.config, &e.server.address, &["--build-id", "steward-b"]);
+    wait_for("worker b to poll", Duration::from_secs(30), || async {
+        b.log()
+            .contains("worker build id `steward-b`")
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    a.kill9();
+    let result = tokio::time::timeout(
+        Duration::from_secs(120),
+        handle.get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("worker b finished the sweep")
+    .unwrap();
+    assert_eq!(result.exit_code, 0, "{result:?}");
+    assert_eq!(result.repos_processed.len(), 16, "{result:?}");
+    for repo in &e.repos {
+        assert_eq!(commit_count(repo), 2, "exactly one writeback commit");
+    }
+
+    // Each worker's build id is on the workflow tasks it completed.
+    let export = e.root.join("two-workers.json");
+    let (code, _, err) = run_steward(
+        &e.config,
+        &e.server.address,
+        &[
+            "history",
+            "sweep-two-workers",
+            "--export",
+            export.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let history = read(&export);
+    assert!(history.contains("steward-a"), "worker a's build id");
+    assert!(history.contains("steward-b"), "worker b's build id");
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_serves_sdk_and_sweep_metrics() {
+    let e = env("metrics", Backend::Sqlite, 3, 1, "").await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let _worker = Steward::worker_with(&e.config, &e.server.address, &["--metrics-addr", &addr]);
+    let first = run_sweep(&e, "sweep-metrics-1", manual()).await;
+    assert_eq!(first.repos_processed.len(), 3);
+    let second = run_sweep(&e, "sweep-metrics-2", manual()).await;
+    assert_eq!(second.skipped_clean.len(), 3);
+
+    let body = http_get(&addr, "/metrics").expect("the endpoint answers");
+    let line = |name: &str, labels: &[&str]| {
+        body.lines()
+            .find(|l| l.starts_with(name) && labels.iter().all(|want| l.contains(want)))
+            .map(|l| l.rsplit(' ').next().unwrap_or_default().to_string())
+    };
+    assert_eq!(
+        line("steward_sweeps", &["outcome=\"ok\"", "source=\"manual\""]).as_deref(),
+        Some("2"),
+        "{body}"
+    );
+    assert_eq!(
+        line("steward_sweep_repos", &["status=\"processed\""]).as_deref(),
+        Some("3"),
+        "{body}"
+    );
+    assert_eq!(
+        line("steward_sweep_repos", &["status=\"skipped_clean\""]).as_deref(),
+        Some("3"),
+        "{body}"
+    );
+    assert!(
+        body.contains("steward_sweep_duration_seconds_bucket"),
+        "{body}"
+    );
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("temporal_workflow_completed") && !l.ends_with(" 0")),
+        "the SDK's own metrics are on the same endpoint: {body}"
+    );
 }

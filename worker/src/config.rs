@@ -83,6 +83,48 @@ pub struct Config {
     /// The alert sink.
     #[serde(default)]
     pub alerts: AlertSettings,
+    /// The worker process: build id, shutdown, cache, metrics.
+    #[serde(default)]
+    pub worker: WorkerConfig,
+}
+
+/// `[worker]`: how the worker process runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Build id the worker reports to the server (recorded on every
+    /// workflow task it completes), so two versions can run side by side
+    /// and be told apart. Default `steward-<version>`; `STEWARD_BUILD_ID`
+    /// and `--build-id` override it.
+    pub build_id: Option<String>,
+    /// How long in-flight activities may run on after a shutdown signal
+    /// before they are cancelled.
+    pub graceful_shutdown_seconds: u64,
+    /// Workflows kept in the worker's cache (sticky execution).
+    pub max_cached_workflows: usize,
+    /// Address of the Prometheus endpoint (`host:port`); none by default.
+    /// `--metrics-addr` overrides it.
+    pub metrics_addr: Option<String>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            build_id: None,
+            graceful_shutdown_seconds: 30,
+            max_cached_workflows: 1000,
+            metrics_addr: None,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The build id: configured, or `steward-<crate version>`.
+    pub fn build_id(&self) -> String {
+        self.build_id
+            .clone()
+            .unwrap_or_else(|| format!("steward-{}", env!("CARGO_PKG_VERSION")))
+    }
 }
 
 /// `[dev]`: ports of the embedded Temporal dev server.
@@ -282,6 +324,28 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, Error> {
         return Err(invalid(
             "database_url".into(),
             "must start with sqlite:, postgres:// or postgresql://".into(),
+        ));
+    }
+    if let Some(addr) = &config.worker.metrics_addr
+        && addr.parse::<std::net::SocketAddr>().is_err()
+    {
+        return Err(invalid(
+            "worker.metrics_addr".into(),
+            format!("`{addr}` is not host:port (for example 0.0.0.0:9464)"),
+        ));
+    }
+    if let Some(id) = &config.worker.build_id
+        && (id.trim().is_empty() || id.len() > 255)
+    {
+        return Err(invalid(
+            "worker.build_id".into(),
+            "must be 1 to 255 characters".into(),
+        ));
+    }
+    if config.worker.max_cached_workflows == 0 {
+        return Err(invalid(
+            "worker.max_cached_workflows".into(),
+            "must be at least 1".into(),
         ));
     }
     let s = &config.sweep;

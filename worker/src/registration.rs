@@ -2,12 +2,17 @@
 //! every activity. The binary and the tests both build their workers here,
 //! so the two cannot drift apart.
 
+use std::time::Duration;
 use steward_activities::SweepActivities;
 use steward_activities::alerts::AlertActivities;
 use steward_activities::backfill::BackfillActivities;
 use steward_activities::upgrade::UpgradeActivities;
 use steward_workflows::{BackfillRollout, ConsistencySweep, WarmUpgrade};
+
+use temporalio_common::worker::WorkerDeploymentOptions;
 use temporalio_sdk::WorkerOptions;
+
+use crate::config::WorkerConfig;
 use temporalio_sdk::workflow_replayer::WorkflowReplayerOptions;
 
 /// Everything the activities need.
@@ -23,9 +28,17 @@ pub struct Activities {
     pub alerts: AlertActivities,
 }
 
-/// Worker options for `task_queue` with all workflows and activities.
-pub fn worker_options(task_queue: &str, activities: Activities) -> anyhow::Result<WorkerOptions> {
+/// Worker options for `task_queue` with all workflows and activities, as
+/// `process` says (build id, cache size, shutdown grace period).
+pub fn worker_options(
+    task_queue: &str,
+    activities: Activities,
+    process: &WorkerConfig,
+) -> anyhow::Result<WorkerOptions> {
     Ok(WorkerOptions::new(task_queue)
+        .deployment_options(WorkerDeploymentOptions::from_build_id(process.build_id()))
+        .max_cached_workflows(process.max_cached_workflows)
+        .graceful_shutdown_period(Duration::from_secs(process.graceful_shutdown_seconds))
         .register_workflow::<ConsistencySweep>()?
         .register_workflow::<BackfillRollout>()?
         .register_workflow::<WarmUpgrade>()?

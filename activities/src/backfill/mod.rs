@@ -88,6 +88,7 @@ pub struct BackfillActivities {
     specs: BTreeMap<String, BackfillSpec>,
     pools: Mutex<HashMap<String, AnyPool>>,
     artifacts: PathBuf,
+    metrics: crate::metrics::Metrics,
 }
 
 const PROGRESS_DDL: &str = "CREATE TABLE IF NOT EXISTS steward_backfill_progress (run_tag TEXT NOT NULL, \
@@ -101,7 +102,14 @@ impl BackfillActivities {
             specs: specs.into_iter().map(|s| (s.name.clone(), s)).collect(),
             pools: Mutex::new(HashMap::new()),
             artifacts,
+            metrics: Default::default(),
         }
+    }
+
+    /// The same activities, recording rows, rate and phase into `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The spec named `name`.
@@ -672,6 +680,7 @@ impl BackfillActivities {
         ctx: ActivityContext,
         r: BackfillRef,
     ) -> Result<(), ActivityError> {
+        self.metrics.backfill_phase(&r.name, &r.action);
         crate::heartbeat::with_heartbeat(&ctx, async {
             self.run_action(&r.name, &r.action, &r.run_tag)
                 .await
@@ -687,6 +696,7 @@ impl BackfillActivities {
         ctx: ActivityContext,
         r: DryRunRequest,
     ) -> Result<DryRunReport, ActivityError> {
+        self.metrics.backfill_phase(&r.name, "dry_run");
         crate::heartbeat::with_heartbeat(&ctx, async { self.dry_run(&r).await.map_err(failure) })
             .await
     }
@@ -698,8 +708,16 @@ impl BackfillActivities {
         ctx: ActivityContext,
         r: BatchRequest,
     ) -> Result<BatchResult, ActivityError> {
-        crate::heartbeat::with_heartbeat(&ctx, async { self.batch(&r).await.map_err(failure) })
-            .await
+        self.metrics.backfill_phase(&r.name, "batching");
+        let started = std::time::Instant::now();
+        let result =
+            crate::heartbeat::with_heartbeat(&ctx, async { self.batch(&r).await.map_err(failure) })
+                .await?;
+        if result.applied_now {
+            self.metrics
+                .backfill_batch(&r.name, result.rows, started.elapsed().as_secs_f64());
+        }
+        Ok(result)
     }
 
     /// The replication lag. Idempotent: read-only.
@@ -719,6 +737,7 @@ impl BackfillActivities {
         ctx: ActivityContext,
         r: ValidationRequest,
     ) -> Result<ValidationResult, ActivityError> {
+        self.metrics.backfill_phase(&r.name, "validating");
         crate::heartbeat::with_heartbeat(&ctx, async { self.validate(&r).await.map_err(failure) })
             .await
     }
@@ -730,6 +749,7 @@ impl BackfillActivities {
         ctx: ActivityContext,
         r: BackfillRef,
     ) -> Result<RollbackResult, ActivityError> {
+        self.metrics.backfill_phase(&r.name, "rolling_back");
         crate::heartbeat::with_heartbeat(&ctx, async {
             self.rollback(&r.name, &r.run_tag).await.map_err(failure)
         })
@@ -759,6 +779,7 @@ impl BackfillActivities {
         e: BackfillEvidence,
     ) -> Result<EvidenceWritten, ActivityError> {
         let dir = evidence_dir_name(&e.started_at);
+        self.metrics.backfill_phase(&e.name, &e.outcome);
         self.evidence(&e, &dir).map_err(failure)
     }
 }

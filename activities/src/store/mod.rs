@@ -528,13 +528,13 @@ impl Store {
     }
 
     /// Writes a progress event; writing the same id twice keeps the first,
-    /// so a retried activity records one event.
+    /// so a retried activity records one event. True when this call wrote it.
     pub async fn insert_progress(
         &self,
         e: &ProgressEvent,
         created_at_ms: i64,
-    ) -> Result<(), Error> {
-        sqlx::query(
+    ) -> Result<bool, Error> {
+        let done = sqlx::query(
             "INSERT INTO progress_events (id, event_type, source, created_at_ms, workflow_id, run_id, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
         )
@@ -547,7 +547,7 @@ impl Store {
         .bind(&e.detail_json)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// Latest progress events, newest first, optionally of one type and

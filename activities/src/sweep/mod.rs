@@ -27,6 +27,7 @@ pub struct SweepActivities {
     store: Store,
     repos: Vec<RepoConfig>,
     settings: SweepSettings,
+    metrics: crate::metrics::Metrics,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -44,7 +45,14 @@ impl SweepActivities {
             store,
             repos,
             settings,
+            metrics: Default::default(),
         }
+    }
+
+    /// The same activities, recording sweep metrics into `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The plan: starved repos first (longest waiting first), then the
@@ -88,7 +96,10 @@ impl SweepActivities {
             run_id: result.run_id.clone(),
             detail_json: serde_json::to_string(&result).unwrap_or_default(),
         };
-        self.store.insert_progress(&event, now).await
+        if self.store.insert_progress(&event, now).await? {
+            self.metrics.sweep(&result);
+        }
+        Ok(())
     }
 }
 

@@ -30,6 +30,7 @@ use crate::store::Store;
 pub struct UpgradeActivities {
     apps: BTreeMap<String, AppSpec>,
     store: Store,
+    metrics: crate::metrics::Metrics,
 }
 
 fn permanent(message: String) -> ActivityError {
@@ -133,7 +134,14 @@ impl UpgradeActivities {
         Self {
             apps: apps.into_iter().map(|a| (a.name.clone(), a)).collect(),
             store,
+            metrics: Default::default(),
         }
+    }
+
+    /// The same activities, recording upgrade outcomes into `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn app(&self, name: &str) -> Result<&AppSpec, ActivityError> {
@@ -292,9 +300,14 @@ impl UpgradeActivities {
             run_id: r.run_id.clone(),
             detail_json: serde_json::to_string(&r).unwrap_or_default(),
         };
-        self.store
+        let fresh = self
+            .store
             .insert_progress(&event, chrono::Utc::now().timestamp_millis())
             .await
-            .map_err(|e| transient(e.to_string()))
+            .map_err(|e| transient(e.to_string()))?;
+        if fresh {
+            self.metrics.upgrade(&r.app, &r.outcome);
+        }
+        Ok(())
     }
 }

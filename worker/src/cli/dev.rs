@@ -33,9 +33,12 @@ pub struct Args {
     /// Start one consistency sweep at once and print its result.
     #[arg(long)]
     sweep_now: bool,
+    #[command(flatten)]
+    process: super::worker::ProcessArgs,
 }
 
-pub(super) async fn run(loaded: Loaded, args: Args) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(mut loaded: Loaded, args: Args) -> anyhow::Result<ExitCode> {
+    args.process.apply(&mut loaded)?;
     let config_dir = loaded.path.parent().map(PathBuf::from).unwrap_or_default();
     let bin = devserver::find_temporal(
         args.temporal_bin.as_deref(),

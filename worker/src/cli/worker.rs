@@ -14,9 +14,46 @@ pub struct Args {
     /// `temporal.toml` profile to use.
     #[arg(long, env = "TEMPORAL_PROFILE")]
     profile: Option<String>,
+    #[command(flatten)]
+    process: ProcessArgs,
 }
 
-pub(super) async fn run(loaded: Loaded, args: Args) -> anyhow::Result<ExitCode> {
+/// Overrides of `[worker]`, shared by `steward worker` and `steward dev`.
+#[derive(Debug, clap::Args)]
+pub struct ProcessArgs {
+    /// Serve Prometheus metrics on this address (`host:port`).
+    #[arg(long, env = "STEWARD_METRICS_ADDR")]
+    metrics_addr: Option<String>,
+    /// Build id reported to the server (default `[worker].build_id`,
+    /// else `steward-<version>`).
+    #[arg(long, env = "STEWARD_BUILD_ID")]
+    build_id: Option<String>,
+}
+
+impl ProcessArgs {
+    /// Applies the overrides to `loaded`, checked like the config is.
+    pub fn apply(&self, loaded: &mut Loaded) -> anyhow::Result<()> {
+        if let Some(addr) = &self.metrics_addr {
+            addr.parse::<std::net::SocketAddr>().map_err(|_| {
+                anyhow::anyhow!(
+                    "--metrics-addr `{addr}` is not host:port (for example 0.0.0.0:9464)"
+                )
+            })?;
+            loaded.config.worker.metrics_addr = Some(addr.clone());
+        }
+        if let Some(id) = &self.build_id {
+            anyhow::ensure!(
+                !id.trim().is_empty() && id.len() <= 255,
+                "--build-id must be 1 to 255 characters"
+            );
+            loaded.config.worker.build_id = Some(id.clone());
+        }
+        Ok(())
+    }
+}
+
+pub(super) async fn run(mut loaded: Loaded, args: Args) -> anyhow::Result<ExitCode> {
+    args.process.apply(&mut loaded)?;
     let store = Store::connect(&loaded.database_url()).await?;
     let client = connect::from_env(args.profile.as_deref()).await?;
     eprintln!(

@@ -1,0 +1,229 @@
+//! steward's own metrics, recorded by activities (never by workflow code,
+//! which replays) through the same meter as the SDK's metrics, so one
+//! Prometheus endpoint serves both. Without a meter every call is a no-op.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use steward_proto::v1::SweepResult;
+use temporalio_common::telemetry::metrics::{
+    CoreMeter, Counter, GaugeF64, HistogramF64, MetricKeyValue, MetricParameters, NewAttributes,
+    NoOpCoreMeter,
+};
+
+/// Handles to every steward metric. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    meter: Arc<dyn CoreMeter>,
+    sweeps: Counter,
+    sweep_duration: HistogramF64,
+    sweep_repos: Counter,
+    automation_errors: Counter,
+    assessment_failures: Counter,
+    lock_skips: Counter,
+    backfill_rows: Counter,
+    backfill_rate: GaugeF64,
+    backfill_phase: GaugeF64,
+    upgrades: Counter,
+    alerts: Counter,
+    restore_drills: Counter,
+    restore_seconds: GaugeF64,
+    /// The phase each backfill was last seen in, so the old phase's gauge
+    /// drops to 0 when a new one is set.
+    phases: Arc<Mutex<BTreeMap<String, String>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("meter", &self.meter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(Arc::new(NoOpCoreMeter))
+    }
+}
+
+fn param(name: &'static str, description: &'static str, unit: &'static str) -> MetricParameters {
+    MetricParameters::builder()
+        .name(name)
+        .description(description)
+        .unit(unit)
+        .build()
+}
+
+impl Metrics {
+    /// Metrics recorded into `meter`.
+    pub fn new(meter: Arc<dyn CoreMeter>) -> Self {
+        Self {
+            sweeps: meter.counter(param(
+                "steward_sweeps",
+                "Consistency sweeps finished, by source and outcome",
+                "",
+            )),
+            sweep_duration: meter.histogram_f64(param(
+                "steward_sweep_duration_seconds",
+                "Wall time of a consistency sweep",
+                "s",
+            )),
+            sweep_repos: meter.counter(param(
+                "steward_sweep_repos",
+                "Repos visited by sweeps, by status (processed, skipped_clean, skipped_missing, skipped_budget, error)",
+                "",
+            )),
+            automation_errors: meter.counter(param(
+                "steward_sweep_automation_errors",
+                "Repos whose sweep activity failed",
+                "",
+            )),
+            assessment_failures: meter.counter(param(
+                "steward_sweep_assessment_failures",
+                "Findings reported by sweeps, by check",
+                "",
+            )),
+            lock_skips: meter.counter(param(
+                "steward_sweep_lock_skips",
+                "Sweeps that found the sweep lock held and did nothing",
+                "",
+            )),
+            backfill_rows: meter.counter(param(
+                "steward_backfill_rows",
+                "Rows applied by backfill batches",
+                "",
+            )),
+            backfill_rate: meter.gauge_f64(param(
+                "steward_backfill_rows_per_second",
+                "Rows per second of the last applied batch",
+                "",
+            )),
+            backfill_phase: meter.gauge_f64(param(
+                "steward_backfill_phase",
+                "1 for the phase a backfill was last seen in, 0 for the others",
+                "",
+            )),
+            upgrades: meter.counter(param(
+                "steward_upgrades",
+                "Warm upgrades finished, by app and outcome",
+                "",
+            )),
+            alerts: meter.counter(param(
+                "steward_alerts",
+                "Alerts raised, by severity and kind",
+                "",
+            )),
+            restore_drills: meter.counter(param(
+                "steward_restore_drills",
+                "Restore drills finished, by outcome",
+                "",
+            )),
+            restore_seconds: meter.gauge_f64(param(
+                "steward_restore_drill_restore_seconds",
+                "Time the last restore drill took to restore the backup",
+                "s",
+            )),
+            phases: Arc::default(),
+            meter,
+        }
+    }
+
+    fn labels(
+        &self,
+        pairs: &[(&str, &str)],
+    ) -> temporalio_common::telemetry::metrics::MetricAttributes {
+        self.meter.new_attributes(NewAttributes::from(
+            pairs
+                .iter()
+                .map(|(k, v)| MetricKeyValue::new(*k, v.to_string())),
+        ))
+    }
+
+    /// A finished sweep.
+    pub fn sweep(&self, r: &SweepResult) {
+        let outcome = if r.lock_skipped {
+            "lock_skipped"
+        } else if r.automation_error {
+            "automation_error"
+        } else {
+            "ok"
+        };
+        let source = r.source.as_str();
+        self.sweeps
+            .add(1, &self.labels(&[("source", source), ("outcome", outcome)]));
+        self.sweep_duration
+            .record(r.duration_seconds, &self.labels(&[("source", source)]));
+        if r.lock_skipped {
+            self.lock_skips.add(1, &self.labels(&[("source", source)]));
+            return;
+        }
+        for (status, n) in [
+            ("processed", r.repos_processed.len()),
+            ("skipped_clean", r.skipped_clean.len()),
+            ("skipped_missing", r.skipped_missing.len()),
+            ("skipped_budget", r.skipped_budget.len()),
+            ("error", r.automation_errors.len()),
+        ] {
+            self.sweep_repos
+                .add(n as u64, &self.labels(&[("status", status)]));
+        }
+        for e in &r.automation_errors {
+            self.automation_errors
+                .add(1, &self.labels(&[("repo", &e.repo)]));
+        }
+        for f in &r.assessment_failures {
+            self.assessment_failures
+                .add(1, &self.labels(&[("check", &f.check)]));
+        }
+    }
+
+    /// A batch of `backfill` applied `rows` in `seconds`.
+    pub fn backfill_batch(&self, backfill: &str, rows: u64, seconds: f64) {
+        let labels = self.labels(&[("backfill", backfill)]);
+        self.backfill_rows.add(rows, &labels);
+        if seconds > 0.0 {
+            self.backfill_rate.record(rows as f64 / seconds, &labels);
+        }
+    }
+
+    /// `backfill` is now in `phase`.
+    pub fn backfill_phase(&self, backfill: &str, phase: &str) {
+        let previous = {
+            let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
+            phases.insert(backfill.to_string(), phase.to_string())
+        };
+        if let Some(old) = previous.filter(|old| old != phase) {
+            self.backfill_phase.record(
+                0.0,
+                &self.labels(&[("backfill", backfill), ("phase", &old)]),
+            );
+        }
+        self.backfill_phase.record(
+            1.0,
+            &self.labels(&[("backfill", backfill), ("phase", phase)]),
+        );
+    }
+
+    /// A warm upgrade of `app` ended with `outcome`.
+    pub fn upgrade(&self, app: &str, outcome: &str) {
+        self.upgrades
+            .add(1, &self.labels(&[("app", app), ("outcome", outcome)]));
+    }
+
+    /// An alert was raised.
+    pub fn alert(&self, severity: &str, kind: &str) {
+        self.alerts
+            .add(1, &self.labels(&[("severity", severity), ("kind", kind)]));
+    }
+
+    /// A restore drill ended with `outcome` after restoring in `seconds`.
+    pub fn restore_drill(&self, backend: &str, outcome: &str, seconds: f64) {
+        self.restore_drills.add(
+            1,
+            &self.labels(&[("backend", backend), ("outcome", outcome)]),
+        );
+        self.restore_seconds
+            .record(seconds, &self.labels(&[("backend", backend)]));
+    }
+}
