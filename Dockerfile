@@ -1,12 +1,27 @@
-# Multi-stage build of the steward worker.
-FROM rust:1.95-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compiler && rm -rf /var/lib/apt/lists/*
+# The steward worker, built in one stage and run from a slim one.
+#
+#   docker build -t steward .
+#   docker run --rm steward --help
+#
+# The build stage needs protoc (the SDK compiles Temporal's protos); the
+# runtime stage needs git (the sweep works on git checkouts) and curl (the
+# compose health check scrapes the metrics endpoint).
+FROM rust:1.92-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends protobuf-compiler \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin steward
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends git ca-certificates && rm -rf /var/lib/apt/lists/*
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --home-dir /var/lib/steward --create-home steward
 COPY --from=build /src/target/release/steward /usr/local/bin/steward
+USER steward
+WORKDIR /var/lib/steward
+ENV STEWARD_CONFIG=/etc/steward/steward.toml
 ENTRYPOINT ["steward"]
 CMD ["worker"]

@@ -283,14 +283,36 @@ pub fn valid_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-/// Loads and validates `path`.
+/// Environment variable that overrides `database_url`, so a deployment can
+/// keep the state store's password out of the config file.
+pub const DATABASE_URL_ENV: &str = "STEWARD_DATABASE_URL";
+
+/// Loads and validates `path`; `STEWARD_DATABASE_URL`, when set, replaces
+/// `database_url`.
 pub fn load(path: &Path) -> Result<Loaded, Error> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
         path: shown.clone(),
         source,
     })?;
-    parse(&text, path)
+    let mut loaded = parse(&text, path)?;
+    if let Ok(url) = std::env::var(DATABASE_URL_ENV)
+        && !url.is_empty()
+    {
+        if !valid_database_url(&url) {
+            return Err(Error::Invalid {
+                path: shown,
+                key: DATABASE_URL_ENV.into(),
+                message: "must start with sqlite:, postgres:// or postgresql://".into(),
+            });
+        }
+        loaded.config.database_url = Some(url);
+    }
+    Ok(loaded)
+}
+
+fn valid_database_url(url: &str) -> bool {
+    url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// Parses and validates config text that lives at `path`.
@@ -317,9 +339,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, Error> {
         return Err(invalid("task_queue".into(), "must not be empty".into()));
     }
     if let Some(url) = &config.database_url
-        && !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
+        && !valid_database_url(url)
     {
         return Err(invalid(
             "database_url".into(),
