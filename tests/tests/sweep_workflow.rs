@@ -655,3 +655,49 @@ async fn the_metrics_endpoint_serves_sdk_and_sweep_metrics() {
         "the SDK's own metrics are on the same endpoint: {body}"
     );
 }
+
+#[tokio::test]
+async fn replay_check_replays_the_last_closed_runs_fetched_from_the_server() {
+    let e = env("replay-server", Backend::Sqlite, 2, 1, "").await;
+    let _worker = Steward::worker(&e.config, &e.server.address);
+    run_sweep(&e, "sweep-replay-1", manual()).await;
+    run_sweep(&e, "sweep-replay-2", manual()).await;
+
+    let check = |args: &[&str]| {
+        let (code, out, err) = run_steward(&e.config, &e.server.address, args);
+        let json: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|_| panic!("JSON on stdout: {out} {err}"));
+        (code, json)
+    };
+    // Visibility catches up with closed runs asynchronously.
+    let all = wait_for(
+        "both closed sweeps listed",
+        Duration::from_secs(30),
+        || async {
+            let (code, all) = check(&["replay-check"]);
+            assert_eq!(code, 0, "{all}");
+            (all["replayed"] == 2).then_some(all)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(all["failed"], 0, "{all}");
+
+    let (code, one) = check(&["replay-check", "WorkflowId = 'sweep-replay-1'"]);
+    assert_eq!(code, 0, "{one}");
+    assert_eq!(one["replayed"], 1);
+    assert!(
+        one["histories"][0]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("sweep-replay-1/")
+    );
+
+    let (code, _, err) = run_steward(
+        &e.config,
+        &e.server.address,
+        &["replay-check", "WorkflowId = 'unclosed"],
+    );
+    assert_eq!(code, 2, "a malformed query is an error: {err}");
+    assert!(err.contains("listing workflows matching"), "{err}");
+}

@@ -5,19 +5,65 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use futures::StreamExt as _;
 use serde::Serialize;
-use temporalio_client::WorkflowHistory;
+use temporalio_client::{Client, WorkflowHistory, WorkflowListOptions};
 use temporalio_sdk::workflow_replayer::WorkflowReplayer;
 
-use crate::registration;
+use crate::{history, registration};
 
 /// The outcome of one history.
 #[derive(Debug, Serialize)]
 pub struct Outcome {
-    /// The history file.
-    pub file: PathBuf,
+    /// The history file, or `<workflow id>/<run id>` of a fetched history.
+    pub source: String,
     /// The failure, if the history does not replay.
     pub error: Option<String>,
+}
+
+/// The workflow types steward runs, whose closed histories a server-side
+/// check fetches.
+pub const WORKFLOW_TYPES: [&str; 3] = [
+    steward_proto::names::CONSISTENCY_SWEEP,
+    steward_proto::names::BACKFILL_ROLLOUT,
+    steward_proto::names::WARM_UPGRADE,
+];
+
+/// The visibility query for the last closed runs of `workflow_type`.
+pub fn closed_runs_query(workflow_type: &str) -> String {
+    format!("WorkflowType = '{workflow_type}' AND ExecutionStatus != 'Running'")
+}
+
+/// Fetches up to `last` runs matching each query and replays them.
+pub async fn replay_from_server(
+    client: &Client,
+    queries: &[String],
+    last: usize,
+) -> anyhow::Result<Vec<Outcome>> {
+    let replayer = WorkflowReplayer::new(registration::replayer_options()?)
+        .context("creating the replayer")?;
+    let mut out = Vec::new();
+    for query in queries {
+        let mut runs = client.list_workflows(
+            query.clone(),
+            WorkflowListOptions::builder().limit(last).build(),
+        );
+        while let Some(run) = runs.next().await {
+            let run = run.with_context(|| format!("listing workflows matching `{query}`"))?;
+            let (id, run_id) = (run.id().to_string(), run.run_id().to_string());
+            let history = history::history(client, &id, Some(&run_id));
+            let error = replayer
+                .replay_workflow(history)
+                .await
+                .err()
+                .map(|e| e.to_string());
+            out.push(Outcome {
+                source: format!("{id}/{run_id}"),
+                error,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The `*.json` files of `dir`, sorted.
@@ -49,7 +95,7 @@ pub async fn replay_files(files: &[PathBuf]) -> anyhow::Result<Vec<Outcome>> {
                 .map(|e| e.to_string()),
         };
         out.push(Outcome {
-            file: file.clone(),
+            source: file.display().to_string(),
             error,
         });
     }
