@@ -701,3 +701,172 @@ async fn replay_check_replays_the_last_closed_runs_fetched_from_the_server() {
     assert_eq!(code, 2, "a malformed query is an error: {err}");
     assert!(err.contains("listing workflows matching"), "{err}");
 }
+
+fn alerts_of_kind(e: &Env, kind: &str) -> Vec<serde_json::Value> {
+    let (code, out, err) = run_steward(&e.config, &e.server.address, &["alerts", "list"]);
+    assert_eq!(code, 0, "{err}");
+    let all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    all.into_iter().filter(|a| a["kind"] == kind).collect()
+}
+
+#[tokio::test]
+async fn the_dead_mans_switch_alerts_once_per_stale_episode() {
+    let e = env(
+        "deadman",
+        Backend::Sqlite,
+        1,
+        1,
+        "[guard]\ncheck_seconds = 1\nmax_sweep_age_seconds = 3\npause_after_errors = 0\n",
+    )
+    .await;
+    let _worker = Steward::worker(&e.config, &e.server.address);
+    let first = wait_for("a dead-man alert", Duration::from_secs(30), || async {
+        let alerts = alerts_of_kind(&e, "sweep.deadman");
+        (!alerts.is_empty()).then_some(alerts)
+    })
+    .await
+    .unwrap();
+    assert_eq!(first[0]["severity"], "critical");
+    assert!(
+        first[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no successful consistency sweep recorded"),
+        "{first:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        alerts_of_kind(&e, "sweep.deadman").len(),
+        1,
+        "still stale: no second alert for the same episode"
+    );
+
+    // A successful sweep ends the episode; when it goes stale again, a new
+    // alert names it.
+    let done = run_sweep(&e, "sweep-deadman-1", manual()).await;
+    assert_eq!(done.exit_code, 0);
+    let second = wait_for(
+        "a second dead-man alert",
+        Duration::from_secs(30),
+        || async {
+            let alerts = alerts_of_kind(&e, "sweep.deadman");
+            (alerts.len() == 2).then_some(alerts)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        second
+            .iter()
+            .any(|a| a["message"].as_str().unwrap().contains("sweep-deadman-1")),
+        "{second:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_schedule_is_paused_after_consecutive_automation_errors_and_stays_paused_until_resumed() {
+    let e = env(
+        "autopause",
+        Backend::Sqlite,
+        2,
+        1,
+        "[guard]\ncheck_seconds = 1\nmax_sweep_age_seconds = 0\npause_after_errors = 2\n\n\
+         [[schedules]]\nname = \"sweep\"\ncron = \"0 0 1 1 *\"\n",
+    )
+    .await;
+    let text = read(&e.config).replace("schedules = []\n", "");
+    std::fs::write(&e.config, text).unwrap();
+    // repo-01's workplans folder is a file: its activity fails every attempt.
+    std::fs::remove_dir_all(e.repos[1].join("workplans")).unwrap();
+    std::fs::write(e.repos[1].join("workplans"), "not a folder").unwrap();
+    steward_tests::commit_all(&e.repos[1], "break it");
+    let (code, _, err) = run_steward(&e.config, &e.server.address, &["schedules", "sync"]);
+    assert_eq!(code, 0, "{err}");
+    let _worker = Steward::worker(&e.config, &e.server.address);
+
+    let store = Store::connect(&e.db).await.unwrap();
+    let schedule = e.client.get_schedule_handle("steward-sweep");
+    let list = || {
+        let (code, out, err) = run_steward(&e.config, &e.server.address, &["schedules", "list"]);
+        assert_eq!(code, 0, "{err}");
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        rows.into_iter()
+            .find(|r| r["id"] == "steward-sweep")
+            .unwrap()
+    };
+    for n in 1..=2 {
+        assert_eq!(list()["paused"], false, "not paused before sweep {n}");
+        schedule
+            .trigger(
+                temporalio_client::schedules::ScheduleOverlapPolicy::AllowAll,
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        wait_for(
+            "the scheduled sweep to be recorded",
+            Duration::from_secs(60),
+            || async {
+                let events = store
+                    .progress(Some(steward_proto::names::SWEEP_EVENT_TYPE), 0, 10)
+                    .await
+                    .unwrap();
+                (events.len() == n).then_some(())
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let paused = wait_for(
+        "the guard to pause the schedule",
+        Duration::from_secs(30),
+        || async {
+            let row = list();
+            (row["paused"] == true).then_some(row)
+        },
+    )
+    .await
+    .unwrap();
+    let reason = paused["paused_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("2 consecutive sweeps with automation errors")
+            && reason.contains("repo-01"),
+        "{paused}"
+    );
+    assert_eq!(alerts_of_kind(&e, "schedule.paused").len(), 1);
+
+    // A sync (a restart of `steward dev`, a deploy) keeps it paused.
+    let (code, _, err) = run_steward(&e.config, &e.server.address, &["schedules", "sync"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(list()["paused"], true, "sync does not undo the pause");
+
+    let (code, out, err) = run_steward(
+        &e.config,
+        &e.server.address,
+        &["schedules", "resume", "sweep"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("steward-sweep"));
+    let row = list();
+    assert_eq!(row["paused"], false);
+    assert!(row["paused_reason"].is_null());
+    // The errors that caused the pause do not pause it again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        list()["paused"],
+        false,
+        "a resumed schedule needs fresh errors"
+    );
+    assert_eq!(alerts_of_kind(&e, "schedule.paused").len(), 1);
+
+    let (code, _, err) = run_steward(
+        &e.config,
+        &e.server.address,
+        &["schedules", "resume", "nightly"],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no schedule `nightly` in the config (known: sweep)"),
+        "{err}"
+    );
+}

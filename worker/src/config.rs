@@ -86,6 +86,35 @@ pub struct Config {
     /// The worker process: build id, shutdown, cache, metrics.
     #[serde(default)]
     pub worker: WorkerConfig,
+    /// The dead-man's switch and the failure pause.
+    #[serde(default)]
+    pub guard: GuardConfig,
+}
+
+/// `[guard]`: what every worker watches besides its tasks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// How often the guard looks, in seconds.
+    pub check_seconds: u64,
+    /// Alert when no sweep has succeeded for this long. Default: twice
+    /// the interval of the first non-full sweep schedule; 0 turns the
+    /// dead-man's switch off.
+    pub max_sweep_age_seconds: Option<u64>,
+    /// Pause a sweep schedule after this many consecutive sweeps with
+    /// automation errors (assessment failures do not count); 0 never
+    /// pauses.
+    pub pause_after_errors: u32,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            check_seconds: 60,
+            max_sweep_age_seconds: None,
+            pause_after_errors: 3,
+        }
+    }
 }
 
 /// `[worker]`: how the worker process runs.
@@ -262,6 +291,22 @@ impl Loaded {
             .unwrap_or_else(|| self.config.data_dir.join("alerts"))
     }
 
+    /// The dead-man's switch threshold: configured, else twice the
+    /// interval of the first non-full sweep schedule; None when off.
+    pub fn max_sweep_age(&self) -> Option<std::time::Duration> {
+        let seconds = match self.config.guard.max_sweep_age_seconds {
+            Some(s) => s,
+            None => self
+                .schedules()
+                .iter()
+                .find(|s| s.app.is_none() && !s.full)
+                .and_then(|s| cron_interval(&s.cron))?
+                .as_secs()
+                .saturating_mul(2),
+        };
+        (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
+    }
+
     /// The schedules to keep on the server.
     pub fn schedules(&self) -> Vec<ScheduleConfig> {
         self.config
@@ -360,6 +405,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, Error> {
         return Err(invalid(
             "worker.build_id".into(),
             "must be 1 to 255 characters".into(),
+        ));
+    }
+    if config.guard.check_seconds == 0 {
+        return Err(invalid(
+            "guard.check_seconds".into(),
+            "must be at least 1".into(),
         ));
     }
     if config.worker.max_cached_workflows == 0 {
@@ -531,6 +582,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, Error> {
     })
 }
 
+/// The shortest gap between the next few fire times of a five-field cron
+/// expression.
+pub fn cron_interval(expr: &str) -> Option<std::time::Duration> {
+    let schedule = cron::Schedule::try_from(format!("0 {expr}").as_str()).ok()?;
+    let times: Vec<_> = schedule.upcoming(chrono::Utc).take(8).collect();
+    times
+        .windows(2)
+        .filter_map(|w| (w[1] - w[0]).to_std().ok())
+        .min()
+}
+
 /// Checks a five-field cron expression.
 pub fn check_cron(expr: &str) -> Result<(), String> {
     let fields = expr.split_whitespace().count();
@@ -547,9 +609,50 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn p(text: &str) -> Result<Loaded, Error> {
         parse(text, Path::new("/etc/steward/steward.toml"))
+    }
+
+    #[test]
+    fn the_dead_mans_switch_defaults_to_twice_the_sweep_interval() {
+        let every_15 = p("").unwrap();
+        assert_eq!(every_15.max_sweep_age(), Some(Duration::from_secs(1800)));
+        let hourly = p("[[schedules]]\nname = \"s\"\ncron = \"0 * * * *\"\n").unwrap();
+        assert_eq!(hourly.max_sweep_age(), Some(Duration::from_secs(7200)));
+        let set = p("[guard]\nmax_sweep_age_seconds = 600\n").unwrap();
+        assert_eq!(set.max_sweep_age(), Some(Duration::from_secs(600)));
+        let off = p("[guard]\nmax_sweep_age_seconds = 0\n").unwrap();
+        assert_eq!(off.max_sweep_age(), None);
+        let no_sweep = p("schedules = []\n").unwrap();
+        assert_eq!(no_sweep.max_sweep_age(), None);
+    }
+
+    #[test]
+    fn worker_and_guard_settings_are_checked() {
+        for (text, key) in [
+            (
+                "[worker]\nmetrics_addr = \"localhost\"\n",
+                "worker.metrics_addr",
+            ),
+            ("[worker]\nbuild_id = \"\"\n", "worker.build_id"),
+            (
+                "[worker]\nmax_cached_workflows = 0\n",
+                "worker.max_cached_workflows",
+            ),
+            ("[guard]\ncheck_seconds = 0\n", "guard.check_seconds"),
+            ("[guard]\npause_after = 3\n", "pause_after"),
+        ] {
+            let e = p(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let ok = p("[worker]\nmetrics_addr = \"0.0.0.0:9464\"\nbuild_id = \"b7\"\n").unwrap();
+        assert_eq!(ok.config.worker.build_id(), "b7");
+        assert_eq!(
+            p("").unwrap().config.worker.build_id(),
+            format!("steward-{}", env!("CARGO_PKG_VERSION"))
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod devserver;
+pub mod guard;
 pub mod history;
 pub mod registration;
 pub mod replay;

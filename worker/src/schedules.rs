@@ -42,6 +42,8 @@ pub struct ScheduleRow {
     pub note: String,
     /// Whether it is paused.
     pub paused: bool,
+    /// Why steward paused it (repeated automation errors), if it did.
+    pub paused_reason: Option<String>,
     /// Next fire times, RFC 3339.
     pub next_runs: Vec<String>,
     /// Workflows started so far.
@@ -52,6 +54,36 @@ pub struct ScheduleRow {
     pub missed_catchup_window: i64,
     /// The last workflows it started.
     pub recent_workflow_ids: Vec<String>,
+}
+
+/// How the note of a schedule paused by the guard starts.
+pub const AUTO_PAUSE_PREFIX: &str = "paused by steward: ";
+
+/// Pauses `schedule_id` because of `reason`; the note keeps the reason for
+/// `steward schedules list`. Pausing a paused schedule only rewrites it.
+pub async fn pause_for_errors(
+    client: &Client,
+    schedule_id: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
+    client
+        .get_schedule_handle(schedule_id.to_string())
+        .pause(
+            Some(format!("{AUTO_PAUSE_PREFIX}{reason}")),
+            Default::default(),
+        )
+        .await
+        .with_context(|| format!("pausing schedule {schedule_id}"))
+}
+
+/// Resumes the configured schedule `s`, restoring its usual note.
+pub async fn resume(client: &Client, s: &ScheduleConfig) -> anyhow::Result<()> {
+    let id = schedule_id(s);
+    client
+        .get_schedule_handle(id.clone())
+        .unpause(Some(note(s)), Default::default())
+        .await
+        .with_context(|| format!("resuming schedule {id}"))
 }
 
 /// The schedule id of a config entry.
@@ -93,6 +125,7 @@ fn action(s: &ScheduleConfig, task_queue: &str) -> ScheduleAction {
                 max_seconds: s.max_seconds,
                 full: s.full,
                 concurrency: 0,
+                schedule_id: schedule_id(s),
             },
             task_queue.to_owned(),
             format!("sweep-{}", s.name),
@@ -150,9 +183,18 @@ pub async fn sync(
                 Err(e) => return Err(e).with_context(|| format!("creating schedule {id}")),
             }
         }
-        let (paused, text) = (s.paused, note(s));
-        client
-            .get_schedule_handle(id.clone())
+        let (mut paused, mut text) = (s.paused, note(s));
+        // A schedule the guard paused stays paused, with its reason, until
+        // an operator resumes it.
+        let handle = client.get_schedule_handle(id.clone());
+        if let Ok(desc) = handle.describe(Default::default()).await
+            && desc.paused()
+            && let Some(current) = desc.note().filter(|n| n.starts_with(AUTO_PAUSE_PREFIX))
+        {
+            paused = true;
+            text = current.to_string();
+        }
+        handle
             .update(
                 move |u| {
                     u.set_spec(spec);
@@ -196,6 +238,11 @@ pub async fn list(client: &Client) -> anyhow::Result<Vec<ScheduleRow>> {
             id,
             note: desc.note().unwrap_or_default().to_string(),
             paused: desc.paused(),
+            paused_reason: desc
+                .note()
+                .filter(|_| desc.paused())
+                .and_then(|n| n.strip_prefix(AUTO_PAUSE_PREFIX))
+                .map(str::to_string),
             next_runs: desc
                 .future_action_times()
                 .into_iter()

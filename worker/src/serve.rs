@@ -22,6 +22,7 @@ use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, Worker};
 
 use crate::config::Loaded;
+use crate::guard::Guard;
 use crate::registration::{self, Activities};
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -96,9 +97,17 @@ pub async fn run_until(
     let (runtime, metrics) = runtime(loaded)?;
     let options = registration::worker_options(
         &loaded.config.task_queue,
-        activities(loaded, store, &metrics),
+        activities(loaded, store.clone(), &metrics),
         &loaded.config.worker,
     )?;
+    let guard = Guard::new(
+        loaded,
+        store,
+        client.clone(),
+        alert_sink(loaded).with_metrics(metrics.clone()),
+    )
+    .run();
+    tokio::pin!(guard);
     eprintln!("worker build id `{}`", loaded.config.worker.build_id());
     let mut worker = Worker::new(&runtime, client, options).context("creating the worker")?;
     let shutdown = worker.shutdown_handle();
@@ -106,6 +115,7 @@ pub async fn run_until(
     tokio::pin!(run);
     tokio::select! {
         result = &mut run => return result.context("worker stopped"),
+        () = &mut guard => unreachable!("the guard checks until it is dropped"),
         _ = stop => {
             tracing::info!("shutting down the worker");
             shutdown();

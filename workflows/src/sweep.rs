@@ -63,6 +63,7 @@ impl ConsistencySweep {
             run_id: holder.clone(),
             started_at: rfc3339(started),
             full: input.full,
+            schedule_id: input.schedule_id.clone(),
             ..Default::default()
         };
 

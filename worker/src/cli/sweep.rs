@@ -140,6 +140,7 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
                 max_seconds: max_seconds.unwrap_or(0),
                 full,
                 concurrency: concurrency.unwrap_or(0),
+                schedule_id: String::new(),
             };
             let result = start_and_wait(&client, &loaded.config.task_queue, input).await?;
             print_json(&result)?;
