@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/steward/v1/sweep.proto",
         "proto/steward/v1/backfill.proto",
         "proto/steward/v1/upgrade.proto",
+        "proto/steward/v1/restore.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -15,7 +15,10 @@ pub mod backfill;
 pub mod files;
 pub mod git;
 pub mod heartbeat;
+// The SDK macros add undocumented marker constants to the impl blocks.
 pub mod metrics;
+#[allow(missing_docs)]
+pub mod restore;
 pub mod store;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]

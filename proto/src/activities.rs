@@ -10,6 +10,7 @@ use crate::v1::{
     ValidationRequest, ValidationResult,
 };
 use crate::v1::{AppStep, StepResult, UpgradeInput, UpgradePlan, UpgradeResult};
+use crate::v1::{BackupTaken, RestoreDrillInput, RestoreDrillResult, RestoreVerified};
 use crate::v1::{
     LockGrant, LockRelease, LockRequest, PlanRequest, RecordSweepRequest, RepoSweepOutcome,
     RepoSweepRequest, SweepPlan,
@@ -110,4 +111,16 @@ declare_activity!(
 declare_activity!(
     /// Writes the upgrade's progress event.
     UpgradeRecord, names::UPGRADE_RECORD, UpgradeResult => ()
+);
+declare_activity!(
+    /// Back up the state store (or read an existing backup's manifest).
+    RestoreBackup, names::RESTORE_BACKUP, RestoreDrillInput => BackupTaken
+);
+declare_activity!(
+    /// Restore the backup into a scratch target, compare, remove the target.
+    RestoreVerify, names::RESTORE_VERIFY, BackupTaken => RestoreVerified
+);
+declare_activity!(
+    /// Record the drill as the last verified backup (or the failed one).
+    RestoreRecord, names::RESTORE_RECORD, RestoreDrillResult => ()
 );

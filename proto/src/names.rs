@@ -79,3 +79,14 @@ pub const UPGRADE_EVENT_TYPE: &str = "warm_upgrade";
 pub const UPGRADE_STATUS_QUERY: &str = "status";
 /// Upgrade update: approve a held version.
 pub const UPDATE_APPROVE_VERSION: &str = "approve";
+
+/// Workflow type of the restore drill.
+pub const RESTORE_DRILL: &str = "RestoreDrill";
+/// Back up the state store and record its figures.
+pub const RESTORE_BACKUP: &str = "steward.restore.backup";
+/// Restore a backup into a scratch target and compare.
+pub const RESTORE_VERIFY: &str = "steward.restore.verify";
+/// Record the drill's outcome ("last verified backup").
+pub const RESTORE_RECORD: &str = "steward.restore.record";
+/// Progress event type of a restore drill.
+pub const RESTORE_EVENT_TYPE: &str = "restore_drill";

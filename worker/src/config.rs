@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use steward_activities::alerts::AlertSettings;
 use steward_activities::backfill::BackfillSpec;
+use steward_activities::restore::RestoreSettings;
 use steward_activities::sweep::{RepoConfig, SweepSettings};
 use steward_activities::upgrade::AppSpec;
 
@@ -89,6 +90,9 @@ pub struct Config {
     /// The dead-man's switch and the failure pause.
     #[serde(default)]
     pub guard: GuardConfig,
+    /// The restore drill: where backups go, how many are kept.
+    #[serde(default)]
+    pub restore: RestoreSettings,
 }
 
 /// `[guard]`: what every worker watches besides its tasks.
@@ -282,6 +286,15 @@ impl Loaded {
             .unwrap_or_else(|| self.config.data_dir.join("artifacts"))
     }
 
+    /// The backups folder of the restore drill.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.config
+            .restore
+            .backup_dir
+            .clone()
+            .unwrap_or_else(|| self.config.data_dir.join("backups"))
+    }
+
     /// The alert files folder.
     pub fn alerts_dir(&self) -> PathBuf {
         self.config
@@ -299,7 +312,7 @@ impl Loaded {
             None => self
                 .schedules()
                 .iter()
-                .find(|s| s.app.is_none() && !s.full)
+                .find(|s| s.workflow == "sweep" && !s.full)
                 .and_then(|s| cron_interval(&s.cron))?
                 .as_secs()
                 .saturating_mul(2),
@@ -468,9 +481,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, Error> {
             ));
         }
     }
-    for dir in [&mut config.artifacts_dir, &mut config.alerts.dir]
-        .into_iter()
-        .flatten()
+    for dir in [
+        &mut config.artifacts_dir,
+        &mut config.alerts.dir,
+        &mut config.restore.backup_dir,
+    ]
+    .into_iter()
+    .flatten()
     {
         if dir.is_relative() {
             *dir = base.join(&*dir);
@@ -549,13 +566,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, Error> {
         check_cron(&sch.cron).map_err(|m| invalid(format!("schedules[{i}].cron"), m))?;
         match (sch.workflow.as_str(), &sch.app) {
             ("sweep", None) => {}
-            ("sweep", Some(_)) => {
+            ("sweep" | "restore-drill", Some(_)) => {
                 return Err(invalid(
                     format!("schedules[{i}].app"),
                     "only `upgrade` schedules name an app".into(),
                 ));
             }
             ("upgrade", Some(app)) if app_names.contains(app) => {}
+            ("restore-drill", None) => {}
             ("upgrade", _) => {
                 return Err(invalid(
                     format!("schedules[{i}].app"),
@@ -565,7 +583,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, Error> {
             (other, _) => {
                 return Err(invalid(
                     format!("schedules[{i}].workflow"),
-                    format!("`{other}` is not `sweep` or `upgrade`"),
+                    format!("`{other}` is not `sweep`, `upgrade` or `restore-drill`"),
                 ));
             }
         }

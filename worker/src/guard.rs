@@ -125,7 +125,7 @@ impl Guard {
             schedules: loaded
                 .schedules()
                 .iter()
-                .filter(|s| s.app.is_none())
+                .filter(|s| s.workflow == "sweep")
                 .map(|s| (schedules::schedule_id(s), s.name.clone()))
                 .collect(),
             started_ms: now_ms(),

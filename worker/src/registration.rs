@@ -6,8 +6,9 @@ use std::time::Duration;
 use steward_activities::SweepActivities;
 use steward_activities::alerts::AlertActivities;
 use steward_activities::backfill::BackfillActivities;
+use steward_activities::restore::RestoreActivities;
 use steward_activities::upgrade::UpgradeActivities;
-use steward_workflows::{BackfillRollout, ConsistencySweep, WarmUpgrade};
+use steward_workflows::{BackfillRollout, ConsistencySweep, RestoreDrill, WarmUpgrade};
 
 use temporalio_common::worker::WorkerDeploymentOptions;
 use temporalio_sdk::WorkerOptions;
@@ -26,6 +27,8 @@ pub struct Activities {
     pub upgrade: UpgradeActivities,
     /// The alert sink every workflow writes to.
     pub alerts: AlertActivities,
+    /// The restore drill's activities.
+    pub restore: RestoreActivities,
 }
 
 /// Worker options for `task_queue` with all workflows and activities, as
@@ -42,10 +45,12 @@ pub fn worker_options(
         .register_workflow::<ConsistencySweep>()?
         .register_workflow::<BackfillRollout>()?
         .register_workflow::<WarmUpgrade>()?
+        .register_workflow::<RestoreDrill>()?
         .register_activities(activities.sweep)
         .register_activities(activities.backfill)
         .register_activities(activities.upgrade)
         .register_activities(activities.alerts)
+        .register_activities(activities.restore)
         .build())
 }
 
@@ -56,6 +61,7 @@ pub fn replayer_options()
         .register_workflow::<ConsistencySweep>()?
         .register_workflow::<BackfillRollout>()?
         .register_workflow::<WarmUpgrade>()?
+        .register_workflow::<RestoreDrill>()?
         .build())
 }
 
@@ -63,6 +69,7 @@ pub fn replayer_options()
 mod tests {
     use steward_activities::SweepActivities;
     use steward_activities::backfill::BackfillActivities as B;
+    use steward_activities::restore::RestoreActivities as R;
     use temporalio_common::ActivityDefinition;
 
     /// Declaration (proto) and implementation (activities) must agree on
@@ -110,5 +117,8 @@ mod tests {
             p::UpgradeRecord,
             steward_activities::upgrade::UpgradeActivities::upgrade_record,
         );
+        same(p::RestoreBackup, R::restore_backup);
+        same(p::RestoreVerify, R::restore_verify);
+        same(p::RestoreRecord, R::restore_record);
     }
 }

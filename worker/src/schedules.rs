@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use serde::Serialize;
-use steward_proto::v1::{SweepInput, UpgradeInput};
-use steward_workflows::{ConsistencySweep, WarmUpgrade};
+use steward_proto::v1::{RestoreDrillInput, SweepInput, UpgradeInput};
+use steward_workflows::{ConsistencySweep, RestoreDrill, WarmUpgrade};
 use temporalio_client::Client;
 use temporalio_client::schedules::{
     CreateScheduleOptions, ListSchedulesOptions, ScheduleAction, ScheduleOverlapPolicy,
@@ -92,6 +92,12 @@ pub fn schedule_id(s: &ScheduleConfig) -> String {
 }
 
 fn note(s: &ScheduleConfig) -> String {
+    if s.workflow == "restore-drill" {
+        return format!(
+            "managed by steward: cron `{}` {} restore drill",
+            s.cron, s.timezone
+        );
+    }
     match &s.app {
         Some(app) => format!(
             "managed by steward: cron `{}` {} upgrade app={app}",
@@ -104,8 +110,21 @@ fn note(s: &ScheduleConfig) -> String {
     }
 }
 
-/// What a schedule starts: a sweep, or an upgrade of one app.
+/// What a schedule starts: a sweep, an upgrade of one app, or a restore
+/// drill.
 fn action(s: &ScheduleConfig, task_queue: &str) -> ScheduleAction {
+    if s.workflow == "restore-drill" {
+        return ScheduleAction::start_workflow(
+            RestoreDrill::run,
+            RestoreDrillInput {
+                source: s.source.clone(),
+                operator: "schedule".into(),
+                ..Default::default()
+            },
+            task_queue.to_owned(),
+            format!("restore-drill-{}", s.name),
+        );
+    }
     match &s.app {
         Some(app) => ScheduleAction::start_workflow(
             WarmUpgrade::run,

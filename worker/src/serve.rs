@@ -14,6 +14,7 @@ use steward_activities::{Store, SweepActivities};
 use temporalio_client::Client;
 
 use steward_activities::metrics::Metrics;
+use steward_activities::restore::RestoreActivities;
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{
     PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
@@ -54,6 +55,13 @@ pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics) -> Activitie
         upgrade: UpgradeActivities::new(loaded.config.apps.clone(), store.clone())
             .with_metrics(metrics.clone()),
         alerts: AlertActivities::new(alert_sink(loaded).with_metrics(metrics.clone())),
+        restore: RestoreActivities::new(
+            loaded.database_url(),
+            loaded.backup_dir(),
+            loaded.config.restore.keep,
+            store.clone(),
+        )
+        .with_metrics(metrics.clone()),
     }
 }
 

@@ -13,11 +13,15 @@ pub mod backfill;
 pub mod options;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
+pub mod restore;
+// The SDK macros add undocumented marker constants to the impl blocks.
+#[allow(missing_docs)]
 pub mod sweep;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
 pub mod upgrade;
 
 pub use backfill::BackfillRollout;
+pub use restore::RestoreDrill;
 pub use sweep::ConsistencySweep;
 pub use upgrade::WarmUpgrade;

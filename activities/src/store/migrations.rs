@@ -30,6 +30,9 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
     ],
 )];
 
+/// The schema version this binary migrates to.
+pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
 /// Applies every migration not yet recorded in `steward_schema`.
 pub async fn run(pool: &AnyPool) -> Result<(), sqlx::Error> {
     sqlx::query(

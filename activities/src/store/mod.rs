@@ -7,7 +7,7 @@
 //! (`$N` parameters, `ON CONFLICT ... DO UPDATE`), always with bound
 //! parameters. Migrations run on connect and are idempotent.
 
-mod migrations;
+pub(crate) mod migrations;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -632,7 +632,7 @@ fn task_from(r: &AnyRow) -> Result<TaskRow, Error> {
 }
 
 /// Picks the backend and makes a SQLite URL create its file when missing.
-fn normalize_url(url: &str) -> Result<(Backend, String), Error> {
+pub(crate) fn normalize_url(url: &str) -> Result<(Backend, String), Error> {
     if let Some(rest) = url.strip_prefix("sqlite:") {
         let path = rest.trim_start_matches("//");
         let file = path.split('?').next().unwrap_or("");

@@ -7,6 +7,7 @@ mod dev;
 mod history;
 mod progress;
 mod replay;
+mod restore;
 mod schedules;
 mod sweep;
 mod task;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Alerts raised by every workflow.
     #[command(subcommand)]
     Alerts(alerts::Command),
+    /// Restore drills of the state store's backups.
+    #[command(subcommand)]
+    RestoreDrill(restore::Command),
     /// Latest progress events from the state store.
     Progress(progress::Args),
     /// Workplan tasks.
@@ -89,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backfill(cmd) => backfill::run(loaded()?, cmd).await,
         Command::Upgrade(cmd) => upgrade::run(loaded()?, cmd).await,
         Command::Alerts(cmd) => alerts::run(loaded()?, cmd).await,
+        Command::RestoreDrill(cmd) => restore::run(loaded()?, cmd).await,
         Command::Progress(args) => progress::run(loaded()?, args).await,
         Command::Task(cmd) => task::run(loaded()?, cmd).await,
         Command::History(args) => history::run(args).await,
