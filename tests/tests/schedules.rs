@@ -29,22 +29,35 @@ async fn sync_is_idempotent_sets_skip_and_removes_dropped_schedules() {
         std::fs::write(&path, text).unwrap();
         path
     };
-    let path = cfg(&(schedule("sweep", "*/15 * * * *") + &schedule("nightly", "30 2 * * *")));
+    let drill =
+        "\n[[schedules]]\nname = \"drill\"\nworkflow = \"restore-drill\"\ncron = \"0 3 * * 0\"\n";
+    let path =
+        cfg(&(schedule("sweep", "*/15 * * * *") + &schedule("nightly", "30 2 * * *") + drill));
     let (code, out, err) = run_steward(&path, &server.address, &["schedules", "sync"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         v["created"],
-        serde_json::json!(["steward-sweep", "steward-nightly"])
+        serde_json::json!(["steward-sweep", "steward-nightly", "steward-drill"])
+    );
+    let client = server.client().await;
+    let weekly = client
+        .get_schedule_handle("steward-drill")
+        .describe(Default::default())
+        .await
+        .unwrap();
+    assert!(weekly.note().unwrap().contains("restore drill"));
+    assert!(
+        format!("{:?}", weekly.raw().schedule).contains("RestoreDrill"),
+        "the weekly schedule starts a RestoreDrill"
     );
 
     let (code, out, _) = run_steward(&path, &server.address, &["schedules", "sync"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["created"], serde_json::json!([]));
-    assert_eq!(v["updated"].as_array().unwrap().len(), 2);
+    assert_eq!(v["updated"].as_array().unwrap().len(), 3);
 
-    let client = server.client().await;
     let desc = client
         .get_schedule_handle("steward-sweep")
         .describe(Default::default())
@@ -78,7 +91,10 @@ async fn sync_is_idempotent_sets_skip_and_removes_dropped_schedules() {
     let (code, out, _) = run_steward(&path, &server.address, &["schedules", "sync"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["deleted"], serde_json::json!(["steward-nightly"]));
+    assert_eq!(
+        v["deleted"],
+        serde_json::json!(["steward-drill", "steward-nightly"])
+    );
     assert_eq!(v["updated"], serde_json::json!(["steward-sweep"]));
     let desc = client
         .get_schedule_handle("steward-sweep")
@@ -133,6 +149,11 @@ async fn a_schedule_fires_the_sweep() {
     .await
     .unwrap();
     assert_eq!(event.source, "schedule");
+    let result: steward_proto::v1::SweepResult = serde_json::from_str(&event.detail_json).unwrap();
+    assert_eq!(
+        result.schedule_id, "steward-every-minute",
+        "the sweep knows the schedule that started it"
+    );
     assert!(
         event.workflow_id.starts_with("sweep-every-minute"),
         "{}",
