@@ -5,8 +5,7 @@
 //! scratch target. The live store is only read.
 //!
 //! External programs (`pg_dump`, `psql`) run as argv, never through a
-//! shell; the connection URL goes through the environment-free `--dbname`
-//! argument and never into a log line.
+//! shell; the password goes through `PGPASSWORD`, never argv or a log line.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -285,9 +284,36 @@ fn private(path: &Path) -> Result<(), Error> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640)).map_err(io(path))
 }
 
-async fn program(program: &'static str, args: &[&str], secret: &str) -> Result<(), Error> {
-    let out = tokio::process::Command::new(program)
-        .args(args)
+/// `url` without its password, and the password: the password reaches
+/// `pg_dump` and `psql` through `PGPASSWORD`, never their argv (which any
+/// local user can read in the process list).
+pub fn split_password(url: &str) -> (String, Option<String>) {
+    let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@')) else {
+        return (url.to_string(), None);
+    };
+    if at < scheme {
+        return (url.to_string(), None);
+    }
+    let creds = &url[scheme + 3..at];
+    match creds.split_once(':') {
+        Some((user, password)) => (
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..]),
+            Some(password.to_string()),
+        ),
+        None => (url.to_string(), None),
+    }
+}
+
+/// Runs a PostgreSQL client program against `url` (appended as
+/// `--dbname`), its password in the environment.
+async fn program(program: &'static str, args: &[&str], url: &str) -> Result<(), Error> {
+    let (dbname, password) = split_password(url);
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args).arg("--dbname").arg(&dbname);
+    if let Some(p) = &password {
+        cmd.env("PGPASSWORD", p);
+    }
+    let out = cmd
         .stdin(std::process::Stdio::null())
         .output()
         .await
@@ -298,7 +324,10 @@ async fn program(program: &'static str, args: &[&str], secret: &str) -> Result<(
     if out.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&out.stderr).replace(secret, "<url>");
+    let mut stderr = String::from_utf8_lossy(&out.stderr).replace(&dbname, "<url>");
+    if let Some(p) = password.filter(|p| !p.is_empty()) {
+        stderr = stderr.replace(&p, "***");
+    }
     let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
     Err(Error::Program {
         program,
@@ -382,14 +411,7 @@ impl RestoreActivities {
                 let file = path.display().to_string();
                 program(
                     "pg_dump",
-                    &[
-                        "--no-owner",
-                        "--no-privileges",
-                        "--file",
-                        &file,
-                        "--dbname",
-                        &url,
-                    ],
+                    &["--no-owner", "--no-privileges", "--file", &file],
                     &url,
                 )
                 .await?;
@@ -530,8 +552,6 @@ impl RestoreActivities {
                     "--single-transaction",
                     "--file",
                     &file,
-                    "--dbname",
-                    &scratch_url,
                 ],
                 &scratch_url,
             )

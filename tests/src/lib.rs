@@ -440,3 +440,47 @@ pub fn read(path: &Path) -> String {
         .with_context(|| path.display().to_string())
         .unwrap()
 }
+
+/// A password planted in PostgreSQL URLs (trust auth ignores it), which must
+/// never show up in a payload, a history, an event, a file or a log.
+pub const PLANTED_SECRET: &str = "planted-Secret-7f3a91";
+
+/// `url` with [`PLANTED_SECRET`] as the password of its user.
+pub fn with_planted_password(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (user, host) = rest.split_once('@').expect("a user in the URL");
+    format!("{scheme}://{user}:{PLANTED_SECRET}@{host}")
+}
+
+/// Fails naming the file when [`PLANTED_SECRET`] is in any file under
+/// `root` (recursively; the state store, evidence, alerts, backups, exported
+/// histories, logs), but for the config file `config` that holds it, or in
+/// any of `texts`.
+pub fn assert_no_planted_secret(root: &Path, config: &Path, texts: &[(&str, &str)]) {
+    fn walk(path: &Path, config: &Path, found: &mut Vec<String>, seen: &mut usize) {
+        if path == config {
+        } else if path.is_dir() {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&entry.path(), config, found, seen);
+            }
+        } else if let Ok(bytes) = std::fs::read(path) {
+            *seen += 1;
+            if bytes
+                .windows(PLANTED_SECRET.len())
+                .any(|w| w == PLANTED_SECRET.as_bytes())
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut seen = 0;
+    walk(root, config, &mut found, &mut seen);
+    assert!(seen > 1, "no files to search under {}", root.display());
+    for (name, text) in texts {
+        if text.contains(PLANTED_SECRET) {
+            found.push((*name).to_string());
+        }
+    }
+    assert!(found.is_empty(), "the planted secret leaked into {found:?}");
+}

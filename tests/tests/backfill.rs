@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
 use steward_proto::v1::{BackfillResult, BackfillStatus, OperatorRequest};
 use steward_tests::{
-    Backend, Server, Steward, database, read, run_steward, task_queue, temp_dir, wait_for,
+    Backend, Server, Steward, assert_no_planted_secret, database, read, run_steward, task_queue,
+    temp_dir, wait_for, with_planted_password,
 };
 use steward_workflows::BackfillRollout;
 use temporalio_client::{Client, WorkflowGetResultOptions};
@@ -145,7 +146,7 @@ async fn env(test: &str, backend: Backend, poison_at: Option<i64>, extra: &str) 
     let url = if backend == Backend::Sqlite {
         format!("{url}?mode=rwc")
     } else {
-        url
+        with_planted_password(&url)
     };
     let pool = fixture(&url, backend, poison_at).await;
     let index_check = if backend == Backend::Postgres {
@@ -466,6 +467,26 @@ async fn happy_path(backend: Backend) {
     assert!(
         out.contains("update") && out.contains("\"operator\":\"sam\""),
         "the history names who approved: {out}"
+    );
+
+    // The PostgreSQL URL's password is in the config only: not in the
+    // history, the evidence, the store's events, the alerts or the logs.
+    let root = e._dir.path();
+    let export = root.join("backfill-bf.history.json");
+    e.ok(&[
+        "history",
+        "backfill-bf",
+        "--export",
+        export.to_str().unwrap(),
+    ]);
+    assert_no_planted_secret(
+        root,
+        &e.config,
+        &[
+            ("worker log", &e.worker.log()),
+            ("timeline", &out),
+            ("status", &status.to_string()),
+        ],
     );
 }
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use steward_activities::Store;
 use steward_activities::restore::{TABLES, database_name, figures};
 use steward_tests::{
-    BACKENDS, Backend, RepoEntry, Server, Steward, database, make_repo, run_steward, task_queue,
-    temp_dir, workplan, write_config,
+    BACKENDS, Backend, RepoEntry, Server, Steward, assert_no_planted_secret, database, make_repo,
+    run_steward, task_queue, temp_dir, with_planted_password, workplan, write_config,
 };
 
 fn drill(config: &Path, address: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
@@ -73,7 +73,11 @@ async fn drills_verify_backups_and_catch_corrupted_ones_on_both_backends() {
                 ("workplans/RD-2.md", &workplan("RD-2", 3)),
             ],
         );
-        let db = database(backend, root).await;
+        let db = match backend {
+            Backend::Sqlite => database(backend, root).await,
+            // pg_dump and psql get the password through PGPASSWORD only.
+            Backend::Postgres => with_planted_password(&database(backend, root).await),
+        };
         let config = write_config(
             root,
             &db,
@@ -87,7 +91,7 @@ async fn drills_verify_backups_and_catch_corrupted_ones_on_both_backends() {
             "[restore]\nkeep = 2\n",
         );
         let server = Server::start(root).await;
-        let _worker = Steward::worker(&config, &server.address);
+        let worker = Steward::worker(&config, &server.address);
         let (code, _, err) = run_steward(&config, &server.address, &["sweep", "run"]);
         assert_eq!(code, 0, "{backend:?}: {err}");
 
@@ -233,6 +237,33 @@ async fn drills_verify_backups_and_catch_corrupted_ones_on_both_backends() {
         assert_eq!(
             last["last_verified_backup"]["backup"]["path"],
             backup["path"]
+        );
+
+        // The store's password is in the config only.
+        for (i, r) in [&result, &bad, &broken].into_iter().enumerate() {
+            let export = root.join(format!("drill-{i}.history.json"));
+            let (code, _, err) = run_steward(
+                &config,
+                &server.address,
+                &[
+                    "history",
+                    r["workflow_id"].as_str().unwrap(),
+                    "--export",
+                    export.to_str().unwrap(),
+                ],
+            );
+            assert_eq!(code, 0, "{err}");
+        }
+        let events = serde_json::to_string(&live.progress(None, 0, 1000).await.unwrap()).unwrap();
+        assert!(events.contains("restore_drill"), "the events are searched");
+        assert_no_planted_secret(
+            root,
+            &config,
+            &[
+                ("progress events", &events),
+                ("worker log", &worker.log()),
+                ("drill results", &format!("{result}{bad}{broken}")),
+            ],
         );
     }
 }
