@@ -341,6 +341,20 @@ pub fn valid_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// The property the fuzz target (`fuzz/fuzz_targets/config.rs`), the
+/// property tests and the corpus test check on any text: loading never
+/// panics, and a refusal names the file. Panics otherwise.
+pub fn fuzz_check(text: &str) {
+    let path = Path::new("/etc/steward/steward.toml");
+    if let Err(e) = parse(text, path) {
+        let message = e.to_string();
+        assert!(
+            message.starts_with("config /etc/steward/steward.toml: "),
+            "an error that does not name the file: {message}"
+        );
+    }
+}
+
 /// Environment variable that overrides `database_url`, so a deployment can
 /// keep the state store's password out of the config file.
 pub const DATABASE_URL_ENV: &str = "STEWARD_DATABASE_URL";
@@ -873,6 +887,24 @@ mod tests {
             &"a".repeat(64),
         ] {
             assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_config_or_an_error_naming_the_file(text in "\\PC{0,300}") {
+            fuzz_check(&text);
+        }
+
+        #[test]
+        fn near_valid_configs_never_panic(
+            text in "((data_dir|task_queue|database_url|artifacts_dir) = (\"[a-z:/.]{0,12}\"|[0-9]{1,3}|true)\n\
+                     |\\[(sweep|worker|guard|restore|dev|alerts)\\]\n\
+                     |\\[\\[(repos|schedules|apps|backfills)\\]\\]\n\
+                     |(name|cron|path|workflow|app|metrics_addr|build_id) = \"[a-z0-9 */:.-]{0,12}\"\n\
+                     |(concurrency|max_seconds|keep|check_seconds|pause_after_errors|max_cached_workflows) = -?[0-9]{1,4}\n){0,12}"
+        ) {
+            fuzz_check(&text);
         }
     }
 }

@@ -464,14 +464,14 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
-            let _ = parse(&bytes);
+            crate::workplan::fuzz_check(&bytes);
         }
 
         #[test]
         fn parse_never_panics_on_near_valid_text(
             body in "(---\n)?((id|status|title): [\"'a-z0-9 #-]{0,12}\n|```task\n|```\n|## [a-z]{0,5}\n|\r\n| +- x\n){0,20}(---\n)?"
         ) {
-            let _ = parse(body.as_bytes());
+            crate::workplan::fuzz_check(body.as_bytes());
         }
     }
 }
