@@ -870,3 +870,54 @@ async fn a_schedule_is_paused_after_consecutive_automation_errors_and_stays_paus
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn fifty_concurrent_sweeps_on_a_one_workflow_cache_all_finish_without_task_failures() {
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    let e = env(
+        "cache-one",
+        Backend::Sqlite,
+        2,
+        1,
+        "[worker]\nmax_cached_workflows = 1\n",
+    )
+    .await;
+    let _worker = Steward::worker(&e.config, &e.server.address);
+    let mut handles = Vec::new();
+    for i in 0..50 {
+        handles.push(start!(e, &format!("sweep-cache-{i:02}"), manual()));
+    }
+    let results = futures::future::join_all(
+        handles
+            .iter()
+            .map(|h| h.get_result(WorkflowGetResultOptions::default())),
+    );
+    let results = tokio::time::timeout(Duration::from_secs(300), results)
+        .await
+        .expect("every sweep finished");
+    let mut ran = 0;
+    for (i, r) in results.into_iter().enumerate() {
+        let r = r.unwrap_or_else(|err| panic!("sweep {i}: {err}"));
+        assert_eq!(r.exit_code, 0, "sweep {i}: {r:?}");
+        if !r.lock_skipped {
+            ran += 1;
+        }
+    }
+    assert!(ran >= 1, "at least one sweep held the lock");
+    for repo in &e.repos {
+        assert_eq!(commit_count(repo), 2, "one writeback, whatever ran");
+    }
+    // Every task of every workflow replayed (the cache holds one), and none
+    // failed.
+    for i in 0..50 {
+        let id = format!("sweep-cache-{i:02}");
+        let events = steward_worker::history::fetch_events(&e.client, &id, None)
+            .await
+            .unwrap();
+        let failed = events
+            .iter()
+            .filter(|ev| matches!(ev.attributes, Some(Attributes::WorkflowTaskFailedEventAttributes(_))))
+            .count();
+        assert_eq!(failed, 0, "{id} has failed workflow tasks");
+    }
+}
