@@ -211,6 +211,18 @@ impl Server {
             .expect("connecting to the dev server")
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the server process.
+    pub fn signal(&self, signal: i32) {
+        let pid = self
+            .server
+            .as_ref()
+            .and_then(DevServer::pid)
+            .expect("the server runs");
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "signal {signal} to the server");
+    }
+
     /// Kills the server with SIGKILL (no clean shutdown).
     pub fn kill9(&mut self) {
         if let Some(pid) = self.server.as_ref().and_then(DevServer::pid) {

@@ -916,8 +916,69 @@ async fn fifty_concurrent_sweeps_on_a_one_workflow_cache_all_finish_without_task
             .unwrap();
         let failed = events
             .iter()
-            .filter(|ev| matches!(ev.attributes, Some(Attributes::WorkflowTaskFailedEventAttributes(_))))
+            .filter(|ev| {
+                matches!(
+                    ev.attributes,
+                    Some(Attributes::WorkflowTaskFailedEventAttributes(_))
+                )
+            })
             .count();
         assert_eq!(failed, 0, "{id} has failed workflow tasks");
     }
+}
+
+#[tokio::test]
+async fn a_worker_cut_off_from_the_server_for_30_s_loses_nothing() {
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    let e = env("cut-off", Backend::Sqlite, 40, 2, "").await;
+    let worker = Steward::worker(&e.config, &e.server.address);
+    let handle = start!(
+        e,
+        "sweep-cut-off",
+        SweepInput {
+            source: "manual".into(),
+            concurrency: 2,
+            ..Default::default()
+        }
+    );
+    wait_repos_done!(handle, 3);
+    let before = handle
+        .query(ConsistencySweep::progress, (), Default::default())
+        .await
+        .unwrap();
+    e.server.signal(libc::SIGSTOP);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    e.server.signal(libc::SIGCONT);
+    assert!(
+        before.repos_done < 40,
+        "work was left when the server stopped: {before:?}"
+    );
+    let result = tokio::time::timeout(
+        Duration::from_secs(180),
+        handle.get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("the sweep finished after the server came back")
+    .unwrap();
+    assert_eq!(result.exit_code, 0, "{result:?}");
+    assert_eq!(result.repos_processed.len(), 40, "{result:?}");
+    assert!(result.assessment_failures.is_empty(), "{result:?}");
+    for repo in &e.repos {
+        assert_eq!(commit_count(repo), 2, "exactly one writeback commit");
+    }
+    let events = steward_worker::history::fetch_events(&e.client, "sweep-cut-off", None)
+        .await
+        .unwrap();
+    assert!(
+        !events.iter().any(|ev| matches!(
+            ev.attributes,
+            Some(Attributes::WorkflowTaskFailedEventAttributes(_))
+        )),
+        "no failed workflow task"
+    );
+    assert!(
+        !worker.log().contains("panicked"),
+        "the worker rode it out: {}",
+        worker.log()
+    );
 }
