@@ -50,6 +50,7 @@ pub enum Command {
     Unfreeze(Op),
     /// Approve execution for a group.
     Approve {
+        /// Who and why.
         #[command(flatten)]
         op: Op,
         /// The approving group.
@@ -64,6 +65,7 @@ pub enum Command {
     Abort(Op),
     /// Live settings: `batch_size=N` and/or `max_lag=S`.
     Set {
+        /// Who and why.
         #[command(flatten)]
         op: Op,
         /// `batch_size=N` or `max_lag=S`.
@@ -177,7 +179,42 @@ fn bar(s: &BackfillStatus) -> String {
     )
 }
 
-async fn update(
+/// Sends the operator update `action` to backfill `name`. An update that
+/// meets the end of a run (the rollout continues as new every
+/// `batches_per_run` batches), or the server's limit of concurrent
+/// in-flight updates per workflow, is sent again after a short wait; only
+/// a rollout that really ended, or a validator, refuses it.
+pub async fn update(
+    client: &Client,
+    name: &str,
+    action: &str,
+    req: OperatorRequest,
+) -> anyhow::Result<OperatorReply> {
+    const ATTEMPTS: usize = 10;
+    for attempt in 1.. {
+        match update_once(client, name, action, req.clone()).await {
+            Err(e) if attempt < ATTEMPTS && worth_retrying(&e) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt as u64)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Whether the update met a run that had just closed (the server says the
+/// execution completed or is not found, or aborts the update it had not yet
+/// delivered, while the rollout moves to its next run) or too many updates
+/// in flight at once. None of these applied the update.
+fn worth_retrying(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}").to_lowercase();
+    text.contains("already completed")
+        || text.contains("workflow not found")
+        || text.contains("concurrent in-flight updates")
+        || text.contains("update was aborted")
+}
+
+async fn update_once(
     client: &Client,
     name: &str,
     action: &str,

@@ -2,7 +2,7 @@
 //! to stdout as JSON; progress and errors go to stderr.
 
 mod alerts;
-pub(crate) mod backfill;
+pub mod backfill;
 mod dev;
 mod history;
 mod progress;
