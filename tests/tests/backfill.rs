@@ -1128,7 +1128,7 @@ async fn a_storm_of_100_duplicated_out_of_order_operator_updates_leaves_a_consis
     let ev = verify_evidence(&result);
     let recorded = ev["operator_actions"].as_array().unwrap().len();
     assert!(
-        recorded >= started_actions + accepted + 1,
+        recorded > started_actions + accepted,
         "every accepted update is in the audit trail: {recorded} recorded, {accepted} accepted"
     );
 }
