@@ -1132,3 +1132,61 @@ async fn a_storm_of_100_duplicated_out_of_order_operator_updates_leaves_a_consis
         "every accepted update is in the audit trail: {recorded} recorded, {accepted} accepted"
     );
 }
+
+#[tokio::test]
+async fn an_acknowledged_pause_survives_a_kill_9_of_the_server() {
+    let mut e = env("server-kill", Backend::Sqlite, None, "batch_size = 1").await;
+    e.ok(&[
+        "backfill",
+        "start",
+        "bf",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "go",
+    ]);
+    e.wait_phase("executing").await;
+    e.update("pause", op("before the crash")).await.unwrap();
+    let before = e.status().await;
+    assert!(before.paused);
+
+    e.server.kill9();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    e.server.restart().await;
+
+    let after = wait_for(
+        "the rollout to answer again",
+        Duration::from_secs(90),
+        || async {
+            e.client
+                .get_workflow_handle::<BackfillRollout>("backfill-bf")
+                .query(BackfillRollout::status, (), Default::default())
+                .await
+                .ok()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(after.paused, "the acknowledged pause is still in force");
+    assert!(
+        after
+            .operator_actions
+            .iter()
+            .any(|a| a.action == "pause" && a.reason == "before the crash" && a.operator == "ana"),
+        "who paused and why survived: {:?}",
+        after.operator_actions
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        e.status().await.batches <= before.batches + 1,
+        "no batch started while paused"
+    );
+    e.update("resume", op("server is back")).await.unwrap();
+    let result = e.result().await;
+    assert_eq!(result.outcome, "done");
+    assert_eq!(
+        edges(&e.pool, "<> 'earlier-run'").await,
+        oracle(&e.pool).await,
+        "every edge exactly once"
+    );
+}
