@@ -1190,3 +1190,79 @@ async fn an_acknowledged_pause_survives_a_kill_9_of_the_server() {
         "every edge exactly once"
     );
 }
+
+#[tokio::test]
+async fn sigterm_during_a_long_activity_lets_it_finish_and_leaves_no_task_timeouts() {
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    let mut e = env(
+        "sigterm",
+        Backend::Sqlite,
+        None,
+        "batches_per_run = 1000\n\n[worker]\ngraceful_shutdown_seconds = 20",
+    )
+    .await;
+    // A freeze that takes 4 s and counts its completions in a file.
+    let marker = e.config.with_file_name("freeze-runs");
+    let cfg = read(&e.config).replace(
+        "freeze = { sql = \"UPDATE control SET enabled = 0\" }",
+        &format!(
+            "freeze = {{ command = [\"python3\", \"-c\", \"import sys, time; time.sleep(4); open(sys.argv[1], 'a').write('x')\", \"{}\"] }}",
+            marker.display()
+        ),
+    );
+    std::fs::write(&e.config, cfg).unwrap();
+    e.worker.kill9();
+    e.worker = Steward::worker(&e.config, &e.server.address);
+
+    e.ok(&[
+        "backfill",
+        "start",
+        "bf",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "go",
+    ]);
+    // `frozen` is set as the freeze activity is scheduled; it runs 4 s.
+    e.wait_phase("frozen").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = std::time::Instant::now();
+    let status = e
+        .worker
+        .terminate(Duration::from_secs(25))
+        .expect("the worker stops within the grace period");
+    let took = asked.elapsed();
+    assert!(status.success(), "{status:?}: {}", e.worker.log());
+    assert!(
+        took >= Duration::from_secs(1),
+        "it waited for the freeze in flight ({took:?})"
+    );
+    assert_eq!(
+        read(&marker),
+        "x",
+        "the freeze finished on the stopping worker"
+    );
+
+    e.worker = Steward::worker(&e.config, &e.server.address);
+    let result = e.result().await;
+    assert_eq!(result.outcome, "done");
+    assert_eq!(read(&marker), "x", "and was not run again");
+    let events = steward_worker::history::fetch_events(&e.client, "backfill-bf", None)
+        .await
+        .unwrap();
+    let bad: Vec<_> = events
+        .iter()
+        .filter(|ev| {
+            matches!(
+                ev.attributes,
+                Some(Attributes::WorkflowTaskTimedOutEventAttributes(_))
+                    | Some(Attributes::WorkflowTaskFailedEventAttributes(_))
+            )
+        })
+        .map(|ev| ev.event_id)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "workflow task timeouts or failures at events {bad:?}"
+    );
+}
