@@ -889,8 +889,12 @@ async fn killing_the_worker_during_execution_applies_every_batch_once() {
         "--reason",
         "go",
     ]);
+    // Kill points differ from run to run: 3 trials, each after a random
+    // further 1 to 7 batches.
+    let mut target = 0;
     for trial in 0..3u64 {
-        let target = 3 + trial * 7;
+        target += 1 + (uuid::Uuid::new_v4().as_u128() % 7) as u64;
+        eprintln!("fault: kill -9 of the worker after {target} batches");
         wait_for("more batches", Duration::from_secs(120), || async {
             let s = e
                 .client
