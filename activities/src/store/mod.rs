@@ -23,6 +23,14 @@ pub enum Error {
     /// The database refused or failed a statement.
     #[error("state store: {0}")]
     Sql(#[from] sqlx::Error),
+    /// The database could not be reached or opened.
+    #[error("state store {url}: cannot connect: {source}")]
+    Connect {
+        /// The URL, password redacted.
+        url: String,
+        /// The cause.
+        source: sqlx::Error,
+    },
     /// The URL names neither SQLite nor PostgreSQL.
     #[error("state store: unsupported database_url `{0}` (use sqlite://PATH or postgres://...)")]
     UnsupportedUrl(String),
@@ -157,7 +165,10 @@ impl Store {
     /// created when missing.
     pub async fn connect(url: &str) -> Result<Self, Error> {
         let (backend, url) = normalize_url(url)?;
-        let pool = connect_any(&url).await?;
+        let pool = connect_any(&url).await.map_err(|source| Error::Connect {
+            url: redact(&url),
+            source,
+        })?;
         let store = Self { pool, backend };
         migrations::run(&store.pool).await?;
         Ok(store)
