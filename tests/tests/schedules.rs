@@ -167,3 +167,70 @@ async fn a_schedule_fires_the_sweep() {
         event.detail_json
     );
 }
+
+#[tokio::test]
+async fn ticks_missed_while_the_server_was_killed_fire_at_most_one_catch_up_sweep() {
+    let dir = temp_dir();
+    let repo = dir.path().join("repo");
+    make_repo(&repo, &[("workplans/a.md", &workplan("MISS-1", 1))]);
+    let db = database(Backend::Sqlite, dir.path()).await;
+    let path = write_config(
+        dir.path(),
+        &db,
+        &task_queue("missed"),
+        &[RepoEntry {
+            name: "repo",
+            path: &repo,
+            remote: None,
+            push: false,
+        }],
+        "",
+    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("schedules = []\n", "")
+        + &schedule("every-minute", "* * * * *");
+    std::fs::write(&path, text).unwrap();
+    let mut server = Server::start(dir.path()).await;
+    let _worker = Steward::worker(&path, &server.address);
+    let (code, _, err) = run_steward(&path, &server.address, &["schedules", "sync"]);
+    assert_eq!(code, 0, "{err}");
+
+    // Down for more than two ticks.
+    let killed = std::time::SystemTime::now();
+    server.kill9();
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    server.restart().await;
+    let restarted = std::time::SystemTime::now();
+
+    // The schedule lives on: something fires after the restart (the
+    // catch-up, or the next tick).
+    let client = server.client().await;
+    let handle = client.get_schedule_handle("steward-every-minute");
+    wait_for(
+        "a run after the restart",
+        Duration::from_secs(90),
+        || async {
+            let desc = handle.describe(Default::default()).await.ok()?;
+            desc.recent_actions()
+                .into_iter()
+                .any(|a| a.actual_time.is_some_and(|t| t >= restarted))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let desc = handle.describe(Default::default()).await.unwrap();
+    let caught_up: Vec<_> = desc
+        .recent_actions()
+        .into_iter()
+        .filter(|a| {
+            a.schedule_time.is_some_and(|t| t > killed && t < restarted)
+                && a.actual_time.is_some_and(|t| t >= restarted)
+        })
+        .collect();
+    assert!(
+        caught_up.len() <= 1,
+        "at most one catch-up for the two or more missed ticks: {caught_up:?}"
+    );
+}
