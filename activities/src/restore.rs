@@ -268,6 +268,15 @@ pub fn compare(expected: &[TableFigures], restored: &[TableFigures]) -> Vec<Stri
     out
 }
 
+/// Removes a scratch SQLite file and its WAL companions, if present.
+fn remove_sqlite_files(file: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = file.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
 fn sha256_file(path: &Path) -> Result<(u64, String), Error> {
     let bytes = std::fs::read(path).map_err(io(path))?;
     Ok((bytes.len() as u64, hex::encode(Sha256::digest(&bytes))))
@@ -446,9 +455,22 @@ impl RestoreActivities {
         Err(Error::Busy(ATTEMPTS))
     }
 
-    /// Restores `backup` into a scratch target, compares, removes the
-    /// target. A backup that does not restore is reported in `error`.
-    pub async fn verify(&self, backup: &BackupTaken) -> Result<RestoreVerified, Error> {
+    /// Restores `backup` into a scratch target named after `tag` (the
+    /// drill's run), compares, removes the target. A retry after a crash
+    /// first removes what the earlier attempt of the same run left. A
+    /// backup that does not restore is reported in `error`.
+    pub async fn verify(&self, backup: &BackupTaken, tag: &str) -> Result<RestoreVerified, Error> {
+        let tag: String = tag
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(24)
+            .collect::<String>()
+            .to_lowercase();
+        let tag = if tag.is_empty() {
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            tag
+        };
         let path = PathBuf::from(&backup.path);
         let mut mismatches = Vec::new();
         match sha256_file(&path) {
@@ -467,9 +489,9 @@ impl RestoreActivities {
         }
         let (_, live_url) = store::normalize_url(&self.database_url)?;
         let mut verified = if backup.backend == "sqlite" {
-            self.verify_sqlite(&path, &live_url).await?
+            self.verify_sqlite(&path, &live_url, &tag).await?
         } else {
-            self.verify_postgres(&path, &live_url).await?
+            self.verify_postgres(&path, &live_url, &tag).await?
         };
         if verified.error.is_empty() {
             mismatches.extend(compare(&backup.tables, &verified.tables));
@@ -479,10 +501,16 @@ impl RestoreActivities {
         Ok(verified)
     }
 
-    async fn verify_sqlite(&self, backup: &Path, live_url: &str) -> Result<RestoreVerified, Error> {
+    async fn verify_sqlite(
+        &self,
+        backup: &Path,
+        live_url: &str,
+        tag: &str,
+    ) -> Result<RestoreVerified, Error> {
         let scratch_dir = std::env::temp_dir().join("steward-restore-drills");
         std::fs::create_dir_all(&scratch_dir).map_err(io(&scratch_dir))?;
-        let scratch = scratch_dir.join(format!("drill-{}.db", uuid::Uuid::new_v4().simple()));
+        let scratch = scratch_dir.join(format!("drill-{tag}.db"));
+        remove_sqlite_files(&scratch);
         assert_ne!(
             scratch,
             sqlite_file(live_url),
@@ -499,11 +527,7 @@ impl RestoreActivities {
             Ok::<_, Error>((tables?, restore_seconds, health))
         }
         .await;
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = scratch.as_os_str().to_owned();
-            p.push(suffix);
-            let _ = std::fs::remove_file(PathBuf::from(p));
-        }
+        remove_sqlite_files(&scratch);
         Ok(match outcome {
             Ok((tables, restore_seconds, health)) => RestoreVerified {
                 target: scratch.display().to_string(),
@@ -524,11 +548,9 @@ impl RestoreActivities {
         &self,
         backup: &Path,
         live_url: &str,
+        tag: &str,
     ) -> Result<RestoreVerified, Error> {
-        let scratch_db = format!(
-            "steward_drill_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
+        let scratch_db = format!("steward_drill_{tag}");
         assert_ne!(
             scratch_db,
             database_name(live_url),
@@ -536,6 +558,11 @@ impl RestoreActivities {
         );
         let scratch_url = with_database(live_url, &scratch_db);
         let admin = connect_any(live_url).await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {scratch_db} WITH (FORCE)"
+        ))
+        .execute(&admin)
+        .await?;
         sqlx::query(&format!("CREATE DATABASE {scratch_db}"))
             .execute(&admin)
             .await?;
@@ -672,7 +699,8 @@ impl RestoreActivities {
         backup: BackupTaken,
     ) -> Result<RestoreVerified, ActivityError> {
         crate::heartbeat::with_heartbeat(&ctx, async {
-            self.verify(&backup).await.map_err(retryable)
+            let tag = ctx.info().workflow_run_id.clone().unwrap_or_default();
+            self.verify(&backup, &tag).await.map_err(retryable)
         })
         .await
     }

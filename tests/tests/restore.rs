@@ -20,6 +20,11 @@ fn drill(config: &Path, address: &str, extra: &[&str]) -> (i32, serde_json::Valu
     (code, json, err)
 }
 
+/// The PostgreSQL drills of this file run one at a time: each checks that
+/// no scratch database is left on the server, which another drill running
+/// meanwhile would make untrue.
+static ONE_DRILL_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn scratch_databases() -> Vec<String> {
     let admin = std::env::var("STEWARD_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -62,6 +67,7 @@ fn tamper(backend: Backend, backup: &Path) {
 
 #[tokio::test]
 async fn drills_verify_backups_and_catch_corrupted_ones_on_both_backends() {
+    let _one = ONE_DRILL_AT_A_TIME.lock().await;
     for backend in BACKENDS {
         let dir = temp_dir();
         let root = dir.path();
@@ -286,4 +292,78 @@ async fn a_backup_without_a_manifest_is_refused_with_its_name() {
     assert_eq!(code, 2, "{out}");
     assert!(err.contains("no manifest beside it"), "{err}");
     assert!(err.contains("stray.db"), "{err}");
+}
+
+#[tokio::test]
+async fn killing_the_worker_at_random_points_of_drills_leaves_nothing_behind() {
+    let _one = ONE_DRILL_AT_A_TIME.lock().await;
+    use steward_proto::v1::RestoreDrillInput;
+    use steward_workflows::RestoreDrill;
+    use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+
+    let dir = temp_dir();
+    let root = dir.path();
+    let repo = root.join("repo");
+    make_repo(&repo, &[("workplans/RK-1.md", &workplan("RK-1", 3))]);
+    let db = database(Backend::Postgres, root).await;
+    let queue = task_queue("restore-kill");
+    let config = write_config(
+        root,
+        &db,
+        &queue,
+        &[RepoEntry {
+            name: "repo",
+            path: &repo,
+            remote: None,
+            push: false,
+        }],
+        "",
+    );
+    let server = Server::start(root).await;
+    let client = server.client().await;
+    let mut worker = Steward::worker(&config, &server.address);
+    let (code, _, err) = run_steward(&config, &server.address, &["sweep", "run"]);
+    assert_eq!(code, 0, "{err}");
+    let live = Store::connect(&db).await.unwrap();
+    let before = figures(live.pool()).await.unwrap();
+
+    for trial in 0..3 {
+        let handle = client
+            .start_workflow(
+                RestoreDrill::run,
+                RestoreDrillInput {
+                    source: "manual".into(),
+                    ..Default::default()
+                },
+                WorkflowStartOptions::new(queue.clone(), format!("restore-drill-kill-{trial}"))
+                    .build(),
+            )
+            .await
+            .unwrap();
+        let at = (uuid::Uuid::new_v4().as_u128() % 1500) as u64;
+        eprintln!("fault: kill -9 of the worker {at} ms into drill {trial}");
+        tokio::time::sleep(std::time::Duration::from_millis(at)).await;
+        worker.kill9();
+        worker.restart();
+        let result = tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            handle.get_result(WorkflowGetResultOptions::default()),
+        )
+        .await
+        .expect("the drill finished after the restart")
+        .unwrap();
+        assert_eq!(result.outcome, "verified", "trial {trial}: {result:?}");
+    }
+    assert!(
+        scratch_databases().await.is_empty(),
+        "no scratch database left behind by a killed attempt"
+    );
+    let after = figures(live.pool()).await.unwrap();
+    for (b, a) in before.iter().zip(&after) {
+        if b.table == "progress_events" {
+            assert_eq!(a.rows, b.rows + 3, "one record per drill");
+        } else {
+            assert_eq!(a, b, "the drills changed {}", b.table);
+        }
+    }
 }
