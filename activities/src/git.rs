@@ -22,6 +22,7 @@ pub struct Error {
 #[derive(Debug, Clone)]
 pub struct Repo {
     dir: PathBuf,
+    git_dir: PathBuf,
 }
 
 /// Where the work tree stands against its upstream after a fetch.
@@ -45,11 +46,17 @@ impl Repo {
         if !dir.is_dir() {
             return None;
         }
-        let repo = Self {
+        let mut repo = Self {
             dir: dir.to_path_buf(),
+            git_dir: PathBuf::new(),
         };
-        let top = repo.run(&["rev-parse", "--show-toplevel"]).await.ok()?;
-        let top = std::fs::canonicalize(top.trim()).ok()?;
+        let out = repo
+            .run(&["rev-parse", "--show-toplevel", "--absolute-git-dir"])
+            .await
+            .ok()?;
+        let mut lines = out.lines();
+        let top = std::fs::canonicalize(lines.next()?.trim()).ok()?;
+        repo.git_dir = PathBuf::from(lines.next()?.trim());
         (std::fs::canonicalize(dir).ok()? == top).then_some(repo)
     }
 
@@ -111,14 +118,10 @@ impl Repo {
             .collect())
     }
 
-    /// The repository's git directory (`.git` for a plain work tree).
-    pub async fn git_dir(&self) -> Result<PathBuf, Error> {
-        let dir = PathBuf::from(self.run(&["rev-parse", "--git-dir"]).await?.trim());
-        Ok(if dir.is_relative() {
-            self.dir.join(dir)
-        } else {
-            dir
-        })
+    /// The repository's git directory (`.git` for a plain work tree),
+    /// found once when the repo was opened.
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
     }
 
     /// Whether tracked files have uncommitted changes.

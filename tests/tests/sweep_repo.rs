@@ -25,7 +25,7 @@ fn req(name: &str, path: &Path, remote: &str, push: bool, full: bool) -> RepoSwe
 }
 
 async fn sweep(store: &Store, r: &RepoSweepRequest) -> RepoSweepOutcome {
-    process_repo(store, &SweepSettings::default(), r)
+    process_repo(store, &SweepSettings::default(), r, 1)
         .await
         .unwrap()
 }
@@ -477,7 +477,14 @@ async fn a_retry_after_the_commit_reports_the_earlier_attempts_commit() {
     );
     // As if the attempt died after committing but before reporting: the
     // retry of the same run finds nothing to write and reports that commit.
-    let retry = sweep(&store, &held(req("r", &repo, "", false, false))).await;
+    let retry = process_repo(
+        &store,
+        &SweepSettings::default(),
+        &held(req("r", &repo, "", false, false)),
+        2,
+    )
+    .await
+    .unwrap();
     assert_eq!(retry.status, "processed");
     assert_eq!(retry.commit, first.commit);
     assert!(
@@ -525,7 +532,7 @@ async fn a_writeback_cut_off_before_its_commit_is_finished_by_the_retry() {
         let lock = repo.join(".git/index.lock");
         std::fs::write(&lock, "").unwrap();
         let r = req(case, &repo, "", false, false);
-        let failed = process_repo(&store, &SweepSettings::default(), &r).await;
+        let failed = process_repo(&store, &SweepSettings::default(), &r, 1).await;
         assert!(failed.is_err(), "{failed:?}");
         assert!(
             read(&repo.join("workplans/a.md")).contains("state_hub_workstream_id"),

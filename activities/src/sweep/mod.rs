@@ -155,7 +155,7 @@ impl SweepActivities {
         req: RepoSweepRequest,
     ) -> Result<RepoSweepOutcome, ActivityError> {
         let work = async {
-            process_repo(&self.store, &self.settings, &req)
+            process_repo(&self.store, &self.settings, &req, ctx.info().attempt)
                 .await
                 .map_err(|e| match e {
                     RepoError::LockLost(_) => {

@@ -67,12 +67,13 @@ impl Ctx<'_> {
     }
 }
 
-/// Sweeps one repo. See [`super::SweepActivities::sweep_repo`] for why a
-/// retry is safe.
+/// Sweeps one repo, as the activity's `attempt` (1 for the first). See
+/// [`super::SweepActivities::sweep_repo`] for why a retry is safe.
 pub async fn process_repo(
     store: &Store,
     settings: &SweepSettings,
     req: &RepoSweepRequest,
+    attempt: u32,
 ) -> Result<RepoSweepOutcome, Error> {
     let target = req.repo.clone().unwrap_or_default();
     let mut outcome = RepoSweepOutcome {
@@ -152,7 +153,13 @@ pub async fn process_repo(
     let fp = fingerprint(&repo.head().await, &files, &pending);
     // A retry after the earlier attempt committed reassesses the repo in
     // full and reports that commit, so the sweep's result still lists it.
-    let earlier = earlier_writeback(&repo, &req.lock_holder).await;
+    // Only a retry can find a commit of its own run: the first attempt
+    // spares every repo of every sweep a git call.
+    let earlier = if attempt > 1 {
+        earlier_writeback(&repo, &req.lock_holder).await
+    } else {
+        None
+    };
     if !req.full && gate != Sync::FastForwarded && state.fingerprint == fp && earlier.is_none() {
         store.set_repo_swept(&target.name, &fp, cx.now).await?;
         outcome.status = "skipped_clean".into();
@@ -319,7 +326,7 @@ pub async fn process_repo(
                     })
                     .collect(),
             };
-            journal.write(&repo).await?;
+            journal.write(&repo)?;
             for (_, full, new) in &changes {
                 write_atomic(full, new.as_bytes())?;
             }
@@ -330,7 +337,7 @@ pub async fn process_repo(
                 outcome.commit = commit;
                 cx.act("writeback commits");
             }
-            Journal::remove(&repo).await?;
+            Journal::remove(&repo)?;
         }
     }
     if outcome.commit.is_empty() {
@@ -393,18 +400,18 @@ struct JournalFile {
 const JOURNAL_FILE: &str = "steward-writeback.json";
 
 impl Journal {
-    async fn path(repo: &Repo) -> Result<PathBuf, Error> {
-        Ok(repo.git_dir().await?.join(JOURNAL_FILE))
+    fn path(repo: &Repo) -> PathBuf {
+        repo.git_dir().join(JOURNAL_FILE)
     }
 
-    async fn write(&self, repo: &Repo) -> Result<(), Error> {
-        let path = Self::path(repo).await?;
+    fn write(&self, repo: &Repo) -> Result<(), Error> {
+        let path = Self::path(repo);
         let bytes = serde_json::to_vec(self).unwrap_or_default();
         crate::files::write_private(&path, &bytes).map_err(io(&path))
     }
 
-    async fn read(repo: &Repo) -> Result<Option<Self>, Error> {
-        let path = Self::path(repo).await?;
+    fn read(repo: &Repo) -> Result<Option<Self>, Error> {
+        let path = Self::path(repo);
         match std::fs::read(&path) {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -412,8 +419,8 @@ impl Journal {
         }
     }
 
-    async fn remove(repo: &Repo) -> Result<(), Error> {
-        let path = Self::path(repo).await?;
+    fn remove(repo: &Repo) -> Result<(), Error> {
+        let path = Self::path(repo);
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
             _ => Ok(()),
@@ -463,12 +470,12 @@ async fn recover_writeback(
     holder: &str,
     settings: &SweepSettings,
 ) -> Result<Option<String>, Error> {
-    let Some(journal) = Journal::read(repo).await? else {
+    let Some(journal) = Journal::read(repo)? else {
         return Ok(None);
     };
     let changed = repo.changed_paths().await?;
     if changed.is_empty() {
-        Journal::remove(repo).await?;
+        Journal::remove(repo)?;
         return Ok(None);
     }
     let ours = changed.iter().all(|path| {
@@ -481,7 +488,7 @@ async fn recover_writeback(
         return Ok(None);
     }
     let commit = commit_writeback(repo, &changed, holder, settings).await?;
-    Journal::remove(repo).await?;
+    Journal::remove(repo)?;
     Ok(commit)
 }
 
