@@ -96,13 +96,14 @@ impl AlertSink {
             self.metrics.alert(&alert.severity, &alert.kind);
         }
         if let Some(url) = &self.webhook {
+            let timeout = std::time::Duration::from_secs(10);
             let resp = reqwest::Client::new()
                 .post(url)
                 .json(&body)
-                .timeout(std::time::Duration::from_secs(10))
+                .timeout(timeout)
                 .send()
                 .await
-                .map_err(|e| Error::Webhook(e.without_url().to_string()))?;
+                .map_err(|e| Error::Webhook(crate::http::cause(&e, timeout)))?;
             if !resp.status().is_success() {
                 return Err(Error::Webhook(format!("answered {}", resp.status())));
             }

@@ -1,5 +1,6 @@
 //! Files the worker writes (alerts, evidence): written whole through a
-//! temporary file and a rename, readable by the owner and group only.
+//! temporary file and a rename, readable by the owner and group only. And
+//! the one question asked of the programs it runs: can this one be run?
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
@@ -27,4 +28,41 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Whether `program` (an argv's first element) names an executable file:
+/// a path (with a `/`) as given, a bare name on `PATH`, as `execvp` would
+/// find it.
+pub fn is_runnable(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.is_empty() {
+        return false;
+    }
+    if program.contains('/') {
+        return executable(Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_runnable;
+
+    #[test]
+    fn programs_are_found_as_execvp_would() {
+        assert!(is_runnable("sh"), "on PATH");
+        assert!(is_runnable("/bin/sh"), "a path");
+        assert!(!is_runnable("steward-no-such-program"));
+        assert!(!is_runnable("/nonexistent/deploy.sh"));
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("deploy.sh");
+        super::write_private(&plain, b"#!/bin/sh\n").unwrap();
+        assert!(!is_runnable(plain.to_str().unwrap()), "not executable");
+        assert!(!is_runnable(dir.path().to_str().unwrap()), "a folder");
+        assert!(!is_runnable(""));
+    }
 }

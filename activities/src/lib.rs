@@ -15,8 +15,9 @@ pub mod backfill;
 pub mod files;
 pub mod git;
 pub mod heartbeat;
-// The SDK macros add undocumented marker constants to the impl blocks.
+pub mod http;
 pub mod metrics;
+// The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
 pub mod restore;
 pub mod store;

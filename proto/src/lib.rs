@@ -14,6 +14,7 @@ pub mod v1 {
 }
 
 pub mod activities;
+pub mod limits;
 pub mod names;
 
 pub use v1::*;

@@ -496,3 +496,88 @@ pub fn assert_no_planted_secret(root: &Path, config: &Path, texts: &[(&str, &str
     }
     assert!(found.is_empty(), "the planted secret leaked into {found:?}");
 }
+
+/// The server side of "nothing lost" after a fault: every workflow run in
+/// the namespace (a test's server holds only its own) has completed or
+/// continued as new, and no history holds a failed workflow task. Visibility lags a little behind
+/// the histories, so open runs are waited for, up to 30 s.
+pub async fn assert_every_run_closed_without_task_failures(client: &temporalio_client::Client) {
+    use futures::StreamExt as _;
+    use temporalio_client::{WorkflowExecutionStatus, WorkflowListOptions};
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+
+    let runs = wait_for(
+        "every workflow run to close",
+        Duration::from_secs(30),
+        || async {
+            let mut runs = Vec::new();
+            let mut stream = client.list_workflows("", WorkflowListOptions::default());
+            while let Some(run) = stream.next().await {
+                let run = run.ok()?;
+                if run.status() == WorkflowExecutionStatus::Running {
+                    return None;
+                }
+                runs.push((run.id().to_string(), run.run_id().to_string(), run.status()));
+            }
+            Some(runs)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!runs.is_empty(), "no workflow runs to check");
+    for (id, run_id, status) in runs {
+        assert!(
+            matches!(
+                status,
+                WorkflowExecutionStatus::Completed | WorkflowExecutionStatus::ContinuedAsNew
+            ),
+            "{id}/{run_id} ended {status:?}"
+        );
+        let events = steward_worker::history::fetch_events(client, &id, Some(&run_id))
+            .await
+            .unwrap();
+        let failed: Vec<i64> = events
+            .iter()
+            .filter(|ev| {
+                matches!(
+                    ev.attributes,
+                    Some(Attributes::WorkflowTaskFailedEventAttributes(_))
+                )
+            })
+            .map(|ev| ev.event_id)
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{id}/{run_id}: failed workflow tasks at events {failed:?}"
+        );
+    }
+}
+
+/// Fails naming every file or folder under `root` that others may write
+/// (mode `o+w`); `root` must hold at least one file.
+pub fn assert_not_world_writable(root: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    fn walk(path: &Path, bad: &mut Vec<String>, files: &mut usize) {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return;
+        };
+        if meta.permissions().mode() & 0o002 != 0 {
+            bad.push(format!(
+                "{} ({:o})",
+                path.display(),
+                meta.permissions().mode()
+            ));
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&entry.path(), bad, files);
+            }
+        } else {
+            *files += 1;
+        }
+    }
+    let (mut bad, mut files) = (Vec::new(), 0);
+    walk(root, &mut bad, &mut files);
+    assert!(files > 0, "no files under {}", root.display());
+    assert!(bad.is_empty(), "world-writable: {bad:?}");
+}

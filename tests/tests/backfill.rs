@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
 use steward_proto::v1::{BackfillResult, BackfillStatus, OperatorRequest};
 use steward_tests::{
-    Backend, Server, Steward, assert_no_planted_secret, database, read, run_steward, task_queue,
+    Backend, PLANTED_SECRET, Server, Steward, assert_every_run_closed_without_task_failures,
+    assert_no_planted_secret, assert_not_world_writable, database, read, run_steward, task_queue,
     temp_dir, wait_for, with_planted_password,
 };
 use steward_workflows::BackfillRollout;
@@ -676,6 +677,23 @@ async fn operators_pause_resume_resize_and_invalid_requests_are_rejected() {
     let (code, _, err) = e.cli(&["backfill", "set", "bf", "batch_size=0", "--reason", "x"]);
     assert_ne!(code, 0);
     assert!(err.contains("batch_size must be at least 1"), "{err}");
+    // A reason of a megabyte: the CLI refuses it before sending, and the
+    // workflow's validator refuses it from any other client, so the
+    // rollout's state and history stay far below the server's limit.
+    let long = "x".repeat(100_000);
+    let (code, _, err) = e.cli(&["backfill", "pause", "bf", "--reason", &long]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("the --reason is 100000 characters long; at most 2000 are accepted"),
+        "{err}"
+    );
+    let huge = "x".repeat(1 << 20);
+    let err = e.update("pause", op(&huge)).await.unwrap_err();
+    assert!(
+        err.contains("the reason is 1048576 characters long; at most 2000 are accepted"),
+        "{err}"
+    );
+    assert!(!e.status().await.paused, "a refused pause changes nothing");
 
     e.update("pause", op("lag on replica")).await.unwrap();
     let paused_at = e.status().await.batches;
@@ -928,6 +946,7 @@ async fn killing_the_worker_during_execution_applies_every_batch_once() {
             .unwrap();
     assert_eq!(written as usize, expected.len(), "no batch applied twice");
     assert_eq!(result.rows as usize, expected.len());
+    assert_every_run_closed_without_task_failures(&e.client).await;
 }
 
 #[tokio::test]
@@ -1022,9 +1041,9 @@ async fn command_and_http_actions_run_and_alerts_reach_the_webhook() {
         )
         .replace(
             "unfreeze = { sql = \"UPDATE control SET enabled = 1\" }",
-            &format!("unfreeze = {{ http = {{ method = \"POST\", url = \"http://127.0.0.1:{port}/ingest/enable\", body = \"{{\\\"enabled\\\":true}}\" }} }}"),
+            &format!("unfreeze = {{ http = {{ method = \"POST\", url = \"http://127.0.0.1:{port}/ingest/enable?token={PLANTED_SECRET}\", body = \"{{\\\"enabled\\\":true}}\" }} }}"),
         )
-        + &format!("\n[alerts]\nwebhook = \"http://127.0.0.1:{port}/alerts\"\n");
+        + &format!("\n[alerts]\nwebhook = \"http://127.0.0.1:{port}/alerts/{PLANTED_SECRET}\"\n");
     std::fs::write(&e.config, cfg).unwrap();
     e.worker.kill9();
     e.worker = Steward::worker(&e.config, &e.server.address);
@@ -1043,10 +1062,9 @@ async fn command_and_http_actions_run_and_alerts_reach_the_webhook() {
     assert!(marker.is_file(), "the freeze command ran (argv, no shell)");
     let requests = seen.lock().unwrap().clone();
     assert!(
-        requests
-            .iter()
-            .any(|r| r.starts_with("POST /ingest/enable HTTP/1.1")
-                && r.ends_with("{\"enabled\":true}")),
+        requests.iter().any(|r| r.starts_with(&format!(
+            "POST /ingest/enable?token={PLANTED_SECRET} HTTP/1.1"
+        )) && r.ends_with("{\"enabled\":true}")),
         "the unfreeze request was sent: {requests:?}"
     );
     let runtime: Vec<_> = e
@@ -1058,9 +1076,26 @@ async fn command_and_http_actions_run_and_alerts_reach_the_webhook() {
     assert!(
         requests
             .iter()
-            .any(|r| r.starts_with("POST /alerts") && r.contains("backfill.runtime")),
+            .any(|r| r.starts_with(&format!("POST /alerts/{PLANTED_SECRET}"))
+                && r.contains("backfill.runtime")),
         "alerts are posted to the webhook: {requests:?}"
     );
+    // The tokens in the webhook's and the action's URLs reached their
+    // servers, and nothing else: not the history, the evidence, the
+    // alerts, the store or the worker's log.
+    let export = e.config.with_file_name("actions.history.json");
+    e.ok(&[
+        "history",
+        "backfill-bf",
+        "--export",
+        export.to_str().unwrap(),
+    ]);
+    assert_no_planted_secret(
+        e.config.parent().unwrap(),
+        &e.config,
+        &[("worker log", &e.worker.log())],
+    );
+    assert_not_world_writable(&e.config.with_file_name("data"));
 }
 
 #[tokio::test]
@@ -1135,6 +1170,7 @@ async fn a_storm_of_100_duplicated_out_of_order_operator_updates_leaves_a_consis
         recorded > started_actions + accepted,
         "every accepted update is in the audit trail: {recorded} recorded, {accepted} accepted"
     );
+    assert_every_run_closed_without_task_failures(&e.client).await;
 }
 
 #[tokio::test]
@@ -1193,6 +1229,7 @@ async fn an_acknowledged_pause_survives_a_kill_9_of_the_server() {
         oracle(&e.pool).await,
         "every edge exactly once"
     );
+    assert_every_run_closed_without_task_failures(&e.client).await;
 }
 
 #[tokio::test]

@@ -608,3 +608,50 @@ async fn malformed_files_are_findings_and_the_rest_of_the_repo_is_reconciled() {
         "untouched"
     );
 }
+
+#[tokio::test]
+async fn a_repo_with_thousands_of_findings_returns_a_bounded_result_and_counts_the_rest() {
+    let dir = temp_dir();
+    let repo = dir.path().join("repo");
+    let long_id = "X".repeat(5000);
+    let broken: Vec<(String, String)> = (0..300)
+        .map(|i| {
+            (
+                format!("workplans/broken-{i:03}.md"),
+                format!("---\nid: {long_id}\nid: AGAIN\n---\n"),
+            )
+        })
+        .collect();
+    let mut files: Vec<(&str, &str)> = broken
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let good = workplan("OK-1", 1);
+    files.push(("workplans/good.md", &good));
+    make_repo(&repo, &files);
+    let store = Store::connect(&database(BACKENDS[0], dir.path()).await)
+        .await
+        .unwrap();
+    let out = sweep(&store, &req("r", &repo, "", false, false)).await;
+    assert_eq!(out.findings.len(), steward_proto::limits::FINDINGS_PER_REPO);
+    assert_eq!(
+        out.findings.len() + out.findings_omitted as usize,
+        300,
+        "every finding listed or counted"
+    );
+    assert!(
+        out.findings
+            .iter()
+            .all(|f| f.message.chars().count() <= steward_proto::limits::FINDING_MESSAGE_CHARS + 1)
+    );
+    let size = serde_json::to_vec(&out).unwrap().len();
+    assert!(size < 128 * 1024, "the activity's result is {size} bytes");
+    assert!(
+        store
+            .workstream_by_workplan_id("OK-1")
+            .await
+            .unwrap()
+            .is_some(),
+        "the rest of the repo is reconciled"
+    );
+}

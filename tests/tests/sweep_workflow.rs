@@ -7,8 +7,9 @@ use std::time::Duration;
 use steward_activities::Store;
 use steward_proto::v1::{SweepInput, SweepResult};
 use steward_tests::{
-    Backend, RepoEntry, Server, Steward, commit_count, database, free_port, http_get, make_repo,
-    read, run_steward, task_queue, temp_dir, wait_for, workplan, write_config,
+    Backend, RepoEntry, Server, Steward, assert_every_run_closed_without_task_failures,
+    commit_count, database, free_port, http_get, make_repo, read, run_steward, task_queue,
+    temp_dir, wait_for, workplan, write_config,
 };
 use steward_workflows::ConsistencySweep;
 use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
@@ -85,6 +86,20 @@ macro_rules! start {
             )
             .await
             .unwrap()
+    };
+}
+
+macro_rules! wait_repos_done {
+    ($handle:expr, $n:expr) => {
+        wait_for("repos to be done", Duration::from_secs(60), || async {
+            let p = $handle
+                .query(ConsistencySweep::progress, (), Default::default())
+                .await
+                .ok()?;
+            (p.repos_done >= $n).then_some(())
+        })
+        .await
+        .unwrap()
     };
 }
 
@@ -368,8 +383,49 @@ async fn killing_the_worker_mid_sweep_resumes_without_redoing_repos() {
     .await
     .expect("sweep finished after the restart")
     .unwrap();
+    assert_sweep_lost_nothing(&e, &result, 2).await;
+}
+
+#[tokio::test]
+async fn killing_the_server_mid_sweep_resumes_without_redoing_repos() {
+    let mut e = env("server-kill", Backend::Sqlite, 16, 2, "").await;
+    let _worker = Steward::worker(&e.config, &e.server.address);
+    let handle = start!(
+        e,
+        "sweep-server-kill",
+        SweepInput {
+            source: "manual".into(),
+            concurrency: 2,
+            ..Default::default()
+        }
+    );
+    let kill_after = 1 + (uuid::Uuid::new_v4().as_u128() % 12) as u32;
+    eprintln!("fault: kill -9 of the server after {kill_after} repos");
+    wait_repos_done!(handle, kill_after);
+    e.server.kill9();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    e.server.restart().await;
+    let client = e.server.client().await;
+    let result = tokio::time::timeout(
+        Duration::from_secs(180),
+        client
+            .get_workflow_handle::<ConsistencySweep>("sweep-server-kill")
+            .get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("sweep finished after the server came back")
+    .unwrap();
+    assert_sweep_lost_nothing(&e, &result, 2).await;
+}
+
+/// "Nothing lost" after a fault during a sweep over `e.repos` with `plans`
+/// workplans each: every repo processed and listed once, no finding,
+/// exactly one writeback commit per repo and each id written once, one
+/// store record per workplan, no leaked lock, every run closed and no
+/// failed workflow task.
+async fn assert_sweep_lost_nothing(e: &Env, result: &SweepResult, plans: usize) {
     assert_eq!(result.exit_code, 0, "{result:?}");
-    assert_eq!(result.repos_processed.len(), 16, "{result:?}");
+    assert_eq!(result.repos_processed.len(), e.repos.len(), "{result:?}");
     assert!(
         result.assessment_failures.is_empty(),
         "a writeback cut off mid-way leaves no dirty repo: {result:?}"
@@ -380,7 +436,7 @@ async fn killing_the_worker_mid_sweep_resumes_without_redoing_repos() {
             2,
             "repo {i}: exactly one writeback commit"
         );
-        for p in 0..2 {
+        for p in 0..plans {
             let text = read(&repo.join(format!("workplans/R{i:02}-WP-{p}.md")));
             assert_eq!(
                 text.matches("state_hub_workstream_id").count(),
@@ -394,7 +450,7 @@ async fn killing_the_worker_mid_sweep_resumes_without_redoing_repos() {
         .fetch_one(store.pool())
         .await
         .unwrap();
-    assert_eq!(n, 32);
+    assert_eq!(n as usize, e.repos.len() * plans);
     assert!(
         store
             .lock_holder("consistency-sweep")
@@ -403,6 +459,7 @@ async fn killing_the_worker_mid_sweep_resumes_without_redoing_repos() {
             .is_none(),
         "no leaked lock"
     );
+    assert_every_run_closed_without_task_failures(&e.server.client().await).await;
 }
 
 #[tokio::test]
@@ -545,20 +602,6 @@ async fn a_repo_that_fails_is_an_automation_error_and_the_sweep_goes_on() {
 }
 
 /// Waits until the sweep behind `$handle` has finished `$n` repos.
-macro_rules! wait_repos_done {
-    ($handle:expr, $n:expr) => {
-        wait_for("repos to be done", Duration::from_secs(60), || async {
-            let p = $handle
-                .query(ConsistencySweep::progress, (), Default::default())
-                .await
-                .ok()?;
-            (p.repos_done >= $n).then_some(())
-        })
-        .await
-        .unwrap()
-    };
-}
-
 #[tokio::test]
 async fn a_second_worker_on_the_queue_finishes_the_sweep_a_killed_worker_started() {
     let e = env("two-workers", Backend::Sqlite, 16, 2, "").await;
@@ -589,11 +632,7 @@ async fn a_second_worker_on_the_queue_finishes_the_sweep_a_killed_worker_started
     .await
     .expect("worker b finished the sweep")
     .unwrap();
-    assert_eq!(result.exit_code, 0, "{result:?}");
-    assert_eq!(result.repos_processed.len(), 16, "{result:?}");
-    for repo in &e.repos {
-        assert_eq!(commit_count(repo), 2, "exactly one writeback commit");
-    }
+    assert_sweep_lost_nothing(&e, &result, 2).await;
 
     // Each worker's build id is on the workflow tasks it completed.
     let export = e.root.join("two-workers.json");
@@ -872,7 +911,6 @@ async fn a_schedule_is_paused_after_consecutive_automation_errors_and_stays_paus
 
 #[tokio::test]
 async fn fifty_concurrent_sweeps_on_a_one_workflow_cache_all_finish_without_task_failures() {
-    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
     let e = env(
         "cache-one",
         Backend::Sqlite,
@@ -908,27 +946,11 @@ async fn fifty_concurrent_sweeps_on_a_one_workflow_cache_all_finish_without_task
     }
     // Every task of every workflow replayed (the cache holds one), and none
     // failed.
-    for i in 0..50 {
-        let id = format!("sweep-cache-{i:02}");
-        let events = steward_worker::history::fetch_events(&e.client, &id, None)
-            .await
-            .unwrap();
-        let failed = events
-            .iter()
-            .filter(|ev| {
-                matches!(
-                    ev.attributes,
-                    Some(Attributes::WorkflowTaskFailedEventAttributes(_))
-                )
-            })
-            .count();
-        assert_eq!(failed, 0, "{id} has failed workflow tasks");
-    }
+    assert_every_run_closed_without_task_failures(&e.client).await;
 }
 
 #[tokio::test]
 async fn a_worker_cut_off_from_the_server_for_30_s_loses_nothing() {
-    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
     let e = env("cut-off", Backend::Sqlite, 40, 2, "").await;
     let worker = Steward::worker(&e.config, &e.server.address);
     let handle = start!(
@@ -959,22 +981,7 @@ async fn a_worker_cut_off_from_the_server_for_30_s_loses_nothing() {
     .await
     .expect("the sweep finished after the server came back")
     .unwrap();
-    assert_eq!(result.exit_code, 0, "{result:?}");
-    assert_eq!(result.repos_processed.len(), 40, "{result:?}");
-    assert!(result.assessment_failures.is_empty(), "{result:?}");
-    for repo in &e.repos {
-        assert_eq!(commit_count(repo), 2, "exactly one writeback commit");
-    }
-    let events = steward_worker::history::fetch_events(&e.client, "sweep-cut-off", None)
-        .await
-        .unwrap();
-    assert!(
-        !events.iter().any(|ev| matches!(
-            ev.attributes,
-            Some(Attributes::WorkflowTaskFailedEventAttributes(_))
-        )),
-        "no failed workflow task"
-    );
+    assert_sweep_lost_nothing(&e, &result, 2).await;
     assert!(
         !worker.log().contains("panicked"),
         "the worker rode it out: {}",

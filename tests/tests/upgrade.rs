@@ -10,7 +10,9 @@ use std::time::Duration;
 use steward_activities::upgrade::snapshot;
 use steward_proto::v1::{UpgradeResult, UpgradeStatus};
 use steward_tests::{
-    Backend, Server, Steward, database, git, run_steward, task_queue, temp_dir, wait_for, workspace,
+    Backend, Server, Steward, assert_every_run_closed_without_task_failures,
+    assert_not_world_writable, database, git, run_steward, task_queue, temp_dir, wait_for,
+    workspace,
 };
 use steward_workflows::WarmUpgrade;
 use temporalio_client::{Client, WorkflowGetResultOptions};
@@ -239,6 +241,55 @@ asserts = [["test", "-f", "{marker}"]]
     }
 }
 
+impl App {
+    /// Starts an upgrade without waiting and returns once it is in
+    /// `phase`. Steps can be quicker than one poll, so it may be in the
+    /// step right after it by then.
+    async fn start_and_reach(&self, phase: &str) {
+        let (code, _, err) =
+            self.cli(&["upgrade", "run", "sso", "--no-wait", "--reason", "nightly"]);
+        assert_eq!(code, 0, "{err}");
+        let at = PHASES.iter().position(|p| *p == phase).unwrap();
+        wait_for(phase, Duration::from_secs(60), || async {
+            let now = self.status().await?.phase;
+            PHASES
+                .iter()
+                .position(|p| *p == now)
+                .filter(|i| *i >= at)
+                .map(|_| ())
+        })
+        .await
+        .unwrap();
+    }
+
+    /// "Nothing lost" after a fault: the run ended `expected` ("upgraded"
+    /// or "rolled-back"), never in between; the data written before it is
+    /// intact; exactly one snapshot; serving and last_good agree; every
+    /// run closed without a failed workflow task.
+    async fn assert_lost_nothing(&self, fault: &str, expected: &str) {
+        let r = self.result().await;
+        assert_eq!(r.outcome, expected, "{fault}: {r:?}");
+        assert_eq!(
+            self.marker(),
+            "marker written before the upgrade\n",
+            "{fault}"
+        );
+        assert_eq!(
+            self.snapshots(),
+            vec!["last-known-good", "last_good"],
+            "{fault}: exactly one snapshot"
+        );
+        let serving = if expected == "upgraded" {
+            "1.1.0+5.1.0"
+        } else {
+            BASE
+        };
+        assert_eq!(self.serving(), serving, "{fault}");
+        assert_eq!(self.last_good(), serving, "{fault}");
+        assert_every_run_closed_without_task_failures(&self.client).await;
+    }
+}
+
 fn data_of(home: &Path) -> (u64, String) {
     snapshot::digest(&home.join("data")).unwrap()
 }
@@ -252,12 +303,16 @@ async fn a_healthy_upgrade_keeps_the_data_and_advances_last_good() {
     )
     .await;
     let marker = app.marker();
+    // A data file others may write: its snapshot must not be.
+    let loose = app.home.join("data/db/rows.bin");
+    std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
     let r = app.run(&["--reason", "nightly"]);
     assert_eq!(
         (r.outcome.as_str(), r.attempted.as_str(), r.recovered),
         ("upgraded", "1.1.0+5.1.0", true),
         "{r:?}"
     );
+    assert_not_world_writable(&app.home.join("snapshots"));
     assert_eq!(app.last_good(), "1.1.0+5.1.0");
     assert_eq!(app.serving(), "1.1.0+5.1.0");
     assert_eq!(app.marker(), marker, "data kept");
@@ -478,45 +533,33 @@ async fn killing_the_worker_at_each_step_ends_upgraded_or_rolled_back() {
             "",
         )
         .await;
-        let (code, _, err) =
-            app.cli(&["upgrade", "run", "sso", "--no-wait", "--reason", "nightly"]);
-        assert_eq!(code, 0, "{err}");
-        // Steps can be quicker than one poll, so the kill lands in `phase`
-        // or, at the latest, in the step right after it.
-        let at = PHASES.iter().position(|p| *p == phase).unwrap();
-        wait_for(phase, Duration::from_secs(60), || async {
-            let now = app.status().await?.phase;
-            PHASES
-                .iter()
-                .position(|p| *p == now)
-                .filter(|i| *i >= at)
-                .map(|_| ())
-        })
-        .await
-        .unwrap();
+        app.start_and_reach(phase).await;
         app.worker.kill9();
         tokio::time::sleep(Duration::from_millis(300)).await;
         app.worker.restart();
-        let r = app.result().await;
-        assert_eq!(r.outcome, expected, "killed in {phase}: {r:?}");
-        assert_eq!(
-            app.marker(),
-            "marker written before the upgrade\n",
-            "killed in {phase}"
-        );
-        assert_eq!(
-            app.snapshots(),
-            vec!["last-known-good", "last_good"],
-            "killed in {phase}: exactly one snapshot"
-        );
-        let serving = if expected == "upgraded" {
-            "1.1.0+5.1.0"
-        } else {
-            BASE
-        };
-        assert_eq!(app.serving(), serving, "killed in {phase}");
-        assert_eq!(app.last_good(), serving, "killed in {phase}");
+        app.assert_lost_nothing(&format!("worker killed in {phase}"), expected)
+            .await;
     }
+}
+
+#[tokio::test]
+async fn killing_the_server_mid_upgrade_ends_upgraded_with_one_snapshot() {
+    let mut app = App::new(
+        "server-kill",
+        &[(BASE, "ok", ""), ("1.1.0+5.1.0", "ok", "")],
+        "",
+    )
+    .await;
+    let phases = ["snapshotting", "deploying", "health_gate"];
+    let phase = phases[(uuid::Uuid::new_v4().as_u128() % 3) as usize];
+    eprintln!("fault: kill -9 of the server in {phase}");
+    app.start_and_reach(phase).await;
+    app.server.kill9();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    app.server.restart().await;
+    app.client = app.server.client().await;
+    app.assert_lost_nothing(&format!("server killed in {phase}"), "upgraded")
+        .await;
 }
 
 #[tokio::test]
@@ -618,4 +661,90 @@ async fn an_app_on_the_latest_version_is_only_health_checked() {
         vec!["last_good"],
         "nothing was undeployed or snapshotted"
     );
+}
+
+impl App {
+    /// Rewrites one line of the config (`key = ...`) and restarts the
+    /// worker on it.
+    fn reconfigure(&mut self, key: &str, value: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let prefix = format!("{key} = ");
+        assert!(
+            text.lines().any(|l| l.starts_with(&prefix)),
+            "{key} in the config"
+        );
+        let text: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.starts_with(&prefix) {
+                    format!("{prefix}{value}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        std::fs::write(&self.config, text.join("\n") + "\n").unwrap();
+        self.worker.kill9();
+        self.worker = Steward::worker(&self.config, &self.server.address);
+    }
+}
+
+#[tokio::test]
+async fn a_deploy_program_that_does_not_exist_is_named_before_anything_is_touched() {
+    let mut app = App::new(
+        "no-deploy",
+        &[(BASE, "ok", ""), ("1.1.0+5.1.0", "ok", "")],
+        "",
+    )
+    .await;
+    app.reconfigure("deploy", r#"["steward-no-such-deploy", "{version}"]"#);
+    let before = app.data_digest();
+    let (code, _, err) = app.cli(&["upgrade", "run", "sso", "--reason", "typo in the config"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(
+            "app `sso`: the deploy program `steward-no-such-deploy` is not an executable file or on PATH on this worker; nothing was touched"
+        ),
+        "{err}"
+    );
+    assert_eq!(app.serving(), BASE, "the app was never undeployed");
+    assert_eq!(app.data_digest(), before);
+    assert_eq!(app.snapshots(), vec!["last_good"], "no snapshot taken");
+    assert_eq!(app.last_good(), BASE);
+}
+
+#[tokio::test]
+async fn a_health_url_that_never_answers_times_out_and_the_data_is_restored() {
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/health", silent.local_addr().unwrap());
+    let mut app = App::new("hang", &[(BASE, "ok", ""), ("1.1.0+5.1.0", "ok", "")], "").await;
+    app.reconfigure(
+        "health",
+        &format!(r#"{{ url = "{url}", interval_seconds = 1, timeout_seconds = 3 }}"#),
+    );
+    let before = app.data_digest();
+    let started = std::time::Instant::now();
+    let r = app.run(&["--reason", "nightly"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "nothing hangs: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.outcome, "rollback-failed", "{r:?}");
+    assert!(
+        r.message
+            .contains(&format!("GET {url}: no answer within 2s")),
+        "the message names the URL and the timeout: {}",
+        r.message
+    );
+    assert_eq!(
+        app.serving(),
+        BASE,
+        "the last good version is deployed again"
+    );
+    assert_eq!(app.data_digest(), before, "the snapshot's bytes are back");
+    assert_eq!(app.last_good(), BASE);
+    assert_eq!(app.alerts("upgrade.rollback-failed").len(), 1);
+    drop(silent);
 }

@@ -13,12 +13,12 @@ use steward_proto::activities::{
     BackfillPreconditions, BackfillReplayProbe, BackfillRollback, BackfillValidate,
     BackfillWriteEvidence, RaiseAlert,
 };
-use steward_proto::names;
 use steward_proto::v1::{
     Alert, BackfillCarry, BackfillEvidence, BackfillInput, BackfillPlan, BackfillRef,
     BackfillResult, BackfillStatus, BatchRequest, CheckResult, DryRunRequest, OperatorAction,
     OperatorReply, OperatorRequest, ProbeResult, RollbackResult, ValidationRequest,
 };
+use steward_proto::{limits, names};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
@@ -852,6 +852,11 @@ fn who(req: &OperatorRequest) -> Result<(), String> {
     }
     if req.reason.trim().is_empty() {
         return Err("a reason is required".into());
+    }
+    for (what, text) in [("operator name", &req.operator), ("reason", &req.reason)] {
+        if let Some(refusal) = limits::operator_text_too_long(what, text) {
+            return Err(refusal);
+        }
     }
     Ok(())
 }

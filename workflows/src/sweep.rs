@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use steward_proto::activities::{AcquireLock, PlanSweep, RecordSweep, ReleaseLock, SweepRepo};
-use steward_proto::names;
 use steward_proto::v1::{
     Finding, LockGrant, LockRelease, LockRequest, PlanRequest, RecordSweepRequest, RepoAction,
     RepoError, RepoSweepOutcome, RepoSweepRequest, RepoTarget, SweepInput, SweepResult,
 };
+use steward_proto::{limits, names};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityOptions, WorkflowCancellationToken, WorkflowContext, WorkflowContextView,
@@ -261,6 +261,7 @@ pub fn fold_outcomes(
                 });
             }
             Some(Ok(outcome)) => {
+                result.findings_omitted += outcome.findings_omitted;
                 result
                     .assessment_failures
                     .extend(outcome.findings.iter().cloned());
@@ -283,6 +284,15 @@ pub fn fold_outcomes(
     }
     // C-00 rows are kept with the automation errors, not as assessment failures.
     result.assessment_failures.retain(|f| f.check != "C-00");
+    // The result must stay well under the server's payload limit.
+    let over = result
+        .assessment_failures
+        .len()
+        .saturating_sub(limits::FINDINGS_PER_SWEEP);
+    result
+        .assessment_failures
+        .truncate(limits::FINDINGS_PER_SWEEP);
+    result.findings_omitted += u32::try_from(over).unwrap_or(u32::MAX);
     result.automation_error = !result.automation_errors.is_empty();
     result.exit_code = i32::from(result.automation_error);
 }
@@ -432,5 +442,35 @@ mod tests {
         assert_eq!(result.exit_code, 0);
         assert!(!result.automation_error);
         assert!(result.repos_processed.is_empty(), "no action, not listed");
+    }
+
+    #[test]
+    fn a_sweep_lists_at_most_the_limit_of_findings_and_counts_the_rest() {
+        let plan: Vec<RepoTarget> = (0..15).map(|i| repo(&format!("r{i}"))).collect();
+        let mut outcomes = BTreeMap::new();
+        for i in 0..15 {
+            outcomes.insert(
+                i,
+                Ok(RepoSweepOutcome {
+                    status: "processed".into(),
+                    findings: vec![
+                        Finding {
+                            check: "C-02".into(),
+                            ..Default::default()
+                        };
+                        limits::FINDINGS_PER_REPO
+                    ],
+                    findings_omitted: 7,
+                    ..Default::default()
+                }),
+            );
+        }
+        let mut result = SweepResult::default();
+        fold_outcomes(&mut result, &plan, &outcomes);
+        assert_eq!(result.assessment_failures.len(), limits::FINDINGS_PER_SWEEP);
+        assert_eq!(
+            result.findings_omitted as usize,
+            15 * 7 + 15 * limits::FINDINGS_PER_REPO - limits::FINDINGS_PER_SWEEP
+        );
     }
 }

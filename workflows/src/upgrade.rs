@@ -9,11 +9,11 @@ use std::time::{Duration, SystemTime};
 use steward_proto::activities::{
     AcquireLock, RaiseAlert, ReleaseLock, UpgradeInspect, UpgradeRecord, UpgradeStep,
 };
-use steward_proto::names;
 use steward_proto::v1::{
     Alert, AppStep, ApproveReply, ApproveRequest, LockRelease, LockRequest, OperatorAction,
     StepResult, UpgradeInput, UpgradePlan, UpgradeResult, UpgradeStatus,
 };
+use steward_proto::{limits, names};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
@@ -387,6 +387,11 @@ impl WarmUpgrade {
     pub fn check_approve(&self, req: &ApproveRequest) -> Result<(), String> {
         if req.operator.trim().is_empty() || req.reason.trim().is_empty() {
             return Err("an operator name and a reason are required".into());
+        }
+        for (what, text) in [("operator name", &req.operator), ("reason", &req.reason)] {
+            if let Some(refusal) = limits::operator_text_too_long(what, text) {
+                return Err(refusal);
+            }
         }
         if self.phase != "held" {
             return Err(format!(

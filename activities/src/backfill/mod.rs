@@ -247,7 +247,12 @@ impl BackfillActivities {
                     .body(body.clone());
             }
             let resp = req.send().await.map_err(|e| {
-                Error::Action(format!("{} {}: {}", h.method, h.url, e.without_url()))
+                Error::Action(format!(
+                    "{} {}: {}",
+                    h.method,
+                    h.url,
+                    crate::http::cause(&e, timeout)
+                ))
             })?;
             let ok = match h.expect_status {
                 Some(code) => resp.status().as_u16() == code,

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use steward_proto::limits;
 use steward_proto::v1::{Finding, RepoSweepOutcome, RepoSweepRequest};
 
 use super::{SweepSettings, now_ms};
@@ -379,8 +380,24 @@ pub async fn process_repo(
         .iter()
         .map(|(what, n)| format!("{what}: {n}"))
         .collect();
-    outcome.findings = cx.findings;
+    (outcome.findings, outcome.findings_omitted) = bounded(cx.findings);
     Ok(outcome)
+}
+
+/// At most [`limits::FINDINGS_PER_REPO`] findings, each message at most
+/// [`limits::FINDING_MESSAGE_CHARS`], and how many were left out: a repo
+/// with tens of thousands of broken workplans must not push the activity's
+/// result past the server's payload limit.
+fn bounded(mut findings: Vec<Finding>) -> (Vec<Finding>, u32) {
+    let omitted = findings.len().saturating_sub(limits::FINDINGS_PER_REPO);
+    findings.truncate(limits::FINDINGS_PER_REPO);
+    for f in &mut findings {
+        if let Some((cut, _)) = f.message.char_indices().nth(limits::FINDING_MESSAGE_CHARS) {
+            f.message.truncate(cut);
+            f.message.push('…');
+        }
+    }
+    (findings, u32::try_from(omitted).unwrap_or(u32::MAX))
 }
 
 /// A writeback about to happen, kept in the git directory (never in the

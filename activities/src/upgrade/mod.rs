@@ -78,12 +78,13 @@ pub async fn run_command(argv: &[String], timeout: Duration) -> Result<(), Strin
 
 async fn check_once(h: &Health) -> Result<(), String> {
     if let Some(url) = &h.url {
+        let timeout = Duration::from_secs(h.interval_seconds.max(1) * 2);
         let resp = reqwest::Client::new()
             .get(url)
-            .timeout(Duration::from_secs(h.interval_seconds.max(1) * 2))
+            .timeout(timeout)
             .send()
             .await
-            .map_err(|e| format!("GET {url}: {}", e.without_url()))?;
+            .map_err(|e| format!("GET {url}: {}", crate::http::cause(&e, timeout)))?;
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap_or_default();
         if status != h.expect_status {
@@ -153,6 +154,13 @@ impl UpgradeActivities {
     /// Reads last good, the releases, the target's notes; applies the gate.
     pub async fn inspect(&self, input: &UpgradeInput) -> Result<UpgradePlan, ActivityError> {
         let app = self.app(&input.app)?;
+        if let Some((key, program)) = app.missing_program() {
+            return Err(permanent(format!(
+                "app `{}`: the {key} program `{program}` is not an executable file or on PATH \
+                 on this worker; nothing was touched",
+                app.name
+            )));
+        }
         let last_good =
             snapshot::last_good(&app.snapshot_dir).map_err(|e| transient(e.to_string()))?;
         let repo = Repo::open(&app.recipe_repo).await.ok_or_else(|| {

@@ -8,6 +8,7 @@
 //! exact bytes and checks them against the snapshot's manifest.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -121,6 +122,13 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
             copy_tree(&src, &dst)?;
         } else if kind.is_file() {
             fs::copy(&src, &dst).map_err(io(&src))?;
+            // The copy keeps the source's mode, but for world-write: no
+            // one else may change a snapshot, or the data restored from it.
+            let mut perms = fs::metadata(&dst).map_err(io(&dst))?.permissions();
+            if perms.mode() & 0o002 != 0 {
+                perms.set_mode(perms.mode() & !0o002);
+                fs::set_permissions(&dst, perms).map_err(io(&dst))?;
+            }
         }
     }
     Ok(())

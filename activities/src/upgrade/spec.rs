@@ -133,6 +133,25 @@ impl AppSpec {
         Ok(())
     }
 
+    /// The first program among deploy, undeploy, the health command and
+    /// the asserts that cannot be run on this machine, as (key, program):
+    /// the upgrade checks this before it touches anything, so a typo never
+    /// leaves an app undeployed with no way back.
+    pub fn missing_program(&self) -> Option<(String, String)> {
+        let mut all = vec![("deploy".to_string(), &self.deploy)];
+        all.push(("undeploy".into(), &self.undeploy));
+        if let Some(c) = &self.health.command {
+            all.push(("health.command".into(), c));
+        }
+        for (i, a) in self.asserts.iter().enumerate() {
+            all.push((format!("asserts[{i}]"), a));
+        }
+        all.into_iter().find_map(|(key, argv)| {
+            let program = argv.first()?;
+            (!crate::files::is_runnable(program)).then(|| (key, program.clone()))
+        })
+    }
+
     /// `argv` with `{version}` and `{app}` replaced.
     pub fn argv(&self, argv: &[String], version: &str) -> Vec<String> {
         argv.iter()

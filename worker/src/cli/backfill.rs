@@ -300,6 +300,7 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
             by,
         } => {
             known(&name)?;
+            super::check_operator(&by, &reason)?;
             anyhow::ensure!(batch_size != Some(0), "--batch-size must be at least 1");
             let input = BackfillInput {
                 name: name.clone(),
@@ -369,7 +370,7 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
             settings: items,
         } => (op.name.clone(), "set", settings(&items, op_req(&op))?),
     };
-    anyhow::ensure!(!req.reason.trim().is_empty(), "--reason must not be empty");
+    super::check_operator(&req.operator, &req.reason)?;
     let client = client().await?;
     let reply = update(&client, &name, action, req).await?;
     print_json(&reply)?;

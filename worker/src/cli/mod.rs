@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Loaded};
+use steward_proto::limits;
 
 /// steward: an operations team's recurring and risky jobs as durable
 /// Temporal workflows.
@@ -80,6 +81,20 @@ pub enum Command {
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Refuses an operator's `--by` and `--reason` before anything is sent: an
+/// empty reason, or either over [`limits::OPERATOR_TEXT_CHARS`] (each is
+/// kept in the workflow's state and history, which must stay far below
+/// the server's payload limit).
+pub fn check_operator(by: &str, reason: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(!reason.trim().is_empty(), "--reason must not be empty");
+    for (flag, text) in [("--by", by), ("--reason", reason)] {
+        if let Some(refusal) = limits::operator_text_too_long(flag, text) {
+            anyhow::bail!(refusal);
+        }
+    }
     Ok(())
 }
 

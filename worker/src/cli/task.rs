@@ -40,7 +40,7 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
                 "status `{status}` is not one of {}",
                 TASK_STATUSES.join(", ")
             );
-            anyhow::ensure!(!reason.trim().is_empty(), "--reason must not be empty");
+            super::check_operator(&by, &reason)?;
             let store = Store::connect(&loaded.database_url()).await?;
             let Some(task) = store.task_by_task_id(&task_id).await? else {
                 anyhow::bail!(

@@ -86,6 +86,7 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
             no_wait,
         } => {
             known(&app)?;
+            super::check_operator(&by, &reason)?;
             let input = UpgradeInput {
                 app: app.clone(),
                 version: trial.clone().or(version).unwrap_or_default(),
@@ -132,7 +133,7 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
             reason,
             by,
         } => {
-            anyhow::ensure!(!reason.trim().is_empty(), "--reason must not be empty");
+            super::check_operator(&by, &reason)?;
             let client = connect::from_env(None).await?;
             let reply = client
                 .get_workflow_handle::<WarmUpgrade>(workflow_id(&app))
