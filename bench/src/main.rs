@@ -111,7 +111,10 @@ impl BenchWait {
 }
 
 #[derive(Parser)]
-#[command(name = "steward-bench", about = "The Rust side of steward's benchmarks")]
+#[command(
+    name = "steward-bench",
+    about = "The Rust side of steward's benchmarks"
+)]
 struct Cli {
     /// The Temporal server, host:port.
     #[arg(long, default_value = "127.0.0.1:7233", global = true)]
@@ -279,7 +282,8 @@ async fn drive(
 ) -> anyhow::Result<()> {
     let results = futures::stream::iter(0..count)
         .map(|i| {
-            let options = WorkflowStartOptions::new(queue.to_owned(), format!("{prefix}-{i}")).build();
+            let options =
+                WorkflowStartOptions::new(queue.to_owned(), format!("{prefix}-{i}")).build();
             async move {
                 match shape {
                     Shape::One => {

@@ -10,7 +10,15 @@ fn the_benchmark_harness_runs_every_section_at_its_tiny_size() {
     let dir = temp_dir();
     let out = dir.path().join("BENCHMARKS.md");
     let status = std::process::Command::new(workspace().join("bench/run"))
-        .args(["--size", "tiny", "--reps", "1", "--profile", "debug", "--out"])
+        .args([
+            "--size",
+            "tiny",
+            "--reps",
+            "1",
+            "--profile",
+            "debug",
+            "--out",
+        ])
         .arg(&out)
         .status()
         .expect("running bench/run (python3)");
@@ -26,7 +34,11 @@ fn the_benchmark_harness_runs_every_section_at_its_tiny_size() {
     ] {
         assert!(report.contains(section), "{section} missing:\n{report}");
     }
-    for worker in ["| steward |", "| python-sandboxed |", "| python-unsandboxed |"] {
+    for worker in [
+        "| steward |",
+        "| python-sandboxed |",
+        "| python-unsandboxed |",
+    ] {
         assert!(report.contains(worker), "{worker} missing:\n{report}");
     }
     assert!(!report.contains("nan"), "every figure measured:\n{report}");

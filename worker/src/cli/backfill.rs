@@ -182,24 +182,29 @@ fn bar(s: &BackfillStatus) -> String {
 /// Sends the operator update `action` to backfill `name`. An update that
 /// meets the end of a run (the rollout continues as new every
 /// `batches_per_run` batches), or the server's limit of concurrent
-/// in-flight updates per workflow, is sent again after a short wait; only
-/// a rollout that really ended, or a validator, refuses it.
+/// in-flight updates per workflow, is sent again after a wait (doubling
+/// from 100 ms to 2 s, with jitter so that many senders spread out) for up
+/// to a minute; only a rollout that really ended, or a validator, refuses
+/// it.
 pub async fn update(
     client: &Client,
     name: &str,
     action: &str,
     req: OperatorRequest,
 ) -> anyhow::Result<OperatorReply> {
-    const ATTEMPTS: usize = 10;
-    for attempt in 1.. {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut wait = Duration::from_millis(100);
+    loop {
         match update_once(client, name, action, req.clone()).await {
-            Err(e) if attempt < ATTEMPTS && worth_retrying(&e) => {
-                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt as u64)).await;
+            Err(e) if Instant::now() < deadline && worth_retrying(&e) => {
+                let jitter = uuid::Uuid::new_v4().as_u128() % (wait.as_millis() / 2 + 1);
+                tokio::time::sleep(wait + Duration::from_millis(jitter as u64)).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
             }
             outcome => return outcome,
         }
     }
-    unreachable!("the loop returns")
 }
 
 /// Whether the update met a run that had just closed (the server says the
