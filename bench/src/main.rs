@@ -350,7 +350,7 @@ async fn replay(file: &PathBuf, times: usize) -> anyhow::Result<()> {
 async fn sweep_plain(config: &std::path::Path) -> anyhow::Result<()> {
     use steward_activities::Store;
     use steward_activities::sweep::process_repo;
-    use steward_proto::v1::{RepoSweepRequest, RepoTarget};
+    use steward_proto::v1::RepoSweepRequest;
 
     let loaded = steward_worker::config::load(config)?;
     let store = Store::connect(&loaded.database_url()).await?;
@@ -359,12 +359,7 @@ async fn sweep_plain(config: &std::path::Path) -> anyhow::Result<()> {
     let outcomes = futures::stream::iter(&loaded.config.repos)
         .map(|r| {
             let req = RepoSweepRequest {
-                repo: Some(RepoTarget {
-                    name: r.name.clone(),
-                    path: r.path.display().to_string(),
-                    remote: r.remote.clone().unwrap_or_default(),
-                    push: r.push,
-                }),
+                repo: Some(r.target()),
                 ..Default::default()
             };
             let (store, settings) = (&store, &settings);

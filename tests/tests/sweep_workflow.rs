@@ -364,15 +364,7 @@ async fn killing_the_worker_mid_sweep_resumes_without_redoing_repos() {
     // A different kill point each run: after 1 to 12 of the 16 repos.
     let kill_after = 1 + (uuid::Uuid::new_v4().as_u128() % 12) as u32;
     eprintln!("fault: kill -9 of the worker after {kill_after} repos");
-    wait_for("repos to be done", Duration::from_secs(60), || async {
-        let p = handle
-            .query(ConsistencySweep::progress, (), Default::default())
-            .await
-            .ok()?;
-        (p.repos_done >= kill_after).then_some(())
-    })
-    .await
-    .unwrap();
+    wait_repos_done!(handle, kill_after);
     worker.kill9();
     tokio::time::sleep(Duration::from_millis(500)).await;
     worker.restart();

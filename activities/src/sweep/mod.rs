@@ -9,7 +9,7 @@ use std::sync::Arc;
 use steward_proto::names;
 use steward_proto::v1::{
     LockGrant, LockRelease, LockRequest, PlanRequest, ProgressEvent, RecordSweepRequest,
-    RepoSweepOutcome, RepoSweepRequest, RepoTarget, SweepPlan,
+    RepoSweepOutcome, RepoSweepRequest, SweepPlan,
 };
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
@@ -65,15 +65,7 @@ impl SweepActivities {
             .collect();
         ordered.extend(self.repos.iter().filter(|r| !starved.contains(&r.name)));
         Ok(SweepPlan {
-            repos: ordered
-                .into_iter()
-                .map(|r| RepoTarget {
-                    name: r.name.clone(),
-                    path: r.path.display().to_string(),
-                    remote: r.remote.clone().unwrap_or_default(),
-                    push: r.push,
-                })
-                .collect(),
+            repos: ordered.into_iter().map(RepoConfig::target).collect(),
             default_max_seconds: self.settings.max_seconds,
             default_concurrency: self.settings.concurrency,
             lock_ttl_seconds: self.settings.lock_ttl_seconds,

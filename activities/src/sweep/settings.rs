@@ -20,6 +20,18 @@ pub struct RepoConfig {
     pub push: bool,
 }
 
+impl RepoConfig {
+    /// The repo as a sweep activity receives it.
+    pub fn target(&self) -> steward_proto::v1::RepoTarget {
+        steward_proto::v1::RepoTarget {
+            name: self.name.clone(),
+            path: self.path.display().to_string(),
+            remote: self.remote.clone().unwrap_or_default(),
+            push: self.push,
+        }
+    }
+}
+
 /// `[sweep]`: defaults of every sweep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
