@@ -17,6 +17,10 @@ pub const OPERATOR_TEXT_CHARS: usize = 2000;
 /// Characters of one finding's message.
 pub const FINDING_MESSAGE_CHARS: usize = 500;
 
+/// Batches one batch activity may apply: its result lists the skipped
+/// ones, each error cut at [`FINDING_MESSAGE_CHARS`].
+pub const BATCHES_PER_ACTIVITY: u32 = 1000;
+
 /// `None` when `text` is within [`OPERATOR_TEXT_CHARS`], else the refusal
 /// naming `what` and the limit.
 pub fn operator_text_too_long(what: &str, text: &str) -> Option<String> {

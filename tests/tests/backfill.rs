@@ -90,6 +90,39 @@ async fn rows(pool: &AnyPool, sql: &str) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// A PostgreSQL `apply_sql` that takes `secs` longer per batch, so that a
+/// test can act while a run of batches is in flight.
+fn slow_apply(secs: f64) -> String {
+    format!(
+        "apply_sql = \"INSERT INTO supersedes (older, newer, run_tag, payload_len) SELECT a.id, b.id, $3, LENGTH(a.payload) {EDGES} WHERE a.id BETWEEN $1 AND $2 AND (SELECT 1 FROM pg_sleep({secs})) = 1\"\n"
+    )
+}
+
+/// Batches applied so far, as the target database records them (0 before
+/// the progress table exists).
+async fn recorded_batches(pool: &AnyPool) -> i64 {
+    sqlx::query("SELECT COUNT(*) FROM steward_backfill_progress WHERE lo IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map(|r| r.try_get::<i64, _>(0).unwrap())
+        .unwrap_or(0)
+}
+
+/// Batch activities the rollout's latest run scheduled.
+async fn batch_activities(client: &Client) -> usize {
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    steward_worker::history::fetch_events(client, "backfill-bf", None)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|ev| {
+            matches!(&ev.attributes,
+                Some(Attributes::ActivityTaskScheduledEventAttributes(a))
+                    if a.activity_type.as_ref().is_some_and(|t| t.name == steward_proto::names::BACKFILL_BATCH))
+        })
+        .count()
+}
+
 async fn edges(pool: &AnyPool, tag_filter: &str) -> Vec<(i64, i64)> {
     rows(
         pool,
@@ -170,8 +203,7 @@ name = "bf"
 database_url = "{url}"
 count_sql = "SELECT COUNT(*) {EDGES}"
 next_range_sql = "SELECT MIN(id), MAX(id) FROM (SELECT id FROM raw_records WHERE id > $1 ORDER BY id LIMIT $2) t"
-apply_sql = "INSERT INTO supersedes (older, newer, run_tag, payload_len) SELECT a.id, b.id, $3, LENGTH(a.payload) {EDGES} WHERE a.id BETWEEN $1 AND $2"
-rollback_sql = "DELETE FROM supersedes WHERE run_tag = $1"
+{apply}rollback_sql = "DELETE FROM supersedes WHERE run_tag = $1"
 freeze = {{ sql = "UPDATE control SET enabled = 0" }}
 unfreeze = {{ sql = "UPDATE control SET enabled = 1" }}
 preconditions = [{{ name = "idempotency index exists", sql = "{index_check}" }}]
@@ -185,6 +217,11 @@ throttle_seconds = 1
 {batch}{extra}
 "#,
             batch = if extra.contains("batch_size") { "" } else { "batch_size = 10\n" },
+            apply = if extra.contains("apply_sql") {
+                String::new()
+            } else {
+                format!("apply_sql = \"INSERT INTO supersedes (older, newer, run_tag, payload_len) SELECT a.id, b.id, $3, LENGTH(a.payload) {EDGES} WHERE a.id BETWEEN $1 AND $2\"\n")
+            },
             data = root.join("data").display(),
             queue = task_queue(test),
         ),
@@ -206,6 +243,19 @@ throttle_seconds = 1
 impl Env {
     fn cli(&self, args: &[&str]) -> (i32, String, String) {
         run_steward(&self.config, &self.server.address, args)
+    }
+
+    /// `steward backfill start bf --freeze-at now --reason go`.
+    fn start(&self) {
+        self.ok(&[
+            "backfill",
+            "start",
+            "bf",
+            "--freeze-at",
+            "now",
+            "--reason",
+            "go",
+        ]);
     }
 
     fn ok(&self, args: &[&str]) -> serde_json::Value {
@@ -527,15 +577,7 @@ async fn dry_run_stops_after_the_count_and_unfreezes() {
 async fn a_bad_row_rolls_back_to_the_exact_pre_run_state_and_stays_frozen() {
     let e = env("badrow", Backend::Postgres, Some(57), "").await;
     let before = checksum(&e.pool).await;
-    e.ok(&[
-        "backfill",
-        "start",
-        "bf",
-        "--freeze-at",
-        "now",
-        "--reason",
-        "go",
-    ]);
+    e.start();
     e.wait_phase("rolled_back_frozen").await;
     assert_eq!(
         checksum(&e.pool).await,
@@ -600,15 +642,7 @@ restore = { sql = ["DELETE FROM supersedes", "INSERT INTO supersedes SELECT * FR
     let mut e = e;
     e.worker.kill9();
     e.worker = Steward::worker(&e.config, &e.server.address);
-    e.ok(&[
-        "backfill",
-        "start",
-        "bf",
-        "--freeze-at",
-        "now",
-        "--reason",
-        "go",
-    ]);
+    e.start();
     e.wait_phase("rolled_back_frozen").await;
     assert_eq!(
         checksum(&e.pool).await,
@@ -636,16 +670,14 @@ restore = { sql = ["DELETE FROM supersedes", "INSERT INTO supersedes SELECT * FR
 
 #[tokio::test]
 async fn operators_pause_resume_resize_and_invalid_requests_are_rejected() {
-    let e = env("signals", Backend::Sqlite, None, "batch_size = 1").await;
-    e.ok(&[
-        "backfill",
-        "start",
-        "bf",
-        "--freeze-at",
-        "now",
-        "--reason",
-        "go",
-    ]);
+    let e = env(
+        "signals",
+        Backend::Sqlite,
+        None,
+        "batch_size = 1\nbatches_per_activity = 1",
+    )
+    .await;
+    e.start();
     e.wait_phase("executing").await;
     let err = e
         .update(
@@ -747,17 +779,15 @@ async fn operators_pause_resume_resize_and_invalid_requests_are_rejected() {
 
 #[tokio::test]
 async fn abort_during_execution_rolls_back() {
-    let e = env("abort", Backend::Sqlite, None, "batch_size = 1").await;
+    let e = env(
+        "abort",
+        Backend::Sqlite,
+        None,
+        "batch_size = 1\nbatches_per_activity = 1",
+    )
+    .await;
     let before = checksum(&e.pool).await;
-    e.ok(&[
-        "backfill",
-        "start",
-        "bf",
-        "--freeze-at",
-        "now",
-        "--reason",
-        "go",
-    ]);
+    e.start();
     wait_for("a few batches", Duration::from_secs(60), || async {
         (e.status().await.batches >= 3).then_some(())
     })
@@ -791,15 +821,7 @@ async fn lag_over_the_limit_throttles_and_alerts() {
         .execute(&e.pool)
         .await
         .unwrap();
-    e.ok(&[
-        "backfill",
-        "start",
-        "bf",
-        "--freeze-at",
-        "now",
-        "--reason",
-        "go",
-    ]);
+    e.start();
     let s = wait_for("throttling", Duration::from_secs(60), || async {
         let s = e.status().await;
         s.throttled.then_some(s)
@@ -839,15 +861,7 @@ async fn a_long_run_continues_as_new_and_keeps_its_state() {
         "batches_per_run = 3\napprovals = [\"storage\"]",
     )
     .await;
-    e.ok(&[
-        "backfill",
-        "start",
-        "bf",
-        "--freeze-at",
-        "now",
-        "--reason",
-        "go",
-    ]);
+    e.start();
     e.wait_phase("awaiting_approval").await;
     e.ok(&[
         "backfill", "approve", "bf", "--group", "storage", "--reason", "ok",
@@ -897,16 +911,16 @@ async fn a_long_run_continues_as_new_and_keeps_its_state() {
 
 #[tokio::test]
 async fn killing_the_worker_during_execution_applies_every_batch_once() {
-    let mut e = env("kill", Backend::Postgres, None, "batch_size = 4").await;
-    e.ok(&[
-        "backfill",
-        "start",
-        "bf",
-        "--freeze-at",
-        "now",
-        "--reason",
-        "go",
-    ]);
+    // 30 batches of a tenth of a second: runs of about ten batches per
+    // activity, so every kill lands inside a run.
+    let mut e = env(
+        "kill",
+        Backend::Postgres,
+        None,
+        &format!("batch_size = 4\n{}", slow_apply(0.1)),
+    )
+    .await;
+    e.start();
     // Kill points differ from run to run: 3 trials, each after a random
     // further 1 to 7 batches.
     let mut target = 0;
@@ -914,13 +928,7 @@ async fn killing_the_worker_during_execution_applies_every_batch_once() {
         target += 1 + (uuid::Uuid::new_v4().as_u128() % 7) as u64;
         eprintln!("fault: kill -9 of the worker after {target} batches");
         wait_for("more batches", Duration::from_secs(120), || async {
-            let s = e
-                .client
-                .get_workflow_handle::<BackfillRollout>("backfill-bf")
-                .query(BackfillRollout::status, (), Default::default())
-                .await
-                .ok()?;
-            (s.batches >= target).then_some(())
+            (recorded_batches(&e.pool).await >= target as i64).then_some(())
         })
         .await
         .unwrap();
@@ -946,7 +954,102 @@ async fn killing_the_worker_during_execution_applies_every_batch_once() {
             .unwrap();
     assert_eq!(written as usize, expected.len(), "no batch applied twice");
     assert_eq!(result.rows as usize, expected.len());
+    let activities = batch_activities(&e.client).await;
+    assert!(
+        activities * 2 < result.batches as usize,
+        "runs of batches: {activities} activities for {} batches",
+        result.batches
+    );
     assert_every_run_closed_without_task_failures(&e.client).await;
+}
+
+#[tokio::test]
+async fn a_pause_during_a_run_of_batches_replies_once_the_run_has_stopped() {
+    // 120 batches of 50 ms: runs of about twenty batches per activity.
+    let e = env(
+        "pause-run",
+        Backend::Postgres,
+        None,
+        &format!("batch_size = 1\n{}", slow_apply(0.05)),
+    )
+    .await;
+    e.start();
+    wait_for("a run under way", Duration::from_secs(60), || async {
+        (recorded_batches(&e.pool).await >= 3).then_some(())
+    })
+    .await
+    .unwrap();
+    e.update("pause", op("replica lag")).await.unwrap();
+    let at_reply = recorded_batches(&e.pool).await;
+    assert!(at_reply < 120, "paused before the end: {at_reply}");
+    assert_eq!(
+        e.status().await.batches,
+        at_reply as u64,
+        "the rollout knows every batch applied before the reply"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        recorded_batches(&e.pool).await,
+        at_reply,
+        "no batch ran after the pause's reply"
+    );
+    e.ok(&["backfill", "resume", "bf", "--reason", "caught up"]);
+    let result = e.result().await;
+    assert_eq!(result.outcome, "done", "{result:?}");
+    assert_eq!(
+        edges(&e.pool, "<> 'earlier-run'").await,
+        oracle(&e.pool).await
+    );
+    let activities = batch_activities(&e.client).await;
+    assert!(
+        activities * 4 < result.batches as usize,
+        "runs of batches: {activities} activities for {} batches",
+        result.batches
+    );
+}
+
+#[tokio::test]
+async fn a_failing_batch_with_stop_on_error_off_is_skipped_counted_and_caught_by_validation() {
+    let e = env("skip", Backend::Postgres, Some(57), "stop_on_error = false").await;
+    let before = checksum(&e.pool).await;
+    e.start();
+    e.wait_phase("rolled_back_frozen").await;
+    let alerts = e.alerts();
+    let skipped: Vec<_> = alerts
+        .iter()
+        .filter(|a| a["kind"] == "backfill.batch-error")
+        .collect();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0]["severity"], "warning");
+    assert!(
+        skipped[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("batch 51..=60 failed and was skipped"),
+        "{:?}",
+        skipped[0]
+    );
+    assert!(
+        alerts.iter().any(|a| a["kind"] == "backfill.validation"
+            && a["message"]
+                .as_str()
+                .unwrap()
+                .contains("validation `every edge present` failed")),
+        "the missing edges fail the validation: {alerts:?}"
+    );
+    assert_eq!(checksum(&e.pool).await, before, "rolled back");
+    e.ok(&[
+        "backfill",
+        "unfreeze",
+        "bf",
+        "--reason",
+        "row fixed upstream",
+    ]);
+    let result = e.result().await;
+    assert_eq!(result.outcome, "rolled_back", "{result:?}");
+    let ev = verify_evidence(&result);
+    assert_eq!(ev["failed_batches"], 1, "{ev}");
+    assert_eq!(ev["batches"], 13, "12 batches and the empty one: {ev}");
 }
 
 #[tokio::test]
@@ -1030,7 +1133,7 @@ async fn command_and_http_actions_run_and_alerts_reach_the_webhook() {
         "actions",
         Backend::Sqlite,
         None,
-        "batch_size = 2\nmax_runtime = \"1s\"",
+        "batch_size = 2\nbatches_per_activity = 1\nmax_runtime = \"1s\"",
     )
     .await;
     let marker = e.config.with_file_name("frozen-marker");
@@ -1048,15 +1151,7 @@ async fn command_and_http_actions_run_and_alerts_reach_the_webhook() {
     e.worker.kill9();
     e.worker = Steward::worker(&e.config, &e.server.address);
 
-    e.ok(&[
-        "backfill",
-        "start",
-        "bf",
-        "--freeze-at",
-        "now",
-        "--reason",
-        "go",
-    ]);
+    e.start();
     let result = e.result().await;
     assert_eq!(result.outcome, "done", "{result:?}");
     assert!(marker.is_file(), "the freeze command ran (argv, no shell)");
@@ -1100,16 +1195,19 @@ async fn command_and_http_actions_run_and_alerts_reach_the_webhook() {
 
 #[tokio::test]
 async fn a_storm_of_100_duplicated_out_of_order_operator_updates_leaves_a_consistent_rollout() {
-    let e = env("storm", Backend::Sqlite, None, "batch_size = 1").await;
-    e.ok(&[
-        "backfill",
-        "start",
-        "bf",
-        "--freeze-at",
-        "now",
-        "--reason",
-        "go",
-    ]);
+    // 120 batches of a tenth of a second each, one per activity, so the
+    // storm ends before the rows do, however loaded the machine.
+    let e = env(
+        "storm",
+        Backend::Postgres,
+        None,
+        &format!(
+            "batch_size = 1\nbatches_per_activity = 1\n{}",
+            slow_apply(0.1)
+        ),
+    )
+    .await;
+    e.start();
     e.wait_phase("executing").await;
     let started_actions = e.status().await.operator_actions.len();
 
@@ -1119,7 +1217,6 @@ async fn a_storm_of_100_duplicated_out_of_order_operator_updates_leaves_a_consis
         .map(|i| {
             let which = ["pause", "resume", "set", "pause", "resume"][i % 5];
             let req = OperatorRequest {
-                // Small batches, so the storm ends before the rows do.
                 batch_size: if which == "set" {
                     1 + (i as u32 % 2)
                 } else {
@@ -1145,9 +1242,9 @@ async fn a_storm_of_100_duplicated_out_of_order_operator_updates_leaves_a_consis
     assert!(accepted >= 20, "{accepted} of 100 accepted");
 
     // Whatever the storm left, a pause that is acknowledged stops batches.
-    let _ = e.update("pause", op("hold")).await;
+    let hold = e.update("pause", op("hold")).await;
     let paused_at = e.status().await;
-    assert!(paused_at.paused);
+    assert!(paused_at.paused, "{hold:?} {paused_at:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let s = e.status().await;
     assert!(
@@ -1175,16 +1272,14 @@ async fn a_storm_of_100_duplicated_out_of_order_operator_updates_leaves_a_consis
 
 #[tokio::test]
 async fn an_acknowledged_pause_survives_a_kill_9_of_the_server() {
-    let mut e = env("server-kill", Backend::Sqlite, None, "batch_size = 1").await;
-    e.ok(&[
-        "backfill",
-        "start",
-        "bf",
-        "--freeze-at",
-        "now",
-        "--reason",
-        "go",
-    ]);
+    let mut e = env(
+        "server-kill",
+        Backend::Sqlite,
+        None,
+        "batch_size = 1\nbatches_per_activity = 1",
+    )
+    .await;
+    e.start();
     e.wait_phase("executing").await;
     e.update("pause", op("before the crash")).await.unwrap();
     let before = e.status().await;
@@ -1255,15 +1350,7 @@ async fn sigterm_during_a_long_activity_lets_it_finish_and_leaves_no_task_timeou
     e.worker.kill9();
     e.worker = Steward::worker(&e.config, &e.server.address);
 
-    e.ok(&[
-        "backfill",
-        "start",
-        "bf",
-        "--freeze-at",
-        "now",
-        "--reason",
-        "go",
-    ]);
+    e.start();
     // `frozen` is set as the freeze activity is scheduled; it runs 4 s.
     e.wait_phase("frozen").await;
     tokio::time::sleep(Duration::from_secs(1)).await;

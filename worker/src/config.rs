@@ -798,6 +798,14 @@ mod tests {
         let backfill_cases = [
             (backfill("batch_size = 0"), "backfills[0].batch_size"),
             (
+                backfill("batches_per_activity = 0"),
+                "backfills[0].batches_per_activity: must be between 1 and 1000",
+            ),
+            (
+                backfill("batches_per_activity = 1001"),
+                "backfills[0].batches_per_activity: must be between 1 and 1000",
+            ),
+            (
                 backfill("max_runtime = \"2 weeks\""),
                 "backfills[0].max_runtime",
             ),

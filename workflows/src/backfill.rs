@@ -16,7 +16,7 @@ use steward_proto::activities::{
 use steward_proto::v1::{
     Alert, BackfillCarry, BackfillEvidence, BackfillInput, BackfillPlan, BackfillRef,
     BackfillResult, BackfillStatus, BatchRequest, CheckResult, DryRunRequest, OperatorAction,
-    OperatorReply, OperatorRequest, ProbeResult, RollbackResult, ValidationRequest,
+    OperatorReply, OperatorRequest, ProbeResult, RollbackResult, SkippedBatch, ValidationRequest,
 };
 use steward_proto::{limits, names};
 use temporalio_macros::{workflow, workflow_methods};
@@ -39,6 +39,14 @@ const BEFORE_EXECUTION: &[&str] = &[
     "awaiting_approval",
 ];
 
+/// Patch that made each batch activity apply a run of batches; histories
+/// recorded before it replay with one batch per activity.
+pub const BATCH_RUNS_PATCH: &str = "backfill-batch-runs";
+
+/// A batch activity starts no batch after this long, so pause, abort and
+/// live settings take effect within about a second.
+const RUN_BUDGET_MS: u32 = 1_000;
+
 /// The backfill rollout workflow. Its id is `backfill-<name>`.
 #[workflow]
 #[derive(Default)]
@@ -52,6 +60,9 @@ pub struct BackfillRollout {
     abort_requested: bool,
     throttled: bool,
     batches_this_run: u32,
+    /// A run of more than one batch is in flight: a pause replies when it
+    /// ends.
+    batch_in_flight: bool,
     /// Workflow time at the last step, for the status query.
     now: Option<SystemTime>,
 }
@@ -270,6 +281,7 @@ impl BackfillRollout {
     async fn execute(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<BackfillResult> {
         let (name, tag, plan) =
             ctx.state(|s| (s.input.name.clone(), s.c.run_tag.clone(), s.plan.clone()));
+        let runs = ctx.patched(BATCH_RUNS_PATCH);
         loop {
             let now = time(ctx);
             ctx.state_mut(|s| s.now = Some(now));
@@ -336,8 +348,19 @@ impl BackfillRollout {
                 cursor: s.c.cursor,
                 batch_size: s.c.batch_size,
                 stop_on_error: s.plan.stop_on_error,
+                max_batches: if runs {
+                    (s.plan.batches_per_run - s.batches_this_run)
+                        .min(s.plan.batches_per_activity.max(1))
+                } else {
+                    0
+                },
+                budget_ms: if runs { RUN_BUDGET_MS } else { 0 },
+                max_lag_seconds: s.c.max_lag_seconds,
             });
-            let result = match ctx.execute_activity(BackfillBatch, request, long()).await {
+            ctx.state_mut(|s| s.batch_in_flight = request.max_batches > 1);
+            let result = ctx.execute_activity(BackfillBatch, request, long()).await;
+            ctx.state_mut(|s| s.batch_in_flight = false);
+            let result = match result {
                 Ok(r) => r,
                 Err(e) => {
                     let message = crate::sweep::failure_message(&e);
@@ -351,31 +374,39 @@ impl BackfillRollout {
                     return Self::roll_back(ctx, message).await;
                 }
             };
+            // Results recorded before runs of batches say 0 batches (one)
+            // and carry a skipped batch's error in `error`.
+            let used = result.batches.max(1);
+            let skipped = if result.error.is_empty() {
+                result.skipped.clone()
+            } else {
+                vec![SkippedBatch {
+                    lo: result.lo,
+                    hi: result.hi,
+                    error: result.error.clone(),
+                }]
+            };
             ctx.state_mut(|s| {
-                s.c.batches += 1;
-                s.batches_this_run += 1;
-            });
-            if result.done {
-                break;
-            }
-            ctx.state_mut(|s| {
+                s.c.batches += u64::from(used);
+                s.batches_this_run += used;
                 s.c.rows += result.rows;
                 s.c.cursor = result.cursor;
-                if !result.error.is_empty() {
-                    s.c.failed_batches += 1;
-                }
+                s.c.failed_batches += skipped.len() as u64;
             });
-            if !result.error.is_empty() {
+            for b in &skipped {
                 alert(
                     ctx,
                     "batch-error",
                     "warning",
                     format!(
                         "batch {}..={} failed and was skipped: {}",
-                        result.lo, result.hi, result.error
+                        b.lo, b.hi, b.error
                     ),
                 )
                 .await;
+            }
+            if result.done {
+                break;
             }
         }
 
@@ -586,7 +617,7 @@ impl BackfillRollout {
         req: OperatorRequest,
     ) -> OperatorReply {
         self.freeze_requested = true;
-        self.record(ctx, "freeze", &req, String::new())
+        self.record(ctx.workflow_time(), "freeze", &req, String::new())
     }
 
     #[update_validator(unfreeze)]
@@ -606,7 +637,7 @@ impl BackfillRollout {
         req: OperatorRequest,
     ) -> OperatorReply {
         self.unfreeze_requested = true;
-        self.record(ctx, "unfreeze", &req, String::new())
+        self.record(ctx.workflow_time(), "unfreeze", &req, String::new())
     }
 
     #[update_validator(approve)]
@@ -627,7 +658,7 @@ impl BackfillRollout {
     ) -> OperatorReply {
         self.c.approvals.push(req.group.clone());
         let detail = req.group.clone();
-        self.record(ctx, "approve", &req, detail)
+        self.record(ctx.workflow_time(), "approve", &req, detail)
     }
 
     #[update_validator(pause)]
@@ -639,15 +670,18 @@ impl BackfillRollout {
         self.check("pause", req).map_err(Into::into)
     }
 
-    /// Operator: no batch starts after this update is accepted.
+    /// Operator: no batch starts after the reply. A batch activity in
+    /// flight finishes its run first (about a second at most), so the reply
+    /// also means no batch is running.
     #[update(name = names::UPDATE_PAUSE)]
-    pub fn pause(
-        &mut self,
-        ctx: &mut SyncWorkflowContext<Self>,
-        req: OperatorRequest,
-    ) -> OperatorReply {
-        self.c.paused = true;
-        self.record(ctx, "pause", &req, String::new())
+    pub async fn pause(ctx: &mut WorkflowContext<Self>, req: OperatorRequest) -> OperatorReply {
+        let at = ctx.workflow_time();
+        let reply = ctx.state_mut(|s| {
+            s.c.paused = true;
+            s.record(at, "pause", &req, String::new())
+        });
+        let _ = ctx.wait_condition(|s| !s.batch_in_flight).await;
+        reply
     }
 
     #[update_validator(resume)]
@@ -667,7 +701,7 @@ impl BackfillRollout {
         req: OperatorRequest,
     ) -> OperatorReply {
         self.c.paused = false;
-        self.record(ctx, "resume", &req, String::new())
+        self.record(ctx.workflow_time(), "resume", &req, String::new())
     }
 
     #[update_validator(abort)]
@@ -687,7 +721,7 @@ impl BackfillRollout {
         req: OperatorRequest,
     ) -> OperatorReply {
         self.abort_requested = true;
-        self.record(ctx, "abort", &req, String::new())
+        self.record(ctx.workflow_time(), "abort", &req, String::new())
     }
 
     #[update_validator(set)]
@@ -715,7 +749,7 @@ impl BackfillRollout {
             self.c.max_lag_seconds = req.max_lag_seconds;
             detail.push(format!("max_lag={}", req.max_lag_seconds));
         }
-        self.record(ctx, "set", &req, detail.join(" "))
+        self.record(ctx.workflow_time(), "set", &req, detail.join(" "))
     }
 }
 
@@ -826,12 +860,12 @@ impl BackfillRollout {
 
     fn record(
         &mut self,
-        ctx: &SyncWorkflowContext<Self>,
+        at: Option<SystemTime>,
         action: &str,
         req: &OperatorRequest,
         detail: String,
     ) -> OperatorReply {
-        let at = rfc3339(ctx.workflow_time().unwrap_or(SystemTime::UNIX_EPOCH));
+        let at = rfc3339(at.unwrap_or(SystemTime::UNIX_EPOCH));
         self.c.operator_actions.push(OperatorAction {
             action: action.into(),
             operator: req.operator.clone(),

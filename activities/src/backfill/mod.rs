@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use sqlx::{Acquire as _, AnyPool, Row};
-use steward_proto::names;
 use steward_proto::v1::{
     BackfillEvidence, BackfillPlan, BackfillRef, BatchRequest, BatchResult, CheckResult,
     DryRunReport, DryRunRequest, EvidenceWritten, LagReading, PreconditionsResult, ProbeResult,
-    RollbackResult, ValidationRequest, ValidationResult,
+    RollbackResult, SkippedBatch, ValidationRequest, ValidationResult,
 };
+use steward_proto::{limits, names};
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -149,6 +149,7 @@ impl BackfillActivities {
             max_lag_seconds: s.max_lag_seconds,
             approvals: s.approvals.clone(),
             batches_per_run: s.batches_per_run,
+            batches_per_activity: s.batches_per_activity,
             has_snapshot: s.snapshot.is_some(),
             has_replay_probe: s.replay_probe.is_some(),
             throttle_seconds: s.throttle_seconds,
@@ -335,24 +336,93 @@ impl BackfillActivities {
         })
     }
 
-    /// Applies one batch. Exactly once: the transaction that applies the
-    /// range also records `(run_tag, batch_no)` in
-    /// `steward_backfill_progress`; a retry finds the row and returns what
-    /// was recorded without applying anything.
-    pub async fn batch(&self, req: &BatchRequest) -> Result<BatchResult, Error> {
+    /// Applies a run of consecutive batches from `req.batch_no`: at most
+    /// `max_batches`, none started after `budget_ms` or while the lag is
+    /// over `max_lag_seconds`, and none after the end of the source. Each
+    /// batch is exactly once (see [`Self::one`]), so a retried run skips
+    /// what it had applied and goes on. `applied` hears of every batch
+    /// applied now, with its rows and seconds.
+    pub async fn batches(
+        &self,
+        req: &BatchRequest,
+        mut applied: impl FnMut(u64, f64),
+    ) -> Result<BatchResult, Error> {
         let s = self.spec(&req.name)?;
         let pool = self.pool(&req.name).await?;
-        let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
         sqlx::query(PROGRESS_DDL)
-            .execute(&mut *conn)
+            .execute(&pool)
             .await
             .map_err(sql_err("creating steward_backfill_progress"))?;
+        let started = std::time::Instant::now();
+        let budget = Duration::from_millis(u64::from(req.budget_ms));
+        let mut run = BatchResult {
+            cursor: req.cursor,
+            lo: req.cursor,
+            hi: req.cursor,
+            ..Default::default()
+        };
+        for i in 0..u64::from(req.max_batches.max(1)) {
+            if i > 0 {
+                if started.elapsed() >= budget {
+                    break;
+                }
+                if s.lag_sql.is_some() && self.lag(&req.name).await?.seconds > req.max_lag_seconds {
+                    break;
+                }
+            }
+            let at = std::time::Instant::now();
+            let b = self
+                .one(s, &pool, req, req.batch_no + i, run.cursor)
+                .await?;
+            if b.applied_now && !b.done {
+                applied(b.rows, at.elapsed().as_secs_f64());
+            }
+            run.applied_now |= b.applied_now;
+            run.batches += 1;
+            if b.done {
+                run.done = true;
+                break;
+            }
+            if i == 0 {
+                run.lo = b.lo;
+            }
+            run.hi = b.hi;
+            run.rows += b.rows;
+            run.cursor = b.cursor;
+            if !b.error.is_empty() {
+                run.skipped.push(SkippedBatch {
+                    lo: b.lo,
+                    hi: b.hi,
+                    error: b
+                        .error
+                        .chars()
+                        .take(limits::FINDING_MESSAGE_CHARS)
+                        .collect(),
+                });
+            }
+        }
+        Ok(run)
+    }
+
+    /// Applies batch `batch_no` from `cursor`. Exactly once: the
+    /// transaction that applies the range also records `(run_tag,
+    /// batch_no)` in `steward_backfill_progress`; a retry finds the row and
+    /// returns what was recorded without applying anything.
+    async fn one(
+        &self,
+        s: &BackfillSpec,
+        pool: &AnyPool,
+        req: &BatchRequest,
+        batch_no: u64,
+        cursor: i64,
+    ) -> Result<BatchResult, Error> {
+        let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
         let mut tx = conn.begin().await.map_err(sql_err("begin"))?;
         let done_before = sqlx::query(
             "SELECT lo, hi, rows_written, status, error FROM steward_backfill_progress WHERE run_tag = $1 AND batch_no = $2",
         )
         .bind(&req.run_tag)
-        .bind(req.batch_no as i64)
+        .bind(batch_no as i64)
         .fetch_optional(&mut *tx)
         .await
         .map_err(sql_err("reading steward_backfill_progress"))?;
@@ -366,15 +436,16 @@ impl BackfillActivities {
             return Ok(BatchResult {
                 applied_now: false,
                 done: lo.is_none(),
-                lo: lo.unwrap_or(req.cursor),
-                hi: hi.unwrap_or(req.cursor),
+                lo: lo.unwrap_or(cursor),
+                hi: hi.unwrap_or(cursor),
                 rows: rows.max(0) as u64,
-                cursor: hi.unwrap_or(req.cursor),
+                cursor: hi.unwrap_or(cursor),
                 error,
+                ..Default::default()
             });
         }
         let range = sqlx::query(&s.next_range_sql)
-            .bind(req.cursor)
+            .bind(cursor)
             .bind(i64::from(req.batch_size.max(1)))
             .fetch_optional(&mut *tx)
             .await
@@ -394,7 +465,7 @@ impl BackfillActivities {
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(req.run_tag.clone())
-            .bind(req.batch_no as i64)
+            .bind(batch_no as i64)
             .bind(lo)
             .bind(hi)
             .bind(rows)
@@ -410,11 +481,12 @@ impl BackfillActivities {
             return Ok(BatchResult {
                 applied_now: true,
                 done: true,
-                lo: req.cursor,
-                hi: req.cursor,
+                lo: cursor,
+                hi: cursor,
                 rows: 0,
-                cursor: req.cursor,
+                cursor,
                 error: String::new(),
+                ..Default::default()
             });
         };
         let applied = sqlx::query(&s.apply_sql)
@@ -439,6 +511,7 @@ impl BackfillActivities {
                     rows: rows as u64,
                     cursor: hi,
                     error: String::new(),
+                    ..Default::default()
                 })
             }
             Err(e) => {
@@ -446,14 +519,14 @@ impl BackfillActivities {
                 tx.rollback().await.map_err(sql_err("rollback"))?;
                 if req.stop_on_error {
                     return Err(Error::BatchFailed {
-                        batch_no: req.batch_no,
+                        batch_no,
                         lo,
                         hi,
                         message,
                     });
                 }
                 record(Some(lo), Some(hi), 0, "failed", message.clone())
-                    .execute(&pool)
+                    .execute(pool)
                     .await
                     .map_err(sql_err("recording the failed batch"))?;
                 Ok(BatchResult {
@@ -464,6 +537,7 @@ impl BackfillActivities {
                     rows: 0,
                     cursor: hi,
                     error: message,
+                    ..Default::default()
                 })
             }
         }
@@ -706,7 +780,8 @@ impl BackfillActivities {
             .await
     }
 
-    /// One batch, exactly once (see [`BackfillActivities::batch`]).
+    /// A run of batches, each exactly once (see
+    /// [`BackfillActivities::batches`]).
     #[activity(name = names::BACKFILL_BATCH)]
     pub async fn backfill_batch(
         self: Arc<Self>,
@@ -714,15 +789,13 @@ impl BackfillActivities {
         r: BatchRequest,
     ) -> Result<BatchResult, ActivityError> {
         self.metrics.backfill_phase(&r.name, "batching");
-        let started = std::time::Instant::now();
-        let result =
-            crate::heartbeat::with_heartbeat(&ctx, async { self.batch(&r).await.map_err(failure) })
-                .await?;
-        if result.applied_now {
-            self.metrics
-                .backfill_batch(&r.name, result.rows, started.elapsed().as_secs_f64());
-        }
-        Ok(result)
+        let metrics = self.metrics.clone();
+        crate::heartbeat::with_heartbeat(&ctx, async {
+            self.batches(&r, |rows, secs| metrics.backfill_batch(&r.name, rows, secs))
+                .await
+                .map_err(failure)
+        })
+        .await
     }
 
     /// The replication lag. Idempotent: read-only.

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use steward_proto::limits;
 
 /// SQL: one statement or several run in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +176,10 @@ pub struct BackfillSpec {
     /// Batches per workflow run before continue-as-new.
     #[serde(default = "default_batches_per_run")]
     pub batches_per_run: u32,
+    /// At most this many batches per batch activity (a run of batches
+    /// also stops after a second); 1 makes each batch its own activity.
+    #[serde(default = "default_batches_per_activity")]
+    pub batches_per_activity: u32,
 }
 
 fn default_batch_size() -> u32 {
@@ -194,6 +199,9 @@ fn default_throttle() -> u32 {
 }
 fn default_batches_per_run() -> u32 {
     200
+}
+fn default_batches_per_activity() -> u32 {
+    100
 }
 
 /// Parses "90s", "15m", "2h", "1d" or a number of seconds.
@@ -295,6 +303,12 @@ impl BackfillSpec {
         }
         if self.batches_per_run == 0 {
             return e("batches_per_run", "must be at least 1".into());
+        }
+        if !(1..=limits::BATCHES_PER_ACTIVITY).contains(&self.batches_per_activity) {
+            return e(
+                "batches_per_activity",
+                format!("must be between 1 and {}", limits::BATCHES_PER_ACTIVITY),
+            );
         }
         if self.max_lag_seconds <= 0.0 {
             return e("max_lag_seconds", "must be positive".into());

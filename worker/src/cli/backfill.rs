@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use steward_proto::v1::{BackfillInput, BackfillStatus, OperatorReply, OperatorRequest};
 use steward_workflows::BackfillRollout;
-use temporalio_client::{Client, WorkflowStartOptions};
+use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
 
 use crate::cli::print_json;
 use crate::config::Loaded;
@@ -341,13 +341,28 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
             let mut s = status(&client, &name).await?;
             if watch {
                 let tty = std::io::stderr().is_terminal();
+                // The bar is redrawn every second; the watch ends as soon
+                // as the rollout closes (following its continue-as-new
+                // runs), not at the next redraw.
+                let handle = client.get_workflow_handle::<BackfillRollout>(workflow_id(&name));
+                let closed = handle.get_result(WorkflowGetResultOptions::default());
+                tokio::pin!(closed);
+                let mut open = true;
                 while !ENDED.contains(&s.phase.as_str()) {
                     if tty {
                         eprint!("\r{}   ", bar(&s));
                     } else {
                         eprintln!("{}", bar(&s));
                     }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let sleep = tokio::time::sleep(Duration::from_secs(1));
+                    if open {
+                        tokio::select! {
+                            _ = sleep => {}
+                            _ = &mut closed => open = false,
+                        }
+                    } else {
+                        sleep.await;
+                    }
                     s = status(&client, &name).await?;
                 }
                 if tty {
