@@ -5,7 +5,7 @@
 //! a control table.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
@@ -1008,6 +1008,75 @@ async fn a_pause_during_a_run_of_batches_replies_once_the_run_has_stopped() {
     );
 }
 
+/// Four times: a pause while a run of batches (0.4 s each) is in flight,
+/// and a resume while the pause waits for that run. Each pause must reply
+/// within a few seconds, whatever the run that follows does.
+async fn pause_and_resume_during_runs(test: &str, extra: &str) -> Env {
+    let e = env(
+        test,
+        Backend::Postgres,
+        None,
+        &format!("batch_size = 1\n{extra}\n{}", slow_apply(0.4)),
+    )
+    .await;
+    e.start();
+    e.wait_phase("executing").await;
+    let mut waited_on_a_run = 0;
+    for i in 0..4 {
+        let pause = async {
+            let reply = tokio::time::timeout(
+                Duration::from_secs(20),
+                e.update("pause", op(&format!("peek {i}"))),
+            )
+            .await;
+            (reply, Instant::now())
+        };
+        let resume = async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let reply = e.update("resume", op(&format!("go on {i}"))).await;
+            (reply, Instant::now())
+        };
+        let ((paused, paused_at), (resumed, resumed_at)) = tokio::join!(pause, resume);
+        paused
+            .unwrap_or_else(|_| panic!("pause {i} got no reply in 20 s"))
+            .unwrap_or_else(|err| panic!("pause {i} failed: {err}"));
+        match resumed {
+            Ok(()) if resumed_at < paused_at => waited_on_a_run += 1,
+            Ok(()) => {}
+            // The pause was not accepted yet when the resume came.
+            Err(_) => e.update("resume", op("go on")).await.unwrap(),
+        }
+    }
+    assert!(
+        waited_on_a_run > 0,
+        "no pause waited on a run in flight: the race was not exercised"
+    );
+    let s = e.status().await;
+    let pauses = s
+        .operator_actions
+        .iter()
+        .filter(|a| a.action == "pause")
+        .count();
+    assert_eq!(pauses, 4, "every pause is recorded once: {s:?}");
+    e
+}
+
+#[tokio::test]
+async fn a_pause_overtaken_by_a_resume_replies_when_its_run_ends() {
+    // The next run starts in the step where the awaited one ends.
+    pause_and_resume_during_runs("pause-resume", "").await;
+}
+
+#[tokio::test]
+async fn a_pause_waiting_on_the_last_run_before_continue_as_new_still_gets_its_reply() {
+    // A new run after every two batches: the run that ends is the last
+    // before continue-as-new, and the pause must still get its reply, not
+    // "the workflow completed before the update".
+    let e = pause_and_resume_during_runs("pause-can", "batches_per_run = 2").await;
+    let s = e.status().await;
+    assert!(s.runs >= 3, "continued as new between the pauses: {s:?}");
+}
+
 #[tokio::test]
 async fn a_failing_batch_with_stop_on_error_off_is_skipped_counted_and_caught_by_validation() {
     let e = env("skip", Backend::Postgres, Some(57), "stop_on_error = false").await;
@@ -1195,16 +1264,14 @@ async fn command_and_http_actions_run_and_alerts_reach_the_webhook() {
 
 #[tokio::test]
 async fn a_storm_of_100_duplicated_out_of_order_operator_updates_leaves_a_consistent_rollout() {
-    // 120 batches of a tenth of a second each, one per activity, so the
-    // storm ends before the rows do, however loaded the machine.
+    // Batches of two seconds (the default run ends after the first), so
+    // the storm ends long before the rows do, however loaded the machine;
+    // once it is checked, larger batches finish the rollout.
     let e = env(
         "storm",
         Backend::Postgres,
         None,
-        &format!(
-            "batch_size = 1\nbatches_per_activity = 1\n{}",
-            slow_apply(0.1)
-        ),
+        &format!("batch_size = 1\n{}", slow_apply(2.0)),
     )
     .await;
     e.start();
@@ -1253,6 +1320,15 @@ async fn a_storm_of_100_duplicated_out_of_order_operator_updates_leaves_a_consis
         paused_at.batches,
         s.batches
     );
+    e.update(
+        "set",
+        OperatorRequest {
+            batch_size: 60,
+            ..op("after the storm")
+        },
+    )
+    .await
+    .unwrap();
     e.update("resume", op("after the storm")).await.unwrap();
     let result = e.result().await;
     assert_eq!(result.outcome, "done");

@@ -63,6 +63,9 @@ pub struct BackfillRollout {
     /// A run of more than one batch is in flight: a pause replies when it
     /// ends.
     batch_in_flight: bool,
+    /// Batch activities that have returned in this run: a pause waits for
+    /// the one in flight when it came, not for a moment with none in flight.
+    batch_runs_done: u64,
     /// Workflow time at the last step, for the status query.
     now: Option<SystemTime>,
 }
@@ -335,6 +338,12 @@ impl BackfillRollout {
                 ctx.state_mut(|s| s.throttled = false);
             }
             if ctx.state(|s| s.batches_this_run >= s.plan.batches_per_run) {
+                // A pause that arrived during the last run of batches
+                // replies before this run closes, or its sender would be
+                // told the rollout ended.
+                let handlers = ctx.clone();
+                ctx.wait_condition(move |_| handlers.all_handlers_finished())
+                    .await?;
                 let next = ctx.state(|s| BackfillInput {
                     carry: Some(s.c.clone()),
                     ..s.input.clone()
@@ -359,7 +368,10 @@ impl BackfillRollout {
             });
             ctx.state_mut(|s| s.batch_in_flight = request.max_batches > 1);
             let result = ctx.execute_activity(BackfillBatch, request, long()).await;
-            ctx.state_mut(|s| s.batch_in_flight = false);
+            ctx.state_mut(|s| {
+                s.batch_in_flight = false;
+                s.batch_runs_done += 1;
+            });
             let result = match result {
                 Ok(r) => r,
                 Err(e) => {
@@ -670,9 +682,9 @@ impl BackfillRollout {
         self.check("pause", req).map_err(Into::into)
     }
 
-    /// Operator: no batch starts after the reply. A batch activity in
-    /// flight finishes its run first (about a second at most), so the reply
-    /// also means no batch is running.
+    /// Operator: no batch starts after the reply (unless a resume came
+    /// meanwhile). A batch activity in flight finishes its run first (about
+    /// a second at most), so the reply also means no batch is running.
     #[update(name = names::UPDATE_PAUSE)]
     pub async fn pause(ctx: &mut WorkflowContext<Self>, req: OperatorRequest) -> OperatorReply {
         let at = ctx.workflow_time();
@@ -680,7 +692,13 @@ impl BackfillRollout {
             s.c.paused = true;
             s.record(at, "pause", &req, String::new())
         });
-        let _ = ctx.wait_condition(|s| !s.batch_in_flight).await;
+        // The next run may start in the same step as this one ends (a
+        // resume came meanwhile), so wait for a run to end, not for none
+        // to be in flight.
+        let seen = ctx.state(|s| s.batch_runs_done);
+        let _ = ctx
+            .wait_condition(|s| !s.batch_in_flight || s.batch_runs_done > seen)
+            .await;
         reply
     }
 
