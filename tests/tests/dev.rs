@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use steward_tests::{make_repo, run_steward, steward_bin, temp_dir, temporal_bin, workplan};
 use steward_worker::devserver::free_port;
 
-fn start_dev(config: &std::path::Path, port: u16) -> std::process::Child {
+fn start_dev(config: &std::path::Path, port: u16, stderr: &std::path::Path) -> std::process::Child {
     Command::new(steward_bin())
         .arg("--config")
         .arg(config)
@@ -23,13 +23,14 @@ fn start_dev(config: &std::path::Path, port: u16) -> std::process::Child {
         .env("STEWARD_TEMPORAL_BIN", temporal_bin())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(stderr).unwrap())
         .spawn()
         .unwrap()
 }
 
-/// Reads whole JSON documents from the child's stdout until `n` are read.
-fn read_json(child: &mut std::process::Child, n: usize) -> Vec<serde_json::Value> {
+/// Reads whole JSON documents from the child's stdout until `n` are read;
+/// `None` if its output ends first.
+fn read_json(child: &mut std::process::Child, n: usize) -> Option<Vec<serde_json::Value>> {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -44,11 +45,37 @@ fn read_json(child: &mut std::process::Child, n: usize) -> Vec<serde_json::Value
         }
     });
     (0..n)
-        .map(|_| {
-            rx.recv_timeout(Duration::from_secs(120))
-                .expect("steward dev output")
+        .map(|_| match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(doc) => Some(doc),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(e) => panic!("steward dev output: {e}"),
         })
         .collect()
+}
+
+/// Starts `steward dev` on a free port and reads its first `n` documents.
+/// The dev server binds more ports than the one found free, so another
+/// process can take one first: a start that fails that way ("did not
+/// become ready") is tried again on another port, anything else fails.
+fn start_dev_ready(
+    config: &std::path::Path,
+    n: usize,
+) -> (std::process::Child, String, Vec<serde_json::Value>) {
+    let stderr = config.with_file_name("dev.stderr");
+    for _ in 0..5 {
+        let port = free_port().unwrap();
+        let mut child = start_dev(config, port, &stderr);
+        if let Some(docs) = read_json(&mut child, n) {
+            return (child, format!("127.0.0.1:{port}"), docs);
+        }
+        let status = child.wait().unwrap();
+        let err = std::fs::read_to_string(&stderr).unwrap_or_default();
+        assert!(
+            err.contains("did not become ready"),
+            "steward dev ended early ({status}): {err}"
+        );
+    }
+    panic!("steward dev found no free port in 5 tries");
 }
 
 fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
@@ -80,11 +107,7 @@ fn dev_runs_a_first_sweep_stops_on_sigterm_and_keeps_history() {
         "[[repos]]\nname = \"plans\"\npath = \"repos/plans\"\n",
     )
     .unwrap();
-    let port = free_port().unwrap();
-    let address = format!("127.0.0.1:{port}");
-
-    let mut dev = start_dev(&config, port);
-    let docs = read_json(&mut dev, 2);
+    let (mut dev, address, docs) = start_dev_ready(&config, 2);
     assert_eq!(docs[0]["frontend"], address.as_str());
     assert_eq!(
         docs[0]["schedules"]["created"],
@@ -107,8 +130,7 @@ fn dev_runs_a_first_sweep_stops_on_sigterm_and_keeps_history() {
         "the server stopped with steward dev"
     );
 
-    let mut again = start_dev(&config, port);
-    let docs = read_json(&mut again, 2);
+    let (mut again, address, docs) = start_dev_ready(&config, 2);
     assert_eq!(
         docs[0]["schedules"]["created"],
         serde_json::json!([]),
