@@ -1,12 +1,13 @@
 """The Python side of steward's benchmarks: the same workflows as
 bench/src/main.rs, served by the official Python SDK (`temporalio`).
 
-    bench_worker.py worker --address A --queue Q [--unsandboxed]
+    bench_worker.py worker --address A --queue Q [--unsandboxed] [--grpc-compression none]
     bench_worker.py replay FILE [--times 3]
 
 The worker uses the SDK's defaults, which are the Rust SDK's too: 100
 workflow task slots, 100 activity slots, a 1,000-workflow cache. The
-workflow sandbox is on unless --unsandboxed.
+workflow sandbox is on unless --unsandboxed; the client gzips its gRPC
+messages (the SDK's default) unless --grpc-compression none.
 """
 
 import argparse
@@ -22,6 +23,7 @@ from temporalio.client import Client
 from temporalio.worker import Replayer, Worker
 from temporalio.worker import UnsandboxedWorkflowRunner
 from temporalio.client import WorkflowHistory
+from temporalio.service import GrpcCompression
 
 TIMEOUT = timedelta(seconds=30)
 
@@ -70,8 +72,11 @@ class BenchWait:
 WORKFLOWS = [BenchOne, BenchSeq, BenchWait]
 
 
-async def serve(address: str, queue: str, unsandboxed: bool) -> None:
-    client = await Client.connect(address)
+async def serve(address: str, queue: str, unsandboxed: bool, compression: str) -> None:
+    client = await Client.connect(
+        address,
+        grpc_compression=GrpcCompression.GZIP if compression == "gzip" else GrpcCompression.NONE,
+    )
     kwargs = {}
     if unsandboxed:
         kwargs["workflow_runner"] = UnsandboxedWorkflowRunner()
@@ -101,12 +106,13 @@ def main() -> None:
     w.add_argument("--address", default="127.0.0.1:7233")
     w.add_argument("--queue", default="bench")
     w.add_argument("--unsandboxed", action="store_true")
+    w.add_argument("--grpc-compression", choices=["gzip", "none"], default="gzip")
     r = sub.add_parser("replay")
     r.add_argument("file")
     r.add_argument("--times", type=int, default=3)
     args = parser.parse_args()
     if args.command == "worker":
-        asyncio.run(serve(args.address, args.queue, args.unsandboxed))
+        asyncio.run(serve(args.address, args.queue, args.unsandboxed, args.grpc_compression))
     else:
         asyncio.run(replay(args.file, args.times))
 

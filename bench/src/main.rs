@@ -2,8 +2,9 @@
 //!
 //! - `worker` serves the benchmark workflows on the SDK runtime exactly as
 //!   `steward worker` builds it (current tokio runtime, default tuner: 100
-//!   workflow and 100 activity slots, a 1,000-workflow cache), so its cost
-//!   is the cost of steward's worker runtime.
+//!   workflow and 100 activity slots, a 1,000-workflow cache) and connected
+//!   as it connects (uncompressed gRPC), so its cost is the cost of
+//!   steward's worker runtime.
 //! - `drive` starts workflows and waits for them, and prints the wall time.
 //! - `replay` replays an exported history with the SDK's replayer.
 //! - `sweep-plain` does a sweep's per-repo work for every repo of a config
@@ -254,8 +255,10 @@ fn print_json(count: u32, elapsed: Duration) {
     );
 }
 
+/// A connection as `steward worker` makes it by default (`[worker]
+/// grpc_compression`).
 async fn connect(address: &str) -> anyhow::Result<Client> {
-    steward_worker::connect::to_address(address, "default").await
+    steward_worker::connect::to_address(address, "default", Default::default()).await
 }
 
 async fn worker(address: &str, queue: &str) -> anyhow::Result<()> {

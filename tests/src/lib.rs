@@ -206,9 +206,13 @@ impl Server {
 
     /// A client in the default namespace.
     pub async fn client(&self) -> temporalio_client::Client {
-        steward_worker::connect::to_address(&self.address, "default")
-            .await
-            .expect("connecting to the dev server")
+        steward_worker::connect::to_address(
+            &self.address,
+            "default",
+            steward_worker::config::GrpcCompression::None,
+        )
+        .await
+        .expect("connecting to the dev server")
     }
 
     /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the server process.

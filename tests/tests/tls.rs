@@ -4,9 +4,10 @@
 //!
 //! The dev server speaks plain gRPC only, so the test puts a TLS front in
 //! front of it, as a load balancer would: it terminates TLS, demands a
-//! client certificate signed by the test's CA, records the `authorization`
-//! header of every call and forwards the calls to the dev server. The
-//! certificates are made with the `openssl` command (Debian `openssl`).
+//! client certificate signed by the test's CA, records the method, the
+//! `authorization` and the `grpc-encoding` of every call and forwards the
+//! calls to the dev server. The certificates are made with the `openssl`
+//! command (Debian `openssl`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -105,13 +106,34 @@ fn certificates(dir: &Path) {
     }
 }
 
+/// One call the TLS front forwarded.
+struct Call {
+    /// The gRPC method, e.g. `RespondWorkflowTaskCompleted`.
+    method: String,
+    /// The `authorization` header.
+    authorization: String,
+    /// The `grpc-encoding` header (how the request body is compressed).
+    encoding: Option<String>,
+}
+
 /// What the TLS front saw.
 #[derive(Default)]
 struct Seen {
-    /// The `authorization` header of each forwarded call.
-    authorizations: Vec<String>,
+    /// Every forwarded call, in order.
+    calls: Vec<Call>,
     /// Handshakes refused (no or an unknown client certificate).
     refused: usize,
+}
+
+impl Seen {
+    /// The calls from `from` on that only a worker makes: completing its
+    /// workflow and activity tasks.
+    fn worker_completions(&self, from: usize) -> Vec<&Call> {
+        self.calls[from..]
+            .iter()
+            .filter(|c| c.method.starts_with("Respond") && c.method.ends_with("TaskCompleted"))
+            .collect()
+    }
 }
 
 /// Starts the TLS front on a free port, forwarding to `upstream`.
@@ -161,13 +183,18 @@ async fn tls_front(dir: &Path, upstream: String) -> (u16, Arc<Mutex<Seen>>) {
                 let service =
                     hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                         let (client, log) = (client.clone(), log.clone());
-                        let auth = req
-                            .headers()
-                            .get("authorization")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_string();
-                        log.lock().unwrap().authorizations.push(auth);
+                        let header = |name: &str| {
+                            req.headers()
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned)
+                        };
+                        let call = Call {
+                            method: req.uri().path().rsplit('/').next().unwrap().to_owned(),
+                            authorization: header("authorization").unwrap_or_default(),
+                            encoding: header("grpc-encoding"),
+                        };
+                        log.lock().unwrap().calls.push(call);
                         let path = req
                             .uri()
                             .path_and_query()
@@ -217,69 +244,117 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_worker_and_the_cli_reach_the_server_over_mutual_tls_with_an_api_key() {
-    let dir = temp_dir();
-    let root = dir.path();
-    let certs: PathBuf = root.join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    certificates(&certs);
-    let server = Server::start(root).await;
-    let (port, seen) = tls_front(&certs, server.address.clone()).await;
+/// A dev server behind the TLS front, with the certificates, a repo with
+/// one workplan `plan` and a SQLite state store.
+struct Rig {
+    root: PathBuf,
+    certs: PathBuf,
+    _server: Server,
+    port: u16,
+    seen: Arc<Mutex<Seen>>,
+    repo: PathBuf,
+    db: String,
+    /// Last, so it is removed after the server has stopped.
+    _dir: tempfile::TempDir,
+}
 
-    let repo = root.join("repo");
-    make_repo(&repo, &[("workplans/TLS-1.md", &workplan("TLS-1", 1))]);
-    let db = database(Backend::Sqlite, root).await;
-    let config = write_config(
-        root,
-        &db,
-        &task_queue("tls"),
-        &[RepoEntry {
+impl Rig {
+    async fn start(plan: &str) -> Self {
+        let dir = temp_dir();
+        let root = dir.path().to_owned();
+        let certs = root.join("certs");
+        std::fs::create_dir_all(&certs).unwrap();
+        certificates(&certs);
+        let server = Server::start(&root).await;
+        let (port, seen) = tls_front(&certs, server.address.clone()).await;
+        let repo = root.join("repo");
+        make_repo(
+            &repo,
+            &[(&format!("workplans/{plan}.md"), &workplan(plan, 1))],
+        );
+        let db = database(Backend::Sqlite, &root).await;
+        Self {
+            root,
+            certs,
+            _server: server,
+            port,
+            seen,
+            repo,
+            db,
+            _dir: dir,
+        }
+    }
+
+    /// Writes the config for `queue` with `extra` lines.
+    fn config(&self, queue: &str, extra: &str) -> PathBuf {
+        let repos = [RepoEntry {
             name: "repo",
-            path: &repo,
+            path: &self.repo,
             remote: None,
             push: false,
-        }],
-        "",
-    );
+        }];
+        write_config(&self.root, &self.db, queue, &repos, extra)
+    }
 
-    let log = root.join("worker.log");
-    let worker = KillOnDrop(
-        steward(&config, port, &certs, "client", &["worker"])
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(root.join("worker.err")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let out = tokio::task::spawn_blocking({
-        let (config, certs) = (config.clone(), certs.clone());
-        move || {
-            steward(&config, port, &certs, "client", &["sweep", "run"])
-                .output()
-                .unwrap()
-        }
-    });
-    let out = tokio::time::timeout(Duration::from_secs(120), out)
-        .await
-        .expect("the sweep finished over TLS")
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let result: SweepResult = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(result.exit_code, 0, "{result:?}");
+    /// Runs `steward worker` with `config` through the TLS front (its stdout
+    /// and stderr to `logs` with extensions `out` and `err`), then one
+    /// `steward sweep run`, which must succeed; the worker is stopped after.
+    async fn sweep(&self, config: &Path, logs: &Path) -> SweepResult {
+        let (port, certs) = (self.port, &self.certs);
+        let _worker = KillOnDrop(
+            steward(config, port, certs, "client", &["worker"])
+                .stdout(std::fs::File::create(logs.with_extension("out")).unwrap())
+                .stderr(std::fs::File::create(logs.with_extension("err")).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        let out = tokio::task::spawn_blocking({
+            let (config, certs) = (config.to_owned(), certs.to_owned());
+            move || {
+                steward(&config, port, &certs, "client", &["sweep", "run"])
+                    .output()
+                    .unwrap()
+            }
+        });
+        let out = tokio::time::timeout(Duration::from_secs(120), out)
+            .await
+            .expect("the sweep finished")
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result: SweepResult = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(result.exit_code, 0, "{result:?}");
+        result
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_and_the_cli_reach_the_server_over_mutual_tls_with_an_api_key() {
+    let rig = Rig::start("TLS-1").await;
+    let (port, certs, seen) = (rig.port, rig.certs.clone(), &rig.seen);
+    let config = rig.config(&task_queue("tls"), "");
+    let logs = rig.root.join("worker");
+    let result = rig.sweep(&config, &logs).await;
     assert_eq!(result.repos_processed.len(), 1, "{result:?}");
-    assert_eq!(commit_count(&repo), 2, "the worker did the work over TLS");
+    assert_eq!(
+        commit_count(&rig.repo),
+        2,
+        "the worker did the work over TLS"
+    );
 
     {
         let seen = seen.lock().unwrap();
         assert!(
-            seen.authorizations.len() > 5,
+            seen.calls.len() > 5,
             "calls went through the TLS front: {}",
-            seen.authorizations.len()
+            seen.calls.len()
         );
         let expected = format!("Bearer {PLANTED_SECRET}");
         assert!(
-            seen.authorizations.iter().all(|a| *a == expected),
+            seen.calls.iter().all(|c| c.authorization == expected),
             "every call carried the API key"
         );
     }
@@ -311,12 +386,49 @@ async fn the_worker_and_the_cli_reach_the_server_over_mutual_tls_with_an_api_key
     .await
     .unwrap();
 
-    drop(worker);
-    let logs = std::fs::read_to_string(&log).unwrap()
-        + &std::fs::read_to_string(root.join("worker.err")).unwrap();
+    let logs = std::fs::read_to_string(logs.with_extension("out")).unwrap()
+        + &std::fs::read_to_string(logs.with_extension("err")).unwrap();
     assert!(
         !logs.contains(PLANTED_SECRET),
         "the API key stays out of the log"
     );
     assert!(!stderr.contains(PLANTED_SECRET), "and out of errors");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_sends_uncompressed_grpc_unless_told_to_gzip() {
+    let rig = Rig::start("GZ-1").await;
+    let queue = task_queue("gzip");
+    rig.sweep(&rig.config(&queue, ""), &rig.root.join("plain"))
+        .await;
+    let gzipped_from = {
+        let seen = rig.seen.lock().unwrap();
+        let completions = seen.worker_completions(0);
+        assert!(!completions.is_empty(), "the worker completed tasks");
+        assert!(
+            seen.calls.iter().all(|c| c.encoding.is_none()),
+            "by default no call is compressed: {:?}",
+            seen.calls
+                .iter()
+                .filter_map(|c| c.encoding.as_ref().map(|e| (&c.method, e)))
+                .collect::<Vec<_>>()
+        );
+        seen.calls.len()
+    };
+
+    let gzip = rig.config(&queue, "[worker]\ngrpc_compression = \"gzip\"\n");
+    rig.sweep(&gzip, &rig.root.join("gzip")).await;
+    let seen = rig.seen.lock().unwrap();
+    let completions = seen.worker_completions(gzipped_from);
+    assert!(!completions.is_empty(), "the gzip worker completed tasks");
+    assert!(
+        completions
+            .iter()
+            .all(|c| c.encoding.as_deref() == Some("gzip")),
+        "with grpc_compression = \"gzip\" the worker gzips: {:?}",
+        completions
+            .iter()
+            .map(|c| (&c.method, &c.encoding))
+            .collect::<Vec<_>>()
+    );
 }

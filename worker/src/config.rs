@@ -3,7 +3,8 @@
 //!
 //! Temporal connection settings are not here: they come from the SDK's
 //! standard client config (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
-//! `temporal.toml` profiles).
+//! `temporal.toml` profiles). The one exception is the worker's gRPC
+//! compression, which that config has no key for.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -138,6 +139,26 @@ pub struct WorkerConfig {
     /// Address of the Prometheus endpoint (`host:port`); none by default.
     /// `--metrics-addr` overrides it.
     pub metrics_addr: Option<String>,
+    /// Compression of the worker's gRPC messages to Temporal.
+    pub grpc_compression: GrpcCompression,
+}
+
+/// `[worker] grpc_compression`: how the worker's gRPC messages travel.
+///
+/// steward's payloads are small, bounded JSON (`proto/src/limits.rs`), and
+/// gzip builds a fresh deflate compressor for every request (a few hundred
+/// kB, zeroed): with the server on the same host or network that was a
+/// third of the worker's CPU and bought nothing (docs/BENCHMARKS.md). So
+/// steward sends uncompressed unless told otherwise, for a thin link to a
+/// distant cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrpcCompression {
+    /// Uncompressed, both ways.
+    #[default]
+    None,
+    /// Gzip requests and accept gzip responses (the SDK's own default).
+    Gzip,
 }
 
 impl Default for WorkerConfig {
@@ -147,6 +168,7 @@ impl Default for WorkerConfig {
             graceful_shutdown_seconds: 30,
             max_cached_workflows: 1000,
             metrics_addr: None,
+            grpc_compression: GrpcCompression::None,
         }
     }
 }
@@ -733,6 +755,16 @@ mod tests {
         }
         let ok = p("[worker]\nmetrics_addr = \"0.0.0.0:9464\"\nbuild_id = \"b7\"\n").unwrap();
         assert_eq!(ok.config.worker.build_id(), "b7");
+        assert_eq!(ok.config.worker.grpc_compression, GrpcCompression::None);
+        let gzip = p("[worker]\ngrpc_compression = \"gzip\"\n").unwrap();
+        assert_eq!(gzip.config.worker.grpc_compression, GrpcCompression::Gzip);
+        let e = p("[worker]\ngrpc_compression = \"zstd\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("grpc_compression") && e.contains("gzip"),
+            "names the key and what it accepts: {e}"
+        );
         assert_eq!(
             p("").unwrap().config.worker.build_id(),
             format!("steward-{}", env!("CARGO_PKG_VERSION"))

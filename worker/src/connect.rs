@@ -10,16 +10,38 @@ use anyhow::Context as _;
 use temporalio_client::envconfig::LoadClientConfigProfileOptions;
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
 
-/// Connects with the standard client config, optionally a named profile.
+use crate::config::GrpcCompression;
+
+impl GrpcCompression {
+    fn sdk(self) -> temporalio_client::GrpcCompression {
+        match self {
+            Self::None => temporalio_client::GrpcCompression::None,
+            Self::Gzip => temporalio_client::GrpcCompression::Gzip,
+        }
+    }
+}
+
+/// Connects an operator command with the standard client config,
+/// optionally a named profile: a few small messages, sent uncompressed.
 pub async fn from_env(profile: Option<&str>) -> anyhow::Result<Client> {
+    from_env_with(profile, GrpcCompression::None).await
+}
+
+/// Connects with the standard client config and `compression` (the
+/// worker's is `[worker] grpc_compression`).
+pub async fn from_env_with(
+    profile: Option<&str>,
+    compression: GrpcCompression,
+) -> anyhow::Result<Client> {
     let options = LoadClientConfigProfileOptions::builder()
         .maybe_config_file_profile(profile.map(str::to_owned))
         .build();
-    let (conn, client) = ClientOptions::load_from_config(options).map_err(|e| {
+    let (mut conn, client) = ClientOptions::load_from_config(options).map_err(|e| {
         anyhow::anyhow!(
             "loading the Temporal client config (TEMPORAL_ADDRESS, temporal.toml): {e:?}"
         )
     })?;
+    conn.grpc_compression = compression.sdk();
     let target = conn.target.to_string();
     let connection = Connection::connect(conn)
         .await
@@ -29,11 +51,17 @@ pub async fn from_env(profile: Option<&str>) -> anyhow::Result<Client> {
 
 /// Connects to `address` (`host:port`) in `namespace`. A server that is
 /// still starting ("frontend is not healthy yet") is retried for 30 s.
-pub async fn to_address(address: &str, namespace: &str) -> anyhow::Result<Client> {
+pub async fn to_address(
+    address: &str,
+    namespace: &str,
+    compression: GrpcCompression,
+) -> anyhow::Result<Client> {
     let url = Url::parse(&format!("http://{address}")).context("parsing the server address")?;
+    let mut options = ConnectionOptions::new(url).build();
+    options.grpc_compression = compression.sdk();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let connection = loop {
-        match Connection::connect(ConnectionOptions::new(url.clone()).build()).await {
+        match Connection::connect(options.clone()).await {
             Ok(c) => break c,
             Err(e)
                 if std::time::Instant::now() < deadline

@@ -194,9 +194,13 @@ impl DevServer {
             if tokio::net::TcpStream::connect(&server.address)
                 .await
                 .is_ok()
-                && crate::connect::to_address(&server.address, "default")
-                    .await
-                    .is_ok()
+                && crate::connect::to_address(
+                    &server.address,
+                    "default",
+                    crate::config::GrpcCompression::None,
+                )
+                .await
+                .is_ok()
             {
                 // Listening is not enough: another process may have answered
                 // on the port while ours failed to bind it. Ready means a

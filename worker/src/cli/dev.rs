@@ -67,7 +67,12 @@ async fn serve_on(
     store: Store,
     sweep_now: bool,
 ) -> anyhow::Result<ExitCode> {
-    let client = connect::to_address(&server.address, "default").await?;
+    let client = connect::to_address(
+        &server.address,
+        "default",
+        loaded.config.worker.grpc_compression,
+    )
+    .await?;
     let synced = schedules::sync(&client, &loaded.config.task_queue, &loaded.schedules()).await?;
     print_json(&serde_json::json!({
         "frontend": server.address,

@@ -55,7 +55,11 @@ impl ProcessArgs {
 pub(super) async fn run(mut loaded: Loaded, args: Args) -> anyhow::Result<ExitCode> {
     args.process.apply(&mut loaded)?;
     let store = Store::connect(&loaded.database_url()).await?;
-    let client = connect::from_env(args.profile.as_deref()).await?;
+    let client = connect::from_env_with(
+        args.profile.as_deref(),
+        loaded.config.worker.grpc_compression,
+    )
+    .await?;
     eprintln!(
         "steward worker on task queue `{}` (state store: {})",
         loaded.config.task_queue,
