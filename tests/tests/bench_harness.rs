@@ -38,6 +38,7 @@ fn the_benchmark_harness_runs_every_section_at_its_tiny_size() {
         "| steward |",
         "| python-sandboxed |",
         "| python-unsandboxed |",
+        "| python-unsandboxed-no-gzip |",
     ] {
         assert!(report.contains(worker), "{worker} missing:\n{report}");
     }
