@@ -8,7 +8,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use steward_proto::names;
 use steward_proto::v1::Alert;
-use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -167,6 +166,6 @@ impl AlertActivities {
             .raise(&a)
             .await
             .map(|_| ())
-            .map_err(|e| ActivityError::application(ApplicationFailure::new(e)))
+            .map_err(crate::failure::retryable)
     }
 }

@@ -12,6 +12,7 @@ pub mod alerts;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
 pub mod backfill;
+mod failure;
 pub mod files;
 pub mod git;
 pub mod heartbeat;

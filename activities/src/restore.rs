@@ -19,10 +19,10 @@ use steward_proto::v1::{
     BackupTaken, HealthCheck, ProgressEvent, RestoreDrillInput, RestoreDrillResult,
     RestoreVerified, TableFigures,
 };
-use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
+use crate::failure;
 use crate::metrics::Metrics;
 use crate::store::{self, Store, connect_any};
 
@@ -666,10 +666,10 @@ impl RestoreActivities {
 }
 
 /// A missing manifest will not appear by retrying; anything else may pass.
-fn retryable(e: Error) -> ActivityError {
+fn failure(e: Error) -> ActivityError {
     match e {
-        Error::NoManifest(_) => ActivityError::application(ApplicationFailure::non_retryable(e)),
-        e => ActivityError::application(ApplicationFailure::new(e)),
+        Error::NoManifest(_) => failure::permanent(e),
+        e => failure::retryable(e),
     }
 }
 
@@ -685,7 +685,7 @@ impl RestoreActivities {
     ) -> Result<BackupTaken, ActivityError> {
         let tag = ctx.info().workflow_run_id.clone().unwrap_or_default();
         crate::heartbeat::with_heartbeat(&ctx, async {
-            self.backup(&input, &tag).await.map_err(retryable)
+            self.backup(&input, &tag).await.map_err(failure)
         })
         .await
     }
@@ -700,7 +700,7 @@ impl RestoreActivities {
     ) -> Result<RestoreVerified, ActivityError> {
         crate::heartbeat::with_heartbeat(&ctx, async {
             let tag = ctx.info().workflow_run_id.clone().unwrap_or_default();
-            self.verify(&backup, &tag).await.map_err(retryable)
+            self.verify(&backup, &tag).await.map_err(failure)
         })
         .await
     }
@@ -712,7 +712,7 @@ impl RestoreActivities {
         _ctx: ActivityContext,
         r: RestoreDrillResult,
     ) -> Result<(), ActivityError> {
-        self.record(&r).await.map_err(retryable)
+        self.record(&r).await.map_err(failure)
     }
 }
 

@@ -18,7 +18,6 @@ use steward_proto::v1::{
     RollbackResult, SkippedBatch, ValidationRequest, ValidationResult,
 };
 use steward_proto::{limits, names};
-use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -73,12 +72,11 @@ fn sql_err(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Error {
 /// An unknown backfill and a failed batch under `stop_on_error` are
 /// permanent; everything else (connections, timeouts) is retried.
 fn failure(e: Error) -> ActivityError {
-    let permanent = matches!(e, Error::Unknown(_) | Error::BatchFailed { .. });
-    ActivityError::application(if permanent {
-        ApplicationFailure::non_retryable(e)
+    if matches!(e, Error::Unknown(_) | Error::BatchFailed { .. }) {
+        crate::failure::permanent(e)
     } else {
-        ApplicationFailure::new(e)
-    })
+        crate::failure::retryable(e)
+    }
 }
 
 /// The backfill activities: specs by name, a pool per target database and

@@ -11,13 +11,13 @@ use steward_proto::v1::{
     LockGrant, LockRelease, LockRequest, PlanRequest, ProgressEvent, RecordSweepRequest,
     RepoSweepOutcome, RepoSweepRequest, SweepPlan,
 };
-use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 pub use repo::{Error as RepoError, fingerprint, process_repo};
 pub use settings::{RepoConfig, SweepSettings};
 
+use crate::failure::{permanent, retryable};
 use crate::store::Store;
 
 /// What the sweep's activities need: the store, the registered repos and
@@ -32,10 +32,6 @@ pub struct SweepActivities {
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-fn retryable(e: impl std::error::Error + Send + Sync + 'static) -> ActivityError {
-    ActivityError::application(ApplicationFailure::new(e))
 }
 
 impl SweepActivities {
@@ -150,9 +146,7 @@ impl SweepActivities {
             process_repo(&self.store, &self.settings, &req, ctx.info().attempt)
                 .await
                 .map_err(|e| match e {
-                    RepoError::LockLost(_) => {
-                        ActivityError::application(ApplicationFailure::non_retryable(e))
-                    }
+                    RepoError::LockLost(_) => permanent(e),
                     e => retryable(e),
                 })
         };

@@ -11,11 +11,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::failure::{permanent, retryable};
 use steward_proto::names;
 use steward_proto::v1::{
     AppStep, ProgressEvent, StepResult, UpgradeInput, UpgradePlan, UpgradeResult,
 };
-use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -31,16 +31,6 @@ pub struct UpgradeActivities {
     apps: BTreeMap<String, AppSpec>,
     store: Store,
     metrics: crate::metrics::Metrics,
-}
-
-fn permanent(message: String) -> ActivityError {
-    ActivityError::application(ApplicationFailure::non_retryable(std::io::Error::other(
-        message,
-    )))
-}
-
-fn transient(message: String) -> ActivityError {
-    ActivityError::application(ApplicationFailure::new(std::io::Error::other(message)))
 }
 
 /// Runs argv with a timeout; Ok on exit 0, else the reason.
@@ -162,7 +152,7 @@ impl UpgradeActivities {
             )));
         }
         let last_good =
-            snapshot::last_good(&app.snapshot_dir).map_err(|e| transient(e.to_string()))?;
+            snapshot::last_good(&app.snapshot_dir).map_err(|e| retryable(e.to_string()))?;
         let repo = Repo::open(&app.recipe_repo).await.ok_or_else(|| {
             permanent(format!(
                 "recipe repo {} is not a git work tree",
@@ -172,7 +162,7 @@ impl UpgradeActivities {
         let tags = repo
             .run(&["tag", "--list"])
             .await
-            .map_err(|e| transient(e.to_string()))?;
+            .map_err(|e| retryable(e.to_string()))?;
         let tag_of: BTreeMap<String, String> = tags
             .lines()
             .filter_map(|t| Version::parse(t).map(|v| (v.raw, t.to_string())))
@@ -312,7 +302,7 @@ impl UpgradeActivities {
             .store
             .insert_progress(&event, chrono::Utc::now().timestamp_millis())
             .await
-            .map_err(|e| transient(e.to_string()))?;
+            .map_err(|e| retryable(e.to_string()))?;
         if fresh {
             self.metrics.upgrade(&r.app, &r.outcome);
         }
