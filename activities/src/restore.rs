@@ -518,7 +518,9 @@ impl RestoreActivities {
         );
         let started = Instant::now();
         let outcome = async {
-            std::fs::copy(backup, &scratch).map_err(io(&scratch))?;
+            tokio::fs::copy(backup, &scratch)
+                .await
+                .map_err(io(&scratch))?;
             let pool = connect_any(&format!("sqlite://{}?mode=rw", scratch.display())).await?;
             let tables = figures(&pool).await;
             let restore_seconds = started.elapsed().as_secs_f64();

@@ -748,3 +748,79 @@ async fn a_health_url_that_never_answers_times_out_and_the_data_is_restored() {
     assert_eq!(app.alerts("upgrade.rollback-failed").len(), 1);
     drop(silent);
 }
+
+/// A snapshot of a big volume runs off the runtime's threads, so the step
+/// activity keeps heartbeating while it copies: on a single-threaded
+/// runtime a ticker (standing in for the heartbeat) keeps ticking through
+/// the whole step.
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_snapshot_leaves_the_runtime_free_to_heartbeat() {
+    use std::io::Write as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let dir = temp_dir();
+    let root = dir.path();
+    let volume = root.join("data");
+    std::fs::create_dir_all(&volume).unwrap();
+    let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let mut big = std::fs::File::create(volume.join("big.bin")).unwrap();
+    for _ in 0..64 {
+        big.write_all(&chunk).unwrap();
+    }
+    drop(big);
+    let config = root.join("steward.toml");
+    let loaded = steward_worker::config::parse(
+        &format!(
+            r#"[[apps]]
+name = "big"
+recipe_repo = "{root}/recipe"
+deploy = ["true"]
+undeploy = ["true"]
+health = {{ url = "http://127.0.0.1:9/health" }}
+volumes = ["{volume}"]
+snapshot_dir = "{root}/snapshots"
+"#,
+            root = root.display(),
+            volume = volume.display(),
+        ),
+        &config,
+    )
+    .unwrap();
+    let store = steward_activities::Store::connect(&database(Backend::Sqlite, root).await)
+        .await
+        .unwrap();
+    let activities =
+        steward_activities::upgrade::UpgradeActivities::new(loaded.config.apps.clone(), store);
+
+    let ticks = Arc::new(AtomicU64::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                ticks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let step = steward_proto::v1::AppStep {
+        app: "big".into(),
+        step: "snapshot".into(),
+        version: "1.0.0".into(),
+        tag: "long-snapshot".into(),
+    };
+    let result = activities.step(&step).await.unwrap();
+    let elapsed = started.elapsed();
+    ticker.abort();
+    assert!(result.ok, "{result:?}");
+    assert!(
+        elapsed >= Duration::from_millis(200),
+        "the snapshot took long enough to tell ({elapsed:?})"
+    );
+    let ticks = ticks.load(Ordering::Relaxed);
+    assert!(
+        u128::from(ticks) >= elapsed.as_millis() / 5 / 4,
+        "the runtime ticked {ticks} times in {elapsed:?} of snapshot"
+    );
+}

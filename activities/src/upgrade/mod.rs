@@ -33,6 +33,18 @@ pub struct UpgradeActivities {
     metrics: crate::metrics::Metrics,
 }
 
+/// Runs a snapshot operation (file copies and hashes of whole volumes, which
+/// can take minutes) on the blocking pool, so the runtime's threads keep
+/// heartbeating this activity and serving the others meanwhile.
+async fn off_the_runtime<T: Send + 'static>(
+    op: impl FnOnce() -> Result<T, snapshot::Error> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(op).await {
+        Ok(outcome) => outcome.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the snapshot operation did not finish: {e}")),
+    }
+}
+
 /// Runs argv with a timeout; Ok on exit 0, else the reason.
 pub async fn run_command(argv: &[String], timeout: Duration) -> Result<(), String> {
     let Some((program, args)) = argv.split_first() else {
@@ -239,15 +251,25 @@ impl UpgradeActivities {
                 }
                 r
             }
-            "snapshot" => snapshot::take(&app.volumes, &app.snapshot_dir, &s.tag)
-                .map(|m| format!("snapshot {} of {} volumes", m.tag, m.volumes.len()))
-                .map_err(|e| e.to_string()),
-            "restore" => snapshot::restore(&app.volumes, &app.snapshot_dir)
-                .map(|m| format!("restored snapshot {}", m.tag))
-                .map_err(|e| e.to_string()),
-            "set_last_good" => snapshot::set_last_good(&app.snapshot_dir, &s.version)
-                .map(|()| format!("last_good = {}", s.version))
-                .map_err(|e| e.to_string()),
+            "snapshot" => {
+                let (volumes, dir, tag) =
+                    (app.volumes.clone(), app.snapshot_dir.clone(), s.tag.clone());
+                off_the_runtime(move || snapshot::take(&volumes, &dir, &tag))
+                    .await
+                    .map(|m| format!("snapshot {} of {} volumes", m.tag, m.volumes.len()))
+            }
+            "restore" => {
+                let (volumes, dir) = (app.volumes.clone(), app.snapshot_dir.clone());
+                off_the_runtime(move || snapshot::restore(&volumes, &dir))
+                    .await
+                    .map(|m| format!("restored snapshot {}", m.tag))
+            }
+            "set_last_good" => {
+                let (dir, version) = (app.snapshot_dir.clone(), s.version.clone());
+                off_the_runtime(move || snapshot::set_last_good(&dir, &version))
+                    .await
+                    .map(|()| format!("last_good = {}", s.version))
+            }
             other => return Err(permanent(format!("unknown step `{other}`"))),
         };
         Ok(match outcome {
