@@ -442,6 +442,29 @@ where
     }
 }
 
+/// The newest progress event of `event_type` in `store`, waiting up to
+/// `within` for the first one to be recorded.
+pub async fn newest_progress(
+    store: &steward_activities::Store,
+    event_type: &str,
+    within: Duration,
+) -> steward_proto::v1::ProgressEvent {
+    wait_for(
+        &format!("a `{event_type}` progress event"),
+        within,
+        || async {
+            store
+                .progress(Some(event_type), 0, 1)
+                .await
+                .ok()?
+                .into_iter()
+                .next()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// A temp dir for one test, removed when it is dropped.
 pub fn temp_dir() -> TempDir {
     tempfile::Builder::new()

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use steward_activities::Store;
 use steward_tests::{
-    Backend, RepoEntry, Server, Steward, database, make_repo, run_steward, task_queue, temp_dir,
-    wait_for, workplan, write_config,
+    Backend, RepoEntry, Server, Steward, database, make_repo, newest_progress, run_steward,
+    task_queue, temp_dir, wait_for, workplan, write_config,
 };
 
 fn schedule(name: &str, cron: &str) -> String {
@@ -134,20 +134,12 @@ async fn a_schedule_fires_the_sweep() {
     assert_eq!(code, 0, "{err}");
 
     let store = Store::connect(&db).await.unwrap();
-    let event = wait_for(
-        "a scheduled sweep's progress event",
+    let event = newest_progress(
+        &store,
+        "consistency_sweep_remote_all",
         Duration::from_secs(100),
-        || async {
-            store
-                .progress(Some("consistency_sweep_remote_all"), 0, 1)
-                .await
-                .ok()?
-                .into_iter()
-                .next()
-        },
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(event.source, "schedule");
     let result: steward_proto::v1::SweepResult = serde_json::from_str(&event.detail_json).unwrap();
     assert_eq!(

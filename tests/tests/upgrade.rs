@@ -11,8 +11,8 @@ use steward_activities::upgrade::snapshot;
 use steward_proto::v1::{UpgradeResult, UpgradeStatus};
 use steward_tests::{
     Backend, Server, Steward, assert_every_run_closed_without_task_failures,
-    assert_not_world_writable, database, git, run_steward, task_queue, temp_dir, wait_for,
-    workspace,
+    assert_not_world_writable, database, git, newest_progress, run_steward, task_queue, temp_dir,
+    wait_for, workspace,
 };
 use steward_workflows::WarmUpgrade;
 use temporalio_client::{Client, WorkflowGetResultOptions};
@@ -175,6 +175,49 @@ asserts = [["test", "-f", "{marker}"]]
         run_steward(&self.config, &self.server.address, args)
     }
 
+    /// An app whose newest release (1.4.0+5.0.0) is held for a manual
+    /// migration, with the synced schedule `steward-sso-nightly`.
+    async fn scheduled_with_held_release(test: &str) -> App {
+        let notes = "Needs a manual migration first.";
+        let app = App::new(
+            test,
+            &[(BASE, "ok", ""), ("1.4.0+5.0.0", "ok", notes)],
+            "approval_wait = \"10m\"\n\n[[schedules]]\nname = \"sso-nightly\"\nworkflow = \"upgrade\"\napp = \"sso\"\ncron = \"0 3 * * *\"\n",
+        )
+        .await;
+        let (code, out, err) = app.cli(&["schedules", "sync"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("steward-sso-nightly"), "{out}");
+        app
+    }
+
+    /// Fires `steward-sso-nightly` now.
+    async fn fire_schedule(&self) {
+        self.client
+            .get_schedule_handle("steward-sso-nightly")
+            .trigger(
+                temporalio_client::schedules::ScheduleOverlapPolicy::Unspecified,
+                Default::default(),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// `steward upgrade approve sso` for `version`.
+    fn approve(&self, version: &str, reason: &str, by: &str) -> (i32, String, String) {
+        self.cli(&[
+            "upgrade",
+            "approve",
+            "sso",
+            "--version",
+            version,
+            "--reason",
+            reason,
+            "--by",
+            by,
+        ])
+    }
+
     fn run(&self, args: &[&str]) -> UpgradeResult {
         let mut all = vec!["upgrade", "run", "sso"];
         all.extend_from_slice(args);
@@ -185,6 +228,21 @@ asserts = [["test", "-f", "{marker}"]]
 
     fn data_digest(&self) -> (u64, String) {
         snapshot::digest(&self.home.join("data")).unwrap()
+    }
+
+    /// The result the newest upgrade run recorded in the state store,
+    /// waiting up to `within` for the first one.
+    async fn newest_recorded_result(&self, within: Duration) -> UpgradeResult {
+        let config = std::fs::read_to_string(&self.config).unwrap();
+        let url = config
+            .lines()
+            .find_map(|l| l.strip_prefix("database_url = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_string();
+        let store = steward_activities::Store::connect(&url).await.unwrap();
+        let event = newest_progress(&store, "warm_upgrade", within).await;
+        serde_json::from_str(&event.detail_json).unwrap()
     }
 
     fn serving(&self) -> String {
@@ -433,28 +491,10 @@ async fn manual_migration_notes_hold_with_the_notes_and_an_approval_releases_tha
         err.contains("already running as workflow warm-upgrade-sso"),
         "{err}"
     );
-    let (code, _, err) = app.cli(&[
-        "upgrade",
-        "approve",
-        "sso",
-        "--version",
-        "1.5.0+5.0.0",
-        "--reason",
-        "ok",
-    ]);
+    let (code, _, err) = app.approve("1.5.0+5.0.0", "ok", "ana");
     assert_ne!(code, 0);
     assert!(err.contains("exact version"), "{err}");
-    let (code, _, err) = app.cli(&[
-        "upgrade",
-        "approve",
-        "sso",
-        "--version",
-        "1.4.0+5.0.0",
-        "--reason",
-        "migrated by hand",
-        "--by",
-        "ana",
-    ]);
+    let (code, _, err) = app.approve("1.4.0+5.0.0", "migrated by hand", "ana");
     assert_eq!(code, 0, "{err}");
     let h = app
         .client
@@ -564,16 +604,7 @@ async fn killing_the_server_mid_upgrade_ends_upgraded_with_one_snapshot() {
 
 #[tokio::test]
 async fn a_schedule_starts_the_upgrade_and_the_app_lock_keeps_runs_apart() {
-    let notes = "Needs a manual migration first.";
-    let app = App::new(
-        "sched",
-        &[(BASE, "ok", ""), ("1.4.0+5.0.0", "ok", notes)],
-        "approval_wait = \"10m\"\n\n[[schedules]]\nname = \"sso-nightly\"\nworkflow = \"upgrade\"\napp = \"sso\"\ncron = \"0 3 * * *\"\n",
-    )
-    .await;
-    let (code, out, err) = app.cli(&["schedules", "sync"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("steward-sso-nightly"), "{out}");
+    let app = App::scheduled_with_held_release("sched").await;
     // A manual upgrade is held, waiting for an approval, and holds the app.
     let (code, _, err) = app.cli(&["upgrade", "run", "sso", "--no-wait", "--reason", "by hand"]);
     assert_eq!(code, 0, "{err}");
@@ -583,37 +614,8 @@ async fn a_schedule_starts_the_upgrade_and_the_app_lock_keeps_runs_apart() {
     .await
     .unwrap();
     // The schedule fires now: its run must not touch the app.
-    app.client
-        .get_schedule_handle("steward-sso-nightly")
-        .trigger(
-            temporalio_client::schedules::ScheduleOverlapPolicy::Unspecified,
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    let db = std::fs::read_to_string(&app.config).unwrap();
-    let url = db
-        .lines()
-        .find_map(|l| l.strip_prefix("database_url = "))
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
-    let store = steward_activities::Store::connect(&url).await.unwrap();
-    let event = wait_for(
-        "the scheduled run's progress event",
-        Duration::from_secs(60),
-        || async {
-            store
-                .progress(Some("warm_upgrade"), 0, 10)
-                .await
-                .ok()?
-                .into_iter()
-                .next()
-        },
-    )
-    .await
-    .unwrap();
-    let result: UpgradeResult = serde_json::from_str(&event.detail_json).unwrap();
+    app.fire_schedule().await;
+    let result = app.newest_recorded_result(Duration::from_secs(60)).await;
     assert!(
         result.workflow_id.starts_with("warm-upgrade-sso-"),
         "started by the schedule: {}",
@@ -631,6 +633,41 @@ async fn a_schedule_starts_the_upgrade_and_the_app_lock_keeps_runs_apart() {
         "held",
         "the held run is untouched"
     );
+}
+
+#[tokio::test]
+async fn status_and_approve_find_an_upgrade_a_schedule_started() {
+    let app = App::scheduled_with_held_release("sched-approve").await;
+    app.fire_schedule().await;
+    // The scheduled run's id carries the schedule's time; the operator
+    // names the app.
+    let status = wait_for(
+        "the scheduled run held",
+        Duration::from_secs(60),
+        || async {
+            let (code, out, _) = app.cli(&["upgrade", "status", "sso"]);
+            let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+            (code == 0 && status["phase"] == "held").then_some(status)
+        },
+    )
+    .await
+    .unwrap();
+    let id = status["workflow_id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("warm-upgrade-sso-"), "{status}");
+    assert_eq!(status["target"], "1.4.0+5.0.0", "{status}");
+    let (code, _, err) = app.approve("1.4.0+5.0.0", "migrated by hand", "ana");
+    assert_eq!(code, 0, "{err}");
+    let result = app.newest_recorded_result(Duration::from_secs(120)).await;
+    assert_eq!(result.workflow_id, id);
+    assert_eq!(result.outcome, "upgraded", "{result:?}");
+    assert_eq!(result.operator_actions[0].operator, "ana");
+    assert_eq!(app.serving(), "1.4.0+5.0.0");
+    // Once it has ended, status shows that run, not "no upgrade found".
+    let (code, out, err) = app.cli(&["upgrade", "status", "sso"]);
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["workflow_id"], id.as_str(), "{status}");
+    assert_eq!(status["last_good"], "1.4.0+5.0.0", "{status}");
 }
 
 #[tokio::test]

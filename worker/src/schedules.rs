@@ -135,7 +135,7 @@ fn action(s: &ScheduleConfig, task_queue: &str) -> ScheduleAction {
                 ..Default::default()
             },
             task_queue.to_owned(),
-            format!("warm-upgrade-{app}"),
+            crate::cli::upgrade::workflow_id(app),
         ),
         None => ScheduleAction::start_workflow(
             ConsistencySweep::run,

@@ -319,7 +319,11 @@ impl WarmUpgrade {
             run_id: ctx.run_id().into(),
             ..result
         };
-        ctx.state_mut(|s| s.phase = outcome.into());
+        // The status query shows where the run left the app.
+        ctx.state_mut(|s| {
+            s.phase = outcome.into();
+            s.plan.last_good = last_good.into();
+        });
         if ctx.state(|s| s.locked) {
             let mut release = short();
             release.cancellation_token = Some(WorkflowCancellationToken::new());

@@ -11,7 +11,7 @@ mod restore;
 mod schedules;
 mod sweep;
 mod task;
-mod upgrade;
+pub(crate) mod upgrade;
 mod worker;
 
 use std::path::PathBuf;
