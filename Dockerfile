@@ -4,8 +4,10 @@
 #   docker run --rm steward --help
 #
 # The build stage needs protoc (the SDK compiles Temporal's protos); the
-# runtime stage needs git (the sweep works on git checkouts) and curl (the
-# compose health check scrapes the metrics endpoint).
+# runtime stage needs every program steward's activities run: git (the
+# sweep works on git checkouts), pg_dump and psql (the restore drill of a
+# PostgreSQL state store), and curl (the compose health check scrapes the
+# metrics endpoint). tests/tests/deploy.rs keeps this list whole.
 FROM rust:1.92-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends protobuf-compiler \
@@ -16,7 +18,7 @@ RUN cargo build --release --locked --bin steward
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git ca-certificates curl \
+ && apt-get install -y --no-install-recommends git ca-certificates curl postgresql-client \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home-dir /var/lib/steward --create-home steward
 COPY --from=build /src/target/release/steward /usr/local/bin/steward

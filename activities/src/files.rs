@@ -30,6 +30,25 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Creates (or truncates) `path` with mode 0600, creating folders (mode
+/// 0700) as needed: for what only the worker may read (a decrypted backup,
+/// a key).
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .or_else(|e| if parent.is_dir() { Ok(()) } else { Err(e) })?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
 /// Whether `program` (an argv's first element) names an executable file:
 /// a path (with a `/`) as given, a bare name on `PATH`, as `execvp` would
 /// find it.

@@ -60,6 +60,15 @@ impl Repo {
         (std::fs::canonicalize(dir).ok()? == top).then_some(repo)
     }
 
+    /// A folder to run git in that need not be a work tree (to clone into
+    /// it, say).
+    pub fn at(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            git_dir: PathBuf::new(),
+        }
+    }
+
     /// The work tree folder.
     pub fn dir(&self) -> &Path {
         &self.dir

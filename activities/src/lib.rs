@@ -12,7 +12,14 @@ pub mod alerts;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
 pub mod backfill;
+pub mod command;
+pub mod dburl;
+pub mod duration;
+pub mod evidence;
 mod failure;
+// The SDK macros add undocumented marker constants to the impl blocks.
+#[allow(missing_docs)]
+pub mod failover;
 pub mod files;
 pub mod git;
 pub mod heartbeat;
@@ -21,6 +28,7 @@ pub mod metrics;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
 pub mod restore;
+pub mod roster;
 pub mod store;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]

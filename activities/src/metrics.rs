@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use steward_proto::v1::SweepResult;
+use steward_proto::vocab::RepoStatus;
 use temporalio_common::telemetry::metrics::{
     CoreMeter, Counter, GaugeF64, HistogramF64, MetricKeyValue, MetricParameters, NewAttributes,
     NoOpCoreMeter,
@@ -19,7 +20,8 @@ pub struct Metrics {
     sweep_duration: HistogramF64,
     sweep_repos: Counter,
     automation_errors: Counter,
-    assessment_failures: Counter,
+    findings_opened: Counter,
+    findings_open: GaugeF64,
     lock_skips: Counter,
     backfill_rows: Counter,
     backfill_rate: GaugeF64,
@@ -28,6 +30,10 @@ pub struct Metrics {
     alerts: Counter,
     restore_drills: Counter,
     restore_seconds: GaugeF64,
+    disk_free: GaugeF64,
+    failover_drills: Counter,
+    failover_rto: GaugeF64,
+    failover_lost: GaugeF64,
     /// The phase each backfill was last seen in, so the old phase's gauge
     /// drops to 0 when a new one is set.
     phases: Arc<Mutex<BTreeMap<String, String>>>,
@@ -79,9 +85,14 @@ impl Metrics {
                 "Repos whose sweep activity failed",
                 "",
             )),
-            assessment_failures: meter.counter(param(
-                "steward_sweep_assessment_failures",
-                "Findings reported by sweeps, by check",
+            findings_opened: meter.counter(param(
+                "steward_findings_opened",
+                "Findings sweeps opened in the ledger, by check",
+                "",
+            )),
+            findings_open: meter.gauge_f64(param(
+                "steward_findings_open",
+                "Open findings of the whole estate after the last sweep",
                 "",
             )),
             lock_skips: meter.counter(param(
@@ -124,6 +135,26 @@ impl Metrics {
                 "Time the last restore drill took to restore the backup",
                 "s",
             )),
+            disk_free: meter.gauge_f64(param(
+                "steward_disk_free_bytes",
+                "Bytes free on the filesystem of each folder steward writes to, by path and use",
+                "By",
+            )),
+            failover_drills: meter.counter(param(
+                "steward_failover_drills",
+                "Failover drills finished, by drill and outcome",
+                "",
+            )),
+            failover_rto: meter.gauge_f64(param(
+                "steward_failover_rto_seconds",
+                "RTO the last failover drill measured, by drill",
+                "s",
+            )),
+            failover_lost: meter.gauge_f64(param(
+                "steward_failover_lost_writes",
+                "Acknowledged writes the last failover drill found lost, by drill",
+                "",
+            )),
             phases: Arc::default(),
             meter,
         }
@@ -159,9 +190,9 @@ impl Metrics {
             return;
         }
         for (status, n) in [
-            ("processed", r.repos_processed.len()),
-            ("skipped_clean", r.skipped_clean.len()),
-            ("skipped_missing", r.skipped_missing.len()),
+            (RepoStatus::Processed.as_str(), r.repos_processed.len()),
+            (RepoStatus::SkippedClean.as_str(), r.skipped_clean.len()),
+            (RepoStatus::SkippedMissing.as_str(), r.skipped_missing.len()),
             ("skipped_budget", r.skipped_budget.len()),
             ("error", r.automation_errors.len()),
         ] {
@@ -172,10 +203,12 @@ impl Metrics {
             self.automation_errors
                 .add(1, &self.labels(&[("repo", &e.repo)]));
         }
-        for f in &r.assessment_failures {
-            self.assessment_failures
+        for f in &r.findings_opened {
+            self.findings_opened
                 .add(1, &self.labels(&[("check", &f.check)]));
         }
+        self.findings_open
+            .record(f64::from(r.open_findings), &self.labels(&[]));
     }
 
     /// A batch of `backfill` applied `rows` in `seconds`.
@@ -215,6 +248,23 @@ impl Metrics {
     pub fn alert(&self, severity: &str, kind: &str) {
         self.alerts
             .add(1, &self.labels(&[("severity", severity), ("kind", kind)]));
+    }
+
+    /// `bytes` are free on the filesystem of `path`, which steward uses
+    /// for `what` (`data`, `snapshots sso`, ...).
+    pub fn disk_free(&self, path: &str, what: &str, bytes: u64) {
+        self.disk_free
+            .record(bytes as f64, &self.labels(&[("path", path), ("use", what)]));
+    }
+
+    /// A failover drill of `drill` ended with `outcome`, measuring `rto`
+    /// seconds and `lost` acknowledged writes lost.
+    pub fn failover_drill(&self, drill: &str, outcome: &str, rto: f64, lost: u64) {
+        self.failover_drills
+            .add(1, &self.labels(&[("drill", drill), ("outcome", outcome)]));
+        let labels = self.labels(&[("drill", drill)]);
+        self.failover_rto.record(rto, &labels);
+        self.failover_lost.record(lost as f64, &labels);
     }
 
     /// A restore drill ended with `outcome` after restoring in `seconds`.

@@ -11,9 +11,15 @@ use crate::v1::{
 };
 use crate::v1::{AppStep, StepResult, UpgradeInput, UpgradePlan, UpgradeResult};
 use crate::v1::{BackupTaken, RestoreDrillInput, RestoreDrillResult, RestoreVerified};
+use crate::v1::{ColdSweepInput, ColdSweepPlan, ColdSweepResult};
 use crate::v1::{
-    LockGrant, LockRelease, LockRequest, PlanRequest, RecordSweepRequest, RepoSweepOutcome,
-    RepoSweepRequest, SweepPlan,
+    FailoverDrillInput, FailoverDrillResult, FailoverMeasured, FailoverObserved, FailoverPreflight,
+    FailoverStep, RecoveryResult, TriggerResult,
+};
+use crate::v1::{
+    FindingsRequest, FindingsSummary, LockGrant, LockRelease, LockRequest, PlanRequest,
+    RecordSweepRequest, RepoSweepOutcome, RepoSweepRequest, SweepBatchOutcome, SweepBatchRequest,
+    SweepPlan,
 };
 use temporalio_common::ActivityDefinition;
 
@@ -49,6 +55,14 @@ declare_activity!(
 declare_activity!(
     /// Pull gate, assessment, reconciliation and writeback of one repo.
     SweepRepo, names::SWEEP_REPO, RepoSweepRequest => RepoSweepOutcome
+);
+declare_activity!(
+    /// A batch of repos, one after the other, heartbeating its progress.
+    SweepBatch, names::SWEEP_BATCH, SweepBatchRequest => SweepBatchOutcome
+);
+declare_activity!(
+    /// The open findings of the estate, and those the run opened and resolved.
+    SweepFindings, names::SWEEP_FINDINGS, FindingsRequest => FindingsSummary
 );
 declare_activity!(
     /// Record budget skips for fairness and write the sweep's progress event.
@@ -113,6 +127,14 @@ declare_activity!(
     UpgradeRecord, names::UPGRADE_RECORD, UpgradeResult => ()
 );
 declare_activity!(
+    /// The apps a cold sweep tests (least recently tested first) and those it skips.
+    ColdSweepPlanActivity, names::COLD_SWEEP_PLAN, ColdSweepInput => ColdSweepPlan
+);
+declare_activity!(
+    /// Writes the cold sweep's progress event.
+    ColdSweepRecord, names::COLD_SWEEP_RECORD, ColdSweepResult => ()
+);
+declare_activity!(
     /// Back up the state store (or read an existing backup's manifest).
     RestoreBackup, names::RESTORE_BACKUP, RestoreDrillInput => BackupTaken
 );
@@ -123,4 +145,33 @@ declare_activity!(
 declare_activity!(
     /// Record the drill as the last verified backup (or the failed one).
     RestoreRecord, names::RESTORE_RECORD, RestoreDrillResult => ()
+);
+
+declare_activity!(
+    /// The service's primary, its streaming standbys and their lag, or why
+    /// the drill refuses; creates the marker table when missing.
+    FailoverPreflightActivity, names::FAILOVER_PREFLIGHT, FailoverDrillInput => FailoverPreflight
+);
+declare_activity!(
+    /// Writes a numbered marker every 100 ms and probes the service, logging
+    /// each outcome, until writes succeed again after the trigger.
+    FailoverObserve, names::FAILOVER_OBSERVE, FailoverStep => FailoverObserved
+);
+declare_activity!(
+    /// Runs the configured trigger once per drill run.
+    FailoverTrigger, names::FAILOVER_TRIGGER, FailoverStep => TriggerResult
+);
+declare_activity!(
+    /// Every acknowledged marker against the service; RTO, RPO and the
+    /// probe's view, from the drill's log.
+    FailoverVerify, names::FAILOVER_VERIFY, FailoverStep => FailoverMeasured
+);
+declare_activity!(
+    /// Runs the configured recovery command; the hosts' roles afterwards.
+    FailoverRecover, names::FAILOVER_RECOVER, FailoverStep => RecoveryResult
+);
+declare_activity!(
+    /// Writes the evidence (JSON, Markdown, SHA-256), the progress event
+    /// and the metrics; returns the result with the evidence's paths.
+    FailoverRecord, names::FAILOVER_RECORD, FailoverDrillResult => FailoverDrillResult
 );

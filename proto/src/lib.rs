@@ -14,7 +14,24 @@ pub mod v1 {
 }
 
 pub mod activities;
+pub mod ids;
 pub mod limits;
 pub mod names;
+pub mod signing;
+pub mod vocab;
 
 pub use v1::*;
+
+impl v1::BackfillStatus {
+    /// Whether the rollout has ended (its `outcome` is set).
+    pub fn ended(&self) -> bool {
+        !self.outcome.is_empty()
+    }
+}
+
+impl v1::UpgradeStatus {
+    /// Whether the upgrade has ended (its `outcome` is set).
+    pub fn ended(&self) -> bool {
+        !self.outcome.is_empty()
+    }
+}

@@ -11,6 +11,9 @@ pub const FINDINGS_PER_REPO: usize = 100;
 /// Findings one sweep result lists; the rest are counted.
 pub const FINDINGS_PER_SWEEP: usize = 1000;
 
+/// Findings a sweep result lists as opened, and as resolved, by it.
+pub const FINDINGS_CHANGED_PER_SWEEP: usize = 100;
+
 /// Characters in an operator's name or reason (signals, updates, CLI).
 pub const OPERATOR_TEXT_CHARS: usize = 2000;
 
@@ -21,6 +24,22 @@ pub const FINDING_MESSAGE_CHARS: usize = 500;
 /// ones, each error cut at [`FINDING_MESSAGE_CHARS`].
 pub const BATCHES_PER_ACTIVITY: u32 = 1000;
 
+/// Most batch activities one sweep runs. Each adds at most six events to
+/// the history (scheduled, started, completed, and the workflow task that
+/// takes its result), so a sweep's history stays under about 2,500 events
+/// whatever the number of repos, far from Temporal's 10,240-event warning.
+pub const MAX_SWEEP_BATCHES: usize = 400;
+
+/// Repos per batch activity for a sweep of `repos` repos in `lanes`
+/// lanes, the config asking for `configured`: small enough that every lane
+/// gets a batch, large enough that there are at most
+/// [`MAX_SWEEP_BATCHES`].
+pub fn sweep_batch_size(repos: usize, lanes: u32, configured: u32) -> usize {
+    let fill_lanes = (repos / lanes.max(1) as usize).max(1);
+    let bounded = repos.div_ceil(MAX_SWEEP_BATCHES).max(1);
+    (configured.max(1) as usize).min(fill_lanes).max(bounded)
+}
+
 /// `None` when `text` is within [`OPERATOR_TEXT_CHARS`], else the refusal
 /// naming `what` and the limit.
 pub fn operator_text_too_long(what: &str, text: &str) -> Option<String> {
@@ -28,4 +47,27 @@ pub fn operator_text_too_long(what: &str, text: &str) -> Option<String> {
     (n > OPERATOR_TEXT_CHARS).then(|| {
         format!("the {what} is {n} characters long; at most {OPERATOR_TEXT_CHARS} are accepted")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_of_any_size_runs_at_most_the_bounded_number_of_batches_and_fills_its_lanes() {
+        for repos in [1usize, 6, 100, 500, 1_000, 10_000, 100_000, 1_000_000] {
+            let size = sweep_batch_size(repos, 4, 25);
+            let batches = repos.div_ceil(size);
+            assert!(batches <= MAX_SWEEP_BATCHES, "{repos}: {batches} batches");
+            assert!(
+                batches >= repos.min(4),
+                "{repos}: every lane gets work ({batches})"
+            );
+        }
+        assert_eq!(sweep_batch_size(6, 4, 25), 1);
+        assert_eq!(sweep_batch_size(500, 4, 25), 25);
+        assert_eq!(sweep_batch_size(10_000, 4, 25), 25);
+        assert_eq!(sweep_batch_size(100_000, 4, 25), 250);
+        assert_eq!(sweep_batch_size(0, 4, 25), 1);
+    }
 }

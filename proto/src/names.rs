@@ -15,13 +15,18 @@ pub const RELEASE_LOCK: &str = "steward.lock.release";
 pub const PLAN_SWEEP: &str = "steward.sweep.plan";
 /// Activity: pull gate, assessment, reconciliation and writeback of one repo.
 pub const SWEEP_REPO: &str = "steward.sweep.repo";
+/// Activity: pull gate, assessment, reconciliation and writeback of a
+/// batch of repos, one after the other.
+pub const SWEEP_BATCH: &str = "steward.sweep.batch";
 /// Activity: record budget skips and write the sweep's progress event.
 pub const RECORD_SWEEP: &str = "steward.sweep.record";
+/// Activity: the findings ledger as a sweep reports it.
+pub const SWEEP_FINDINGS: &str = "steward.sweep.findings";
 
 /// Progress event type written by every sweep.
 pub const SWEEP_EVENT_TYPE: &str = "consistency_sweep_remote_all";
-/// Name of the sweep's lease lock.
-pub const SWEEP_LOCK: &str = "consistency-sweep";
+/// Sweep query: phase and repo counts.
+pub const SWEEP_PROGRESS_QUERY: &str = "progress";
 
 /// Workflow type of the backfill rollout.
 pub const BACKFILL_ROLLOUT: &str = "BackfillRollout";
@@ -88,5 +93,63 @@ pub const RESTORE_BACKUP: &str = "steward.restore.backup";
 pub const RESTORE_VERIFY: &str = "steward.restore.verify";
 /// Record the drill's outcome ("last verified backup").
 pub const RESTORE_RECORD: &str = "steward.restore.record";
+/// Restore drill query: its phase.
+pub const RESTORE_STATUS_QUERY: &str = "status";
 /// Progress event type of a restore drill.
 pub const RESTORE_EVENT_TYPE: &str = "restore_drill";
+
+/// Workflow type of the nightly cold sweep.
+pub const COLD_SWEEP: &str = "ColdSweep";
+/// Activity: the apps a cold sweep tests, in the order it tests them.
+pub const COLD_SWEEP_PLAN: &str = "steward.cold_sweep.plan";
+/// Activity: the cold sweep's progress event.
+pub const COLD_SWEEP_RECORD: &str = "steward.cold_sweep.record";
+/// Progress event type of a cold sweep.
+pub const COLD_SWEEP_EVENT_TYPE: &str = "cold_sweep";
+/// Cold sweep query: what it has tested so far.
+pub const COLD_SWEEP_STATUS_QUERY: &str = "status";
+
+/// Workflow type of the failover drill.
+pub const FAILOVER_DRILL: &str = "FailoverDrill";
+/// Activity: the primary, its streaming standbys and their lag; the marker table.
+pub const FAILOVER_PREFLIGHT: &str = "steward.failover.preflight";
+/// Activity: the writer and the probe, until writes succeed again after the trigger.
+pub const FAILOVER_OBSERVE: &str = "steward.failover.observe";
+/// Activity: the configured trigger.
+pub const FAILOVER_TRIGGER: &str = "steward.failover.trigger";
+/// Activity: every acknowledged marker against the service; RTO and RPO.
+pub const FAILOVER_VERIFY: &str = "steward.failover.verify";
+/// Activity: the configured recovery command, and the hosts afterwards.
+pub const FAILOVER_RECOVER: &str = "steward.failover.recover";
+/// Activity: evidence, progress event and metrics of a failover drill.
+pub const FAILOVER_RECORD: &str = "steward.failover.record";
+/// Progress event type of a failover drill.
+pub const FAILOVER_EVENT_TYPE: &str = "failover_drill";
+/// Failover drill query: its phase.
+pub const FAILOVER_STATUS_QUERY: &str = "status";
+
+/// Every steward workflow type: what the archiver archives, what
+/// `replay-check` replays.
+pub const WORKFLOW_TYPES: [&str; 6] = [
+    CONSISTENCY_SWEEP,
+    BACKFILL_ROLLOUT,
+    WARM_UPGRADE,
+    RESTORE_DRILL,
+    COLD_SWEEP,
+    FAILOVER_DRILL,
+];
+
+/// Search attribute: the run's phase (a `vocab` spelling).
+pub const SA_PHASE: &str = "StewardPhase";
+/// Search attribute: what the run is about (the backfill, the app).
+pub const SA_SUBJECT: &str = "StewardSubject";
+/// Search attribute: whether the run waits for an operator.
+pub const SA_WAITING: &str = "StewardWaiting";
+
+/// The custom search attributes steward's workflows set, with their
+/// Temporal types, as `steward dev` and the compose setup register them.
+pub const SEARCH_ATTRIBUTES: [(&str, &str); 3] = [
+    (SA_PHASE, "Keyword"),
+    (SA_SUBJECT, "Keyword"),
+    (SA_WAITING, "Bool"),
+];

@@ -4,19 +4,21 @@
 //! table behind an idempotency unique index; ingest and outbox flags live in
 //! a control table.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
+use steward_proto::ids;
 use steward_proto::v1::{BackfillResult, BackfillStatus, OperatorRequest};
+use steward_proto::vocab::OperatorVerb;
 use steward_tests::{
-    Backend, PLANTED_SECRET, Server, Steward, assert_every_run_closed_without_task_failures,
-    assert_no_planted_secret, assert_not_world_writable, database, read, run_steward, task_queue,
-    temp_dir, wait_for, with_planted_password,
+    Backend, Harness, PLANTED_SECRET, assert_every_run_closed_without_task_failures,
+    assert_no_planted_secret, assert_not_world_writable, database, read, task_queue, temp_dir,
+    wait_for, with_planted_password,
 };
 use steward_workflows::BackfillRollout;
-use temporalio_client::{Client, WorkflowGetResultOptions};
+use temporalio_client::Client;
 
 const RECORDS: i64 = 120;
 
@@ -111,7 +113,7 @@ async fn recorded_batches(pool: &AnyPool) -> i64 {
 /// Batch activities the rollout's latest run scheduled.
 async fn batch_activities(client: &Client) -> usize {
     use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
-    steward_worker::history::fetch_events(client, "backfill-bf", None)
+    steward_worker::history::fetch_events(client, &bf(), None)
         .await
         .unwrap()
         .iter()
@@ -163,13 +165,17 @@ async fn flag(pool: &AnyPool, key: &str) -> i64 {
         .unwrap()
 }
 
+/// The harness, and the backfill's own database.
 struct Env {
-    _dir: tempfile::TempDir,
-    server: Server,
-    client: Client,
-    config: PathBuf,
+    h: Harness,
     pool: AnyPool,
-    worker: Steward,
+}
+
+steward_tests::derefs_to_harness!(Env);
+
+/// The workflow id of every rollout here.
+fn bf() -> String {
+    ids::backfill("bf")
 }
 
 /// A backfill `bf` over a fresh fixture, with `extra` TOML lines in the spec.
@@ -201,8 +207,7 @@ schedules = []
 [[backfills]]
 name = "bf"
 database_url = "{url}"
-count_sql = "SELECT COUNT(*) {EDGES}"
-next_range_sql = "SELECT MIN(id), MAX(id) FROM (SELECT id FROM raw_records WHERE id > $1 ORDER BY id LIMIT $2) t"
+{count}next_range_sql = "SELECT MIN(id), MAX(id) FROM (SELECT id FROM raw_records WHERE id > $1 ORDER BY id LIMIT $2) t"
 {apply}rollback_sql = "DELETE FROM supersedes WHERE run_tag = $1"
 freeze = {{ sql = "UPDATE control SET enabled = 0" }}
 unfreeze = {{ sql = "UPDATE control SET enabled = 1" }}
@@ -217,6 +222,11 @@ throttle_seconds = 1
 {batch}{extra}
 "#,
             batch = if extra.contains("batch_size") { "" } else { "batch_size = 10\n" },
+            count = if extra.contains("count_sql") {
+                String::new()
+            } else {
+                format!("count_sql = \"SELECT COUNT(*) {EDGES}\"\n")
+            },
             apply = if extra.contains("apply_sql") {
                 String::new()
             } else {
@@ -227,24 +237,13 @@ throttle_seconds = 1
         ),
     )
     .unwrap();
-    let server = Server::start(&root).await;
-    let client = server.client().await;
-    let worker = Steward::worker(&config, &server.address);
     Env {
-        _dir: dir,
-        server,
-        client,
-        config,
+        h: Harness::with_worker(dir, config).await,
         pool,
-        worker,
     }
 }
 
 impl Env {
-    fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        run_steward(&self.config, &self.server.address, args)
-    }
-
     /// `steward backfill start bf --freeze-at now --reason go`.
     fn start(&self) {
         self.ok(&[
@@ -258,64 +257,49 @@ impl Env {
         ]);
     }
 
-    fn ok(&self, args: &[&str]) -> serde_json::Value {
-        let (code, out, err) = self.cli(args);
-        assert_eq!(code, 0, "steward {args:?}: {err}");
-        serde_json::from_str(&out).unwrap_or(serde_json::Value::Null)
+    /// `steward backfill start bf --dry-run --freeze-at now`.
+    fn start_dry_run(&self) {
+        self.ok(&[
+            "backfill",
+            "start",
+            "bf",
+            "--dry-run",
+            "--freeze-at",
+            "now",
+            "--reason",
+            "rehearsal",
+        ]);
     }
 
     async fn status(&self) -> BackfillStatus {
-        self.client
-            .get_workflow_handle::<BackfillRollout>("backfill-bf")
-            .query(BackfillRollout::status, (), Default::default())
+        self.query::<BackfillRollout, _>(&bf(), BackfillRollout::status)
             .await
             .unwrap()
     }
 
     async fn wait_phase(&self, phase: &str) -> BackfillStatus {
-        wait_for(
+        self.wait_query::<BackfillRollout, _>(
+            &bf(),
+            || BackfillRollout::status,
             &format!("phase {phase}"),
             Duration::from_secs(90),
-            || async {
-                let s = self
-                    .client
-                    .get_workflow_handle::<BackfillRollout>("backfill-bf")
-                    .query(BackfillRollout::status, (), Default::default())
-                    .await
-                    .ok()?;
-                (s.phase == phase).then_some(s)
-            },
+            |s| s.phase == phase,
         )
         .await
-        .unwrap()
     }
 
     async fn result(&self) -> BackfillResult {
-        let handle = self
-            .client
-            .get_workflow_handle::<BackfillRollout>("backfill-bf");
-        tokio::time::timeout(
-            Duration::from_secs(180),
-            handle.get_result(WorkflowGetResultOptions::default()),
-        )
-        .await
-        .expect("the rollout ended in time")
-        .unwrap()
+        self.h
+            .result::<BackfillRollout>(&bf(), Duration::from_secs(180))
+            .await
     }
 
     /// Sends an operator update the way `steward backfill <action>` does.
-    async fn update(&self, which: &str, req: OperatorRequest) -> Result<(), String> {
-        steward_worker::cli::backfill::update(&self.client, "bf", which, req)
+    async fn update(&self, verb: OperatorVerb, req: OperatorRequest) -> Result<(), String> {
+        steward_worker::cli::backfill::update(&self.client, "bf", verb, req)
             .await
             .map(|_| ())
             .map_err(|e| format!("{e:#}"))
-    }
-
-    fn alerts(&self) -> Vec<serde_json::Value> {
-        self.ok(&["alerts", "list", "--limit", "100"])
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
     }
 }
 
@@ -506,7 +490,7 @@ async fn happy_path(backend: Backend) {
     );
     let status = e.ok(&["backfill", "status", "bf"]);
     assert_eq!(status["phase"], "done");
-    let (code, out, _) = e.cli(&["history", "backfill-bf"]);
+    let (code, out, _) = e.cli(&["history", &bf()]);
     assert_eq!(code, 0);
     assert!(
         out.contains("update") && out.contains("\"operator\":\"sam\""),
@@ -515,19 +499,14 @@ async fn happy_path(backend: Backend) {
 
     // The PostgreSQL URL's password is in the config only: not in the
     // history, the evidence, the store's events, the alerts or the logs.
-    let root = e._dir.path();
+    let root = e.root.as_path();
     let export = root.join("backfill-bf.history.json");
-    e.ok(&[
-        "history",
-        "backfill-bf",
-        "--export",
-        export.to_str().unwrap(),
-    ]);
+    e.ok(&["history", &bf(), "--export", export.to_str().unwrap()]);
     assert_no_planted_secret(
         root,
         &e.config,
         &[
-            ("worker log", &e.worker.log()),
+            ("worker log", &e.worker_log()),
             ("timeline", &out),
             ("status", &status.to_string()),
         ],
@@ -554,16 +533,7 @@ async fn dry_run_stops_after_the_count_and_unfreezes() {
     )
     .await;
     let before = checksum(&e.pool).await;
-    e.ok(&[
-        "backfill",
-        "start",
-        "bf",
-        "--dry-run",
-        "--freeze-at",
-        "now",
-        "--reason",
-        "rehearsal",
-    ]);
+    e.start_dry_run();
     let result = e.result().await;
     assert_eq!(result.outcome, "dry_run");
     assert_eq!(checksum(&e.pool).await, before);
@@ -571,6 +541,91 @@ async fn dry_run_stops_after_the_count_and_unfreezes() {
     let ev = verify_evidence(&result);
     assert_eq!(ev["dry_run"]["expected"], 5);
     assert_eq!(ev["dry_run"]["counted"], oracle(&e.pool).await.len() as u64);
+}
+
+/// `status --watch` follows a dry run to its end: `dry_run` is both the
+/// phase of a running dry run and the outcome of a finished one, so the
+/// watch must tell them apart by the outcome, not the spelling.
+#[tokio::test]
+async fn status_watch_during_a_dry_run_waits_for_the_dry_run_to_end() {
+    let e = env(
+        "watch-dryrun",
+        Backend::Postgres,
+        None,
+        &format!("count_sql = \"SELECT COUNT(*) {EDGES} WHERE (SELECT 1 FROM pg_sleep(4)) = 1\""),
+    )
+    .await;
+    e.start_dry_run();
+    let running = e.wait_phase("dry_run").await;
+    assert!(!running.ended(), "a running dry run has no outcome yet");
+    let (code, out, err) = e.cli(&["backfill", "status", "bf", "--watch"]);
+    assert_eq!(code, 0, "{err}");
+    let watched: BackfillStatus = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (watched.phase.as_str(), watched.outcome.as_str()),
+        ("dry_run", "dry_run"),
+        "the watch returned before the dry run ended: {out}"
+    );
+    let closed = e
+        .client
+        .get_workflow_handle::<BackfillRollout>(bf())
+        .describe(Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        closed.status(),
+        temporalio_client::WorkflowExecutionStatus::Completed,
+        "the rollout had closed when the watch returned"
+    );
+    assert!(
+        err.contains("phase dry_run"),
+        "the watch showed the running dry run: {err}"
+    );
+}
+
+/// A backfill announced ahead with `--freeze-at` has not run while it
+/// waited for its window: `max_runtime` counts from the start of
+/// execution, as the runbook means it.
+#[tokio::test]
+async fn the_runtime_alert_counts_from_the_start_of_execution_not_from_the_announcement() {
+    let e = env(
+        "runtime-from-execution",
+        Backend::Sqlite,
+        None,
+        "batch_size = 60\nmax_runtime = \"5s\"",
+    )
+    .await;
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(7))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    e.ok(&[
+        "backfill",
+        "start",
+        "bf",
+        "--freeze-at",
+        &at,
+        "--reason",
+        "tonight",
+    ]);
+    let result = e.result().await;
+    assert_eq!(result.outcome, "done", "{result:?}");
+    let ev = verify_evidence(&result);
+    let started = chrono::DateTime::parse_from_rfc3339(ev["started_at"].as_str().unwrap()).unwrap();
+    let finished =
+        chrono::DateTime::parse_from_rfc3339(ev["finished_at"].as_str().unwrap()).unwrap();
+    assert!(
+        (finished - started).num_seconds() > 5,
+        "the rollout lived longer than max_runtime, waiting for its window"
+    );
+    let runtime: Vec<_> = e
+        .alerts()
+        .into_iter()
+        .filter(|a| a["kind"] == "backfill.runtime")
+        .collect();
+    assert!(
+        runtime.is_empty(),
+        "the wait for the freeze window is not runtime: {runtime:?}"
+    );
 }
 
 #[tokio::test]
@@ -592,7 +647,7 @@ async fn a_bad_row_rolls_back_to_the_exact_pre_run_state_and_stays_frozen() {
     );
     let err = e
         .update(
-            "set",
+            OperatorVerb::Set,
             OperatorRequest {
                 batch_size: 5,
                 ..op("x")
@@ -640,8 +695,8 @@ restore = { sql = ["DELETE FROM supersedes", "INSERT INTO supersedes SELECT * FR
     );
     std::fs::write(&e.config, cfg).unwrap();
     let mut e = e;
-    e.worker.kill9();
-    e.worker = Steward::worker(&e.config, &e.server.address);
+    e.worker().kill9();
+    e.start_worker();
     e.start();
     e.wait_phase("rolled_back_frozen").await;
     assert_eq!(
@@ -681,7 +736,7 @@ async fn operators_pause_resume_resize_and_invalid_requests_are_rejected() {
     e.wait_phase("executing").await;
     let err = e
         .update(
-            "approve",
+            OperatorVerb::Approve,
             OperatorRequest {
                 group: "x".into(),
                 ..op("late")
@@ -690,14 +745,17 @@ async fn operators_pause_resume_resize_and_invalid_requests_are_rejected() {
         .await
         .unwrap_err();
     assert!(err.contains("not allowed in phase `executing`"), "{err}");
-    let err = e.update("unfreeze", op("now please")).await.unwrap_err();
+    let err = e
+        .update(OperatorVerb::Unfreeze, op("now please"))
+        .await
+        .unwrap_err();
     assert!(
         err.contains("`unfreeze` is not allowed in phase `executing`"),
         "{err}"
     );
     let err = e
         .update(
-            "set",
+            OperatorVerb::Set,
             OperatorRequest {
                 batch_size: 0,
                 ..op("zero")
@@ -720,14 +778,16 @@ async fn operators_pause_resume_resize_and_invalid_requests_are_rejected() {
         "{err}"
     );
     let huge = "x".repeat(1 << 20);
-    let err = e.update("pause", op(&huge)).await.unwrap_err();
+    let err = e.update(OperatorVerb::Pause, op(&huge)).await.unwrap_err();
     assert!(
         err.contains("the reason is 1048576 characters long; at most 2000 are accepted"),
         "{err}"
     );
     assert!(!e.status().await.paused, "a refused pause changes nothing");
 
-    e.update("pause", op("lag on replica")).await.unwrap();
+    e.update(OperatorVerb::Pause, op("lag on replica"))
+        .await
+        .unwrap();
     let paused_at = e.status().await.batches;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let s = e.status().await;
@@ -738,7 +798,7 @@ async fn operators_pause_resume_resize_and_invalid_requests_are_rejected() {
         s.batches
     );
 
-    e.ok(&[
+    let reply = e.ok(&[
         "backfill",
         "set",
         "bf",
@@ -746,9 +806,33 @@ async fn operators_pause_resume_resize_and_invalid_requests_are_rejected() {
         "--reason",
         "replica caught up",
     ]);
+    assert_eq!(
+        reply["message"], "set accepted: batch_size 1 → 40",
+        "the reply says what the setting was"
+    );
     e.ok(&["backfill", "resume", "bf", "--reason", "go on"]);
     let result = e.result().await;
     assert_eq!(result.outcome, "done");
+    // The audit timeline shows who, why and the value before the change.
+    let (code, timeline, err) = e.cli(&["history", &bf()]);
+    assert_eq!(code, 0, "{err}");
+    let set = timeline
+        .lines()
+        .find(|l| l.contains(" update ") && l.contains(" set ") && l.contains(" completed "))
+        .unwrap_or_else(|| panic!("no set update in the timeline:\n{timeline}"));
+    assert!(
+        set.contains(" completed — ")
+            && set.contains("(replica caught up): set accepted: batch_size 1 → 40"),
+        "{set}"
+    );
+    let pause = timeline
+        .lines()
+        .find(|l| l.contains(" update ") && l.contains(" pause ") && l.contains(" completed "))
+        .unwrap_or_else(|| panic!("no completed pause in the timeline:\n{timeline}"));
+    assert!(
+        pause.contains("ana (lag on replica): pause accepted"),
+        "{pause}"
+    );
     assert_eq!(
         edges(&e.pool, "<> 'earlier-run'").await,
         oracle(&e.pool).await
@@ -870,12 +954,10 @@ async fn a_long_run_continues_as_new_and_keeps_its_state() {
     // one must survive into the final run's record.
     let mut accepted = 0;
     for _ in 0..6 {
-        if e.update("pause", op("peek")).await.is_ok() {
+        if e.update(OperatorVerb::Pause, op("peek")).await.is_ok() {
             accepted += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let h = e
-                .client
-                .get_workflow_handle::<BackfillRollout>("backfill-bf");
+            let h = e.client.get_workflow_handle::<BackfillRollout>(bf());
             h.execute_update(BackfillRollout::resume, op("go on"), Default::default())
                 .await
                 .unwrap();
@@ -934,8 +1016,8 @@ async fn killing_the_worker_during_execution_applies_every_batch_once() {
         .unwrap();
         // Let the next batch be in flight, at a different moment each trial.
         tokio::time::sleep(Duration::from_millis(50 * trial)).await;
-        e.worker.kill9();
-        e.worker.restart();
+        e.worker().kill9();
+        e.worker().restart();
     }
     let result = e.result().await;
     assert_eq!(result.outcome, "done", "{result:?}");
@@ -979,7 +1061,9 @@ async fn a_pause_during_a_run_of_batches_replies_once_the_run_has_stopped() {
     })
     .await
     .unwrap();
-    e.update("pause", op("replica lag")).await.unwrap();
+    e.update(OperatorVerb::Pause, op("replica lag"))
+        .await
+        .unwrap();
     let at_reply = recorded_batches(&e.pool).await;
     assert!(at_reply < 120, "paused before the end: {at_reply}");
     assert_eq!(
@@ -1027,7 +1111,7 @@ async fn pause_and_resume_during_runs(test: &str, extra: &str) -> Env {
         let pause = async {
             let reply = tokio::time::timeout(
                 Duration::from_secs(20),
-                e.update("pause", op(&format!("peek {i}"))),
+                e.update(OperatorVerb::Pause, op(&format!("peek {i}"))),
             )
             .await;
             (reply, Instant::now())
@@ -1039,7 +1123,9 @@ async fn pause_and_resume_during_runs(test: &str, extra: &str) -> Env {
             })
             .await
             .unwrap();
-            let reply = e.update("resume", op(&format!("go on {i}"))).await;
+            let reply = e
+                .update(OperatorVerb::Resume, op(&format!("go on {i}")))
+                .await;
             (reply, Instant::now())
         };
         let ((paused, paused_at), (resumed, resumed_at)) = tokio::join!(pause, resume);
@@ -1221,8 +1307,8 @@ async fn command_and_http_actions_run_and_alerts_reach_the_webhook() {
         )
         + &format!("\n[alerts]\nwebhook = \"http://127.0.0.1:{port}/alerts/{PLANTED_SECRET}\"\n");
     std::fs::write(&e.config, cfg).unwrap();
-    e.worker.kill9();
-    e.worker = Steward::worker(&e.config, &e.server.address);
+    e.worker().kill9();
+    e.start_worker();
 
     e.start();
     let result = e.result().await;
@@ -1252,16 +1338,11 @@ async fn command_and_http_actions_run_and_alerts_reach_the_webhook() {
     // servers, and nothing else: not the history, the evidence, the
     // alerts, the store or the worker's log.
     let export = e.config.with_file_name("actions.history.json");
-    e.ok(&[
-        "history",
-        "backfill-bf",
-        "--export",
-        export.to_str().unwrap(),
-    ]);
+    e.ok(&["history", &bf(), "--export", export.to_str().unwrap()]);
     assert_no_planted_secret(
         e.config.parent().unwrap(),
         &e.config,
-        &[("worker log", &e.worker.log())],
+        &[("worker log", &e.worker_log())],
     );
     assert_not_world_writable(&e.config.with_file_name("data"));
 }
@@ -1284,22 +1365,19 @@ async fn a_storm_of_100_duplicated_out_of_order_operator_updates_leaves_a_consis
 
     // Pauses, resumes and resizes, each twice, fired at once: the server
     // orders them, the validators refuse what does not fit the state.
-    let requests: Vec<(&str, OperatorRequest)> = (0..100)
+    let requests: Vec<(OperatorVerb, OperatorRequest)> = (0..100)
         .map(|i| {
-            let which = ["pause", "resume", "set", "pause", "resume"][i % 5];
+            use OperatorVerb::{Pause, Resume, Set};
+            let which = [Pause, Resume, Set, Pause, Resume][i % 5];
             let req = OperatorRequest {
-                batch_size: if which == "set" {
-                    1 + (i as u32 % 2)
-                } else {
-                    0
-                },
+                batch_size: if which == Set { 1 + (i as u32 % 2) } else { 0 },
                 ..op(&format!("storm {}", i / 2))
             };
             (which, req)
         })
         .collect();
     let outcomes =
-        futures::future::join_all(requests.iter().map(|(w, r)| e.update(w, r.clone()))).await;
+        futures::future::join_all(requests.iter().map(|(w, r)| e.update(*w, r.clone()))).await;
     let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
     for err in outcomes.iter().filter_map(|o| o.as_ref().err()) {
         assert!(
@@ -1313,7 +1391,7 @@ async fn a_storm_of_100_duplicated_out_of_order_operator_updates_leaves_a_consis
     assert!(accepted >= 20, "{accepted} of 100 accepted");
 
     // Whatever the storm left, a pause that is acknowledged stops batches.
-    let hold = e.update("pause", op("hold")).await;
+    let hold = e.update(OperatorVerb::Pause, op("hold")).await;
     let paused_at = e.status().await;
     assert!(paused_at.paused, "{hold:?} {paused_at:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -1325,7 +1403,7 @@ async fn a_storm_of_100_duplicated_out_of_order_operator_updates_leaves_a_consis
         s.batches
     );
     e.update(
-        "set",
+        OperatorVerb::Set,
         OperatorRequest {
             batch_size: 60,
             ..op("after the storm")
@@ -1333,7 +1411,9 @@ async fn a_storm_of_100_duplicated_out_of_order_operator_updates_leaves_a_consis
     )
     .await
     .unwrap();
-    e.update("resume", op("after the storm")).await.unwrap();
+    e.update(OperatorVerb::Resume, op("after the storm"))
+        .await
+        .unwrap();
     let result = e.result().await;
     assert_eq!(result.outcome, "done");
     assert_eq!(
@@ -1361,7 +1441,9 @@ async fn an_acknowledged_pause_survives_a_kill_9_of_the_server() {
     .await;
     e.start();
     e.wait_phase("executing").await;
-    e.update("pause", op("before the crash")).await.unwrap();
+    e.update(OperatorVerb::Pause, op("before the crash"))
+        .await
+        .unwrap();
     let before = e.status().await;
     assert!(before.paused);
 
@@ -1374,7 +1456,7 @@ async fn an_acknowledged_pause_survives_a_kill_9_of_the_server() {
         Duration::from_secs(90),
         || async {
             e.client
-                .get_workflow_handle::<BackfillRollout>("backfill-bf")
+                .get_workflow_handle::<BackfillRollout>(bf())
                 .query(BackfillRollout::status, (), Default::default())
                 .await
                 .ok()
@@ -1396,7 +1478,9 @@ async fn an_acknowledged_pause_survives_a_kill_9_of_the_server() {
         e.status().await.batches <= before.batches + 1,
         "no batch started while paused"
     );
-    e.update("resume", op("server is back")).await.unwrap();
+    e.update(OperatorVerb::Resume, op("server is back"))
+        .await
+        .unwrap();
     let result = e.result().await;
     assert_eq!(result.outcome, "done");
     assert_eq!(
@@ -1427,8 +1511,8 @@ async fn sigterm_during_a_long_activity_lets_it_finish_and_leaves_no_task_timeou
         ),
     );
     std::fs::write(&e.config, cfg).unwrap();
-    e.worker.kill9();
-    e.worker = Steward::worker(&e.config, &e.server.address);
+    e.worker().kill9();
+    e.start_worker();
 
     e.start();
     // `frozen` is set as the freeze activity is scheduled; it runs 4 s.
@@ -1436,11 +1520,11 @@ async fn sigterm_during_a_long_activity_lets_it_finish_and_leaves_no_task_timeou
     tokio::time::sleep(Duration::from_secs(1)).await;
     let asked = std::time::Instant::now();
     let status = e
-        .worker
+        .worker()
         .terminate(Duration::from_secs(25))
         .expect("the worker stops within the grace period");
     let took = asked.elapsed();
-    assert!(status.success(), "{status:?}: {}", e.worker.log());
+    assert!(status.success(), "{status:?}: {}", e.worker_log());
     assert!(
         took >= Duration::from_secs(1),
         "it waited for the freeze in flight ({took:?})"
@@ -1451,11 +1535,11 @@ async fn sigterm_during_a_long_activity_lets_it_finish_and_leaves_no_task_timeou
         "the freeze finished on the stopping worker"
     );
 
-    e.worker = Steward::worker(&e.config, &e.server.address);
+    e.start_worker();
     let result = e.result().await;
     assert_eq!(result.outcome, "done");
     assert_eq!(read(&marker), "x", "and was not run again");
-    let events = steward_worker::history::fetch_events(&e.client, "backfill-bf", None)
+    let events = steward_worker::history::fetch_events(&e.client, &bf(), None)
         .await
         .unwrap();
     let bad: Vec<_> = events

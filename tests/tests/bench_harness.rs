@@ -45,9 +45,9 @@ fn the_benchmark_harness_runs_every_section_at_its_tiny_size() {
     assert!(status.success(), "bench/run failed: {status}");
     let report = read(&out);
     for section in [
-        "## 1. Worker efficiency against the Python SDK",
+        "## 1. Worker efficiency against the Python and TypeScript SDKs",
         "## 2. Memory per cached workflow",
-        "## 3. Sweep cost",
+        "## 3. Sweep cost as the estate grows",
         "## 4. Backfill throughput",
         "## 5. Crash recovery",
         "## 6. Replay",
@@ -59,6 +59,8 @@ fn the_benchmark_harness_runs_every_section_at_its_tiny_size() {
         "| python-sandboxed |",
         "| python-unsandboxed |",
         "| python-unsandboxed-no-gzip |",
+        "| typescript |",
+        "| 12 | all clean |",
     ] {
         assert!(report.contains(worker), "{worker} missing:\n{report}");
     }

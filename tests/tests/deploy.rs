@@ -1,7 +1,10 @@
 //! The compose deployment cannot run here (no Docker engine), so these
-//! tests hold `docker-compose.yml`, the `Dockerfile` and
-//! `deploy/steward.toml` to each other and to the worker's config loader:
-//! service names, ports, environment, volumes and shutdown timing.
+//! tests parse `docker-compose.yml` with a real compose implementation
+//! (Debian's `docker-compose`), hold it, the `Dockerfile` and
+//! `deploy/steward.toml` to each other and to the worker's config loader
+//! (service names, ports, environment, volumes, shutdown timing, retention,
+//! the programs the image must carry), and run the namespace setup script
+//! against a real dev server.
 
 use std::path::Path;
 
@@ -75,41 +78,101 @@ fn every_service_is_there_with_health_checks_and_healthy_dependencies() {
     let doc = compose();
     for name in [
         "postgresql",
+        "temporal-setup",
         "temporal",
+        "temporal-namespace",
         "temporal-ui",
         "steward",
         "steward-schedules",
+        "steward-api",
     ] {
         service(&doc, name);
     }
-    for name in ["postgresql", "temporal", "steward"] {
+    for name in ["postgresql", "temporal", "steward", "steward-api"] {
         let test = strings(&service(&doc, name)["healthcheck"]["test"]);
         assert_eq!(test.first().map(String::as_str), Some("CMD"), "{name}");
     }
-    for (name, needs) in [
-        ("temporal", "postgresql"),
-        ("steward", "temporal"),
-        ("steward", "postgresql"),
-        ("steward-schedules", "temporal"),
-        ("temporal-ui", "temporal"),
+    for (name, needs, condition) in [
+        ("temporal-setup", "postgresql", "service_healthy"),
+        (
+            "temporal",
+            "temporal-setup",
+            "service_completed_successfully",
+        ),
+        ("temporal-namespace", "temporal", "service_healthy"),
+        ("steward", "postgresql", "service_healthy"),
+        (
+            "steward",
+            "temporal-namespace",
+            "service_completed_successfully",
+        ),
+        (
+            "steward-schedules",
+            "temporal-namespace",
+            "service_completed_successfully",
+        ),
+        ("steward-api", "postgresql", "service_healthy"),
+        (
+            "steward-api",
+            "temporal-namespace",
+            "service_completed_successfully",
+        ),
+        ("temporal-ui", "temporal", "service_healthy"),
     ] {
         assert_eq!(
             service(&doc, name)["depends_on"][needs]["condition"].as_str(),
-            Some("service_healthy"),
-            "{name} waits for a healthy {needs}"
+            Some(condition),
+            "{name} waits for {needs}"
         );
     }
-    assert!(
+    // The official images, none deprecated (auto-setup is), each pinned
+    // to a version.
+    for name in [
+        "temporal-setup",
+        "temporal",
+        "temporal-namespace",
+        "temporal-ui",
+        "postgresql",
+    ] {
+        let image = service(&doc, name)["image"].as_str().unwrap();
+        let (repo, tag) = image.split_once(':').expect("an image with a tag");
+        assert!(
+            tag.chars().next().is_some_and(|c| c.is_ascii_digit()) && tag != "latest",
+            "{name}: {image} is pinned"
+        );
+        assert_ne!(repo, "temporalio/auto-setup", "deprecated by Temporal");
+    }
+    assert_eq!(
         service(&doc, "temporal")["image"]
             .as_str()
             .unwrap()
-            .starts_with("temporalio/auto-setup:"),
-        "the official auto-setup image"
+            .split(':')
+            .next(),
+        Some("temporalio/server")
     );
     assert_eq!(
         env(service(&doc, "temporal"), "DB"),
         "postgres12",
         "Temporal on PostgreSQL"
+    );
+    // The API: the worker's image and config, listening where it is
+    // published and probed.
+    let api = service(&doc, "steward-api");
+    assert_eq!(api["image"], service(&doc, "steward")["image"]);
+    assert_eq!(
+        strings(&api["command"]),
+        ["api", "--listen", "0.0.0.0:8234"],
+        "the API listens beyond the container's loopback"
+    );
+    assert!(strings(&api["ports"]).contains(&"8234:8234".to_string()));
+    assert!(
+        strings(&api["healthcheck"]["test"])
+            .join(" ")
+            .contains("127.0.0.1:8234/openapi.json")
+    );
+    assert_eq!(
+        env(api, "STEWARD_CONFIG"),
+        env(service(&doc, "steward"), "STEWARD_CONFIG")
     );
     let replicas = service(&doc, "steward")["deploy"]["replicas"]
         .as_u64()
@@ -268,4 +331,182 @@ fn the_dockerfile_builds_the_worker_in_stages_with_what_it_needs() {
         ignore.lines().any(|l| l == "target"),
         "target/ stays out of the build context"
     );
+}
+
+#[test]
+fn the_namespace_setup_keeps_runs_as_long_as_the_config_says_with_stewards_search_attributes() {
+    let doc = compose();
+    let namespace = service(&doc, "temporal-namespace");
+    let loaded = config::parse(
+        &std::fs::read_to_string(mounted_config(&doc)).unwrap(),
+        Path::new("/etc/steward/steward.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        env(namespace, "STEWARD_RETENTION_DAYS"),
+        loaded.config.temporal.retention_days.to_string(),
+        "the setup step applies the config's retention"
+    );
+    assert_eq!(
+        env(namespace, "STEWARD_NAMESPACE"),
+        env(service(&doc, "steward"), "TEMPORAL_NAMESPACE")
+    );
+    let script = std::fs::read_to_string(workspace().join("deploy/temporal-namespace.sh")).unwrap();
+    for (name, kind) in steward_proto::names::SEARCH_ATTRIBUTES {
+        assert!(
+            script.contains(&format!("{name}={kind}")),
+            "the setup registers {name} as {kind}"
+        );
+    }
+    let entry = strings(&namespace["entrypoint"]).join(" ");
+    assert!(entry.ends_with("/steward/temporal-namespace.sh"), "{entry}");
+}
+
+#[tokio::test]
+async fn the_namespace_setup_script_applies_retention_and_search_attributes_on_a_real_server() {
+    let dir = steward_tests::temp_dir();
+    let server = steward_tests::Server::start(dir.path()).await;
+    let bin_dir = steward_tests::temporal_bin()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = workspace().join("deploy/temporal-namespace.sh");
+    for days in ["90", "30"] {
+        let out = std::process::Command::new("sh")
+            .arg(&script)
+            .env("PATH", &path)
+            .env("TEMPORAL_ADDRESS", &server.address)
+            .env("STEWARD_NAMESPACE", "audited")
+            .env("STEWARD_RETENTION_DAYS", days)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let client = steward_worker::connect::to_address(
+            &server.address,
+            "audited",
+            config::GrpcCompression::None,
+        )
+        .await
+        .unwrap();
+        let retention = steward_worker::namespace::retention(&client).await.unwrap();
+        assert_eq!(retention.as_secs(), days.parse::<u64>().unwrap() * 86_400);
+        assert!(
+            steward_worker::namespace::ensure_search_attributes(&client)
+                .await
+                .unwrap()
+                .is_empty(),
+            "the script registered every search attribute"
+        );
+    }
+}
+
+#[test]
+fn a_real_compose_implementation_parses_the_deployment() {
+    let run = |password: Option<&str>| {
+        let mut cmd = std::process::Command::new("docker-compose");
+        cmd.arg("--file")
+            .arg(workspace().join("docker-compose.yml"))
+            .arg("config")
+            .env_remove("POSTGRES_PASSWORD");
+        if let Some(p) = password {
+            cmd.env("POSTGRES_PASSWORD", p);
+        }
+        cmd.output().unwrap_or_else(|e| {
+            panic!("docker-compose (Debian's package) is required: {e}; run ./scripts/setup")
+        })
+    };
+    let ok = run(Some("s3cret"));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let resolved: Value = serde_yaml::from_slice(&ok.stdout).unwrap();
+    assert_eq!(
+        resolved["services"]["steward"]["environment"]["STEWARD_DATABASE_URL"]
+            .as_str()
+            .unwrap(),
+        "postgres://temporal:s3cret@postgresql:5432/steward"
+    );
+    let missing = run(None);
+    assert!(!missing.status.success(), "a password is required");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("POSTGRES_PASSWORD"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
+
+/// The programs steward's own code runs (argv\[0\] literals in the
+/// activities), with the Debian package that carries each.
+const PROGRAMS: [(&str, &str); 3] = [
+    ("git", "git"),
+    ("pg_dump", "postgresql-client"),
+    ("psql", "postgresql-client"),
+];
+
+fn programs_in(dir: &Path, found: &mut std::collections::BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            programs_in(&path, found);
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for marker in ["Command::new(\"", "program(\"", "program(\n"] {
+            let mut rest = text.as_str();
+            while let Some(i) = rest.find(marker) {
+                rest = &rest[i + marker.len()..];
+                let literal = rest.trim_start().trim_start_matches('"');
+                let name: String = literal
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                    .collect();
+                if !name.is_empty() && !["sh"].contains(&name.as_str()) {
+                    found.insert(name);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_image_carries_every_program_stewards_activities_run() {
+    let mut found = std::collections::BTreeSet::new();
+    programs_in(&workspace().join("activities/src"), &mut found);
+    let known: std::collections::BTreeSet<String> =
+        PROGRAMS.iter().map(|(p, _)| p.to_string()).collect();
+    assert!(
+        found.contains("git") && found.contains("pg_dump") && found.contains("psql"),
+        "{found:?}"
+    );
+    assert_eq!(
+        found, known,
+        "a program steward runs is missing from PROGRAMS (and maybe the image)"
+    );
+    let text = std::fs::read_to_string(workspace().join("Dockerfile")).unwrap();
+    let runtime = &text[text.rfind("\nFROM ").unwrap()..];
+    let installed: Vec<&str> = runtime
+        .lines()
+        .filter(|l| l.contains("apt-get install"))
+        .flat_map(|l| l.split_whitespace())
+        .collect();
+    for (program, package) in PROGRAMS {
+        assert!(
+            installed.contains(&package),
+            "the runtime image lacks {package} (for {program}): {installed:?}"
+        );
+    }
 }

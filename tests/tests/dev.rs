@@ -6,8 +6,8 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use steward_tests::free_port;
 use steward_tests::{make_repo, run_steward, steward_bin, temp_dir, temporal_bin, workplan};
-use steward_worker::devserver::free_port;
 
 fn start_dev(config: &std::path::Path, port: u16, stderr: &std::path::Path) -> std::process::Child {
     Command::new(steward_bin())
@@ -63,7 +63,7 @@ fn start_dev_ready(
 ) -> (std::process::Child, String, Vec<serde_json::Value>) {
     let stderr = config.with_file_name("dev.stderr");
     for _ in 0..5 {
-        let port = free_port().unwrap();
+        let port = free_port();
         let mut child = start_dev(config, port, &stderr);
         if let Some(docs) = read_json(&mut child, n) {
             return (child, format!("127.0.0.1:{port}"), docs);
@@ -76,6 +76,28 @@ fn start_dev_ready(
         );
     }
     panic!("steward dev found no free port in 5 tries");
+}
+
+/// The retention of the default namespace, read back from the server.
+fn retention_days(address: &str) -> u64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = steward_worker::connect::to_address(
+            address,
+            "default",
+            steward_worker::config::GrpcCompression::None,
+        )
+        .await
+        .unwrap();
+        steward_worker::namespace::retention(&client)
+            .await
+            .unwrap()
+            .as_secs()
+            / 86_400
+    })
 }
 
 fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
@@ -104,11 +126,27 @@ fn dev_runs_a_first_sweep_stops_on_sigterm_and_keeps_history() {
     let config = dir.path().join("steward.toml");
     std::fs::write(
         &config,
-        "[[repos]]\nname = \"plans\"\npath = \"repos/plans\"\n",
+        "[temporal]\nretention_days = 45\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[[repos]]\nname = \"plans\"\npath = \"repos/plans\"\n",
     )
     .unwrap();
     let (mut dev, address, docs) = start_dev_ready(&config, 2);
     assert_eq!(docs[0]["frontend"], address.as_str());
+    let api = docs[0]["api"]
+        .as_str()
+        .unwrap_or_else(|| panic!("steward dev prints its API's URL: {}", docs[0]));
+    let api = api.trim_start_matches("http://").trim_end_matches('/');
+    let document =
+        steward_tests::http_get(api, "/openapi.json").expect("the API answers beside dev");
+    assert!(
+        document.contains("/consistency/sweep/remote-all"),
+        "{document}"
+    );
+    assert_eq!(docs[0]["retention_days"], 45);
+    assert_eq!(
+        retention_days(&address),
+        45,
+        "the server keeps closed runs as long as the config says"
+    );
     assert_eq!(
         docs[0]["schedules"]["created"],
         serde_json::json!(["steward-sweep", "steward-sweep-nightly-full"])
@@ -130,7 +168,15 @@ fn dev_runs_a_first_sweep_stops_on_sigterm_and_keeps_history() {
         "the server stopped with steward dev"
     );
 
+    // Every start applies the config's retention again.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("retention_days = 45", "retention_days = 120"),
+    )
+    .unwrap();
     let (mut again, address, docs) = start_dev_ready(&config, 2);
+    assert_eq!(retention_days(&address), 120);
     assert_eq!(
         docs[0]["schedules"]["created"],
         serde_json::json!([]),
@@ -151,7 +197,7 @@ fn dev_runs_a_first_sweep_stops_on_sigterm_and_keeps_history() {
         Some(&"ConsistencySweep"),
         "history survived the restart: {kinds:?}"
     );
-    assert!(kinds.contains(&"steward.sweep.repo"));
+    assert!(kinds.contains(&"steward.sweep.batch"), "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"completed"));
     assert!(sigterm_and_wait(&mut again).success());
 }

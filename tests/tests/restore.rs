@@ -1,15 +1,21 @@
 //! The `RestoreDrill` workflow on a real Temporal dev server, against both
-//! state store backends: a verified drill, a live store left as it was, and
-//! corrupted backups that the drill must catch.
+//! state store backends: encrypted backups copied off-node and restored
+//! from that copy into an isolated target (a second PostgreSQL cluster the
+//! test starts, or a folder of its own for SQLite), a live store left as it
+//! was, RTO and RPO against their targets, and every way a restore can
+//! fail named, alerted and cleaned up.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use steward_activities::Store;
-use steward_activities::restore::{TABLES, database_name, figures};
+use steward_activities::dburl::DatabaseUrl;
+use steward_activities::restore::crypt;
+use steward_activities::restore::{TABLES, figures};
 use steward_tests::{
-    BACKENDS, Backend, RepoEntry, Server, Steward, assert_no_planted_secret, database, make_repo,
-    run_steward, task_queue, temp_dir, with_planted_password, workplan, write_config,
+    BACKENDS, Backend, PgCluster, PgRoot, RepoEntry, Server, Steward, assert_no_planted_secret,
+    database, make_repo, run_steward, task_queue, temp_dir, with_planted_password, workplan,
+    write_config,
 };
 
 fn drill(config: &Path, address: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
@@ -20,15 +26,40 @@ fn drill(config: &Path, address: &str, extra: &[&str]) -> (i32, serde_json::Valu
     (code, json, err)
 }
 
-/// The PostgreSQL drills of this file run one at a time: each checks that
-/// no scratch database is left on the server, which another drill running
-/// meanwhile would make untrue.
-static ONE_DRILL_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// A drill's keys and folders in `root`: the `[restore]` table, and the
+/// identity file and off-node folder it names.
+struct Keys {
+    table: String,
+    identity: PathBuf,
+    recipient: String,
+    offsite: PathBuf,
+}
 
-async fn scratch_databases() -> Vec<String> {
-    let admin = std::env::var("STEWARD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let pool = steward_activities::store::connect_any(&admin)
+fn keys(root: &Path, target_url: Option<&str>, more: &str) -> Keys {
+    let pair = crypt::keygen();
+    let identity = root.join("keys/restore.key");
+    std::fs::create_dir_all(identity.parent().unwrap()).unwrap();
+    std::fs::write(&identity, format!("{}\n", pair.identity)).unwrap();
+    let offsite = root.join("offsite");
+    let target = target_url
+        .map(|u| format!("target_url = \"{u}\"\n"))
+        .unwrap_or_default();
+    Keys {
+        table: format!(
+            "[restore]\nrecipient = \"{}\"\nidentity_file = \"{}\"\noffsite_dir = \"{}\"\n{target}{more}",
+            pair.recipient,
+            identity.display(),
+            offsite.display()
+        ),
+        identity,
+        recipient: pair.recipient,
+        offsite,
+    }
+}
+
+/// The scratch databases a drill left on `server` (an admin URL).
+async fn scratch_databases(server: &str) -> Vec<String> {
+    let pool = steward_activities::store::connect_any(server)
         .await
         .unwrap();
     let names: Vec<String> = sqlx::query_scalar(
@@ -41,8 +72,27 @@ async fn scratch_databases() -> Vec<String> {
     names
 }
 
-/// Replaces the workplan id in the backup: a backup whose content is not
-/// what the store held.
+/// Files in `dir` and below, but for the backups, their manifests and the
+/// drill's evidence: a decrypted copy left behind would show here.
+fn leftovers(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !(name.ends_with(".age") || name.ends_with(".manifest.json")) {
+                found.push(p.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// Replaces the workplan title in a plaintext backup: a backup whose
+/// content is not what the store held.
 fn tamper(backend: Backend, backup: &Path) {
     match backend {
         Backend::Sqlite => {
@@ -66,8 +116,7 @@ fn tamper(backend: Backend, backup: &Path) {
 }
 
 #[tokio::test]
-async fn drills_verify_backups_and_catch_corrupted_ones_on_both_backends() {
-    let _one = ONE_DRILL_AT_A_TIME.lock().await;
+async fn drills_verify_encrypted_offsite_backups_in_an_isolated_target_and_catch_corrupted_ones() {
     for backend in BACKENDS {
         let dir = temp_dir();
         let root = dir.path();
@@ -84,6 +133,11 @@ async fn drills_verify_backups_and_catch_corrupted_ones_on_both_backends() {
             // pg_dump and psql get the password through PGPASSWORD only.
             Backend::Postgres => with_planted_password(&database(backend, root).await),
         };
+        // A PostgreSQL store restores into a cluster of its own.
+        let pg_root = PgRoot::new();
+        let target = (backend == Backend::Postgres).then(|| PgCluster::init(&pg_root, "target"));
+        let target_url = target.as_ref().map(|t| t.url("postgres"));
+        let k = keys(root, target_url.as_deref(), "keep = 2\n");
         let config = write_config(
             root,
             &db,
@@ -94,7 +148,7 @@ async fn drills_verify_backups_and_catch_corrupted_ones_on_both_backends() {
                 remote: None,
                 push: false,
             }],
-            "[restore]\nkeep = 2\n",
+            &k.table,
         );
         let server = Server::start(root).await;
         let worker = Steward::worker(&config, &server.address);
@@ -120,7 +174,37 @@ async fn drills_verify_backups_and_catch_corrupted_ones_on_both_backends() {
         assert_eq!(rows("workstreams"), 2, "{backend:?}");
         assert_eq!(rows("tasks"), 5, "{backend:?}");
         assert_eq!(backup["tables"].as_array().unwrap().len(), TABLES.len());
+
+        // Encrypted to the recipient, copied off-node, restored from the copy.
+        assert_eq!(backup["encrypted"], true, "{backup}");
+        assert_eq!(backup["recipient"], k.recipient.as_str());
+        let backup_path = PathBuf::from(backup["path"].as_str().unwrap());
+        let offsite = PathBuf::from(backup["offsite_path"].as_str().unwrap());
+        assert!(offsite.starts_with(&k.offsite), "{offsite:?}");
+        assert_eq!(
+            std::fs::read(&offsite).unwrap(),
+            std::fs::read(&backup_path).unwrap()
+        );
+        let sealed = std::fs::read(&backup_path).unwrap();
+        assert!(sealed.starts_with(b"age-encryption.org/v1"), "an age file");
+        for plain in [&b"SQLite format 3"[..], b"Plan RD-1", b"CREATE TABLE"] {
+            assert!(
+                !sealed.windows(plain.len()).any(|w| w == plain),
+                "{backend:?}: plaintext in the backup"
+            );
+        }
+        assert!(
+            leftovers(backup_path.parent().unwrap()).is_empty(),
+            "{backend:?}: no plaintext dump left: {:?}",
+            leftovers(backup_path.parent().unwrap())
+        );
         let restore = &result["restore"];
+        assert_eq!(
+            restore["source"],
+            offsite.display().to_string(),
+            "{restore}"
+        );
+        assert_eq!(restore["decrypted_with"], k.identity.display().to_string());
         assert!(
             restore["mismatches"].as_array().unwrap().is_empty(),
             "{restore}"
@@ -133,10 +217,13 @@ async fn drills_verify_backups_and_catch_corrupted_ones_on_both_backends() {
                 .all(|h| h["ok"] == true),
             "{restore}"
         );
-        assert!(restore["restore_seconds"].as_f64().unwrap() > 0.0);
+        let rto = restore["rto_seconds"].as_f64().unwrap();
+        let rpo = restore["rpo_seconds"].as_f64().unwrap();
+        assert!(rto > 0.0 && rto < 900.0, "{restore}");
+        assert!((0.0..120.0).contains(&rpo), "{restore}");
+        assert_eq!(restore["rto_target_seconds"], 900.0);
 
-        // The backup is private; the scratch target is gone.
-        let backup_path = PathBuf::from(backup["path"].as_str().unwrap());
+        // The backup is private; the target is isolated and left clean.
         let mode = std::fs::metadata(&backup_path)
             .unwrap()
             .permissions()
@@ -144,20 +231,30 @@ async fn drills_verify_backups_and_catch_corrupted_ones_on_both_backends() {
         assert_eq!(mode & 0o007, 0, "{backend:?}: backup mode {mode:o}");
         match backend {
             Backend::Sqlite => {
-                let target = restore["target"].as_str().unwrap();
-                assert!(!Path::new(target).exists(), "scratch file removed");
-                assert_ne!(target, db.trim_start_matches("sqlite://"));
+                let restored = restore["target"].as_str().unwrap();
+                assert!(!Path::new(restored).exists(), "scratch file removed");
+                assert!(
+                    restored.starts_with(&root.join("data/restore-target").display().to_string())
+                );
             }
             Backend::Postgres => {
+                let target_url = target_url.as_deref().unwrap();
                 assert!(
-                    scratch_databases().await.is_empty(),
+                    scratch_databases(target_url).await.is_empty(),
                     "scratch database dropped"
                 );
                 assert!(
-                    !restore["target"]
+                    restore["target"]
                         .as_str()
                         .unwrap()
-                        .contains(&database_name(&db))
+                        .contains(&target.as_ref().unwrap().host()),
+                    "restored on the isolated cluster: {restore}"
+                );
+                let live_admin = std::env::var("STEWARD_TEST_DATABASE_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+                assert!(
+                    scratch_databases(&live_admin).await.is_empty(),
+                    "never on the live server"
                 );
             }
         }
@@ -179,15 +276,36 @@ async fn drills_verify_backups_and_catch_corrupted_ones_on_both_backends() {
             "{last}"
         );
 
-        // A backup whose content changed: the hash and the figures catch it.
-        let copy = backup_path.with_extension("tampered");
-        std::fs::copy(&backup_path, &copy).unwrap();
+        // The evidence names RTO and RPO, with the report's hash.
+        let evidence = root
+            .join("data/artifacts/restore")
+            .join(result["started_at"].as_str().unwrap().replace(':', "-"));
+        let md = std::fs::read_to_string(evidence.join("report.md")).unwrap();
+        assert!(
+            md.contains("| RTO (restore start → health queries pass)"),
+            "{md}"
+        );
+        assert!(md.contains("| RPO (the backup's age)"), "{md}");
+        assert!(
+            std::fs::read_to_string(evidence.join("report.json.sha256"))
+                .unwrap()
+                .len()
+                > 64
+        );
+
+        // Someone with the public key re-seals a changed dump: the hash and
+        // the figures catch it.
+        let plain = root.join("tampered.plain");
+        crypt::decrypt_file(&offsite, &plain, &k.identity).unwrap();
+        tamper(backend, &plain);
+        let copy = offsite.with_file_name("tampered.age");
+        crypt::encrypt_file(&plain, &copy, &k.recipient).unwrap();
+        std::fs::remove_file(&plain).unwrap();
         std::fs::copy(
-            format!("{}.manifest.json", backup_path.display()),
+            format!("{}.manifest.json", offsite.display()),
             format!("{}.manifest.json", copy.display()),
         )
         .unwrap();
-        tamper(backend, &copy);
         let (code, bad, _) = drill(
             &config,
             &server.address,
@@ -218,12 +336,12 @@ async fn drills_verify_backups_and_catch_corrupted_ones_on_both_backends() {
             broken["restore"]["error"]
                 .as_str()
                 .unwrap()
-                .contains("the backup does not restore"),
+                .contains("is not an age-encrypted backup"),
             "{broken}"
         );
-        if backend == Backend::Postgres {
+        if let Some(t) = &target_url {
             assert!(
-                scratch_databases().await.is_empty(),
+                scratch_databases(t).await.is_empty(),
                 "dropped after a failed restore too"
             );
         }
@@ -271,7 +389,252 @@ async fn drills_verify_backups_and_catch_corrupted_ones_on_both_backends() {
                 ("drill results", &format!("{result}{bad}{broken}")),
             ],
         );
+        drop(target);
     }
+}
+
+/// A SQLite store with a drill set up as `more` adds to `[restore]`, a
+/// synced repo, a dev server and a worker.
+async fn sqlite_env(
+    test: &str,
+    root: &Path,
+    more: &str,
+) -> (PathBuf, Keys, Server, Steward, String) {
+    let repo = root.join("repo");
+    make_repo(&repo, &[("workplans/RF-1.md", &workplan("RF-1", 2))]);
+    let db = database(Backend::Sqlite, root).await;
+    let k = keys(root, None, more);
+    let config = write_config(
+        root,
+        &db,
+        &task_queue(test),
+        &[RepoEntry {
+            name: "repo",
+            path: &repo,
+            remote: None,
+            push: false,
+        }],
+        &k.table,
+    );
+    let server = Server::start(root).await;
+    let worker = Steward::worker(&config, &server.address);
+    let (code, _, err) = run_steward(&config, &server.address, &["sweep", "run"]);
+    assert_eq!(code, 0, "{err}");
+    (config, k, server, worker, db)
+}
+
+#[tokio::test]
+async fn a_wrong_key_or_a_tampered_backup_fails_named_alerted_and_clean() {
+    let dir = temp_dir();
+    let root = dir.path();
+    let (config, k, server, _worker, db) = sqlite_env("restore-failures", root, "").await;
+    let live = Store::connect(&db).await.unwrap();
+    let (code, good, err) = drill(&config, &server.address, &[]);
+    assert_eq!(
+        (code, good["outcome"].as_str()),
+        (0, Some("verified")),
+        "{good} {err}"
+    );
+    let offsite = PathBuf::from(good["backup"]["offsite_path"].as_str().unwrap());
+    let before = figures(live.pool()).await.unwrap();
+
+    let copy_of = |name: &str| {
+        let copy = offsite.with_file_name(name);
+        std::fs::copy(&offsite, &copy).unwrap();
+        std::fs::copy(
+            format!("{}.manifest.json", offsite.display()),
+            format!("{}.manifest.json", copy.display()),
+        )
+        .unwrap();
+        copy
+    };
+    let mut cases: Vec<(&str, PathBuf, &str)> = Vec::new();
+    // Bytes changed inside the ciphertext.
+    let tampered = copy_of("tampered.db.age");
+    let mut bytes = std::fs::read(&tampered).unwrap();
+    let n = bytes.len();
+    bytes[n - 40] ^= 0x01;
+    std::fs::write(&tampered, bytes).unwrap();
+    cases.push(("tampered", tampered, "the ciphertext was changed"));
+    for (what, backup, says) in &cases {
+        let (code, r, _) = drill(
+            &config,
+            &server.address,
+            &["--backup", backup.to_str().unwrap()],
+        );
+        assert_eq!(
+            (code, r["outcome"].as_str()),
+            (1, Some("failed")),
+            "{what}: {r}"
+        );
+        let error = r["restore"]["error"].as_str().unwrap();
+        assert!(error.contains(says), "{what}: {error}");
+    }
+
+    // A wrong key: the config's identity file holds another key now.
+    std::fs::write(&k.identity, format!("{}\n", crypt::keygen().identity)).unwrap();
+    let (code, r, _) = drill(
+        &config,
+        &server.address,
+        &["--backup", offsite.to_str().unwrap()],
+    );
+    assert_eq!((code, r["outcome"].as_str()), (1, Some("failed")), "{r}");
+    let error = r["restore"]["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!(
+            "does not decrypt with the identity in {}",
+            k.identity.display()
+        )),
+        "{error}"
+    );
+
+    let (_, out, _) = run_steward(&config, &server.address, &["alerts", "list"]);
+    let alerts: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let failed: Vec<_> = alerts
+        .iter()
+        .filter(|a| a["kind"] == "restore.failed")
+        .collect();
+    assert_eq!(failed.len(), 2, "{alerts:?}");
+    assert!(failed.iter().all(|a| a["severity"] == "critical"));
+    assert!(
+        leftovers(&root.join("data/restore-target")).is_empty(),
+        "no decrypted copy left: {:?}",
+        leftovers(&root.join("data/restore-target"))
+    );
+    assert!(
+        leftovers(&k.offsite).is_empty(),
+        "{:?}",
+        leftovers(&k.offsite)
+    );
+    let after = figures(live.pool()).await.unwrap();
+    for (b, a) in before.iter().zip(&after) {
+        if b.table != "progress_events" {
+            assert_eq!(a, b, "the drills changed {}", b.table);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_offsite_copy_that_was_not_made_fails_the_drill_and_the_local_file_is_never_restored() {
+    let dir = temp_dir();
+    let root = dir.path();
+    // A copy command that exits 0 and copies nothing.
+    let (config, k, server, _worker, _db) = sqlite_env(
+        "restore-no-offsite",
+        root,
+        "offsite_copy = [\"true\", \"{file}\", \"{dir}\"]\n",
+    )
+    .await;
+    let (code, r, _) = drill(&config, &server.address, &[]);
+    assert_eq!((code, r["outcome"].as_str()), (1, Some("failed")), "{r}");
+    let error = r["restore"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("no off-node copy to restore from (the local file is never used)"),
+        "{error}"
+    );
+    assert!(
+        error.contains("ran, but") && error.contains("is not there"),
+        "{error}"
+    );
+    assert!(
+        r["restore"]["tables"].as_array().unwrap().is_empty(),
+        "nothing was restored: {r}"
+    );
+    let local = PathBuf::from(r["backup"]["path"].as_str().unwrap());
+    assert!(local.exists(), "the local backup exists, and was not used");
+    assert!(leftovers(&k.offsite).is_empty());
+    let (_, out, _) = run_steward(&config, &server.address, &["alerts", "list"]);
+    assert!(out.contains("restore.failed"), "{out}");
+}
+
+#[tokio::test]
+async fn a_drill_that_restores_slower_or_older_than_its_targets_is_target_missed() {
+    let dir = temp_dir();
+    let root = dir.path();
+    let (config, _k, server, _worker, _db) = sqlite_env(
+        "restore-targets",
+        root,
+        "rto_seconds = 0.000001\nrpo_seconds = 0.000001\n",
+    )
+    .await;
+    let (code, r, _) = drill(&config, &server.address, &[]);
+    assert_eq!(
+        (code, r["outcome"].as_str()),
+        (1, Some("target-missed")),
+        "{r}"
+    );
+    assert!(
+        r["restore"]["mismatches"].as_array().unwrap().is_empty(),
+        "{r}"
+    );
+    let (_, out, _) = run_steward(&config, &server.address, &["alerts", "list"]);
+    let alerts: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let alert = alerts
+        .iter()
+        .find(|a| a["kind"] == "restore.failed")
+        .expect("an alert");
+    let message = alert["message"].as_str().unwrap();
+    assert!(message.contains("restored as taken, but RTO"), "{message}");
+    assert!(message.contains("RPO"), "{message}");
+}
+
+#[tokio::test]
+async fn a_postgres_drill_refuses_the_live_server_and_names_an_isolated_target_that_is_down() {
+    let dir = temp_dir();
+    let root = dir.path();
+    let db = database(Backend::Postgres, root).await;
+    let pg_root = PgRoot::new();
+    let target = PgCluster::init(&pg_root, "target");
+    let target_url = target.url("postgres");
+    let queue = task_queue("restore-target-down");
+    let k = keys(root, Some(&target_url), "");
+    let config = write_config(root, &db, &queue, &[], &k.table);
+    let server = Server::start(root).await;
+    let mut worker = Steward::worker(&config, &server.address);
+    let live = Store::connect(&db).await.unwrap();
+    let before = figures(live.pool()).await.unwrap();
+    target.crash();
+    let (code, r, _) = drill(&config, &server.address, &[]);
+    assert_eq!((code, r["outcome"].as_str()), (1, Some("failed")), "{r}");
+    let error = r["restore"]["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!(
+            "the isolated target postgres://postgres@{}/postgres is not reachable",
+            target.host()
+        )),
+        "{error}"
+    );
+    let (_, out, _) = run_steward(&config, &server.address, &["alerts", "list"]);
+    assert!(out.contains("restore.failed"), "{out}");
+    assert!(leftovers(&root.join("data/backups")).is_empty());
+    let after = figures(live.pool()).await.unwrap();
+    for (b, a) in before.iter().zip(&after) {
+        if b.table != "progress_events" {
+            assert_eq!(a, b, "the drill changed {}", b.table);
+        }
+    }
+
+    // The live server as the "isolated" target is refused outright.
+    worker.kill9();
+    let live_server = DatabaseUrl::parse(&db).unwrap().with_database("postgres");
+    let same = write_config(
+        root,
+        &db,
+        &queue,
+        &[],
+        &keys(root, Some(live_server.as_str()), "").table,
+    );
+    let mut worker = Steward::worker(&same, &server.address);
+    let (code, r, _) = drill(&same, &server.address, &[]);
+    assert_eq!((code, r["outcome"].as_str()), (1, Some("failed")), "{r}");
+    assert!(
+        r["restore"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is the live server"),
+        "{r}"
+    );
+    worker.kill9();
 }
 
 #[tokio::test]
@@ -296,7 +659,6 @@ async fn a_backup_without_a_manifest_is_refused_with_its_name() {
 
 #[tokio::test]
 async fn killing_the_worker_at_random_points_of_drills_leaves_nothing_behind() {
-    let _one = ONE_DRILL_AT_A_TIME.lock().await;
     use steward_proto::v1::RestoreDrillInput;
     use steward_workflows::RestoreDrill;
     use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
@@ -307,6 +669,10 @@ async fn killing_the_worker_at_random_points_of_drills_leaves_nothing_behind() {
     make_repo(&repo, &[("workplans/RK-1.md", &workplan("RK-1", 3))]);
     let db = database(Backend::Postgres, root).await;
     let queue = task_queue("restore-kill");
+    let pg_root = PgRoot::new();
+    let target = PgCluster::init(&pg_root, "target");
+    let target_url = target.url("postgres");
+    let k = keys(root, Some(&target_url), "");
     let config = write_config(
         root,
         &db,
@@ -317,7 +683,7 @@ async fn killing_the_worker_at_random_points_of_drills_leaves_nothing_behind() {
             remote: None,
             push: false,
         }],
-        "",
+        &k.table,
     );
     let server = Server::start(root).await;
     let client = server.client().await;
@@ -355,13 +721,21 @@ async fn killing_the_worker_at_random_points_of_drills_leaves_nothing_behind() {
         assert_eq!(result.outcome, "verified", "trial {trial}: {result:?}");
     }
     assert!(
-        scratch_databases().await.is_empty(),
+        scratch_databases(&target_url).await.is_empty(),
         "no scratch database left behind by a killed attempt"
+    );
+    assert!(
+        leftovers(&root.join("data/backups")).is_empty(),
+        "no plaintext dump left behind by a killed attempt: {:?}",
+        leftovers(&root.join("data/backups"))
     );
     let after = figures(live.pool()).await.unwrap();
     for (b, a) in before.iter().zip(&after) {
         if b.table == "progress_events" {
             assert_eq!(a.rows, b.rows + 3, "one record per drill");
+        } else if b.table == "audit_archive" {
+            // The archiver beside the worker archives the closed drills.
+            assert!(a.rows >= b.rows && a.rows <= b.rows + 3, "{a:?}");
         } else {
             assert_eq!(a, b, "the drills changed {}", b.table);
         }

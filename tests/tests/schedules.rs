@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use steward_activities::Store;
+use steward_proto::ids;
 use steward_tests::{
     Backend, RepoEntry, Server, Steward, database, make_repo, newest_progress, run_steward,
     task_queue, temp_dir, wait_for, workplan, write_config,
@@ -42,7 +43,7 @@ async fn sync_is_idempotent_sets_skip_and_removes_dropped_schedules() {
     );
     let client = server.client().await;
     let weekly = client
-        .get_schedule_handle("steward-drill")
+        .get_schedule_handle(ids::schedule("drill"))
         .describe(Default::default())
         .await
         .unwrap();
@@ -59,7 +60,7 @@ async fn sync_is_idempotent_sets_skip_and_removes_dropped_schedules() {
     assert_eq!(v["updated"].as_array().unwrap().len(), 3);
 
     let desc = client
-        .get_schedule_handle("steward-sweep")
+        .get_schedule_handle(ids::schedule("sweep"))
         .describe(Default::default())
         .await
         .unwrap();
@@ -82,7 +83,7 @@ async fn sync_is_idempotent_sets_skip_and_removes_dropped_schedules() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["id"] == "steward-sweep")
+        .find(|r| r["id"] == ids::schedule("sweep").as_str())
         .unwrap();
     assert!(sweep["note"].as_str().unwrap().contains("*/15 * * * *"));
     assert_eq!(sweep["next_runs"].as_array().unwrap().len(), 3);
@@ -97,7 +98,7 @@ async fn sync_is_idempotent_sets_skip_and_removes_dropped_schedules() {
     );
     assert_eq!(v["updated"], serde_json::json!(["steward-sweep"]));
     let desc = client
-        .get_schedule_handle("steward-sweep")
+        .get_schedule_handle(ids::schedule("sweep"))
         .describe(Default::default())
         .await
         .unwrap();
@@ -143,11 +144,14 @@ async fn a_schedule_fires_the_sweep() {
     assert_eq!(event.source, "schedule");
     let result: steward_proto::v1::SweepResult = serde_json::from_str(&event.detail_json).unwrap();
     assert_eq!(
-        result.schedule_id, "steward-every-minute",
+        result.schedule_id,
+        ids::schedule("every-minute"),
         "the sweep knows the schedule that started it"
     );
     assert!(
-        event.workflow_id.starts_with("sweep-every-minute"),
+        event
+            .workflow_id
+            .starts_with(&ids::scheduled_sweep("every-minute")),
         "{}",
         event.workflow_id
     );
@@ -198,7 +202,7 @@ async fn ticks_missed_while_the_server_was_killed_fire_at_most_one_catch_up_swee
     // The schedule lives on: something fires after the restart (the
     // catch-up, or the next tick).
     let client = server.client().await;
-    let handle = client.get_schedule_handle("steward-every-minute");
+    let handle = client.get_schedule_handle(ids::schedule("every-minute"));
     wait_for(
         "a run after the restart",
         Duration::from_secs(90),

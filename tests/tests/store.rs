@@ -16,8 +16,32 @@ async fn migrations_are_idempotent_on_both_backends() {
             .fetch_one(again.pool())
             .await
             .unwrap();
-        assert_eq!(n, 1, "{backend:?}");
+        assert_eq!(
+            n,
+            steward_activities::store::SCHEMA_VERSION,
+            "one row per migration, each applied once: {backend:?}"
+        );
         drop(first);
+    }
+}
+
+#[tokio::test]
+async fn workers_starting_at_once_on_a_fresh_database_all_migrate_it() {
+    let dir = temp_dir();
+    for backend in BACKENDS {
+        for _ in 0..3 {
+            let url = database(backend, dir.path()).await;
+            let starts = (0..6).map(|_| Store::connect(&url));
+            for (i, store) in futures::future::join_all(starts)
+                .await
+                .into_iter()
+                .enumerate()
+            {
+                if let Err(e) = store {
+                    panic!("{backend:?}: start {i} failed: {e}");
+                }
+            }
+        }
     }
 }
 

@@ -18,6 +18,7 @@ fn req(name: &str, path: &Path, remote: &str, push: bool, full: bool) -> RepoSwe
             path: path.display().to_string(),
             remote: remote.into(),
             push,
+            url: String::new(),
         }),
         full,
         ..Default::default()
@@ -654,4 +655,181 @@ async fn a_repo_with_thousands_of_findings_returns_a_bounded_result_and_counts_t
             .is_some(),
         "the rest of the repo is reconciled"
     );
+}
+
+/// Sweeps `r` as sweep run `run-<n>`, holding the sweep's lease as a
+/// sweep does (the ledger records which run saw what).
+async fn as_run(store: &Store, n: u32, r: RepoSweepRequest) -> RepoSweepOutcome {
+    let holder = format!("run-{n}");
+    let now = chrono::Utc::now().timestamp_millis();
+    store
+        .release_lock("test-sweep", &format!("run-{}", n - 1))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .acquire_lock("test-sweep", &holder, 60, now)
+            .await
+            .unwrap()
+            .acquired
+    );
+    let r = RepoSweepRequest {
+        lock_name: "test-sweep".into(),
+        lock_holder: holder,
+        lock_ttl_seconds: 60,
+        ..r
+    };
+    sweep(store, &r).await
+}
+
+/// The open findings of `repo` in the ledger, as (check, file, subject).
+async fn open_findings(store: &Store, repo: &str) -> Vec<(String, String, String)> {
+    use steward_activities::store::findings::{FindingsQuery, Wanted};
+    let (rows, total) = store
+        .findings(&FindingsQuery {
+            repo,
+            ..FindingsQuery::new(Wanted::Open, 1000)
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len() as u64, total);
+    let mut out: Vec<_> = rows
+        .into_iter()
+        .map(|r| (r.finding.check, r.finding.file, r.finding.subject))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn findings_open_in_the_ledger_stay_open_while_skipped_and_resolve_when_fixed() {
+    use steward_activities::store::findings::{FindingsQuery, Wanted};
+    for backend in BACKENDS {
+        let dir = temp_dir();
+        let repo = dir.path().join("repo");
+        let broken = workplan("WP-1", 1).replace("status: todo", "status: whenever");
+        make_repo(
+            &repo,
+            &[
+                ("workplans/a.md", &broken),
+                ("workplans/b.md", "---\nid: WP-2\n"),
+            ],
+        );
+        let store = Store::connect(&database(backend, dir.path()).await)
+            .await
+            .unwrap();
+        let run = |n: u32, full: bool| as_run(&store, n, req("r", &repo, "", false, full));
+        let first = run(1, false).await;
+        assert_eq!(checks(&first), vec!["C-07", "C-13"], "{backend:?}");
+        let opened = open_findings(&store, "r").await;
+        assert_eq!(
+            opened,
+            vec![
+                ("C-07".into(), "workplans/a.md".into(), "WP-1-T01".into()),
+                ("C-13".into(), "workplans/b.md".into(), String::new()),
+            ],
+            "{backend:?}"
+        );
+
+        // A clean skip reads nothing and leaves the ledger as it was.
+        let skipped = run(2, false).await;
+        assert_eq!(skipped.status, "skipped_clean");
+        assert_eq!(open_findings(&store, "r").await, opened, "{backend:?}");
+        // A full sweep re-reads and finds the same: same rows, first seen kept.
+        let (before, _) = store
+            .findings(&FindingsQuery::new(Wanted::Open, 10))
+            .await
+            .unwrap();
+        run(3, true).await;
+        let (after, _) = store
+            .findings(&FindingsQuery::new(Wanted::Open, 10))
+            .await
+            .unwrap();
+        assert_eq!(
+            before
+                .iter()
+                .map(|r| (r.first_seen_ms, &r.first_run))
+                .collect::<Vec<_>>(),
+            after
+                .iter()
+                .map(|r| (r.first_seen_ms, &r.first_run))
+                .collect::<Vec<_>>(),
+            "{backend:?}"
+        );
+        assert!(after.iter().all(|r| r.last_run == "run-3"), "{after:?}");
+
+        // Fixing the status resolves C-07 in the run that re-read it.
+        write_files(&repo, &[("workplans/a.md", &workplan("WP-1", 1))]);
+        commit_all(&repo, "fix the status");
+        run(4, false).await;
+        assert_eq!(
+            open_findings(&store, "r").await,
+            vec![("C-13".into(), "workplans/b.md".into(), String::new())],
+            "{backend:?}"
+        );
+        let (resolved, n) = store
+            .findings(&FindingsQuery::new(Wanted::ResolvedBy("run-4"), 10))
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "{backend:?}");
+        assert_eq!(resolved[0].finding.check, "C-07");
+        assert!(resolved[0].resolved_ms.is_some());
+
+        // A missing path keeps the findings open, with the reason.
+        std::fs::rename(&repo, dir.path().join("moved")).unwrap();
+        assert_eq!(run(5, false).await.status, "skipped_missing");
+        let (held, _) = store
+            .findings(&FindingsQuery::new(Wanted::Open, 10))
+            .await
+            .unwrap();
+        assert_eq!(held.len(), 1);
+        assert!(
+            held[0].finding.reason.starts_with("skipped_missing"),
+            "{held:?}"
+        );
+        // It comes back: re-read, the reason goes, and a reopened C-07
+        // counts from the run that saw it again.
+        std::fs::rename(dir.path().join("moved"), &repo).unwrap();
+        write_files(&repo, &[("workplans/a.md", &broken)]);
+        commit_all(&repo, "break it again");
+        run(6, false).await;
+        let (open, _) = store
+            .findings(&FindingsQuery::new(Wanted::Open, 10))
+            .await
+            .unwrap();
+        assert!(open.iter().all(|r| r.finding.reason.is_empty()), "{open:?}");
+        let reopened = open.iter().find(|r| r.finding.check == "C-07").unwrap();
+        assert_eq!(reopened.first_run, "run-6");
+    }
+}
+
+#[tokio::test]
+async fn a_duplicated_task_id_is_c02_and_nothing_else_on_every_sweep() {
+    let dir = temp_dir();
+    let repo = dir.path().join("repo");
+    let plan = workplan("WP-1", 2).replace("id: WP-1-T02", "id: WP-1-T01");
+    make_repo(&repo, &[("workplans/a.md", &plan)]);
+    let store = Store::connect(&database(BACKENDS[0], dir.path()).await)
+        .await
+        .unwrap();
+    let first = sweep(&store, &req("r", &repo, "", false, false)).await;
+    assert_eq!(checks(&first), vec!["C-02"]);
+    assert!(
+        store.task_by_task_id("WP-1-T01").await.unwrap().is_none(),
+        "neither block made a record"
+    );
+    let text = read(&repo.join("workplans/a.md"));
+    assert!(
+        !text.contains("state_hub_task_id"),
+        "no id was written into either block: {text}"
+    );
+    for _ in 0..3 {
+        let again = sweep(&store, &req("r", &repo, "", false, true)).await;
+        assert_eq!(checks(&again), vec!["C-02"]);
+        assert!(
+            again.actions.is_empty() && again.commit.is_empty(),
+            "a full sweep of the unchanged repo is clean: {:?}",
+            again.actions
+        );
+    }
 }

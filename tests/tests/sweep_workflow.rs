@@ -5,25 +5,25 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use steward_activities::Store;
+use steward_proto::ids;
 use steward_proto::v1::{SweepInput, SweepResult};
 use steward_tests::{
-    Backend, RepoEntry, Server, Steward, assert_every_run_closed_without_task_failures,
+    Backend, Harness, RepoEntry, Steward, assert_every_run_closed_without_task_failures,
     commit_count, database, free_port, http_get, make_repo, read, run_steward, task_queue,
     temp_dir, wait_for, workplan, write_config,
 };
 use steward_workflows::ConsistencySweep;
-use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 
+/// The harness, with the sweep's task queue, state store and repos.
 struct Env {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    server: Server,
-    client: Client,
-    config: PathBuf,
+    h: Harness,
     queue: String,
     db: String,
     repos: Vec<PathBuf>,
 }
+
+steward_tests::derefs_to_harness!(Env);
 
 /// `n` repos with `plans` workplans each, a config, a server and a client.
 async fn env(test: &str, backend: Backend, n: usize, plans: usize, extra: &str) -> Env {
@@ -60,14 +60,8 @@ async fn env(test: &str, backend: Backend, n: usize, plans: usize, extra: &str) 
     let db = database(backend, &root).await;
     let queue = task_queue(test);
     let config = write_config(&root, &db, &queue, &entries, extra);
-    let server = Server::start(&root).await;
-    let client = server.client().await;
     Env {
-        _dir: dir,
-        root,
-        server,
-        client,
-        config,
+        h: Harness::start(dir, config).await,
         queue,
         db,
         repos,
@@ -89,18 +83,20 @@ macro_rules! start {
     };
 }
 
-macro_rules! wait_repos_done {
-    ($handle:expr, $n:expr) => {
-        wait_for("repos to be done", Duration::from_secs(60), || async {
-            let p = $handle
-                .query(ConsistencySweep::progress, (), Default::default())
-                .await
-                .ok()?;
-            (p.repos_done >= $n).then_some(())
-        })
-        .await
-        .unwrap()
-    };
+/// Waits until `n` repos of a first sweep have been swept (their state
+/// recorded in the store): inside a batch activity, before the workflow
+/// hears of them, so a fault can land mid-batch.
+async fn wait_swept(e: &Env, n: i64) {
+    let store = Store::connect(&e.db).await.unwrap();
+    wait_for("repos to be swept", Duration::from_secs(60), || async {
+        let swept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM repo_state")
+            .fetch_one(store.pool())
+            .await
+            .ok()?;
+        (swept >= n).then_some(())
+    })
+    .await
+    .unwrap();
 }
 
 async fn run_sweep(e: &Env, id: &str, input: SweepInput) -> SweepResult {
@@ -193,15 +189,11 @@ async fn sweep_over_several_repos(backend: Backend) {
     }
 
     // The operator view of the same data.
-    let (code, out, err) = run_steward(&e.config, &e.server.address, &["progress", "--limit", "1"]);
+    let (code, out, err) = e.cli(&["progress", "--limit", "1"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["detail"]["skipped_clean"].as_array().unwrap().len(), 3);
-    let (code, out, err) = run_steward(
-        &e.config,
-        &e.server.address,
-        &["sweep", "compare", "--since-hours", "1"],
-    );
+    let (code, out, err) = e.cli(&["sweep", "compare", "--since-hours", "1"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["by_source"]["manual"]["completed"], 1);
@@ -364,7 +356,7 @@ async fn killing_the_worker_mid_sweep_resumes_without_redoing_repos() {
     // A different kill point each run: after 1 to 12 of the 16 repos.
     let kill_after = 1 + (uuid::Uuid::new_v4().as_u128() % 12) as u32;
     eprintln!("fault: kill -9 of the worker after {kill_after} repos");
-    wait_repos_done!(handle, kill_after);
+    wait_swept(&e, kill_after.into()).await;
     worker.kill9();
     tokio::time::sleep(Duration::from_millis(500)).await;
     worker.restart();
@@ -382,7 +374,7 @@ async fn killing_the_worker_mid_sweep_resumes_without_redoing_repos() {
 async fn killing_the_server_mid_sweep_resumes_without_redoing_repos() {
     let mut e = env("server-kill", Backend::Sqlite, 16, 2, "").await;
     let _worker = Steward::worker(&e.config, &e.server.address);
-    let handle = start!(
+    let _started = start!(
         e,
         "sweep-server-kill",
         SweepInput {
@@ -393,7 +385,7 @@ async fn killing_the_server_mid_sweep_resumes_without_redoing_repos() {
     );
     let kill_after = 1 + (uuid::Uuid::new_v4().as_u128() % 12) as u32;
     eprintln!("fault: kill -9 of the server after {kill_after} repos");
-    wait_repos_done!(handle, kill_after);
+    wait_swept(&e, kill_after.into()).await;
     e.server.kill9();
     tokio::time::sleep(Duration::from_secs(1)).await;
     e.server.restart().await;
@@ -461,45 +453,33 @@ async fn task_set_status_is_written_back_by_the_next_sweep_with_a_byte_exact_dif
     run_sweep(&e, "sweep-status-1", manual()).await;
     let path = e.repos[0].join("workplans/R00-WP-0.md");
     let before = read(&path);
-    let (code, out, err) = run_steward(
-        &e.config,
-        &e.server.address,
-        &[
-            "task",
-            "set-status",
-            "R00-WP-0-T02",
-            "blocked",
-            "--reason",
-            "waiting on vendor",
-            "--by",
-            "ana",
-        ],
-    );
+    let (code, out, err) = e.cli(&[
+        "task",
+        "set-status",
+        "R00-WP-0-T02",
+        "blocked",
+        "--reason",
+        "waiting on vendor",
+        "--by",
+        "ana",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\"state\": \"pending\""), "{out}");
-    let (code, _, err) = run_steward(
-        &e.config,
-        &e.server.address,
-        &[
-            "task",
-            "set-status",
-            "R00-WP-0-T02",
-            "sideways",
-            "--reason",
-            "x",
-        ],
-    );
+    let (code, _, err) = e.cli(&[
+        "task",
+        "set-status",
+        "R00-WP-0-T02",
+        "sideways",
+        "--reason",
+        "x",
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("status `sideways` is not one of"), "{err}");
-    let (code, _, err) = run_steward(
-        &e.config,
-        &e.server.address,
-        &["task", "set-status", "NOPE-T1", "done", "--reason", "x"],
-    );
+    let (code, _, err) = e.cli(&["task", "set-status", "NOPE-T1", "done", "--reason", "x"]);
     assert_ne!(code, 0);
     assert!(err.contains("unknown task `NOPE-T1`"), "{err}");
 
-    let (code, out, err) = run_steward(&e.config, &e.server.address, &["sweep", "run"]);
+    let (code, out, err) = e.cli(&["sweep", "run"]);
     assert_eq!(code, 0, "{err}");
     let result: SweepResult = serde_json::from_str(&out).unwrap();
     assert_eq!(
@@ -537,31 +517,98 @@ async fn config_errors_stop_before_anything_runs() {
 }
 
 #[tokio::test]
-async fn a_sweep_over_500_repos_keeps_its_history_under_4096_events() {
-    // Every repo costs the same events whatever its activity does, so
-    // repos whose path is absent measure the history as well as real ones.
-    let e = env("fivehundred", Backend::Sqlite, 0, 0, "").await;
+async fn a_sweep_over_12000_repos_keeps_its_history_under_4096_events() {
+    // One activity per repo would pass Temporal's hard limit near 12,000
+    // repos. Repos whose path is absent cost a batch what real ones do in
+    // history events, so they measure the history as well.
+    let e = env("twelve-thousand", Backend::Sqlite, 0, 0, "").await;
     let mut cfg = read(&e.config);
-    for i in 0..500 {
+    for i in 0..12_000 {
         cfg.push_str(&format!(
-            "\n[[repos]]\nname = \"absent-{i:03}\"\npath = \"{}\"\n",
-            e.root.join(format!("absent-{i:03}")).display()
+            "\n[[repos]]\nname = \"absent-{i:05}\"\npath = \"{}\"\n",
+            e.root.join(format!("absent-{i:05}")).display()
         ));
     }
     std::fs::write(&e.config, cfg).unwrap();
     let _worker = Steward::worker(&e.config, &e.server.address);
-    let result = run_sweep(&e, "sweep-500", manual()).await;
+    let result = tokio::time::timeout(
+        Duration::from_secs(600),
+        start!(e, "sweep-12000", manual()).get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("the sweep finished")
+    .unwrap();
     assert_eq!(
         result.skipped_missing.len(),
-        500,
-        "{:?}",
+        12_000,
+        "budget-skipped: {}",
         result.skipped_budget.len()
     );
-    let events = steward_worker::history::fetch_events(&e.client, "sweep-500", None)
+    let events = steward_worker::history::fetch_events(&e.client, "sweep-12000", None)
         .await
         .unwrap();
+    let batches = events
+        .iter()
+        .filter(|ev| {
+            format!("{ev:?}").contains("steward.sweep.batch")
+                && format!("{ev:?}").contains("ActivityTaskScheduled")
+        })
+        .count();
+    eprintln!(
+        "12,000 repos: {} history events, {batches} batches",
+        events.len()
+    );
     assert!(events.len() < 4096, "history has {} events", events.len());
-    eprintln!("500 repos: {} history events", events.len());
+    assert!(
+        batches <= steward_proto::limits::MAX_SWEEP_BATCHES,
+        "{batches} batches"
+    );
+}
+
+/// Events of sweep `id`'s history about batch activities.
+async fn batch_events(e: &Env, id: &str) -> usize {
+    steward_worker::history::fetch_events(&e.client, id, None)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|ev| format!("{ev:?}").contains("steward.sweep.batch"))
+        .count()
+}
+
+#[tokio::test]
+async fn an_unchanged_estate_is_swept_by_the_plan_alone() {
+    let e = env("plan-clean", Backend::Sqlite, 6, 1, "").await;
+    let _worker = Steward::worker(&e.config, &e.server.address);
+    let first = run_sweep(&e, "sweep-plan-clean-1", manual()).await;
+    assert_eq!(first.repos_processed.len(), 6, "{first:?}");
+    let second = run_sweep(&e, "sweep-plan-clean-2", manual()).await;
+    assert_eq!(second.skipped_clean.len(), 6, "{second:?}");
+    assert_eq!(
+        batch_events(&e, "sweep-plan-clean-2").await,
+        0,
+        "no repo activity at all"
+    );
+    // One repo changes: one batch with that repo, the rest clean.
+    let plan = e.repos[3].join("workplans/R03-WP-0.md");
+    let text = read(&plan).replacen("status: todo", "status: done", 1);
+    std::fs::write(&plan, text).unwrap();
+    steward_tests::commit_all(&e.repos[3], "a task is done");
+    let third = run_sweep(&e, "sweep-plan-clean-3", manual()).await;
+    assert_eq!(third.skipped_clean.len(), 5, "{third:?}");
+    assert!(batch_events(&e, "sweep-plan-clean-3").await > 0);
+    let full = run_sweep(
+        &e,
+        "sweep-plan-clean-4",
+        SweepInput {
+            full: true,
+            ..manual()
+        },
+    )
+    .await;
+    assert!(
+        full.skipped_clean.is_empty(),
+        "--full reads every repo: {full:?}"
+    );
 }
 
 #[tokio::test]
@@ -572,7 +619,7 @@ async fn a_repo_that_fails_is_an_automation_error_and_the_sweep_goes_on() {
     std::fs::write(e.repos[1].join("workplans"), "not a folder").unwrap();
     steward_tests::commit_all(&e.repos[1], "break it");
     let _worker = Steward::worker(&e.config, &e.server.address);
-    let (code, out, err) = run_steward(&e.config, &e.server.address, &["sweep", "run"]);
+    let (code, out, err) = e.cli(&["sweep", "run"]);
     assert_eq!(code, 1, "automation errors make the exit code 1: {err}");
     let result: SweepResult = serde_json::from_str(&out).unwrap();
     assert!(result.automation_error);
@@ -607,7 +654,7 @@ async fn a_second_worker_on_the_queue_finishes_the_sweep_a_killed_worker_started
             ..Default::default()
         }
     );
-    wait_repos_done!(handle, 3);
+    wait_swept(&e, 3).await;
     let b = Steward::worker_with(&e.config, &e.server.address, &["--build-id", "steward-b"]);
     wait_for("worker b to poll", Duration::from_secs(30), || async {
         b.log()
@@ -628,16 +675,12 @@ async fn a_second_worker_on_the_queue_finishes_the_sweep_a_killed_worker_started
 
     // Each worker's build id is on the workflow tasks it completed.
     let export = e.root.join("two-workers.json");
-    let (code, _, err) = run_steward(
-        &e.config,
-        &e.server.address,
-        &[
-            "history",
-            "sweep-two-workers",
-            "--export",
-            export.to_str().unwrap(),
-        ],
-    );
+    let (code, _, err) = e.cli(&[
+        "history",
+        "sweep-two-workers",
+        "--export",
+        export.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     let history = read(&export);
     assert!(history.contains("steward-a"), "worker a's build id");
@@ -694,7 +737,7 @@ async fn replay_check_replays_the_last_closed_runs_fetched_from_the_server() {
     run_sweep(&e, "sweep-replay-2", manual()).await;
 
     let check = |args: &[&str]| {
-        let (code, out, err) = run_steward(&e.config, &e.server.address, args);
+        let (code, out, err) = e.cli(args);
         let json: serde_json::Value =
             serde_json::from_str(&out).unwrap_or_else(|_| panic!("JSON on stdout: {out} {err}"));
         (code, json)
@@ -723,17 +766,13 @@ async fn replay_check_replays_the_last_closed_runs_fetched_from_the_server() {
             .starts_with("sweep-replay-1/")
     );
 
-    let (code, _, err) = run_steward(
-        &e.config,
-        &e.server.address,
-        &["replay-check", "WorkflowId = 'unclosed"],
-    );
+    let (code, _, err) = e.cli(&["replay-check", "WorkflowId = 'unclosed"]);
     assert_eq!(code, 2, "a malformed query is an error: {err}");
     assert!(err.contains("listing workflows matching"), "{err}");
 }
 
 fn alerts_of_kind(e: &Env, kind: &str) -> Vec<serde_json::Value> {
-    let (code, out, err) = run_steward(&e.config, &e.server.address, &["alerts", "list"]);
+    let (code, out, err) = e.cli(&["alerts", "list"]);
     assert_eq!(code, 0, "{err}");
     let all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     all.into_iter().filter(|a| a["kind"] == kind).collect()
@@ -810,18 +849,18 @@ async fn a_schedule_is_paused_after_consecutive_automation_errors_and_stays_paus
     std::fs::remove_dir_all(e.repos[1].join("workplans")).unwrap();
     std::fs::write(e.repos[1].join("workplans"), "not a folder").unwrap();
     steward_tests::commit_all(&e.repos[1], "break it");
-    let (code, _, err) = run_steward(&e.config, &e.server.address, &["schedules", "sync"]);
+    let (code, _, err) = e.cli(&["schedules", "sync"]);
     assert_eq!(code, 0, "{err}");
     let _worker = Steward::worker(&e.config, &e.server.address);
 
     let store = Store::connect(&e.db).await.unwrap();
-    let schedule = e.client.get_schedule_handle("steward-sweep");
+    let schedule = e.client.get_schedule_handle(ids::schedule("sweep"));
     let list = || {
-        let (code, out, err) = run_steward(&e.config, &e.server.address, &["schedules", "list"]);
+        let (code, out, err) = e.cli(&["schedules", "list"]);
         assert_eq!(code, 0, "{err}");
         let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
         rows.into_iter()
-            .find(|r| r["id"] == "steward-sweep")
+            .find(|r| r["id"] == ids::schedule("sweep").as_str())
             .unwrap()
     };
     for n in 1..=2 {
@@ -866,17 +905,13 @@ async fn a_schedule_is_paused_after_consecutive_automation_errors_and_stays_paus
     assert_eq!(alerts_of_kind(&e, "schedule.paused").len(), 1);
 
     // A sync (a restart of `steward dev`, a deploy) keeps it paused.
-    let (code, _, err) = run_steward(&e.config, &e.server.address, &["schedules", "sync"]);
+    let (code, _, err) = e.cli(&["schedules", "sync"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(list()["paused"], true, "sync does not undo the pause");
 
-    let (code, out, err) = run_steward(
-        &e.config,
-        &e.server.address,
-        &["schedules", "resume", "sweep"],
-    );
+    let (code, out, err) = e.cli(&["schedules", "resume", "sweep"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("steward-sweep"));
+    assert!(out.contains(&ids::schedule("sweep")));
     let row = list();
     assert_eq!(row["paused"], false);
     assert!(row["paused_reason"].is_null());
@@ -889,11 +924,7 @@ async fn a_schedule_is_paused_after_consecutive_automation_errors_and_stays_paus
     );
     assert_eq!(alerts_of_kind(&e, "schedule.paused").len(), 1);
 
-    let (code, _, err) = run_steward(
-        &e.config,
-        &e.server.address,
-        &["schedules", "resume", "nightly"],
-    );
+    let (code, _, err) = e.cli(&["schedules", "resume", "nightly"]);
     assert_eq!(code, 2);
     assert!(
         err.contains("no schedule `nightly` in the config (known: sweep)"),
@@ -954,7 +985,7 @@ async fn a_worker_cut_off_from_the_server_for_30_s_loses_nothing() {
             ..Default::default()
         }
     );
-    wait_repos_done!(handle, 3);
+    wait_swept(&e, 3).await;
     let before = handle
         .query(ConsistencySweep::progress, (), Default::default())
         .await
@@ -979,4 +1010,103 @@ async fn a_worker_cut_off_from_the_server_for_30_s_loses_nothing() {
         "the worker rode it out: {}",
         worker.log()
     );
+}
+
+/// Whether `flock -n PATH true` gets the lock, as a legacy cron job would.
+fn flock_free(path: &std::path::Path) -> bool {
+    std::process::Command::new("flock")
+        .arg("-n")
+        .arg(path)
+        .arg("true")
+        .status()
+        .expect("running flock (util-linux)")
+        .success()
+}
+
+const EXTERNAL_LOCK: &str = "[sweep]\nexternal_lock = \"legacy-sweep.lock\"\nconcurrency = 1\n";
+
+#[tokio::test]
+async fn the_external_lock_of_the_legacy_runner_is_honoured_both_ways() {
+    let e = env("external-lock", Backend::Sqlite, 20, 2, EXTERNAL_LOCK).await;
+    let lock = e.root.join("legacy-sweep.lock");
+    // The legacy job holds it: steward's sweep is skipped, naming it.
+    // `-o`: the lock stays with flock itself, not with its `sleep`, so
+    // killing flock is the legacy job ending.
+    let mut legacy = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["sleep", "120"])
+        .spawn()
+        .unwrap();
+    wait_for("the legacy job's lock", Duration::from_secs(10), || async {
+        (!flock_free(&lock)).then_some(())
+    })
+    .await
+    .unwrap();
+    let _worker = Steward::worker(&e.config, &e.server.address);
+    let skipped = run_sweep(&e, "sweep-external-1", manual()).await;
+    assert!(skipped.lock_skipped, "{skipped:?}");
+    assert_eq!(skipped.lock_holder, format!("external:{}", lock.display()));
+    assert!(skipped.repos_processed.is_empty());
+    legacy.kill().unwrap();
+    legacy.wait().unwrap();
+
+    // Steward holds it for the whole sweep: a legacy job started meanwhile
+    // finds it taken; it is free again once the sweep ends.
+    let handle = start!(e, "sweep-external-2", manual());
+    wait_swept(&e, 1).await;
+    assert!(
+        !flock_free(&lock),
+        "a legacy job sees the lock taken mid-sweep"
+    );
+    let result = handle
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        !result.lock_skipped && !result.automation_error,
+        "{result:?}"
+    );
+    assert_eq!(result.repos_processed.len(), 20);
+    wait_for(
+        "the lock free after the sweep",
+        Duration::from_secs(10),
+        || async { flock_free(&lock).then_some(()) },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_worker_killed_holding_the_external_lock_releases_it_and_the_next_sweep_takes_it() {
+    let e = env("external-kill", Backend::Sqlite, 20, 2, EXTERNAL_LOCK).await;
+    let lock = e.root.join("legacy-sweep.lock");
+    let mut worker = Steward::worker(&e.config, &e.server.address);
+    let handle = start!(e, "sweep-external-kill", manual());
+    wait_swept(&e, 2).await;
+    assert!(!flock_free(&lock), "steward holds it mid-sweep");
+    worker.kill9();
+    wait_for(
+        "the lock released with the process",
+        Duration::from_secs(10),
+        || async { flock_free(&lock).then_some(()) },
+    )
+    .await
+    .unwrap();
+    worker.restart();
+    let result = tokio::time::timeout(
+        Duration::from_secs(120),
+        handle.get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("the sweep finished after the restart")
+    .unwrap();
+    assert!(
+        !result.lock_skipped && !result.automation_error,
+        "{result:?}"
+    );
+    let next = run_sweep(&e, "sweep-external-next", manual()).await;
+    assert!(!next.lock_skipped, "the next sweep takes it: {next:?}");
+    assert!(flock_free(&lock), "and gives it back");
+    assert_every_run_closed_without_task_failures(&e.client).await;
 }

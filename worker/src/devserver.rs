@@ -164,6 +164,11 @@ impl DevServer {
         .arg(opts.port.to_string())
         .arg("--db-filename")
         .arg(&opts.db_file);
+        // The search attributes steward's workflows set (phase, subject,
+        // waiting for an operator), registered in the default namespace.
+        for (name, kind) in steward_proto::names::SEARCH_ATTRIBUTES {
+            cmd.arg("--search-attribute").arg(format!("{name}={kind}"));
+        }
         if opts.headless {
             cmd.arg("--headless");
         } else {

@@ -21,6 +21,7 @@ use steward_activities::Store;
 use steward_activities::alerts::AlertSink;
 use steward_proto::names;
 use steward_proto::v1::{Alert, ProgressEvent, SweepResult};
+use steward_proto::vocab::ScheduleKind;
 use temporalio_client::Client;
 
 use crate::config::Loaded;
@@ -125,7 +126,7 @@ impl Guard {
             schedules: loaded
                 .schedules()
                 .iter()
-                .filter(|s| s.workflow == "sweep")
+                .filter(|s| s.workflow == ScheduleKind::Sweep)
                 .map(|s| (schedules::schedule_id(s), s.name.clone()))
                 .collect(),
             started_ms: now_ms(),
@@ -135,14 +136,7 @@ impl Guard {
     /// Checks every `check_seconds` until dropped. A failed check is
     /// logged and tried again next time.
     pub async fn run(self) {
-        let mut tick = tokio::time::interval(self.every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Err(e) = self.check().await {
-                tracing::warn!("guard check failed: {e:#}");
-            }
-        }
+        crate::serve::periodically(self.every, "guard check", || self.check()).await
     }
 
     /// One look at the recorded sweeps.

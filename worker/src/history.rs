@@ -19,7 +19,7 @@ use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 /// One line of the timeline.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Entry {
     /// Event id of the event that closes this entry.
     pub event_id: i64,
@@ -40,7 +40,31 @@ pub struct Entry {
     /// `accepted`, `rejected`, `terminated`, `continued_as_new`...
     pub outcome: String,
     /// Decoded input, result or failure; who sent a signal or update.
+    #[schema(value_type = Object)]
     pub detail: Value,
+    /// For people: who did an operator action, why, and what it changed
+    /// (`ana (night shift): set accepted: batch_size 500 → 5000`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub summary: String,
+}
+
+/// `operator (reason): message` of an operator action whose input carries
+/// `operator` and `reason` and whose reply carries `message`.
+fn operator_summary(input: &Value, reply: &Value) -> String {
+    let who = input["operator"].as_str().unwrap_or_default();
+    if who.is_empty() {
+        return String::new();
+    }
+    let why = input["reason"].as_str().unwrap_or_default();
+    let what = reply["message"].as_str().unwrap_or_default();
+    let mut s = who.to_string();
+    if !why.is_empty() {
+        s.push_str(&format!(" ({why})"));
+    }
+    if !what.is_empty() {
+        s.push_str(&format!(": {what}"));
+    }
+    s
 }
 
 /// A handle on `workflow_id`: its latest run, or `run_id`.
@@ -72,6 +96,25 @@ pub async fn fetch_events(
         .into_events()
         .await
         .with_context(|| format!("fetching the history of {workflow_id}"))
+}
+
+/// The events of a history exported as JSON (the replayer's format, and
+/// what the audit archive keeps).
+pub fn events_of(json: &[u8]) -> anyhow::Result<Vec<HistoryEvent>> {
+    Ok(
+        serde_json::from_slice::<temporalio_common::protos::temporal::api::history::v1::History>(
+            json,
+        )
+        .context("reading the exported history")?
+        .events,
+    )
+}
+
+/// Whether `e` says the server has no such workflow run (deleted, or
+/// past the namespace's retention).
+pub fn is_not_found(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}").to_lowercase();
+    text.contains("not found") || text.contains("notfound")
 }
 
 /// Decodes payloads into JSON values: JSON payloads as their value,
@@ -129,6 +172,8 @@ pub fn timeline(events: &[HistoryEvent]) -> Vec<Entry> {
     }
     let mut scheduled: BTreeMap<i64, Scheduled> = BTreeMap::new();
     let mut timers: BTreeMap<i64, Option<i64>> = BTreeMap::new();
+    // Accepted updates by event id, until their completion closes them.
+    let mut accepted: BTreeMap<i64, Entry> = BTreeMap::new();
     let mut out = Vec::new();
     for e in events {
         let entry = |kind: &str, name: String, outcome: &str, detail: Value| Entry {
@@ -140,6 +185,7 @@ pub fn timeline(events: &[HistoryEvent]) -> Vec<Entry> {
             duration_ms: None,
             outcome: outcome.into(),
             detail,
+            summary: String::new(),
         };
         let mut close_activity = |sid: i64, outcome: &str, detail: Value| {
             let s = scheduled.remove(&sid);
@@ -232,7 +278,7 @@ pub fn timeline(events: &[HistoryEvent]) -> Vec<Entry> {
             Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(a) => {
                 let req = a.accepted_request.as_ref();
                 let input = req.and_then(|r| r.input.as_ref());
-                out.push(entry(
+                let mut en = entry(
                     "update",
                     input.map(|i| i.name.clone()).unwrap_or_default(),
                     "accepted",
@@ -240,7 +286,29 @@ pub fn timeline(events: &[HistoryEvent]) -> Vec<Entry> {
                         "input": decode_payloads(input.and_then(|i| i.args.as_ref())),
                         "identity": req.and_then(|r| r.meta.as_ref()).map(|m| m.identity.clone()),
                     }),
-                ));
+                );
+                en.summary = operator_summary(&en.detail["input"], &Value::Null);
+                accepted.insert(e.event_id, en);
+            }
+            Attributes::WorkflowExecutionUpdateCompletedEventAttributes(a) => {
+                use temporalio_common::protos::temporal::api::update::v1::outcome::Value as Out;
+                let Some(mut en) = accepted.remove(&a.accepted_event_id) else {
+                    continue;
+                };
+                let (outcome, key, value) = match a.outcome.as_ref().and_then(|o| o.value.as_ref())
+                {
+                    Some(Out::Success(p)) => ("completed", "reply", decode_payloads(Some(p))),
+                    Some(Out::Failure(f)) => ("failed", "failure", failure(Some(f))),
+                    None => ("completed", "reply", Value::Null),
+                };
+                en.event_id = e.event_id;
+                en.time = rfc3339(e);
+                en.outcome = outcome.into();
+                en.summary = operator_summary(&en.detail["input"], &value);
+                if let Value::Object(map) = &mut en.detail {
+                    map.insert(key.into(), value);
+                }
+                out.push(en);
             }
             Attributes::WorkflowExecutionUpdateRejectedEventAttributes(a) => {
                 let input = a.rejected_request.as_ref().and_then(|r| r.input.as_ref());
@@ -319,6 +387,9 @@ pub fn timeline(events: &[HistoryEvent]) -> Vec<Entry> {
             _ => {}
         }
     }
+    // Updates accepted and not completed yet (a pause still waiting).
+    out.extend(accepted.into_values());
+    out.sort_by_key(|e| e.event_id);
     out
 }
 
@@ -334,6 +405,9 @@ pub fn render_text(entries: &[Entry]) -> String {
             line.push_str(&format!(" {:.3}s", d as f64 / 1000.0));
         }
         line.push_str(&format!(" {}", e.outcome));
+        if !e.summary.is_empty() {
+            line.push_str(&format!(" — {}", e.summary));
+        }
         if !e.detail.is_null() {
             let mut detail = e.detail.to_string();
             if detail.len() > 200 {
@@ -466,5 +540,92 @@ mod tests {
         let text = render_text(&t);
         assert!(text.contains("attempt=2 2.000s completed"), "{text}");
         assert!(text.contains("1970-01-01T00:00:03.000Z"), "{text}");
+    }
+
+    #[test]
+    fn an_update_reads_as_who_why_and_what_it_changed_once_completed() {
+        use temporalio_common::protos::temporal::api::update::v1::{
+            Input, Meta, Outcome, Request, outcome,
+        };
+        let events = vec![
+            event(
+                10,
+                1000,
+                Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(
+                    WorkflowExecutionUpdateAcceptedEventAttributes {
+                        accepted_request: Some(Request {
+                            meta: Some(Meta {
+                                update_id: "u1".into(),
+                                identity: "cli".into(),
+                            }),
+                            input: Some(Input {
+                                name: "set".into(),
+                                args: payloads(
+                                    "{\"operator\":\"ana\",\"reason\":\"replica caught up\",\"batch_size\":5000}",
+                                ),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                ),
+            ),
+            event(
+                11,
+                1100,
+                Attributes::WorkflowExecutionUpdateCompletedEventAttributes(
+                    WorkflowExecutionUpdateCompletedEventAttributes {
+                        accepted_event_id: 10,
+                        outcome: Some(Outcome {
+                            value: Some(outcome::Value::Success(
+                                payloads(
+                                    "{\"phase\":\"executing\",\"message\":\"set accepted: batch_size 500 → 5000\"}",
+                                )
+                                .unwrap(),
+                            )),
+                        }),
+                        ..Default::default()
+                    },
+                ),
+            ),
+            event(
+                12,
+                1200,
+                Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(
+                    WorkflowExecutionUpdateAcceptedEventAttributes {
+                        accepted_request: Some(Request {
+                            input: Some(Input {
+                                name: "pause".into(),
+                                args: payloads("{\"operator\":\"bo\",\"reason\":\"lag\"}"),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                ),
+            ),
+        ];
+        let t = timeline(&events);
+        assert_eq!(t.len(), 2, "{t:#?}");
+        assert_eq!((t[0].event_id, t[0].outcome.as_str()), (11, "completed"));
+        assert_eq!(
+            t[0].summary,
+            "ana (replica caught up): set accepted: batch_size 500 → 5000"
+        );
+        assert_eq!(t[0].detail["input"]["batch_size"], 5000);
+        assert_eq!(
+            (t[1].event_id, t[1].outcome.as_str(), t[1].summary.as_str()),
+            (12, "accepted", "bo (lag)"),
+            "an update still running shows as accepted"
+        );
+        let text = render_text(&t);
+        assert!(
+            text.contains(
+                "completed — ana (replica caught up): set accepted: batch_size 500 → 5000"
+            ),
+            "{text}"
+        );
     }
 }

@@ -3,13 +3,17 @@
 //! the workflows and the activities.
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod devserver;
 pub mod guard;
 pub mod history;
+pub mod namespace;
 pub mod registration;
 pub mod replay;
 pub mod schedules;
 pub mod serve;
+pub mod summary;

@@ -6,9 +6,12 @@ use std::time::Duration;
 use steward_activities::SweepActivities;
 use steward_activities::alerts::AlertActivities;
 use steward_activities::backfill::BackfillActivities;
+use steward_activities::failover::FailoverActivities;
 use steward_activities::restore::RestoreActivities;
 use steward_activities::upgrade::UpgradeActivities;
-use steward_workflows::{BackfillRollout, ConsistencySweep, RestoreDrill, WarmUpgrade};
+use steward_workflows::{
+    BackfillRollout, ColdSweep, ConsistencySweep, FailoverDrill, RestoreDrill, WarmUpgrade,
+};
 
 use temporalio_common::worker::WorkerDeploymentOptions;
 use temporalio_sdk::WorkerOptions;
@@ -29,6 +32,8 @@ pub struct Activities {
     pub alerts: AlertActivities,
     /// The restore drill's activities.
     pub restore: RestoreActivities,
+    /// The failover drill's activities.
+    pub failover: FailoverActivities,
 }
 
 /// Worker options for `task_queue` with all workflows and activities, as
@@ -46,11 +51,14 @@ pub fn worker_options(
         .register_workflow::<BackfillRollout>()?
         .register_workflow::<WarmUpgrade>()?
         .register_workflow::<RestoreDrill>()?
+        .register_workflow::<ColdSweep>()?
+        .register_workflow::<FailoverDrill>()?
         .register_activities(activities.sweep)
         .register_activities(activities.backfill)
         .register_activities(activities.upgrade)
         .register_activities(activities.alerts)
         .register_activities(activities.restore)
+        .register_activities(activities.failover)
         .build())
 }
 
@@ -62,6 +70,8 @@ pub fn replayer_options()
         .register_workflow::<BackfillRollout>()?
         .register_workflow::<WarmUpgrade>()?
         .register_workflow::<RestoreDrill>()?
+        .register_workflow::<ColdSweep>()?
+        .register_workflow::<FailoverDrill>()?
         .build())
 }
 
@@ -90,7 +100,9 @@ mod tests {
         same(p::ReleaseLock, SweepActivities::release_lock);
         same(p::PlanSweep, SweepActivities::plan_sweep);
         same(p::SweepRepo, SweepActivities::sweep_repo);
+        same(p::SweepBatch, SweepActivities::sweep_batch);
         same(p::RecordSweep, SweepActivities::record_sweep);
+        same(p::SweepFindings, SweepActivities::sweep_findings);
         same(p::BackfillPlanActivity, B::plan_backfill);
         same(p::BackfillPreconditions, B::check_preconditions);
         same(p::BackfillAction, B::backfill_action);
@@ -117,6 +129,23 @@ mod tests {
             p::UpgradeRecord,
             steward_activities::upgrade::UpgradeActivities::upgrade_record,
         );
+        same(
+            p::ColdSweepPlanActivity,
+            steward_activities::upgrade::UpgradeActivities::cold_sweep_plan,
+        );
+        same(
+            p::ColdSweepRecord,
+            steward_activities::upgrade::UpgradeActivities::cold_sweep_record,
+        );
+        {
+            use steward_activities::failover::FailoverActivities as F;
+            same(p::FailoverPreflightActivity, F::failover_preflight);
+            same(p::FailoverObserve, F::failover_observe);
+            same(p::FailoverTrigger, F::failover_trigger);
+            same(p::FailoverVerify, F::failover_verify);
+            same(p::FailoverRecover, F::failover_recover);
+            same(p::FailoverRecord, F::failover_record);
+        }
         same(p::RestoreBackup, R::restore_backup);
         same(p::RestoreVerify, R::restore_verify);
         same(p::RestoreRecord, R::restore_record);

@@ -21,14 +21,6 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-/// The workflow types steward runs, whose closed histories a server-side
-/// check fetches.
-pub const WORKFLOW_TYPES: [&str; 3] = [
-    steward_proto::names::CONSISTENCY_SWEEP,
-    steward_proto::names::BACKFILL_ROLLOUT,
-    steward_proto::names::WARM_UPGRADE,
-];
-
 /// The visibility query for the last closed runs of `workflow_type`.
 pub fn closed_runs_query(workflow_type: &str) -> String {
     format!("WorkflowType = '{workflow_type}' AND ExecutionStatus != 'Running'")

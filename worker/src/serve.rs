@@ -1,4 +1,5 @@
-//! Running the worker until Ctrl-C or SIGTERM, then shutting down
+//! Running the worker (with the guard and the archiver beside it) until
+//! Ctrl-C or SIGTERM, then shutting down
 //! gracefully: in-flight activities finish or are cancelled, workflow tasks
 //! are completed, and only then does the process (and `steward dev`'s
 //! server) stop.
@@ -15,6 +16,8 @@ use temporalio_client::Client;
 
 use steward_activities::metrics::Metrics;
 use steward_activities::restore::RestoreActivities;
+use steward_activities::roster::Roster;
+use steward_proto::v1::OperatorGroups;
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{
     PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
@@ -22,9 +25,28 @@ use temporalio_common::telemetry::{
 use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, Worker};
 
+use crate::archive::Archiver;
 use crate::config::Loaded;
 use crate::guard::Guard;
 use crate::registration::{self, Activities};
+
+/// Runs `pass` every `every`, the first at once, until dropped: what runs
+/// beside the worker (the guard, the archiver). A failed pass is logged as
+/// `what` and tried again next time; a slow one delays the next.
+pub async fn periodically<F, Fut>(every: std::time::Duration, what: &str, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = pass().await {
+            tracing::warn!("{what} failed: {e:#}");
+        }
+    }
+}
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
@@ -41,6 +63,22 @@ pub fn alert_sink(loaded: &Loaded) -> AlertSink {
     AlertSink::new(loaded.alerts_dir(), loaded.config.alerts.webhook.clone())
 }
 
+/// The operators `loaded` declares and the API's key, as runs record them.
+pub fn roster(loaded: &Loaded) -> Roster {
+    Roster {
+        operators: loaded
+            .config
+            .operators
+            .iter()
+            .map(|o| OperatorGroups {
+                name: o.name.clone(),
+                groups: o.groups.clone(),
+            })
+            .collect(),
+        verify_key: loaded.config.api.verify_key.clone().unwrap_or_default(),
+    }
+}
+
 /// The activities of `loaded` over `store`, recording into `metrics`.
 pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics) -> Activities {
     Activities {
@@ -51,15 +89,26 @@ pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics) -> Activitie
         )
         .with_metrics(metrics.clone()),
         backfill: BackfillActivities::new(loaded.config.backfills.clone(), loaded.artifacts_dir())
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_roster(roster(loaded)),
         upgrade: UpgradeActivities::new(loaded.config.apps.clone(), store.clone())
-            .with_metrics(metrics.clone()),
+            .with_cold_sweep(loaded.config.cold_sweep.clone())
+            .with_metrics(metrics.clone())
+            .with_roster(roster(loaded)),
         alerts: AlertActivities::new(alert_sink(loaded).with_metrics(metrics.clone())),
         restore: RestoreActivities::new(
             loaded.database_url(),
+            loaded.config.restore.clone(),
             loaded.backup_dir(),
-            loaded.config.restore.keep,
+            loaded.config.data_dir.join("restore-target"),
+            loaded.artifacts_dir(),
             store.clone(),
+        )
+        .with_metrics(metrics.clone()),
+        failover: steward_activities::failover::FailoverActivities::new(
+            loaded.config.drills.clone(),
+            store.clone(),
+            loaded.artifacts_dir(),
         )
         .with_metrics(metrics.clone()),
     }
@@ -110,12 +159,37 @@ pub async fn run_until(
     )?;
     let guard = Guard::new(
         loaded,
-        store,
+        store.clone(),
         client.clone(),
         alert_sink(loaded).with_metrics(metrics.clone()),
     )
     .run();
     tokio::pin!(guard);
+    let archiver = Archiver::new(
+        store,
+        client.clone(),
+        std::time::Duration::from_secs(loaded.config.audit.archive_seconds),
+    )
+    .run();
+    tokio::pin!(archiver);
+    let folders = loaded.watched_folders();
+    let gauge = metrics.clone();
+    let disks = periodically(
+        std::time::Duration::from_secs(loaded.config.guard.check_seconds.max(1)),
+        "measuring free disk space",
+        move || {
+            let (folders, gauge) = (folders.clone(), gauge.clone());
+            async move {
+                for (path, what) in folders {
+                    let free = steward_activities::upgrade::disk::free_bytes(&path)
+                        .map_err(anyhow::Error::msg)?;
+                    gauge.disk_free(&path.display().to_string(), &what, free);
+                }
+                Ok(())
+            }
+        },
+    );
+    tokio::pin!(disks);
     eprintln!("worker build id `{}`", loaded.config.worker.build_id());
     let mut worker = Worker::new(&runtime, client, options).context("creating the worker")?;
     let shutdown = worker.shutdown_handle();
@@ -124,6 +198,8 @@ pub async fn run_until(
     tokio::select! {
         result = &mut run => return result.context("worker stopped"),
         () = &mut guard => unreachable!("the guard checks until it is dropped"),
+        () = &mut archiver => unreachable!("the archiver passes until it is dropped"),
+        () = &mut disks => unreachable!("the disk gauge measures until it is dropped"),
         _ = stop => {
             tracing::info!("shutting down the worker");
             shutdown();

@@ -11,37 +11,90 @@ use std::time::{Duration, SystemTime};
 use steward_proto::activities::{
     BackfillAction, BackfillBatch, BackfillDryRun, BackfillLag, BackfillPlanActivity,
     BackfillPreconditions, BackfillReplayProbe, BackfillRollback, BackfillValidate,
-    BackfillWriteEvidence, RaiseAlert,
+    BackfillWriteEvidence,
 };
 use steward_proto::v1::{
-    Alert, BackfillCarry, BackfillEvidence, BackfillInput, BackfillPlan, BackfillRef,
-    BackfillResult, BackfillStatus, BatchRequest, CheckResult, DryRunRequest, OperatorAction,
-    OperatorReply, OperatorRequest, ProbeResult, RollbackResult, SkippedBatch, ValidationRequest,
+    BackfillCarry, BackfillEvidence, BackfillInput, BackfillPlan, BackfillRef, BackfillResult,
+    BackfillStatus, BatchRequest, CheckResult, DryRunRequest, OperatorAction, OperatorReply,
+    OperatorRequest, ProbeResult, RollbackResult, SkippedBatch, ValidationRequest,
+};
+use steward_proto::vocab::{
+    BackfillOutcome, BackfillPhase, BackfillStage, OperatorVerb, Severity, SpecAction,
 };
 use steward_proto::{limits, names};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
-    ActivityOptions, ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext,
+    ActivityOptions, ContinueAsNewOptions, SyncWorkflowContext, TimerOptions, WorkflowContext,
     WorkflowContextView, WorkflowResult,
 };
 
-use crate::sweep::rfc3339;
+use crate::alert::{NewAlert, detail};
+use crate::attributes::{self, SEARCH_ATTRIBUTES_PATCH};
+use crate::options::summarized;
+use crate::time::{parse_rfc3339, rfc3339};
+use crate::verify;
+use steward_proto::signing;
 
 type Rejection = Box<dyn std::error::Error + Send + Sync>;
 
 /// Phases in which approvals are still accepted.
-const BEFORE_EXECUTION: &[&str] = &[
-    "preconditions",
-    "awaiting_freeze",
-    "frozen",
-    "dry_run",
-    "awaiting_approval",
+const BEFORE_EXECUTION: &[BackfillPhase] = &[
+    BackfillPhase::Preconditions,
+    BackfillPhase::AwaitingFreeze,
+    BackfillPhase::Frozen,
+    BackfillPhase::DryRun,
+    BackfillPhase::AwaitingApproval,
 ];
+
+/// Phases in which live settings can no longer change.
+const SETTLED: &[BackfillPhase] = &[
+    BackfillPhase::Validating,
+    BackfillPhase::Unfreezing,
+    BackfillPhase::ReplayProbe,
+    BackfillPhase::RollingBack,
+    BackfillPhase::RolledBackFrozen,
+];
+
+/// The operator updates a rollout in `phase` accepts (`paused`: whether
+/// batches are paused): what the operator page offers. The validator
+/// ([`BackfillRollout::check`]) decides; this follows its phase rules.
+pub fn verbs_in(phase: BackfillPhase, paused: bool) -> Vec<OperatorVerb> {
+    let before = BEFORE_EXECUTION.contains(&phase);
+    let executing = phase == BackfillPhase::Executing;
+    let mut verbs = Vec::new();
+    if phase == BackfillPhase::AwaitingFreeze {
+        verbs.push(OperatorVerb::Freeze);
+    }
+    if before {
+        verbs.push(OperatorVerb::Approve);
+    }
+    if executing {
+        verbs.push(if paused {
+            OperatorVerb::Resume
+        } else {
+            OperatorVerb::Pause
+        });
+    }
+    if !SETTLED.contains(&phase) {
+        verbs.push(OperatorVerb::Set);
+    }
+    if before || executing {
+        verbs.push(OperatorVerb::Abort);
+    }
+    if phase == BackfillPhase::RolledBackFrozen {
+        verbs.push(OperatorVerb::Unfreeze);
+    }
+    verbs
+}
 
 /// Patch that made each batch activity apply a run of batches; histories
 /// recorded before it replay with one batch per activity.
 pub const BATCH_RUNS_PATCH: &str = "backfill-batch-runs";
+
+/// Patch that measures `max_runtime` from the start of execution;
+/// histories recorded before it measured it from the rollout's creation.
+pub const RUNTIME_FROM_EXECUTION_PATCH: &str = "backfill-runtime-from-execution";
 
 /// A batch activity starts no batch after this long, so pause, abort and
 /// live settings take effect within about a second.
@@ -52,9 +105,10 @@ const RUN_BUDGET_MS: u32 = 1_000;
 #[derive(Default)]
 pub struct BackfillRollout {
     input: BackfillInput,
-    phase: String,
+    stage: BackfillStage,
     plan: BackfillPlan,
-    c: BackfillCarry,
+    /// What continue-as-new hands to the next run.
+    carry: BackfillCarry,
     freeze_requested: bool,
     unfreeze_requested: bool,
     abort_requested: bool,
@@ -68,6 +122,11 @@ pub struct BackfillRollout {
     batch_runs_done: u64,
     /// Workflow time at the last step, for the status query.
     now: Option<SystemTime>,
+    /// Whether this run keeps its search attributes up to date (runs
+    /// recorded before the patch do not).
+    attributes: bool,
+    /// The workflow id, which an operator action's signature names.
+    workflow_id: String,
 }
 
 #[workflow_methods]
@@ -75,16 +134,16 @@ impl BackfillRollout {
     /// Takes the input before any update is validated, so a run that
     /// continued as new answers operators with its carried state at once.
     #[init]
-    pub fn new(_ctx: &WorkflowContextView, input: BackfillInput) -> Self {
+    pub fn new(ctx: &WorkflowContextView, input: BackfillInput) -> Self {
         let resumed = input.carry.is_some();
         Self {
-            c: input.carry.clone().unwrap_or_default(),
-            phase: if resumed {
-                "executing"
+            workflow_id: ctx.workflow_id().to_string(),
+            carry: input.carry.clone().unwrap_or_default(),
+            stage: BackfillStage::Running(if resumed {
+                BackfillPhase::Executing
             } else {
-                "preconditions"
-            }
-            .into(),
+                BackfillPhase::Preconditions
+            }),
             input,
             ..Default::default()
         }
@@ -95,32 +154,35 @@ impl BackfillRollout {
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<BackfillResult> {
         let input = ctx.state(|s| s.input.clone());
         let name = input.name.clone();
+        let attributes = ctx.patched(SEARCH_ATTRIBUTES_PATCH);
+        ctx.state_mut(|s| s.attributes = attributes);
         let plan = ctx
-            .execute_activity(BackfillPlanActivity, name.clone(), short())
+            .execute_activity(BackfillPlanActivity, name.clone(), short("plan"))
             .await?;
         let now = time(ctx);
         let resumed = input.carry.is_some();
         ctx.state_mut(|s| {
             s.input = input.clone();
             s.plan = plan.clone();
+            let start_verified = s.start_verified();
             if !resumed {
                 // Updates may have arrived before the plan: keep what they set.
-                s.c.run_tag = ctx_run_tag(&s.input, &now);
-                s.c.started_at = rfc3339(now);
-                if s.c.batch_size == 0 {
-                    s.c.batch_size = if input.batch_size > 0 {
+                s.carry.run_tag = run_tag_for(&s.input.name, now);
+                s.carry.started_at = rfc3339(now);
+                if s.carry.batch_size == 0 {
+                    s.carry.batch_size = if input.batch_size > 0 {
                         input.batch_size
                     } else {
                         plan.batch_size
                     };
                 }
-                if s.c.max_lag_seconds == 0.0 {
-                    s.c.max_lag_seconds = plan.max_lag_seconds;
+                if s.carry.max_lag_seconds == 0.0 {
+                    s.carry.max_lag_seconds = plan.max_lag_seconds;
                 }
-                s.c.operator_actions.insert(
+                s.carry.operator_actions.insert(
                     0,
                     OperatorAction {
-                        action: "start".into(),
+                        action: OperatorVerb::Start.into(),
                         operator: input.operator.clone(),
                         reason: input.reason.clone(),
                         detail: format!(
@@ -128,49 +190,69 @@ impl BackfillRollout {
                             input.dry_run, input.batch_size, input.freeze_at
                         ),
                         at: rfc3339(now),
+                        credential_id: input.credential_id.clone(),
+                        verified: start_verified,
                     },
                 );
             }
-            s.c.runs += 1;
+            s.carry.runs += 1;
         });
         if resumed {
-            ctx.state_mut(|s| s.phase = "executing".into());
+            enter(ctx, BackfillPhase::Executing);
             return Self::execute(ctx).await;
+        }
+        if plan.require_verified && !ctx.state(|s| s.start_verified()) {
+            return Self::finish(
+                ctx,
+                Ending::new(
+                    BackfillOutcome::PreconditionsFailed,
+                    format!(
+                        "backfill `{name}` takes verified operator actions only (require_verified): \
+                         start it through steward's API with your operator token"
+                    ),
+                ),
+            )
+            .await;
         }
 
         // Preconditions.
-        ctx.state_mut(|s| s.phase = "preconditions".into());
+        enter(ctx, BackfillPhase::Preconditions);
         let pre = ctx
-            .execute_activity(BackfillPreconditions, name.clone(), short())
+            .execute_activity(BackfillPreconditions, name.clone(), short("preconditions"))
             .await?;
-        ctx.state_mut(|s| s.c.baseline = pre.baseline.clone());
+        ctx.state_mut(|s| s.carry.baseline = pre.baseline.clone());
         if let Some(bad) = pre.checks.iter().find(|c| !c.ok) {
             alert(
                 ctx,
+                Severity::Warning,
                 "preconditions",
-                "warning",
                 format!("precondition `{}` failed: {}", bad.name, bad.message),
             )
             .await;
             return Self::finish(
                 ctx,
-                "preconditions_failed",
-                pre.checks.clone(),
-                vec![],
-                None,
-                None,
-                format!("precondition `{}` does not hold", bad.name),
+                Ending {
+                    preconditions: pre.checks.clone(),
+                    ..Ending::new(
+                        BackfillOutcome::PreconditionsFailed,
+                        format!("precondition `{}` does not hold", bad.name),
+                    )
+                },
             )
             .await;
         }
 
         // Freeze window.
-        ctx.state_mut(|s| s.phase = "awaiting_freeze".into());
+        enter(ctx, BackfillPhase::AwaitingFreeze);
         if let Some(at) = parse_rfc3339(&input.freeze_at) {
+            ctx.set_current_details(format!(
+                "waiting for the freeze window at {}, or `steward backfill freeze {name}`",
+                input.freeze_at
+            ));
             alert(
                 ctx,
+                Severity::Info,
                 "freeze-window",
-                "info",
                 format!(
                     "freeze window for backfill `{name}` announced for {}",
                     input.freeze_at
@@ -179,39 +261,52 @@ impl BackfillRollout {
             .await;
             let wait = at.duration_since(time(ctx)).unwrap_or_default();
             if !wait.is_zero() {
+                let timer = TimerOptions::builder(wait)
+                    .summary(format!("wait for freeze until {}", input.freeze_at))
+                    .build();
                 select! {
-                    _ = ctx.timer(wait) => {}
+                    _ = ctx.timer(timer) => {}
                     _ = ctx.wait_condition(|s| s.freeze_requested || s.abort_requested) => {}
                 };
             }
         } else {
+            ctx.set_current_details(format!(
+                "waiting for an operator: `steward backfill freeze {name}`"
+            ));
             ctx.wait_condition(|s| s.freeze_requested || s.abort_requested)
                 .await?;
         }
         if ctx.state(|s| s.abort_requested) {
             return Self::finish(
                 ctx,
-                "aborted",
-                pre.checks.clone(),
-                vec![],
-                None,
-                None,
-                "aborted before the freeze".into(),
+                Ending {
+                    preconditions: pre.checks.clone(),
+                    ..Ending::new(BackfillOutcome::Aborted, "aborted before the freeze")
+                },
             )
             .await;
         }
-        ctx.state_mut(|s| s.phase = "frozen".into());
-        let tag = ctx.state(|s| s.c.run_tag.clone());
-        ctx.execute_activity(BackfillAction, r(&name, &tag, "freeze"), short())
-            .await?;
+        enter(ctx, BackfillPhase::Frozen);
+        let tag = ctx.state(|s| s.carry.run_tag.clone());
+        ctx.set_current_details(format!("frozen: running backfill `{name}`"));
+        ctx.execute_activity(
+            BackfillAction,
+            spec_ref(&name, &tag, SpecAction::Freeze),
+            short("freeze ingest"),
+        )
+        .await?;
         if plan.has_snapshot {
-            ctx.execute_activity(BackfillAction, r(&name, &tag, "snapshot"), long())
-                .await?;
+            ctx.execute_activity(
+                BackfillAction,
+                spec_ref(&name, &tag, SpecAction::Snapshot),
+                long("snapshot before the backfill"),
+            )
+            .await?;
         }
 
         // Dry-run.
-        ctx.state_mut(|s| s.phase = "dry_run".into());
-        let evidence_dir = ctx.state(|s| s.c.started_at.replace(':', "-"));
+        enter(ctx, BackfillPhase::DryRun);
+        let evidence_dir = ctx.state(|s| s.carry.started_at.replace(':', "-"));
         let report = ctx
             .execute_activity(
                 BackfillDryRun,
@@ -220,90 +315,102 @@ impl BackfillRollout {
                     run_tag: tag.clone(),
                     evidence_dir,
                 },
-                long(),
+                long("dry run: count the records to write"),
             )
             .await?;
-        ctx.state_mut(|s| s.c.dry_run = Some(report.clone()));
+        ctx.state_mut(|s| s.carry.dry_run = Some(report.clone()));
         if !report.within_tolerance {
             alert(
                 ctx,
+                Severity::Warning,
                 "dry-run",
-                "warning",
                 format!(
                     "dry-run counted {} records, expected {}",
                     report.counted, report.expected
                 ),
             )
             .await;
-            ctx.state_mut(|s| s.phase = "unfreezing".into());
-            ctx.execute_activity(BackfillAction, r(&name, &tag, "unfreeze"), short())
-                .await?;
+            unfreeze(ctx, &name, &tag).await?;
             return Self::finish(
                 ctx,
-                "dry_run_failed",
-                pre.checks.clone(),
-                vec![],
-                None,
-                None,
-                "dry-run count outside the tolerance".into(),
+                Ending {
+                    preconditions: pre.checks.clone(),
+                    ..Ending::new(
+                        BackfillOutcome::DryRunFailed,
+                        "dry-run count outside the tolerance",
+                    )
+                },
             )
             .await;
         }
         if input.dry_run {
-            ctx.state_mut(|s| s.phase = "unfreezing".into());
-            ctx.execute_activity(BackfillAction, r(&name, &tag, "unfreeze"), short())
-                .await?;
+            unfreeze(ctx, &name, &tag).await?;
             return Self::finish(
                 ctx,
-                "dry_run",
-                pre.checks.clone(),
-                vec![],
-                None,
-                None,
-                String::new(),
+                Ending {
+                    preconditions: pre.checks.clone(),
+                    ..Ending::new(BackfillOutcome::DryRun, String::new())
+                },
             )
             .await;
         }
 
         // Approvals.
-        ctx.state_mut(|s| s.phase = "awaiting_approval".into());
+        enter(ctx, BackfillPhase::AwaitingApproval);
+        ctx.set_current_details(format!(
+            "waiting for approvals of {}: `steward backfill approve {name} --group G`",
+            plan.approvals.join(", ")
+        ));
         ctx.wait_condition(|s| s.approved() || s.abort_requested)
             .await?;
         if ctx.state(|s| s.abort_requested) {
             return Self::roll_back(ctx, "aborted before execution".into()).await;
         }
         let since = rfc3339(time(ctx));
-        ctx.state_mut(|s| {
-            s.phase = "executing".into();
-            s.c.executing_since = since;
-        });
+        ctx.state_mut(|s| s.carry.executing_since = since);
+        enter(ctx, BackfillPhase::Executing);
         Self::execute(ctx).await
     }
 
     /// The batch loop, then validation, unfreeze and the probe.
     async fn execute(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<BackfillResult> {
-        let (name, tag, plan) =
-            ctx.state(|s| (s.input.name.clone(), s.c.run_tag.clone(), s.plan.clone()));
+        let (name, tag, plan) = ctx.state(|s| {
+            (
+                s.input.name.clone(),
+                s.carry.run_tag.clone(),
+                s.plan.clone(),
+            )
+        });
         let runs = ctx.patched(BATCH_RUNS_PATCH);
+        let runtime_from_execution = ctx.patched(RUNTIME_FROM_EXECUTION_PATCH);
         loop {
             let now = time(ctx);
             ctx.state_mut(|s| s.now = Some(now));
-            ctx.wait_condition(|s| !s.c.paused || s.abort_requested)
+            ctx.wait_condition(|s| !s.carry.paused || s.abort_requested)
                 .await?;
             if ctx.state(|s| s.abort_requested) {
                 return Self::roll_back(ctx, "aborted by an operator".into()).await;
             }
-            let started =
-                parse_rfc3339(&ctx.state(|s| s.c.started_at.clone())).unwrap_or(time(ctx));
+            // The runbook's runtime is the job's: from the start of
+            // execution, not from the rollout's creation (a freeze window
+            // announced a day ahead is not runtime).
+            let since = ctx.state(|s| {
+                if runtime_from_execution && !s.carry.executing_since.is_empty() {
+                    s.carry.executing_since.clone()
+                } else {
+                    s.carry.started_at.clone()
+                }
+            });
+            let started = parse_rfc3339(&since).unwrap_or(time(ctx));
             let elapsed = time(ctx).duration_since(started).unwrap_or_default();
             if elapsed > Duration::from_secs(plan.max_runtime_seconds)
-                && !ctx.state(|s| s.c.runtime_alerted)
+                && !ctx.state(|s| s.carry.runtime_alerted)
             {
-                ctx.state_mut(|s| s.c.runtime_alerted = true);
+                ctx.state_mut(|s| s.carry.runtime_alerted = true);
                 alert(
                     ctx,
+                    Severity::Warning,
                     "runtime",
-                    "warning",
                     format!(
                         "backfill `{name}` has run {}s, over its {}s limit",
                         elapsed.as_secs(),
@@ -314,16 +421,16 @@ impl BackfillRollout {
             }
             if plan.has_lag_sql {
                 let lag = ctx
-                    .execute_activity(BackfillLag, name.clone(), short())
+                    .execute_activity(BackfillLag, name.clone(), short("replication lag"))
                     .await?;
-                let limit = ctx.state(|s| s.c.max_lag_seconds);
+                let limit = ctx.state(|s| s.carry.max_lag_seconds);
                 if lag.seconds > limit {
                     if !ctx.state(|s| s.throttled) {
                         ctx.state_mut(|s| s.throttled = true);
                         alert(
                             ctx,
+                            Severity::Warning,
                             "lag",
-                            "warning",
                             format!(
                                 "replication lag {:.1}s is over {limit}s: batches wait",
                                 lag.seconds
@@ -331,8 +438,18 @@ impl BackfillRollout {
                         )
                         .await;
                     }
-                    ctx.timer(Duration::from_secs(u64::from(plan.throttle_seconds.max(1))))
-                        .await;
+                    ctx.set_current_details(format!(
+                        "throttled: replication lag {:.1}s is over {limit}s",
+                        lag.seconds
+                    ));
+                    ctx.timer(
+                        TimerOptions::builder(Duration::from_secs(u64::from(
+                            plan.throttle_seconds.max(1),
+                        )))
+                        .summary("throttle: replication lag over the limit".to_string())
+                        .build(),
+                    )
+                    .await;
                     continue;
                 }
                 ctx.state_mut(|s| s.throttled = false);
@@ -345,7 +462,7 @@ impl BackfillRollout {
                 ctx.wait_condition(move |_| handlers.all_handlers_finished())
                     .await?;
                 let next = ctx.state(|s| BackfillInput {
-                    carry: Some(s.c.clone()),
+                    carry: Some(s.carry.clone()),
                     ..s.input.clone()
                 });
                 ctx.continue_as_new(next, ContinueAsNewOptions::default())?;
@@ -353,9 +470,9 @@ impl BackfillRollout {
             let request = ctx.state(|s| BatchRequest {
                 name: name.clone(),
                 run_tag: tag.clone(),
-                batch_no: s.c.batches + 1,
-                cursor: s.c.cursor,
-                batch_size: s.c.batch_size,
+                batch_no: s.carry.batches + 1,
+                cursor: s.carry.cursor,
+                batch_size: s.carry.batch_size,
                 stop_on_error: s.plan.stop_on_error,
                 max_batches: if runs {
                     (s.plan.batches_per_run - s.batches_this_run)
@@ -364,10 +481,18 @@ impl BackfillRollout {
                     0
                 },
                 budget_ms: if runs { RUN_BUDGET_MS } else { 0 },
-                max_lag_seconds: s.c.max_lag_seconds,
+                max_lag_seconds: s.carry.max_lag_seconds,
             });
             ctx.state_mut(|s| s.batch_in_flight = request.max_batches > 1);
-            let result = ctx.execute_activity(BackfillBatch, request, long()).await;
+            let summary = batches_summary(&request);
+            ctx.set_current_details(format!(
+                "executing: {} rows in {} batches so far; {summary}",
+                ctx.state(|s| s.carry.rows),
+                request.batch_no - 1
+            ));
+            let result = ctx
+                .execute_activity(BackfillBatch, request, long(summary))
+                .await;
             ctx.state_mut(|s| {
                 s.batch_in_flight = false;
                 s.batch_runs_done += 1;
@@ -375,11 +500,11 @@ impl BackfillRollout {
             let result = match result {
                 Ok(r) => r,
                 Err(e) => {
-                    let message = crate::sweep::failure_message(&e);
+                    let message = crate::failure::failure_message(&e);
                     alert(
                         ctx,
+                        Severity::Critical,
                         "batch-error",
-                        "critical",
                         format!("backfill `{name}` stopped: {message}"),
                     )
                     .await;
@@ -399,17 +524,17 @@ impl BackfillRollout {
                 }]
             };
             ctx.state_mut(|s| {
-                s.c.batches += u64::from(used);
+                s.carry.batches += u64::from(used);
                 s.batches_this_run += used;
-                s.c.rows += result.rows;
-                s.c.cursor = result.cursor;
-                s.c.failed_batches += skipped.len() as u64;
+                s.carry.rows += result.rows;
+                s.carry.cursor = result.cursor;
+                s.carry.failed_batches += skipped.len() as u64;
             });
             for b in &skipped {
                 alert(
                     ctx,
+                    Severity::Warning,
                     "batch-error",
-                    "warning",
                     format!(
                         "batch {}..={} failed and was skipped: {}",
                         b.lo, b.hi, b.error
@@ -422,8 +547,8 @@ impl BackfillRollout {
             }
         }
 
-        ctx.state_mut(|s| s.phase = "validating".into());
-        let baseline = ctx.state(|s| s.c.baseline.clone());
+        enter(ctx, BackfillPhase::Validating);
+        let baseline = ctx.state(|s| s.carry.baseline.clone());
         let validation = ctx
             .execute_activity(
                 BackfillValidate,
@@ -432,7 +557,7 @@ impl BackfillRollout {
                     run_tag: tag.clone(),
                     baseline,
                 },
-                long(),
+                long("validations"),
             )
             .await?;
         if let Some(bad) = validation.checks.iter().find(|c| !c.ok) {
@@ -440,23 +565,25 @@ impl BackfillRollout {
                 "validation `{}` failed: got {}, expected {}",
                 bad.name, bad.value, bad.expect
             );
-            alert(ctx, "validation", "critical", why.clone()).await;
+            alert(ctx, Severity::Critical, "validation", why.clone()).await;
             return Self::roll_back_with(ctx, why, validation.checks.clone()).await;
         }
-        ctx.state_mut(|s| s.phase = "unfreezing".into());
-        ctx.execute_activity(BackfillAction, r(&name, &tag, "unfreeze"), short())
-            .await?;
+        unfreeze(ctx, &name, &tag).await?;
         let mut probe = None;
         if plan.has_replay_probe {
-            ctx.state_mut(|s| s.phase = "replay_probe".into());
+            enter(ctx, BackfillPhase::ReplayProbe);
             let p = ctx
-                .execute_activity(BackfillReplayProbe, r(&name, &tag, "probe"), long())
+                .execute_activity(
+                    BackfillReplayProbe,
+                    spec_ref(&name, &tag, SpecAction::Probe),
+                    long("replay probe after the unfreeze"),
+                )
                 .await?;
             if !p.ok {
                 alert(
                     ctx,
+                    Severity::Warning,
                     "replay-probe",
-                    "warning",
                     format!("replay probe failed after unfreeze: {}", p.message),
                 )
                 .await;
@@ -465,12 +592,11 @@ impl BackfillRollout {
         }
         Self::finish(
             ctx,
-            "done",
-            vec![],
-            validation.checks,
-            None,
-            probe,
-            String::new(),
+            Ending {
+                validations: validation.checks,
+                probe,
+                ..Ending::new(BackfillOutcome::Done, String::new())
+            },
         )
         .await
     }
@@ -489,10 +615,14 @@ impl BackfillRollout {
         why: String,
         validations: Vec<CheckResult>,
     ) -> WorkflowResult<BackfillResult> {
-        let (name, tag) = ctx.state(|s| (s.input.name.clone(), s.c.run_tag.clone()));
-        ctx.state_mut(|s| s.phase = "rolling_back".into());
+        let (name, tag) = ctx.state(|s| (s.input.name.clone(), s.carry.run_tag.clone()));
+        enter(ctx, BackfillPhase::RollingBack);
         let rb = ctx
-            .execute_activity(BackfillRollback, r(&name, &tag, "rollback"), long())
+            .execute_activity(
+                BackfillRollback,
+                spec_ref(&name, &tag, SpecAction::Rollback),
+                long(format!("roll back what run {tag} wrote")),
+            )
             .await?;
         if !rb.rolled_back {
             let msg = if rb.restored {
@@ -506,70 +636,75 @@ impl BackfillRollout {
                     rb.error, rb.restore_error
                 )
             };
-            alert(ctx, "rollback", "critical", msg).await;
+            alert(ctx, Severity::Critical, "rollback", msg).await;
         }
         alert(
             ctx,
+            Severity::Warning,
             "rolled-back",
-            "warning",
             format!("backfill `{name}` rolled back ({why}); ingest stays frozen until `unfreeze`"),
         )
         .await;
-        ctx.state_mut(|s| s.phase = "rolled_back_frozen".into());
+        enter(ctx, BackfillPhase::RolledBackFrozen);
+        ctx.set_current_details(format!(
+            "rolled back ({why}); ingest stays frozen until `steward backfill unfreeze {name}`"
+        ));
         ctx.wait_condition(|s| s.unfreeze_requested).await?;
-        ctx.state_mut(|s| s.phase = "unfreezing".into());
-        ctx.execute_activity(BackfillAction, r(&name, &tag, "unfreeze"), short())
-            .await?;
-        Self::finish(ctx, "rolled_back", vec![], validations, Some(rb), None, why).await
+        unfreeze(ctx, &name, &tag).await?;
+        Self::finish(
+            ctx,
+            Ending {
+                validations,
+                rollback: Some(rb),
+                ..Ending::new(BackfillOutcome::RolledBack, why)
+            },
+        )
+        .await
     }
 
     /// Writes the evidence and returns the result.
     async fn finish(
         ctx: &mut WorkflowContext<Self>,
-        outcome: &str,
-        preconditions: Vec<CheckResult>,
-        validations: Vec<CheckResult>,
-        rollback: Option<RollbackResult>,
-        probe: Option<ProbeResult>,
-        error: String,
+        end: Ending,
     ) -> WorkflowResult<BackfillResult> {
         let now = time(ctx);
         let wf = ctx.workflow_id().to_string();
+        let outcome = end.outcome;
         let evidence = ctx.state(|s| BackfillEvidence {
             name: s.input.name.clone(),
             workflow_id: wf,
-            run_tag: s.c.run_tag.clone(),
+            run_tag: s.carry.run_tag.clone(),
             outcome: outcome.into(),
             spec_sha256: s.plan.spec_sha256.clone(),
             command: Some(BackfillInput {
                 carry: None,
                 ..s.input.clone()
             }),
-            dry_run: s.c.dry_run.clone(),
-            batches: s.c.batches,
-            rows: s.c.rows,
-            failed_batches: s.c.failed_batches,
+            dry_run: s.carry.dry_run.clone(),
+            batches: s.carry.batches,
+            rows: s.carry.rows,
+            failed_batches: s.carry.failed_batches,
             rows_per_second: s.rate(now),
-            preconditions,
-            violations: validations.iter().filter(|c| !c.ok).count() as u64,
-            validations,
-            operator_actions: s.c.operator_actions.clone(),
-            alerts: s.c.alerts.clone(),
-            rollback,
-            replay_probe: probe,
-            started_at: s.c.started_at.clone(),
+            preconditions: end.preconditions,
+            violations: end.validations.iter().filter(|c| !c.ok).count() as u64,
+            validations: end.validations,
+            operator_actions: s.carry.operator_actions.clone(),
+            alerts: s.carry.alerts.clone(),
+            rollback: end.rollback,
+            replay_probe: end.probe,
+            started_at: s.carry.started_at.clone(),
             finished_at: rfc3339(now),
-            error: error.clone(),
+            error: end.error.clone(),
         });
-        ctx.state_mut(|s| {
-            s.phase = if outcome == "done" {
-                "done".into()
-            } else {
-                outcome.into()
-            }
-        });
+        ctx.state_mut(|s| s.stage = BackfillStage::Ended(outcome));
+        mark(ctx);
+        ctx.set_current_details(format!("ended: {outcome}"));
         let written = ctx
-            .execute_activity(BackfillWriteEvidence, evidence.clone(), short())
+            .execute_activity(
+                BackfillWriteEvidence,
+                evidence.clone(),
+                short(format!("evidence of the {outcome} rollout")),
+            )
             .await?;
         Ok(BackfillResult {
             name: evidence.name,
@@ -578,7 +713,7 @@ impl BackfillRollout {
             rows: evidence.rows,
             evidence_path: written.path,
             evidence_sha256: written.sha256,
-            error,
+            error: end.error,
         })
     }
 
@@ -587,28 +722,29 @@ impl BackfillRollout {
     pub fn status(&self, _ctx: &WorkflowContextView) -> BackfillStatus {
         let now = self.now.unwrap_or(SystemTime::UNIX_EPOCH);
         let rate = self.rate(now);
-        let expected = self.c.dry_run.as_ref().map(|d| d.counted).unwrap_or(0);
+        let expected = self.carry.dry_run.as_ref().map(|d| d.counted).unwrap_or(0);
         BackfillStatus {
             name: self.input.name.clone(),
-            phase: self.phase.clone(),
-            batches: self.c.batches,
-            rows: self.c.rows,
-            cursor: self.c.cursor,
-            paused: self.c.paused,
-            batch_size: self.c.batch_size,
-            max_lag_seconds: self.c.max_lag_seconds,
-            approvals: self.c.approvals.clone(),
+            phase: self.stage.as_str().into(),
+            outcome: self.stage.outcome().map(String::from).unwrap_or_default(),
+            batches: self.carry.batches,
+            rows: self.carry.rows,
+            cursor: self.carry.cursor,
+            paused: self.carry.paused,
+            batch_size: self.carry.batch_size,
+            max_lag_seconds: self.carry.max_lag_seconds,
+            approvals: self.carry.approvals.clone(),
             approvals_required: self.plan.approvals.clone(),
             expected,
             rows_per_second: rate,
-            eta_seconds: if rate > 0.0 && expected >= self.c.rows {
-                (expected - self.c.rows) as f64 / rate
+            eta_seconds: if rate > 0.0 && expected >= self.carry.rows {
+                (expected - self.carry.rows) as f64 / rate
             } else {
                 -1.0
             },
             throttled: self.throttled,
-            runs: self.c.runs,
-            operator_actions: self.c.operator_actions.clone(),
+            runs: self.carry.runs,
+            operator_actions: self.carry.operator_actions.clone(),
         }
     }
 
@@ -618,7 +754,7 @@ impl BackfillRollout {
         _ctx: &WorkflowContextView,
         req: &OperatorRequest,
     ) -> Result<(), Rejection> {
-        self.check("freeze", req).map_err(Into::into)
+        self.check(OperatorVerb::Freeze, req).map_err(Into::into)
     }
 
     /// Operator: freeze now (ends `awaiting_freeze`).
@@ -629,7 +765,12 @@ impl BackfillRollout {
         req: OperatorRequest,
     ) -> OperatorReply {
         self.freeze_requested = true;
-        self.record(ctx.workflow_time(), "freeze", &req, String::new())
+        self.record(
+            ctx.workflow_time(),
+            OperatorVerb::Freeze,
+            &req,
+            String::new(),
+        )
     }
 
     #[update_validator(unfreeze)]
@@ -638,7 +779,7 @@ impl BackfillRollout {
         _ctx: &WorkflowContextView,
         req: &OperatorRequest,
     ) -> Result<(), Rejection> {
-        self.check("unfreeze", req).map_err(Into::into)
+        self.check(OperatorVerb::Unfreeze, req).map_err(Into::into)
     }
 
     /// Operator: unfreeze after a rollback.
@@ -649,7 +790,12 @@ impl BackfillRollout {
         req: OperatorRequest,
     ) -> OperatorReply {
         self.unfreeze_requested = true;
-        self.record(ctx.workflow_time(), "unfreeze", &req, String::new())
+        self.record(
+            ctx.workflow_time(),
+            OperatorVerb::Unfreeze,
+            &req,
+            String::new(),
+        )
     }
 
     #[update_validator(approve)]
@@ -658,7 +804,7 @@ impl BackfillRollout {
         _ctx: &WorkflowContextView,
         req: &OperatorRequest,
     ) -> Result<(), Rejection> {
-        self.check("approve", req).map_err(Into::into)
+        self.check(OperatorVerb::Approve, req).map_err(Into::into)
     }
 
     /// Operator: approve execution for a group.
@@ -668,9 +814,9 @@ impl BackfillRollout {
         ctx: &mut SyncWorkflowContext<Self>,
         req: OperatorRequest,
     ) -> OperatorReply {
-        self.c.approvals.push(req.group.clone());
+        self.carry.approvals.push(req.group.clone());
         let detail = req.group.clone();
-        self.record(ctx.workflow_time(), "approve", &req, detail)
+        self.record(ctx.workflow_time(), OperatorVerb::Approve, &req, detail)
     }
 
     #[update_validator(pause)]
@@ -679,7 +825,7 @@ impl BackfillRollout {
         _ctx: &WorkflowContextView,
         req: &OperatorRequest,
     ) -> Result<(), Rejection> {
-        self.check("pause", req).map_err(Into::into)
+        self.check(OperatorVerb::Pause, req).map_err(Into::into)
     }
 
     /// Operator: no batch starts after the reply (unless a resume came
@@ -689,9 +835,15 @@ impl BackfillRollout {
     pub async fn pause(ctx: &mut WorkflowContext<Self>, req: OperatorRequest) -> OperatorReply {
         let at = ctx.workflow_time();
         let reply = ctx.state_mut(|s| {
-            s.c.paused = true;
-            s.record(at, "pause", &req, String::new())
+            s.carry.paused = true;
+            s.record(at, OperatorVerb::Pause, &req, String::new())
         });
+        mark(ctx);
+        let name = ctx.state(|s| s.input.name.clone());
+        ctx.set_current_details(format!(
+            "paused by {} ({}): waiting for `steward backfill resume {name}`",
+            req.operator, req.reason
+        ));
         // The next run may start in the same step as this one ends (a
         // resume came meanwhile), so wait for a run to end, not for none
         // to be in flight.
@@ -708,7 +860,7 @@ impl BackfillRollout {
         _ctx: &WorkflowContextView,
         req: &OperatorRequest,
     ) -> Result<(), Rejection> {
-        self.check("resume", req).map_err(Into::into)
+        self.check(OperatorVerb::Resume, req).map_err(Into::into)
     }
 
     /// Operator: resume batches.
@@ -718,8 +870,20 @@ impl BackfillRollout {
         ctx: &mut SyncWorkflowContext<Self>,
         req: OperatorRequest,
     ) -> OperatorReply {
-        self.c.paused = false;
-        self.record(ctx.workflow_time(), "resume", &req, String::new())
+        self.carry.paused = false;
+        if self.attributes {
+            ctx.upsert_search_attributes(attributes::stage(
+                &self.input.name,
+                self.stage.as_str(),
+                waits(self.stage, false),
+            ));
+        }
+        self.record(
+            ctx.workflow_time(),
+            OperatorVerb::Resume,
+            &req,
+            String::new(),
+        )
     }
 
     #[update_validator(abort)]
@@ -728,7 +892,7 @@ impl BackfillRollout {
         _ctx: &WorkflowContextView,
         req: &OperatorRequest,
     ) -> Result<(), Rejection> {
-        self.check("abort", req).map_err(Into::into)
+        self.check(OperatorVerb::Abort, req).map_err(Into::into)
     }
 
     /// Operator: stop and roll back.
@@ -739,7 +903,12 @@ impl BackfillRollout {
         req: OperatorRequest,
     ) -> OperatorReply {
         self.abort_requested = true;
-        self.record(ctx.workflow_time(), "abort", &req, String::new())
+        self.record(
+            ctx.workflow_time(),
+            OperatorVerb::Abort,
+            &req,
+            String::new(),
+        )
     }
 
     #[update_validator(set)]
@@ -748,7 +917,7 @@ impl BackfillRollout {
         _ctx: &WorkflowContextView,
         req: &OperatorRequest,
     ) -> Result<(), Rejection> {
-        self.check("set", req).map_err(Into::into)
+        self.check(OperatorVerb::Set, req).map_err(Into::into)
     }
 
     /// Operator: live settings (gh-ost style), applied from the next batch.
@@ -758,28 +927,120 @@ impl BackfillRollout {
         ctx: &mut SyncWorkflowContext<Self>,
         req: OperatorRequest,
     ) -> OperatorReply {
+        // Each setting with the value it replaces, for the audit trail.
         let mut detail = Vec::new();
         if req.batch_size > 0 {
-            self.c.batch_size = req.batch_size;
-            detail.push(format!("batch_size={}", req.batch_size));
+            detail.push(format!(
+                "batch_size {} → {}",
+                self.carry.batch_size, req.batch_size
+            ));
+            self.carry.batch_size = req.batch_size;
         }
         if req.max_lag_seconds > 0.0 {
-            self.c.max_lag_seconds = req.max_lag_seconds;
-            detail.push(format!("max_lag={}", req.max_lag_seconds));
+            detail.push(format!(
+                "max_lag {}s → {}s",
+                self.carry.max_lag_seconds, req.max_lag_seconds
+            ));
+            self.carry.max_lag_seconds = req.max_lag_seconds;
         }
-        self.record(ctx.workflow_time(), "set", &req, detail.join(" "))
+        self.record(
+            ctx.workflow_time(),
+            OperatorVerb::Set,
+            &req,
+            detail.join(", "),
+        )
+    }
+}
+
+/// How a rollout ends: its outcome and what the evidence records of it.
+struct Ending {
+    outcome: BackfillOutcome,
+    preconditions: Vec<CheckResult>,
+    validations: Vec<CheckResult>,
+    rollback: Option<RollbackResult>,
+    probe: Option<ProbeResult>,
+    /// Why it did not end `done`; empty when it did.
+    error: String,
+}
+
+impl Ending {
+    fn new(outcome: BackfillOutcome, error: impl Into<String>) -> Self {
+        Self {
+            outcome,
+            preconditions: vec![],
+            validations: vec![],
+            rollback: None,
+            probe: None,
+            error: error.into(),
+        }
     }
 }
 
 impl BackfillRollout {
+    /// Whether `req` carries the API's signature for `verb` on this run:
+    /// Ok(true) when it does, Ok(false) when it is unsigned and the spec
+    /// allows that, the refusal otherwise.
+    fn authenticated(&self, verb: OperatorVerb, req: &OperatorRequest) -> Result<bool, String> {
+        let detail = signing::request_detail(verb.as_str(), req);
+        let action = signing::Action {
+            workflow_id: &self.workflow_id,
+            verb: verb.as_str(),
+            operator: &req.operator,
+            credential_id: &req.credential_id,
+            reason: &req.reason,
+            detail: &detail,
+            signed_at: &req.signed_at,
+        };
+        let signed = !req.signature.is_empty()
+            && verify::signed(&self.plan.verify_key, &action, &req.signature);
+        if !req.signature.is_empty() && !signed {
+            return Err(
+                "the request's signature does not verify: it was not signed by this deployment's API for this rollout"
+                    .into(),
+            );
+        }
+        if self.plan.require_verified && !signed {
+            return Err(format!(
+                "backfill `{}` takes verified operator actions only (require_verified): send `{verb}` through steward's API with your operator token",
+                self.input.name
+            ));
+        }
+        Ok(signed)
+    }
+
+    /// Whether the API signed the rollout's start (its starter is then the
+    /// token's operator, not a typed name).
+    fn start_verified(&self) -> bool {
+        let detail = signing::backfill_start_detail(&self.input);
+        !self.input.signature.is_empty()
+            && verify::signed(
+                &self.plan.verify_key,
+                &signing::Action {
+                    workflow_id: &self.workflow_id,
+                    verb: OperatorVerb::Start.as_str(),
+                    operator: &self.input.operator,
+                    credential_id: &self.input.credential_id,
+                    reason: &self.input.reason,
+                    detail: &detail,
+                    signed_at: &self.input.signed_at,
+                },
+                &self.input.signature,
+            )
+    }
+
     /// Whether an operator request is valid now; the reason when not.
-    pub fn check(&self, action: &str, req: &OperatorRequest) -> Result<(), String> {
+    pub fn check(&self, verb: OperatorVerb, req: &OperatorRequest) -> Result<(), String> {
         who(req)?;
-        match action {
-            "freeze" => self.in_phase(&["awaiting_freeze"], "freeze"),
-            "unfreeze" => self.in_phase(&["rolled_back_frozen"], "unfreeze"),
-            "approve" => {
-                self.in_phase(BEFORE_EXECUTION, "approve")?;
+        self.authenticated(verb, req)?;
+        match verb {
+            OperatorVerb::Start => Err(
+                "`start` is not an operator update: start a rollout with `steward backfill start`"
+                    .into(),
+            ),
+            OperatorVerb::Freeze => self.in_phase(&[BackfillPhase::AwaitingFreeze], verb),
+            OperatorVerb::Unfreeze => self.in_phase(&[BackfillPhase::RolledBackFrozen], verb),
+            OperatorVerb::Approve => {
+                self.in_phase(BEFORE_EXECUTION, verb)?;
                 if !self.plan.approvals.contains(&req.group) {
                     return Err(format!(
                         "`{}` is not an approving group of this backfill (expected one of: {})",
@@ -787,35 +1048,46 @@ impl BackfillRollout {
                         self.plan.approvals.join(", ")
                     ));
                 }
-                if self.c.approvals.contains(&req.group) {
+                if self.carry.approvals.contains(&req.group) {
                     return Err(format!("group `{}` has already approved", req.group));
                 }
-                Ok(())
+                if let Some(earlier) = self
+                    .carry
+                    .operator_actions
+                    .iter()
+                    .find(|a| OperatorVerb::Approve == a.action && a.operator == req.operator)
+                {
+                    return Err(format!(
+                        "`{}` already approved for `{}`: one operator approves for one group",
+                        req.operator, earlier.detail
+                    ));
+                }
+                self.check_member(&req.operator, &req.group)
             }
-            "pause" => {
-                self.in_phase(&["executing"], "pause")?;
-                if self.c.paused {
+            OperatorVerb::Pause => {
+                self.in_phase(&[BackfillPhase::Executing], verb)?;
+                if self.carry.paused {
                     Err("already paused".into())
                 } else {
                     Ok(())
                 }
             }
-            "resume" => {
-                if self.c.paused {
+            OperatorVerb::Resume => {
+                if self.carry.paused {
                     Ok(())
                 } else {
                     Err("not paused".into())
                 }
             }
-            "abort" => {
+            OperatorVerb::Abort => {
                 if self.abort_requested {
                     return Err("already aborting".into());
                 }
                 let mut phases = BEFORE_EXECUTION.to_vec();
-                phases.push("executing");
-                self.in_phase(&phases, "abort")
+                phases.push(BackfillPhase::Executing);
+                self.in_phase(&phases, verb)
             }
-            "set" => {
+            OperatorVerb::Set => {
                 if req.batch_size == 0 && req.max_lag_seconds == 0.0 {
                     return Err(
                         "nothing to set: give batch_size=N (N > 0) or max_lag=S (S > 0)".into(),
@@ -830,48 +1102,80 @@ impl BackfillRollout {
                 if req.max_lag_seconds < 0.0 || !req.max_lag_seconds.is_finite() {
                     return Err("max_lag must be a positive number of seconds".into());
                 }
-                if matches!(
-                    self.phase.as_str(),
-                    "done"
-                        | "rolling_back"
-                        | "rolled_back_frozen"
-                        | "validating"
-                        | "unfreezing"
-                        | "replay_probe"
-                ) {
-                    return Err(format!("settings cannot change in phase `{}`", self.phase));
+                let settled = match self.stage {
+                    BackfillStage::Ended(_) => true,
+                    BackfillStage::Running(phase) => SETTLED.contains(&phase),
+                };
+                if settled {
+                    return Err(format!("settings cannot change in phase `{}`", self.stage));
                 }
                 Ok(())
             }
-            other => Err(format!("unknown operator action `{other}`")),
         }
     }
 
+    /// Separation of duties, from the operators the plan recorded when the
+    /// run started: the approver is declared, belongs to the group, and did
+    /// not start the rollout. A config that declares no operators (a
+    /// single-operator setup) checks none of it.
+    fn check_member(&self, operator: &str, group: &str) -> Result<(), String> {
+        if self.plan.operators.is_empty() {
+            return Ok(());
+        }
+        let Some(member) = self.plan.operators.iter().find(|o| o.name == operator) else {
+            return Err(format!(
+                "`{operator}` is not a declared operator of this deployment"
+            ));
+        };
+        if !member.groups.iter().any(|g| g == group) {
+            return Err(format!(
+                "`{operator}` is not in group `{group}` (their groups: {})",
+                member.groups.join(", ")
+            ));
+        }
+        if self.input.operator == operator {
+            return Err(format!(
+                "`{operator}` started this rollout and cannot approve it"
+            ));
+        }
+        if self.plan.require_verified && !self.start_verified() {
+            return Err(
+                "this rollout was not started through steward's API, so who started it is not verified: start it again through the API"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     fn approved(&self) -> bool {
-        let have: BTreeSet<&String> = self.c.approvals.iter().collect();
+        let have: BTreeSet<&String> = self.carry.approvals.iter().collect();
         self.plan.approvals.iter().all(|g| have.contains(g))
     }
 
     fn rate(&self, now: SystemTime) -> f64 {
-        let Some(since) = parse_rfc3339(&self.c.executing_since) else {
+        let Some(since) = parse_rfc3339(&self.carry.executing_since) else {
             return 0.0;
         };
         let secs = now.duration_since(since).unwrap_or_default().as_secs_f64();
         if secs > 0.0 {
-            self.c.rows as f64 / secs
+            self.carry.rows as f64 / secs
         } else {
             0.0
         }
     }
 
-    fn in_phase(&self, phases: &[&str], what: &str) -> Result<(), String> {
-        if phases.contains(&self.phase.as_str()) {
+    fn in_phase(&self, phases: &[BackfillPhase], verb: OperatorVerb) -> Result<(), String> {
+        if phases.iter().any(|p| self.stage.is(*p)) {
             Ok(())
         } else {
             Err(format!(
-                "`{what}` is not allowed in phase `{}` (allowed in: {})",
-                self.phase,
-                phases.join(", ")
+                "`{verb}` is not allowed in phase `{}` (allowed in: {})",
+                self.stage,
+                phases
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         }
     }
@@ -879,21 +1183,30 @@ impl BackfillRollout {
     fn record(
         &mut self,
         at: Option<SystemTime>,
-        action: &str,
+        verb: OperatorVerb,
         req: &OperatorRequest,
         detail: String,
     ) -> OperatorReply {
         let at = rfc3339(at.unwrap_or(SystemTime::UNIX_EPOCH));
-        self.c.operator_actions.push(OperatorAction {
-            action: action.into(),
+        let detail_text = detail.clone();
+        let verified = self.authenticated(verb, req).unwrap_or(false);
+        self.carry.operator_actions.push(OperatorAction {
+            action: verb.into(),
             operator: req.operator.clone(),
             reason: req.reason.clone(),
             detail,
             at,
+            credential_id: req.credential_id.clone(),
+            verified,
         });
+        let message = if detail_text.is_empty() {
+            format!("{verb} accepted")
+        } else {
+            format!("{verb} accepted: {detail_text}")
+        };
         OperatorReply {
-            phase: self.phase.clone(),
-            message: format!("{action} accepted"),
+            phase: self.stage.as_str().into(),
+            message,
         }
     }
 }
@@ -913,16 +1226,66 @@ fn who(req: &OperatorRequest) -> Result<(), String> {
     Ok(())
 }
 
+/// The rollout is now in `phase`.
+fn enter(ctx: &WorkflowContext<BackfillRollout>, phase: BackfillPhase) {
+    ctx.state_mut(|s| s.stage = BackfillStage::Running(phase));
+    mark(ctx);
+}
+
+/// Whether the rollout, where it is, waits for an operator.
+fn waits(stage: BackfillStage, paused: bool) -> bool {
+    paused
+        || matches!(
+            stage,
+            BackfillStage::Running(
+                BackfillPhase::AwaitingFreeze
+                    | BackfillPhase::AwaitingApproval
+                    | BackfillPhase::RolledBackFrozen
+            )
+        )
+}
+
+/// Sets the rollout's search attributes to where it is now.
+fn mark(ctx: &WorkflowContext<BackfillRollout>) {
+    let (on, name, stage, paused) =
+        ctx.state(|s| (s.attributes, s.input.name.clone(), s.stage, s.carry.paused));
+    if on {
+        ctx.upsert_search_attributes(attributes::stage(
+            &name,
+            stage.as_str(),
+            waits(stage, paused),
+        ));
+    }
+}
+
+/// Unfreezes ingest (the spec's `unfreeze` action).
+async fn unfreeze(
+    ctx: &WorkflowContext<BackfillRollout>,
+    name: &str,
+    tag: &str,
+) -> WorkflowResult<()> {
+    enter(ctx, BackfillPhase::Unfreezing);
+    ctx.execute_activity(
+        BackfillAction,
+        spec_ref(name, tag, SpecAction::Unfreeze),
+        short("unfreeze ingest"),
+    )
+    .await?;
+    Ok(())
+}
+
 fn time(ctx: &WorkflowContext<BackfillRollout>) -> SystemTime {
     ctx.workflow_time().unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
-/// The run tag: the first run's id, which every written row carries.
-fn ctx_run_tag(input: &BackfillInput, now: &SystemTime) -> String {
-    format!("{}-{}", input.name, rfc3339(*now).replace([':', '-'], ""))
+/// The run tag: the backfill's name and the first run's start, which every
+/// written row carries.
+fn run_tag_for(name: &str, started: SystemTime) -> String {
+    format!("{name}-{}", rfc3339(started).replace([':', '-'], ""))
 }
 
-fn r(name: &str, tag: &str, action: &str) -> BackfillRef {
+/// The reference an action, rollback or probe activity gets.
+fn spec_ref(name: &str, tag: &str, action: SpecAction) -> BackfillRef {
     BackfillRef {
         name: name.into(),
         run_tag: tag.into(),
@@ -934,74 +1297,53 @@ fn r(name: &str, tag: &str, action: &str) -> BackfillRef {
 /// (the alert stays in the evidence).
 async fn alert(
     ctx: &WorkflowContext<BackfillRollout>,
+    severity: Severity,
     kind: &str,
-    severity: &str,
     message: String,
 ) {
-    let now = rfc3339(time(ctx));
+    let at = time(ctx);
     let wf = ctx.workflow_id().to_string();
-    let a = ctx.state_mut(|s| {
-        let a = Alert {
-            id: format!("{wf}-{}-{}-{kind}", s.c.run_tag, s.c.alerts.len() + 1),
-            severity: severity.into(),
+    let new = ctx.state_mut(|s| {
+        let new = NewAlert {
+            id: format!(
+                "{wf}-{}-{}-{kind}",
+                s.carry.run_tag,
+                s.carry.alerts.len() + 1
+            ),
+            severity,
             kind: format!("backfill.{kind}"),
             subject: s.input.name.clone(),
             message,
-            at: now,
-            detail_json: format!("{{\"workflow_id\":\"{wf}\",\"phase\":\"{}\"}}", s.phase),
+            at,
+            detail: detail([
+                ("workflow_id", wf.clone().into()),
+                ("phase", s.stage.as_str().into()),
+            ]),
         };
-        s.c.alerts.push(a.clone());
-        a
+        s.carry.alerts.push(new.clone().build());
+        new
     });
-    let _ = ctx.execute_activity(RaiseAlert, a, short()).await;
+    let _ = new.raise(ctx).await;
 }
 
-fn short() -> ActivityOptions {
-    crate::options::quick(120, 5)
+fn short(summary: impl Into<String>) -> ActivityOptions {
+    summarized(crate::options::quick(120, 5), summary)
 }
 
 /// Batches and long SQL heartbeat, so a dead worker is noticed within the
 /// heartbeat timeout; batches are exactly-once, so the retry is safe.
-fn long() -> ActivityOptions {
-    crate::options::heartbeating(3600, 5)
+fn long(summary: impl Into<String>) -> ActivityOptions {
+    summarized(crate::options::heartbeating(3600, 5), summary)
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SSZ` (the form the CLI and [`rfc3339`] write).
-pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    let b = s.as_bytes();
-    if b.len() != 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-        || b[19] != b'Z'
-    {
-        return None;
+/// What a run of batches covers, for the Temporal UI.
+fn batches_summary(r: &BatchRequest) -> String {
+    let last = r.batch_no + u64::from(r.max_batches.max(1)) - 1;
+    if last == r.batch_no {
+        format!("batch {} from id {}", r.batch_no, r.cursor)
+    } else {
+        format!("batches {}–{last} from id {}", r.batch_no, r.cursor)
     }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d, hh, mm, ss) = (
-        n(0..4)?,
-        n(5..7)?,
-        n(8..10)?,
-        n(11..13)?,
-        n(14..16)?,
-        n(17..19)?,
-    );
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
-    u64::try_from(secs)
-        .ok()
-        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
 }
 
 #[cfg(test)]
@@ -1009,27 +1351,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339_round_trips() {
-        for s in [
-            "1970-01-01T00:00:00Z",
-            "2026-06-21T13:45:07Z",
-            "2000-02-29T23:59:59Z",
-        ] {
-            assert_eq!(rfc3339(parse_rfc3339(s).unwrap()), s);
+    fn the_page_offers_what_the_validator_accepts_in_each_phase() {
+        use OperatorVerb::*;
+        let cases = [
+            (
+                BackfillPhase::AwaitingFreeze,
+                false,
+                vec![Freeze, Approve, Set, Abort],
+            ),
+            (
+                BackfillPhase::AwaitingApproval,
+                false,
+                vec![Approve, Set, Abort],
+            ),
+            (BackfillPhase::Executing, false, vec![Pause, Set, Abort]),
+            (BackfillPhase::Executing, true, vec![Resume, Set, Abort]),
+            (BackfillPhase::Validating, false, vec![]),
+            (BackfillPhase::RolledBackFrozen, false, vec![Unfreeze]),
+        ];
+        for (phase, paused, verbs) in cases {
+            assert_eq!(verbs_in(phase, paused), verbs, "{phase} paused={paused}");
         }
-        for bad in [
-            "",
-            "2026-06-21 13:45:07",
-            "2026-13-01T00:00:00Z",
-            "2026-06-21T13:45:07+02:00",
-        ] {
-            assert!(parse_rfc3339(bad).is_none(), "{bad}");
+        // Each verb offered passes the validator's phase rule, and every
+        // verb the phase rule refuses is not offered.
+        for phase in BackfillPhase::ALL {
+            let mut w = BackfillRollout {
+                stage: BackfillStage::Running(*phase),
+                ..Default::default()
+            };
+            w.plan.approvals = vec!["storage".into()];
+            let offered = verbs_in(*phase, false);
+            for verb in [Freeze, Unfreeze, Approve, Pause, Abort, Set] {
+                let req = OperatorRequest {
+                    operator: "ana".into(),
+                    reason: "r".into(),
+                    group: "storage".into(),
+                    batch_size: 5,
+                    ..Default::default()
+                };
+                let accepted = w.check(verb, &req).is_ok();
+                assert_eq!(
+                    offered.contains(&verb),
+                    accepted,
+                    "{verb} in {phase}: offered {offered:?}, validator {:?}",
+                    w.check(verb, &req)
+                );
+            }
         }
     }
 
-    fn wf(phase: &str, required: &[&str]) -> BackfillRollout {
+    fn wf(phase: BackfillPhase, required: &[&str]) -> BackfillRollout {
         BackfillRollout {
-            phase: phase.into(),
+            stage: BackfillStage::Running(phase),
             plan: BackfillPlan {
                 approvals: required.iter().map(|s| s.to_string()).collect(),
                 ..Default::default()
@@ -1049,17 +1422,17 @@ mod tests {
 
     #[test]
     fn invalid_operator_requests_are_rejected_with_a_reason() {
-        let w = wf("executing", &["storage"]);
-        let e = w.check("approve", &req("storage")).unwrap_err();
+        let w = wf(BackfillPhase::Executing, &["storage"]);
+        let e = w.check(OperatorVerb::Approve, &req("storage")).unwrap_err();
         assert!(e.contains("not allowed in phase `executing`"), "{e}");
-        let e = w.check("unfreeze", &req("")).unwrap_err();
+        let e = w.check(OperatorVerb::Unfreeze, &req("")).unwrap_err();
         assert!(
             e.contains("`unfreeze` is not allowed in phase `executing`"),
             "{e}"
         );
         let e = w
             .check(
-                "set",
+                OperatorVerb::Set,
                 &OperatorRequest {
                     batch_size: 0,
                     ..req("")
@@ -1069,7 +1442,7 @@ mod tests {
         assert!(e.contains("nothing to set"), "{e}");
         let e = w
             .check(
-                "pause",
+                OperatorVerb::Pause,
                 &OperatorRequest {
                     reason: " ".into(),
                     ..req("")
@@ -1077,23 +1450,28 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.contains("reason is required"), "{e}");
-        let w = wf("awaiting_approval", &["storage"]);
-        let e = w.check("approve", &req("marketing")).unwrap_err();
+        let w = wf(BackfillPhase::AwaitingApproval, &["storage"]);
+        let e = w
+            .check(OperatorVerb::Approve, &req("marketing"))
+            .unwrap_err();
         assert!(e.contains("not an approving group"), "{e}");
-        assert!(w.check("approve", &req("storage")).is_ok());
+        assert!(w.check(OperatorVerb::Approve, &req("storage")).is_ok());
         assert!(
-            w.check("pause", &req(""))
+            w.check(OperatorVerb::Pause, &req(""))
                 .unwrap_err()
                 .contains("not allowed in phase `awaiting_approval`")
         );
-        let mut w = wf("executing", &[]);
-        assert!(w.check("pause", &req("")).is_ok());
-        w.c.paused = true;
-        assert_eq!(w.check("pause", &req("")).unwrap_err(), "already paused");
-        assert!(w.check("resume", &req("")).is_ok());
+        let mut w = wf(BackfillPhase::Executing, &[]);
+        assert!(w.check(OperatorVerb::Pause, &req("")).is_ok());
+        w.carry.paused = true;
+        assert_eq!(
+            w.check(OperatorVerb::Pause, &req("")).unwrap_err(),
+            "already paused"
+        );
+        assert!(w.check(OperatorVerb::Resume, &req("")).is_ok());
         assert!(
             w.check(
-                "set",
+                OperatorVerb::Set,
                 &OperatorRequest {
                     batch_size: 2_000_000,
                     ..req("")
@@ -1105,13 +1483,38 @@ mod tests {
     }
 
     #[test]
+    fn start_is_not_an_update_and_settings_are_refused_once_settled_or_ended() {
+        let w = wf(BackfillPhase::Executing, &[]);
+        let e = w.check(OperatorVerb::Start, &req("")).unwrap_err();
+        assert!(e.contains("not an operator update"), "{e}");
+        let resize = OperatorRequest {
+            batch_size: 5,
+            ..req("")
+        };
+        assert!(w.check(OperatorVerb::Set, &resize).is_ok());
+        let w = wf(BackfillPhase::Validating, &[]);
+        assert!(
+            w.check(OperatorVerb::Set, &resize)
+                .unwrap_err()
+                .contains("cannot change in phase `validating`")
+        );
+        let mut w = wf(BackfillPhase::DryRun, &[]);
+        w.stage = BackfillStage::Ended(BackfillOutcome::DryRun);
+        assert!(
+            w.check(OperatorVerb::Set, &resize)
+                .unwrap_err()
+                .contains("cannot change in phase `dry_run`")
+        );
+    }
+
+    #[test]
     fn approval_needs_every_group() {
-        let mut w = wf("awaiting_approval", &["a", "b"]);
+        let mut w = wf(BackfillPhase::AwaitingApproval, &["a", "b"]);
         assert!(!w.approved());
-        w.c.approvals.push("a".into());
+        w.carry.approvals.push("a".into());
         assert!(!w.approved());
-        w.c.approvals.push("b".into());
+        w.carry.approvals.push("b".into());
         assert!(w.approved());
-        assert!(wf("x", &[]).approved());
+        assert!(wf(BackfillPhase::Frozen, &[]).approved());
     }
 }

@@ -7,9 +7,18 @@
 //! declared in `steward_proto::activities`.
 #![warn(missing_docs)]
 
+pub mod alert;
+pub mod attributes;
+// The SDK macros add undocumented marker constants to the impl blocks.
+#[allow(missing_docs)]
+pub mod cold_sweep;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
 pub mod backfill;
+pub mod failure;
+// The SDK macros add undocumented marker constants to the impl blocks.
+#[allow(missing_docs)]
+pub mod failover;
 pub mod options;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
@@ -17,11 +26,15 @@ pub mod restore;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
 pub mod sweep;
+pub mod time;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
 pub mod upgrade;
+pub mod verify;
 
 pub use backfill::BackfillRollout;
+pub use cold_sweep::ColdSweep;
+pub use failover::FailoverDrill;
 pub use restore::RestoreDrill;
 pub use sweep::ConsistencySweep;
 pub use upgrade::WarmUpgrade;

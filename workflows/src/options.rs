@@ -1,5 +1,6 @@
 //! Activity options shared by the workflows: one retry shape (1 s doubling
-//! to 10 s), with or without a heartbeat timeout.
+//! to 10 s), with or without a heartbeat timeout, and the summary the
+//! Temporal UI shows for each activity.
 
 use std::time::Duration;
 
@@ -20,6 +21,13 @@ pub fn heartbeating(start_to_close: u64, attempts: u32) -> ActivityOptions {
         .heartbeat_timeout(Duration::from_secs(10))
         .retry_policy(policy(attempts))
         .build()
+}
+
+/// `options` with the one-line summary the Temporal UI shows for the
+/// activity.
+pub fn summarized(mut options: ActivityOptions, summary: impl Into<String>) -> ActivityOptions {
+    options.summary = Some(summary.into());
+    options
 }
 
 fn policy(attempts: u32) -> RetryPolicy {

@@ -1,31 +1,56 @@
-//! `ConsistencySweep`: lock, plan, one activity per repo with bounded
-//! concurrency and a budget in workflow time, record, unlock.
+//! `ConsistencySweep`: plan, lock, the repos in batch activities with
+//! bounded concurrency and a budget in workflow time, the findings ledger,
+//! unlock, record.
+//!
+//! Repos go in batches (`limits::sweep_batch_size`): at most
+//! `limits::MAX_SWEEP_BATCHES` batch activities per sweep, so the history
+//! stays bounded whatever the number of repos, and the plan tells local
+//! repos that have not changed apart, so an unchanged estate runs none.
+//! Histories recorded before batches (one activity per repo) replay behind
+//! the [`BATCHES_PATCH`].
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use steward_proto::activities::{AcquireLock, PlanSweep, RecordSweep, ReleaseLock, SweepRepo};
-use steward_proto::v1::{
-    Finding, LockGrant, LockRelease, LockRequest, PlanRequest, RecordSweepRequest, RepoAction,
-    RepoError, RepoSweepOutcome, RepoSweepRequest, RepoTarget, SweepInput, SweepResult,
+use steward_proto::activities::{
+    AcquireLock, PlanSweep, RecordSweep, ReleaseLock, SweepBatch, SweepFindings, SweepRepo,
 };
-use steward_proto::{limits, names};
+use steward_proto::v1::{
+    FindingsRequest, FindingsSummary, LockGrant, LockRelease, LockRequest, PlanRequest,
+    RecordSweepRequest, RepoAction, RepoError, RepoSweepOutcome, RepoSweepRequest, RepoTarget,
+    SweepBatchRequest, SweepInput, SweepResult,
+};
+use steward_proto::vocab::{RepoStatus, SweepPhase};
+use steward_proto::{ids, limits, names};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityOptions, WorkflowCancellationToken, WorkflowContext, WorkflowContextView,
     WorkflowResult, workflows::join_all,
 };
 
+use crate::options::summarized;
+
 /// Default budget when neither the input nor the config sets one.
 pub const DEFAULT_MAX_SECONDS: u32 = 300;
 /// Default number of repos processed at once.
 pub const DEFAULT_CONCURRENCY: u32 = 4;
 
+/// Patch that made a sweep report the findings ledger (the estate's open
+/// findings, and what the sweep opened and resolved) instead of the
+/// findings of its own repos; histories recorded before it replay without
+/// the ledger activity.
+pub const FINDINGS_LEDGER_PATCH: &str = "sweep-findings-ledger";
+
+/// Patch that moved the repos into batch activities and let the plan tell
+/// unchanged local repos apart; histories recorded before it replay one
+/// activity per repo.
+pub const BATCHES_PATCH: &str = "sweep-batches";
+
 /// Live view of a running sweep, returned by the `progress` query.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SweepProgress {
-    /// `locking`, `planning`, `sweeping`, `recording` or `done`.
-    pub phase: String,
+    /// Where the sweep is.
+    pub phase: SweepPhase,
     /// Repos in the plan.
     pub repos_total: u32,
     /// Repos whose activity has finished.
@@ -36,9 +61,12 @@ pub struct SweepProgress {
 #[workflow]
 #[derive(Default)]
 pub struct ConsistencySweep {
-    phase: String,
+    phase: SweepPhase,
+    /// The next repo (per-repo sweeps) or batch (batched ones) a lane takes.
     next_repo: usize,
     repos_total: u32,
+    /// Repos the plan found clean: done without an activity.
+    clean: u32,
     outcomes: BTreeMap<usize, Result<RepoSweepOutcome, String>>,
 }
 
@@ -61,34 +89,45 @@ impl ConsistencySweep {
             },
             workflow_id: ctx.workflow_id().to_string(),
             run_id: holder.clone(),
-            started_at: rfc3339(started),
+            started_at: crate::time::rfc3339(started),
             full: input.full,
             schedule_id: input.schedule_id.clone(),
             ..Default::default()
         };
 
-        ctx.state_mut(|s| s.phase = "planning".into());
+        ctx.state_mut(|s| s.phase = SweepPhase::Planning);
+        let batched = ctx.patched(BATCHES_PATCH);
+        let plan_options = if batched {
+            // The plan reads every local repo: it heartbeats.
+            crate::options::heartbeating(1800, 5)
+        } else {
+            short_activity()
+        };
         let plan = ctx
             .execute_activity(
                 PlanSweep,
-                PlanRequest { full: input.full },
-                short_activity(),
+                PlanRequest {
+                    full: input.full,
+                    batched,
+                },
+                summarized(plan_options, "plan the sweep"),
             )
             .await?;
         let ttl = plan.lock_ttl_seconds.max(30);
 
-        ctx.state_mut(|s| s.phase = "locking".into());
+        ctx.state_mut(|s| s.phase = SweepPhase::Locking);
         let grant: LockGrant = ctx
             .execute_activity(
                 AcquireLock,
                 LockRequest {
-                    name: names::SWEEP_LOCK.into(),
+                    name: ids::SWEEP_LOCK.into(),
                     holder: holder.clone(),
                     ttl_seconds: ttl,
                 },
-                short_activity(),
+                summarized(short_activity(), "take the sweep lock"),
             )
             .await?;
+        let ledger = ctx.patched(FINDINGS_LEDGER_PATCH);
 
         if grant.acquired {
             let max_seconds = pick(
@@ -101,35 +140,66 @@ impl ConsistencySweep {
                 plan.default_concurrency,
                 DEFAULT_CONCURRENCY,
             );
+            let targets: Vec<RepoTarget> = if batched {
+                plan.names
+                    .iter()
+                    .map(|name| RepoTarget {
+                        name: name.clone(),
+                        ..Default::default()
+                    })
+                    .collect()
+            } else {
+                plan.repos.clone()
+            };
             ctx.state_mut(|s| {
-                s.phase = "sweeping".into();
-                s.repos_total = plan.repos.len() as u32;
+                s.phase = SweepPhase::Sweeping;
+                s.repos_total = (targets.len() + plan.clean.len()) as u32;
+                s.clean = plan.clean.len() as u32;
             });
-            let repos = plan.repos.clone();
-            let lanes = (0..concurrency.max(1)).map(|_| {
-                run_lane(
-                    ctx.clone(),
-                    repos.clone(),
-                    input.full,
-                    holder.clone(),
+            if batched {
+                let size = limits::sweep_batch_size(targets.len(), concurrency, plan.batch_size);
+                let batch = Batching {
+                    names: plan.names.clone(),
+                    size,
+                    full: input.full,
+                    holder: holder.clone(),
                     ttl,
                     started,
                     max_seconds,
-                )
-            });
-            join_all(lanes).await;
+                };
+                let lanes =
+                    (0..concurrency.max(1)).map(|_| run_batch_lane(ctx.clone(), batch.clone()));
+                join_all(lanes).await;
+            } else {
+                let lanes = (0..concurrency.max(1)).map(|_| {
+                    run_lane(
+                        ctx.clone(),
+                        targets.clone(),
+                        input.full,
+                        holder.clone(),
+                        ttl,
+                        started,
+                        max_seconds,
+                    )
+                });
+                join_all(lanes).await;
+            }
 
             let outcomes = ctx.state(|s| s.outcomes.clone());
-            fold_outcomes(&mut result, &plan.repos, &outcomes);
+            fold_outcomes(&mut result, &targets, &outcomes);
+            result.skipped_clean.extend(plan.clean.iter().cloned());
+            if ledger {
+                read_ledger(ctx, &mut result, &holder).await?;
+            }
 
             // Release even when the workflow is being cancelled: a detached
             // token keeps this activity alive past the workflow's own.
-            let mut release = short_activity();
+            let mut release = summarized(short_activity(), "give the sweep lock back");
             release.cancellation_token = Some(WorkflowCancellationToken::new());
             ctx.execute_activity(
                 ReleaseLock,
                 LockRelease {
-                    name: names::SWEEP_LOCK.into(),
+                    name: ids::SWEEP_LOCK.into(),
                     holder: holder.clone(),
                 },
                 release,
@@ -138,6 +208,9 @@ impl ConsistencySweep {
         } else {
             result.lock_skipped = true;
             result.lock_holder = grant.holder;
+            if ledger {
+                read_ledger(ctx, &mut result, &holder).await?;
+            }
         }
 
         let finished = ctx.workflow_time().unwrap_or(started);
@@ -146,28 +219,62 @@ impl ConsistencySweep {
             .unwrap_or_default()
             .as_secs_f64();
 
-        ctx.state_mut(|s| s.phase = "recording".into());
+        ctx.state_mut(|s| s.phase = SweepPhase::Recording);
         ctx.execute_activity(
             RecordSweep,
             RecordSweepRequest {
                 result: Some(result.clone()),
             },
-            short_activity(),
+            summarized(short_activity(), "record the sweep"),
         )
         .await?;
-        ctx.state_mut(|s| s.phase = "done".into());
+        ctx.state_mut(|s| s.phase = SweepPhase::Done);
         Ok(result)
     }
 
     /// Phase and repo counts of the running sweep.
-    #[query(name = "progress")]
+    #[query(name = names::SWEEP_PROGRESS_QUERY)]
     pub fn progress(&self, _ctx: &WorkflowContextView) -> SweepProgress {
         SweepProgress {
-            phase: self.phase.clone(),
+            phase: self.phase,
             repos_total: self.repos_total,
-            repos_done: self.outcomes.len() as u32,
+            repos_done: self.outcomes.len() as u32 + self.clean,
         }
     }
+}
+
+/// Replaces the findings of this sweep's repos in `result` with the
+/// ledger's: every open finding of the estate (so a sweep that skipped
+/// clean repos still reports their findings), and what this run opened and
+/// resolved.
+async fn read_ledger(
+    ctx: &WorkflowContext<ConsistencySweep>,
+    result: &mut SweepResult,
+    run_id: &str,
+) -> WorkflowResult<()> {
+    let summary: FindingsSummary = ctx
+        .execute_activity(
+            SweepFindings,
+            FindingsRequest {
+                run_id: run_id.into(),
+            },
+            summarized(short_activity(), "read the findings ledger"),
+        )
+        .await?;
+    apply_ledger(result, summary);
+    Ok(())
+}
+
+/// The ledger's findings as the sweep result reports them.
+pub fn apply_ledger(result: &mut SweepResult, summary: FindingsSummary) {
+    let listed = summary.open.len() as u32;
+    result.assessment_failures = summary.open;
+    result.open_findings = summary.open_count;
+    result.findings_omitted = summary.open_count.saturating_sub(listed);
+    result.findings_opened = summary.opened;
+    result.opened_count = summary.opened_count;
+    result.findings_resolved = summary.resolved;
+    result.resolved_count = summary.resolved_count;
 }
 
 /// One of `concurrency` lanes: takes the next repo from the shared cursor
@@ -195,35 +302,104 @@ async fn run_lane(
         let Some(repo) = repos.get(index).cloned() else {
             return;
         };
+        let summary = format!("repo {}", repo.name);
         let request = RepoSweepRequest {
             repo: Some(repo),
             full,
-            lock_name: names::SWEEP_LOCK.into(),
+            lock_name: ids::SWEEP_LOCK.into(),
             lock_holder: holder.clone(),
             lock_ttl_seconds: ttl,
         };
         let outcome = ctx
-            .execute_activity(SweepRepo, request, repo_activity())
+            .execute_activity(SweepRepo, request, summarized(repo_activity(), summary))
             .await
-            .map_err(|e| failure_message(&e));
-        ctx.state_mut(|s| {
+            .map_err(|e| crate::failure::failure_message(&e));
+        let (done, total) = ctx.state_mut(|s| {
             s.outcomes.insert(index, outcome);
+            (s.outcomes.len(), s.repos_total)
         });
+        ctx.set_current_details(format!("sweeping: {done} of {total} repos done"));
     }
 }
 
-/// The activity's own failure message: the SDK wraps it in layers that
-/// start with "Activity ..." or "Failure(...", and below it come its causes.
-pub fn failure_message(e: &dyn std::error::Error) -> String {
-    let mut current: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = current {
-        let msg = err.to_string();
-        if !msg.starts_with("Activity ") && !msg.starts_with("Failure(") {
-            return msg;
+/// What every batch lane of a sweep shares.
+#[derive(Debug, Clone)]
+struct Batching {
+    names: Vec<String>,
+    size: usize,
+    full: bool,
+    holder: String,
+    ttl: u32,
+    started: SystemTime,
+    max_seconds: u32,
+}
+
+/// One of `concurrency` lanes of a batched sweep: takes the next batch from
+/// the shared cursor until none is left or the budget is spent; the batch
+/// activity itself starts no repo past the budget's end.
+async fn run_batch_lane(ctx: WorkflowContext<ConsistencySweep>, b: Batching) {
+    let deadline_ms = (b.started + Duration::from_secs(b.max_seconds.into()))
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    loop {
+        let now = ctx.workflow_time().unwrap_or(b.started);
+        if budget_spent(b.started, now, b.max_seconds) {
+            return;
         }
-        current = err.source();
+        let from = ctx.state_mut(|s| {
+            let i = s.next_repo;
+            s.next_repo += 1;
+            i * b.size
+        });
+        if from >= b.names.len() {
+            return;
+        }
+        let to = (from + b.size).min(b.names.len());
+        let repos = b.names[from..to].to_vec();
+        let summary = if repos.len() == 1 {
+            format!("repo {}", repos[0])
+        } else {
+            format!("repos {}–{} of {}", from + 1, to, b.names.len())
+        };
+        let request = SweepBatchRequest {
+            repos,
+            full: b.full,
+            lock_name: ids::SWEEP_LOCK.into(),
+            lock_holder: b.holder.clone(),
+            lock_ttl_seconds: b.ttl,
+            deadline_ms,
+        };
+        let options = crate::options::heartbeating(600 + 120 * (to - from) as u64, 3);
+        let outcome = ctx
+            .execute_activity(SweepBatch, request, summarized(options, summary))
+            .await;
+        let (done, total) = ctx.state_mut(|s| {
+            match outcome {
+                Ok(batch) => {
+                    for (i, slot) in batch.slots.into_iter().enumerate() {
+                        if slot.not_started {
+                            continue;
+                        }
+                        let result = if slot.error.is_empty() {
+                            Ok(slot.outcome.unwrap_or_default())
+                        } else {
+                            Err(slot.error)
+                        };
+                        s.outcomes.insert(from + i, result);
+                    }
+                }
+                Err(e) => {
+                    let message = crate::failure::failure_message(&e);
+                    for i in from..to {
+                        s.outcomes.insert(i, Err(message.clone()));
+                    }
+                }
+            }
+            (s.outcomes.len() as u32 + s.clean, s.repos_total)
+        });
+        ctx.set_current_details(format!("sweeping: {done} of {total} repos done"));
     }
-    e.to_string()
 }
 
 /// Whether a sweep started at `started` may not start another repo at `now`.
@@ -253,22 +429,19 @@ pub fn fold_outcomes(
                     repo: repo.name.clone(),
                     message: message.clone(),
                 });
-                result.assessment_failures.push(Finding {
-                    check: "C-00".into(),
-                    repo: repo.name.clone(),
-                    file: String::new(),
-                    message: format!("automation error: {message}"),
-                });
             }
             Some(Ok(outcome)) => {
                 result.findings_omitted += outcome.findings_omitted;
                 result
                     .assessment_failures
                     .extend(outcome.findings.iter().cloned());
-                match outcome.status.as_str() {
-                    "skipped_clean" => result.skipped_clean.push(repo.name.clone()),
-                    "skipped_missing" => result.skipped_missing.push(repo.name.clone()),
-                    _ => {
+                // A status this workflow does not know is a repo the
+                // activity did process.
+                let status = outcome.status.parse().unwrap_or(RepoStatus::Processed);
+                match status {
+                    RepoStatus::SkippedClean => result.skipped_clean.push(repo.name.clone()),
+                    RepoStatus::SkippedMissing => result.skipped_missing.push(repo.name.clone()),
+                    RepoStatus::Processed => {
                         if !outcome.actions.is_empty() || !outcome.commit.is_empty() {
                             result.repos_processed.push(RepoAction {
                                 repo: repo.name.clone(),
@@ -282,8 +455,6 @@ pub fn fold_outcomes(
             }
         }
     }
-    // C-00 rows are kept with the automation errors, not as assessment failures.
-    result.assessment_failures.retain(|f| f.check != "C-00");
     // The result must stay well under the server's payload limit.
     let over = result
         .assessment_failures
@@ -307,56 +478,17 @@ fn repo_activity() -> ActivityOptions {
     crate::options::heartbeating(600, 3)
 }
 
-/// RFC 3339 in UTC, computed without a date library so the crate stays
-/// free of anything that could read the clock.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs() as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use steward_proto::v1::Finding;
+    use steward_proto::vocab::CheckCode;
 
     fn repo(name: &str) -> RepoTarget {
         RepoTarget {
             name: name.into(),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn rfc3339_formats_known_instants() {
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_782_000_000);
-        assert_eq!(rfc3339(t), "2026-06-21T00:00:00Z");
-        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
     }
 
     #[test]
@@ -382,10 +514,10 @@ mod tests {
             0,
             Ok(RepoSweepOutcome {
                 repo: "a".into(),
-                status: "processed".into(),
+                status: RepoStatus::Processed.into(),
                 actions: vec!["upserted 1 workstream".into()],
                 findings: vec![Finding {
-                    check: "C-07".into(),
+                    check: CheckCode::InvalidTaskStatus.into(),
                     repo: "a".into(),
                     ..Default::default()
                 }],
@@ -395,14 +527,14 @@ mod tests {
         outcomes.insert(
             1,
             Ok(RepoSweepOutcome {
-                status: "skipped_clean".into(),
+                status: RepoStatus::SkippedClean.into(),
                 ..Default::default()
             }),
         );
         outcomes.insert(
             2,
             Ok(RepoSweepOutcome {
-                status: "skipped_missing".into(),
+                status: RepoStatus::SkippedMissing.into(),
                 ..Default::default()
             }),
         );
@@ -429,9 +561,9 @@ mod tests {
         outcomes.insert(
             0,
             Ok(RepoSweepOutcome {
-                status: "processed".into(),
+                status: RepoStatus::Processed.into(),
                 findings: vec![Finding {
-                    check: "C-02".into(),
+                    check: CheckCode::DuplicateTaskId.into(),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -452,10 +584,10 @@ mod tests {
             outcomes.insert(
                 i,
                 Ok(RepoSweepOutcome {
-                    status: "processed".into(),
+                    status: RepoStatus::Processed.into(),
                     findings: vec![
                         Finding {
-                            check: "C-02".into(),
+                            check: CheckCode::DuplicateTaskId.into(),
                             ..Default::default()
                         };
                         limits::FINDINGS_PER_REPO

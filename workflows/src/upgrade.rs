@@ -6,22 +6,32 @@
 
 use std::time::{Duration, SystemTime};
 
+use serde_json::{Map, Value};
 use steward_proto::activities::{
-    AcquireLock, RaiseAlert, ReleaseLock, UpgradeInspect, UpgradeRecord, UpgradeStep,
+    AcquireLock, ReleaseLock, UpgradeInspect, UpgradeRecord, UpgradeStep,
 };
 use steward_proto::v1::{
-    Alert, AppStep, ApproveReply, ApproveRequest, LockRelease, LockRequest, OperatorAction,
-    StepResult, UpgradeInput, UpgradePlan, UpgradeResult, UpgradeStatus,
+    AppStep, ApproveReply, ApproveRequest, LockRelease, LockRequest, OperatorAction, StepResult,
+    UpgradeInput, UpgradePlan, UpgradeResult, UpgradeStatus,
 };
-use steward_proto::{limits, names};
+use steward_proto::vocab::{
+    Advance, Hold, OnUnhealthy, OperatorVerb, Severity, UpgradeOutcome, UpgradePhase, UpgradeStage,
+    UpgradeStepKind,
+};
+use steward_proto::{ids, limits, names};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
-    ActivityOptions, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext,
+    ActivityOptions, SyncWorkflowContext, TimerOptions, WorkflowCancellationToken, WorkflowContext,
     WorkflowContextView, WorkflowResult,
 };
 
-use crate::sweep::rfc3339;
+use crate::alert::{NewAlert, detail};
+use crate::attributes::{self, SEARCH_ATTRIBUTES_PATCH};
+use crate::options::summarized;
+use crate::time::rfc3339;
+use crate::verify;
+use steward_proto::signing;
 
 type Rejection = Box<dyn std::error::Error + Send + Sync>;
 
@@ -31,25 +41,41 @@ type Rejection = Box<dyn std::error::Error + Send + Sync>;
 pub struct WarmUpgrade {
     input: UpgradeInput,
     plan: UpgradePlan,
-    phase: String,
+    stage: UpgradeStage,
     approved: Option<OperatorAction>,
     actions: Vec<OperatorAction>,
     alerts: u32,
     locked: bool,
+    /// Whether this run keeps its search attributes up to date (runs
+    /// recorded before the patch do not).
+    attributes: bool,
+    /// Whether the upgrade waits for an operator's approval.
+    waiting: bool,
+    /// The workflow id, which an approval's signature names.
+    workflow_id: String,
+    /// Why the candidate was judged failed (the failing step's result).
+    failure: StepResult,
+    /// What the prune step removed.
+    pruned: Vec<String>,
 }
 
 /// Patch that introduced the per-app lease lock; histories recorded before
 /// it replay without the lock activities.
 pub const APP_LOCK_PATCH: &str = "upgrade-per-app-lock";
 
+/// Patch that brought pruning, disk safety, what the canonical deployment
+/// runs apart from last good, first runs, stateless apps, cold runs and
+/// `on_unhealthy`; histories recorded before it replay the older steps.
+pub const UPGRADE_MODES_PATCH: &str = "upgrade-modes";
+
 #[workflow_methods]
 impl WarmUpgrade {
     /// Takes the input before any update is validated.
     #[init]
-    pub fn new(_ctx: &WorkflowContextView, input: UpgradeInput) -> Self {
+    pub fn new(ctx: &WorkflowContextView, input: UpgradeInput) -> Self {
         Self {
             input,
-            phase: "inspecting".into(),
+            workflow_id: ctx.workflow_id().to_string(),
             ..Default::default()
         }
     }
@@ -58,8 +84,15 @@ impl WarmUpgrade {
     #[run(name = names::WARM_UPGRADE)]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<UpgradeResult> {
         let input = ctx.state(|s| s.input.clone());
+        let attributes = ctx.patched(SEARCH_ATTRIBUTES_PATCH);
+        ctx.state_mut(|s| s.attributes = attributes);
+        enter(ctx, UpgradePhase::Inspecting);
         let plan = ctx
-            .execute_activity(UpgradeInspect, input.clone(), short())
+            .execute_activity(
+                UpgradeInspect,
+                input.clone(),
+                short(format!("inspect {}", input.app)),
+            )
             .await?;
         ctx.state_mut(|s| s.plan = plan.clone());
         // Scheduled runs get timestamped workflow ids, so the id alone does
@@ -69,19 +102,19 @@ impl WarmUpgrade {
                 .execute_activity(
                     AcquireLock,
                     LockRequest {
-                        name: format!("upgrade-{}", plan.app),
+                        name: ids::upgrade_lock(&plan.app),
                         holder: ctx.run_id().to_string(),
                         ttl_seconds: u32::try_from(plan.approval_wait_seconds + 7200)
                             .unwrap_or(u32::MAX),
                     },
-                    short(),
+                    short(format!("lock {}", ids::upgrade_lock(&plan.app))),
                 )
                 .await?;
             if !grant.acquired {
                 let last_good = plan.last_good.clone();
                 return Self::finish(
                     ctx,
-                    "skipped-busy",
+                    UpgradeOutcome::SkippedBusy,
                     &last_good,
                     true,
                     format!(
@@ -98,22 +131,36 @@ impl WarmUpgrade {
             plan.target.clone(),
             plan.last_good.clone(),
         );
-        let step = |name: &str, version: &str| AppStep {
+        let step = |kind: UpgradeStepKind, version: &str| AppStep {
             app: app.clone(),
-            step: name.into(),
+            step: kind.into(),
             version: version.into(),
             tag: ctx.run_id().to_string(),
         };
+        let modern = ctx.patched(UPGRADE_MODES_PATCH);
+        if modern {
+            enter(ctx, UpgradePhase::Pruning);
+            let pruned = run_step(ctx, step(UpgradeStepKind::Prune, "")).await?;
+            ctx.state_mut(|s| s.pruned = pruned.removed.clone());
+            if input.cold {
+                return Self::cold_run(ctx).await;
+            }
+        }
+        // What the canonical deployment runs now, and goes back to on a
+        // rollback (empty on a first run).
+        let from = if modern {
+            plan.deployed.clone()
+        } else {
+            last_good.clone()
+        };
 
-        if !input.trial && target == last_good {
-            ctx.state_mut(|s| s.phase = "health_gate".into());
-            let h = ctx
-                .execute_activity(UpgradeStep, step("health", &last_good), long())
-                .await?;
+        if !input.trial && target == from {
+            enter(ctx, UpgradePhase::HealthGate);
+            let h = run_step(ctx, step(UpgradeStepKind::Health, &from)).await?;
             if h.ok {
                 return Self::finish(
                     ctx,
-                    "noop-healthy",
+                    UpgradeOutcome::NoopHealthy,
                     &last_good,
                     true,
                     "already on the latest version and healthy".into(),
@@ -122,154 +169,252 @@ impl WarmUpgrade {
             }
             alert(
                 ctx,
-                "warning",
+                Severity::Warning,
                 "noop-unhealthy",
+                false,
                 format!(
-                    "{app} is on the latest version {last_good} but unhealthy: {}",
+                    "{app} is on the latest version {from} but unhealthy: {}",
                     h.message
                 ),
-                "",
+                failure_detail(&h),
             )
             .await;
-            return Self::finish(ctx, "noop-unhealthy", &last_good, false, h.message).await;
+            ctx.state_mut(|s| s.failure = h.clone());
+            return Self::finish(
+                ctx,
+                UpgradeOutcome::NoopUnhealthy,
+                &last_good,
+                false,
+                h.message,
+            )
+            .await;
+        }
+
+        let cold_mode = plan.advance.parse::<Advance>().ok() == Some(Advance::Cold);
+        if modern && cold_mode && !input.trial && !plan.cold_proven {
+            alert(
+                ctx,
+                Severity::Warning,
+                UpgradeOutcome::HeldCold.as_str(),
+                true,
+                format!(
+                    "upgrade of {app} to {target} is held: no cold run passed {target} \
+                     (advance = \"cold\"); run `steward upgrade run {app} --cold --version {target}`"
+                ),
+                Map::new(),
+            )
+            .await;
+            return Self::finish(
+                ctx,
+                UpgradeOutcome::HeldCold,
+                &last_good,
+                true,
+                format!(
+                    "no cold run passed {target}; {app} stays on {}",
+                    shown(&from)
+                ),
+            )
+            .await;
         }
 
         if !input.trial && !plan.hold.is_empty() {
-            ctx.state_mut(|s| s.phase = "held".into());
-            let outcome = format!("held-{}", plan.hold);
-            let notes = serde_json::to_string(&plan.matches).unwrap_or_default();
+            enter(ctx, UpgradePhase::Held);
+            // A hold this workflow does not know still holds.
+            let hold: Hold = plan.hold.parse().unwrap_or(Hold::ManualMigration);
+            let outcome = UpgradeOutcome::held(hold);
             alert(
                 ctx,
-                "warning",
-                &outcome,
-                format!("upgrade of {app} from {last_good} to {target} is held ({}); approve with `steward upgrade approve {app} --version {target}`", plan.hold),
-                &format!("{{\"matching_notes\":{notes}}}"),
+                Severity::Warning,
+                outcome.as_str(),
+                true,
+                format!("upgrade of {app} from {} to {target} is held ({}); approve with `steward upgrade approve {app} --version {target}`", shown(&from), plan.hold),
+                detail([("matching_notes", plan.matches.clone().into())]),
             )
             .await;
+            ctx.set_current_details(format!(
+                "held ({}): waiting for `steward upgrade approve {app} --version {target}`",
+                plan.hold
+            ));
+            let wait = TimerOptions::builder(Duration::from_secs(plan.approval_wait_seconds))
+                .summary(format!(
+                    "wait {}s for an approval of {target}",
+                    plan.approval_wait_seconds
+                ))
+                .build();
             select! {
-                _ = ctx.timer(Duration::from_secs(plan.approval_wait_seconds)) => {}
+                _ = ctx.timer(wait) => {}
                 _ = ctx.wait_condition(|s| s.approved.is_some()) => {}
             };
             if ctx.state(|s| s.approved.is_none()) {
                 return Self::finish(
                     ctx,
-                    &outcome,
+                    outcome,
                     &last_good,
                     true,
                     format!(
-                        "not approved within {}s; stays on {last_good}",
-                        plan.approval_wait_seconds
+                        "not approved within {}s; stays on {}",
+                        plan.approval_wait_seconds,
+                        shown(&from)
                     ),
                 )
                 .await;
             }
         }
 
-        ctx.state_mut(|s| s.phase = "undeploying".into());
-        ctx.execute_activity(UpgradeStep, step("undeploy", &last_good), long())
-            .await?;
-        ctx.state_mut(|s| s.phase = "snapshotting".into());
-        let snap = ctx
-            .execute_activity(UpgradeStep, step("snapshot", ""), long())
-            .await?;
+        if modern {
+            enter(ctx, UpgradePhase::CheckingDisk);
+            let room = run_step(ctx, step(UpgradeStepKind::DiskCheck, &target)).await?;
+            if !room.ok {
+                return Self::held_disk(ctx, &room).await;
+            }
+        }
+        if !modern || !from.is_empty() {
+            enter(ctx, UpgradePhase::Undeploying);
+            run_step(ctx, step(UpgradeStepKind::Undeploy, &from)).await?;
+        }
+        enter(ctx, UpgradePhase::Snapshotting);
+        let snap = run_step(ctx, step(UpgradeStepKind::Snapshot, "")).await?;
         if !snap.ok {
-            ctx.execute_activity(UpgradeStep, step("deploy", &last_good), long())
-                .await?;
+            if !modern || !from.is_empty() {
+                run_step(ctx, step(UpgradeStepKind::Deploy, &from)).await?;
+            }
             alert(
                 ctx,
-                "critical",
+                Severity::Critical,
                 "snapshot-failed",
+                true,
                 format!("{app}: snapshot failed, nothing upgraded: {}", snap.message),
-                "",
+                Map::new(),
             )
             .await;
             return Self::finish(
                 ctx,
-                "rolled-back",
+                UpgradeOutcome::RolledBack,
                 &last_good,
                 true,
                 format!("snapshot failed: {}", snap.message),
             )
             .await;
         }
-        ctx.state_mut(|s| s.phase = "deploying".into());
-        let deployed = ctx
-            .execute_activity(UpgradeStep, step("deploy", &target), long())
-            .await?;
+        enter(ctx, UpgradePhase::Deploying);
+        let deployed = run_step(ctx, step(UpgradeStepKind::Deploy, &target)).await?;
         let mut verdict: StepResult = deployed.clone();
         if deployed.ok {
-            ctx.state_mut(|s| s.phase = "health_gate".into());
-            verdict = ctx
-                .execute_activity(UpgradeStep, step("health", &target), long())
-                .await?;
+            enter(ctx, UpgradePhase::HealthGate);
+            verdict = run_step(ctx, step(UpgradeStepKind::Health, &target)).await?;
             if verdict.ok && input.trial {
-                ctx.state_mut(|s| s.phase = "asserting".into());
-                verdict = ctx
-                    .execute_activity(UpgradeStep, step("asserts", &target), long())
-                    .await?;
+                enter(ctx, UpgradePhase::Asserting);
+                verdict = run_step(ctx, step(UpgradeStepKind::Asserts, &target)).await?;
             }
         }
         if verdict.ok && !input.trial {
-            ctx.state_mut(|s| s.phase = "committing".into());
-            let done = ctx
-                .execute_activity(UpgradeStep, step("set_last_good", &target), short())
-                .await?;
+            enter(ctx, UpgradePhase::Committing);
+            let commit = if modern && cold_mode {
+                UpgradeStepKind::SetDeployed
+            } else {
+                UpgradeStepKind::SetLastGood
+            };
+            let done = run_step(ctx, step(commit, &target)).await?;
             if done.ok {
-                return Self::finish(
-                    ctx,
-                    "upgraded",
-                    &target,
-                    true,
-                    format!("{target} is healthy"),
-                )
-                .await;
+                let now_good = if commit == UpgradeStepKind::SetLastGood {
+                    target.clone()
+                } else {
+                    last_good.clone()
+                };
+                ctx.state_mut(|s| s.plan.deployed = target.clone());
+                let message = match (from.is_empty(), last_good.is_empty(), commit) {
+                    (true, true, UpgradeStepKind::SetLastGood) => format!(
+                        "first deploy: {target} is healthy; nothing ran before, last_good seeded with {target}"
+                    ),
+                    (true, _, _) => {
+                        format!("first deploy: {target} is healthy; nothing ran before")
+                    }
+                    _ => format!("{target} is healthy"),
+                };
+                return Self::finish(ctx, UpgradeOutcome::Upgraded, &now_good, true, message).await;
             }
             verdict = done;
         }
+        ctx.state_mut(|s| s.failure = verdict.clone());
+        let why = verdict.message.clone();
 
-        // Roll back: a trial always comes back to last good.
-        ctx.state_mut(|s| s.phase = "rolling_back".into());
-        ctx.execute_activity(UpgradeStep, step("undeploy", &target), long())
-            .await?;
-        let restored = ctx
-            .execute_activity(UpgradeStep, step("restore", ""), long())
-            .await?;
-        let redeployed = ctx
-            .execute_activity(UpgradeStep, step("deploy", &last_good), long())
-            .await?;
-        let healthy = ctx
-            .execute_activity(UpgradeStep, step("health", &last_good), long())
-            .await?;
+        let notify = plan.on_unhealthy.parse::<OnUnhealthy>().ok() == Some(OnUnhealthy::Notify);
+        if modern && notify && deployed.ok && !input.trial {
+            // Kept running as asked: recorded as what runs, never as good.
+            run_step(ctx, step(UpgradeStepKind::SetDeployed, &target)).await?;
+            ctx.state_mut(|s| s.plan.deployed = target.clone());
+            alert(
+                ctx,
+                Severity::Critical,
+                UpgradeOutcome::UnhealthyKept.as_str(),
+                false,
+                format!(
+                    "{app}: {target} is unhealthy ({why}) and kept running (on_unhealthy = \"notify\"); last good stays {}",
+                    shown(&last_good)
+                ),
+                failure_detail(&verdict),
+            )
+            .await;
+            return Self::finish(ctx, UpgradeOutcome::UnhealthyKept, &last_good, false, why).await;
+        }
+
+        // Roll back: a trial always comes back to what ran before.
+        enter(ctx, UpgradePhase::RollingBack);
+        run_step(ctx, step(UpgradeStepKind::Undeploy, &target)).await?;
+        let restored = run_step(ctx, step(UpgradeStepKind::Restore, "")).await?;
+        let nothing_before = modern && from.is_empty();
+        let (redeployed, healthy) = if nothing_before {
+            (restored.clone(), restored.clone())
+        } else {
+            (
+                run_step(ctx, step(UpgradeStepKind::Deploy, &from)).await?,
+                run_step(ctx, step(UpgradeStepKind::Health, &from)).await?,
+            )
+        };
+        if nothing_before {
+            ctx.state_mut(|s| s.plan.deployed = String::new());
+        }
         let recovered = restored.ok && redeployed.ok && healthy.ok;
+        let back = if nothing_before {
+            "nothing ran before: left undeployed, data restored".to_string()
+        } else {
+            format!("back on {from}")
+        };
         if input.trial {
             let outcome = if verdict.ok {
-                "trial-passed"
+                UpgradeOutcome::TrialPassed
             } else {
-                "trial-failed"
+                UpgradeOutcome::TrialFailed
             };
             if !recovered {
                 alert(
                     ctx,
-                    "critical",
+                    Severity::Critical,
                     "rollback-failed",
+                    false,
                     format!("{app}: restoring after the trial of {target} failed"),
-                    "",
+                    failure_detail(&verdict),
                 )
                 .await;
             }
             return Self::finish(ctx, outcome, &last_good, recovered, verdict.message).await;
         }
-        let why = verdict.message.clone();
         if recovered {
             alert(
                 ctx,
-                "warning",
+                Severity::Warning,
                 "rolled-back",
-                format!("{app}: {target} failed ({why}); back on {last_good}"),
-                "",
+                true,
+                format!("{app}: {target} failed ({why}); {back}"),
+                failure_detail(&verdict),
             )
             .await;
-            Self::finish(ctx, "rolled-back", &last_good, true, why).await
+            let message = if nothing_before {
+                format!("{why}; {back}")
+            } else {
+                why
+            };
+            Self::finish(ctx, UpgradeOutcome::RolledBack, &last_good, true, message).await
         } else {
             let how = [&restored, &redeployed, &healthy]
                 .iter()
@@ -279,15 +424,16 @@ impl WarmUpgrade {
                 .join("; ");
             alert(
                 ctx,
-                "critical",
+                Severity::Critical,
                 "rollback-failed",
+                false,
                 format!("{app}: {target} failed ({why}) and the rollback failed too: {how}"),
-                "",
+                failure_detail(&verdict),
             )
             .await;
             Self::finish(
                 ctx,
-                "rollback-failed",
+                UpgradeOutcome::RollbackFailed,
                 &last_good,
                 false,
                 format!("{why}; rollback: {how}"),
@@ -296,9 +442,117 @@ impl WarmUpgrade {
         }
     }
 
+    /// A cold run: the candidate on fresh data in a scratch folder, its
+    /// health gate and cold asserts, always undeployed and removed after;
+    /// a green one is recorded (and moves last good in cold mode).
+    async fn cold_run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<UpgradeResult> {
+        let plan = ctx.state(|s| s.plan.clone());
+        let (app, target) = (plan.app.clone(), plan.target.clone());
+        let step = |kind: UpgradeStepKind| AppStep {
+            app: app.clone(),
+            step: kind.into(),
+            version: target.clone(),
+            tag: ctx.run_id().to_string(),
+        };
+        enter(ctx, UpgradePhase::CheckingDisk);
+        let room = run_step(ctx, step(UpgradeStepKind::ColdDiskCheck)).await?;
+        if !room.ok {
+            return Self::held_disk(ctx, &room).await;
+        }
+        enter(ctx, UpgradePhase::ColdTesting);
+        let mut verdict = run_step(ctx, step(UpgradeStepKind::ColdDeploy)).await?;
+        if verdict.ok {
+            verdict = run_step(ctx, step(UpgradeStepKind::ColdHealth)).await?;
+        }
+        if verdict.ok {
+            verdict = run_step(ctx, step(UpgradeStepKind::ColdAsserts)).await?;
+        }
+        let cleaned = run_step(ctx, step(UpgradeStepKind::ColdUndeploy)).await?;
+        if !cleaned.ok {
+            alert(
+                ctx,
+                Severity::Warning,
+                "cold-leftover",
+                true,
+                format!(
+                    "{app}: the cold deployment of {target} did not undeploy: {}",
+                    cleaned.message
+                ),
+                Map::new(),
+            )
+            .await;
+        }
+        if !verdict.ok {
+            ctx.state_mut(|s| s.failure = verdict.clone());
+            alert(
+                ctx,
+                Severity::Warning,
+                UpgradeOutcome::ColdFailed.as_str(),
+                true,
+                format!(
+                    "{app}: the cold run of {target} failed: {}",
+                    verdict.message
+                ),
+                failure_detail(&verdict),
+            )
+            .await;
+            return Self::finish(
+                ctx,
+                UpgradeOutcome::ColdFailed,
+                &plan.last_good,
+                true,
+                verdict.message,
+            )
+            .await;
+        }
+        let recorded = run_step(ctx, step(UpgradeStepKind::ColdPassed)).await?;
+        let moves = plan.advance.parse::<Advance>().ok() == Some(Advance::Cold);
+        let last_good = if moves && recorded.ok {
+            target.clone()
+        } else {
+            plan.last_good.clone()
+        };
+        let message = match (moves, plan.last_good.is_empty()) {
+            (true, true) => {
+                format!("{target} passed on fresh data; last_good seeded with {target}")
+            }
+            (true, false) => format!(
+                "{target} passed on fresh data; last_good {} → {target}",
+                plan.last_good
+            ),
+            (false, _) => recorded.message.clone(),
+        };
+        Self::finish(ctx, UpgradeOutcome::ColdPassed, &last_good, true, message).await
+    }
+
+    /// Ends a run whose snapshot or cold data does not fit: nothing touched.
+    async fn held_disk(
+        ctx: &mut WorkflowContext<Self>,
+        room: &StepResult,
+    ) -> WorkflowResult<UpgradeResult> {
+        let (app, last_good) = ctx.state(|s| (s.plan.app.clone(), s.plan.last_good.clone()));
+        alert(
+            ctx,
+            Severity::Critical,
+            UpgradeOutcome::HeldDisk.as_str(),
+            true,
+            format!("{app}: not started, {}", room.message),
+            detail([("figures", room.message.clone().into())]),
+        )
+        .await;
+        Self::finish(
+            ctx,
+            UpgradeOutcome::HeldDisk,
+            &last_good,
+            true,
+            format!("{}; {app} untouched", room.message),
+        )
+        .await
+    }
+
     async fn finish(
         ctx: &mut WorkflowContext<Self>,
-        outcome: &str,
+        outcome: UpgradeOutcome,
         last_good: &str,
         recovered: bool,
         message: String,
@@ -313,6 +567,12 @@ impl WarmUpgrade {
             workflow_id: String::new(),
             run_id: String::new(),
             operator_actions: s.actions.clone(),
+            failed_check: s.failure.check.clone(),
+            failed_answer: s.failure.answer.clone(),
+            failed_at: s.failure.at.clone(),
+            pruned: s.pruned.clone(),
+            deployed: s.plan.deployed.clone(),
+            cold: s.input.cold,
         });
         let result = UpgradeResult {
             workflow_id: ctx.workflow_id().into(),
@@ -321,24 +581,31 @@ impl WarmUpgrade {
         };
         // The status query shows where the run left the app.
         ctx.state_mut(|s| {
-            s.phase = outcome.into();
+            s.stage = UpgradeStage::Ended(outcome);
+            s.waiting = false;
             s.plan.last_good = last_good.into();
         });
+        mark(ctx);
+        ctx.set_current_details(format!("ended: {outcome}"));
         if ctx.state(|s| s.locked) {
-            let mut release = short();
+            let mut release = short(format!("unlock {}", ids::upgrade_lock(&result.app)));
             release.cancellation_token = Some(WorkflowCancellationToken::new());
             ctx.execute_activity(
                 ReleaseLock,
                 LockRelease {
-                    name: format!("upgrade-{}", result.app),
+                    name: ids::upgrade_lock(&result.app),
                     holder: ctx.run_id().to_string(),
                 },
                 release,
             )
             .await?;
         }
-        ctx.execute_activity(UpgradeRecord, result.clone(), short())
-            .await?;
+        ctx.execute_activity(
+            UpgradeRecord,
+            result.clone(),
+            short(format!("record {outcome}")),
+        )
+        .await?;
         Ok(result)
     }
 
@@ -347,11 +614,14 @@ impl WarmUpgrade {
     pub fn status(&self, _ctx: &WorkflowContextView) -> UpgradeStatus {
         UpgradeStatus {
             app: self.input.app.clone(),
-            phase: self.phase.clone(),
+            phase: self.stage.as_str().into(),
+            outcome: self.stage.outcome().map(String::from).unwrap_or_default(),
             target: self.plan.target.clone(),
             last_good: self.plan.last_good.clone(),
             hold: self.plan.hold.clone(),
             trial: self.input.trial,
+            deployed: self.plan.deployed.clone(),
+            cold: self.input.cold,
         }
     }
 
@@ -372,11 +642,13 @@ impl WarmUpgrade {
         req: ApproveRequest,
     ) -> ApproveReply {
         let action = OperatorAction {
-            action: "approve".into(),
+            action: OperatorVerb::Approve.into(),
             operator: req.operator.clone(),
             reason: req.reason.clone(),
             detail: req.version.clone(),
             at: rfc3339(ctx.workflow_time().unwrap_or(SystemTime::UNIX_EPOCH)),
+            credential_id: req.credential_id.clone(),
+            verified: self.signed_approval(&req).unwrap_or(false),
         };
         self.actions.push(action.clone());
         self.approved = Some(action);
@@ -397,10 +669,10 @@ impl WarmUpgrade {
                 return Err(refusal);
             }
         }
-        if self.phase != "held" {
+        if self.stage != UpgradeStage::Running(UpgradePhase::Held) {
             return Err(format!(
                 "nothing to approve: the upgrade is in phase `{}`",
-                self.phase
+                self.stage
             ));
         }
         if req.version != self.plan.target {
@@ -409,18 +681,100 @@ impl WarmUpgrade {
                 self.plan.target, req.version
             ));
         }
+        self.signed_approval(req)?;
+        self.check_member(&req.operator)
+    }
+
+    /// Whether the API signed `req` for this run: Ok(true) when it did,
+    /// Ok(false) when it is unsigned and the app allows that, the refusal
+    /// otherwise.
+    fn signed_approval(&self, req: &ApproveRequest) -> Result<bool, String> {
+        let detail = signing::approve_detail(req);
+        let action = signing::Action {
+            workflow_id: &self.workflow_id,
+            verb: OperatorVerb::Approve.as_str(),
+            operator: &req.operator,
+            credential_id: &req.credential_id,
+            reason: &req.reason,
+            detail: &detail,
+            signed_at: &req.signed_at,
+        };
+        let signed = !req.signature.is_empty()
+            && verify::signed(&self.plan.verify_key, &action, &req.signature);
+        if !req.signature.is_empty() && !signed {
+            return Err(
+                "the approval's signature does not verify: it was not signed by this deployment's API for this upgrade"
+                    .into(),
+            );
+        }
+        if self.plan.require_verified && !signed {
+            return Err(format!(
+                "upgrades of `{}` take verified approvals only (require_verified): approve through steward's API with your operator token",
+                self.plan.app
+            ));
+        }
+        Ok(signed)
+    }
+
+    /// Separation of duties, from the operators the inspection recorded
+    /// when the run started: the approver is declared, belongs to the
+    /// app's approval group, and did not start the upgrade. A config that
+    /// declares no operators checks none of it.
+    fn check_member(&self, operator: &str) -> Result<(), String> {
+        if self.plan.operators.is_empty() {
+            return Ok(());
+        }
+        let Some(member) = self.plan.operators.iter().find(|o| o.name == operator) else {
+            return Err(format!(
+                "`{operator}` is not a declared operator of this deployment"
+            ));
+        };
+        let group = &self.plan.approval_group;
+        if !group.is_empty() && !member.groups.iter().any(|g| g == group) {
+            return Err(format!(
+                "`{operator}` is not in group `{group}`, which approves upgrades of `{}`",
+                self.plan.app
+            ));
+        }
+        if self.input.operator == operator {
+            return Err(format!(
+                "`{operator}` started this upgrade and cannot approve it"
+            ));
+        }
         Ok(())
     }
 }
 
+/// The upgrade is now in `phase`.
+fn enter(ctx: &WorkflowContext<WarmUpgrade>, phase: UpgradePhase) {
+    ctx.state_mut(|s| {
+        s.stage = UpgradeStage::Running(phase);
+        s.waiting = phase == UpgradePhase::Held;
+    });
+    mark(ctx);
+}
+
+/// Sets the upgrade's search attributes to where it is now.
+fn mark(ctx: &WorkflowContext<WarmUpgrade>) {
+    let (on, app, stage, waiting) =
+        ctx.state(|s| (s.attributes, s.input.app.clone(), s.stage, s.waiting));
+    if on {
+        ctx.upsert_search_attributes(attributes::stage(&app, stage.as_str(), waiting));
+    }
+}
+
+/// Raises an alert about the app; `recovered` says whether the app is back
+/// on a healthy last good. A sink that keeps failing does not stop the
+/// upgrade.
 async fn alert(
     ctx: &WorkflowContext<WarmUpgrade>,
-    severity: &str,
+    severity: Severity,
     kind: &str,
+    recovered: bool,
     message: String,
-    extra: &str,
+    extra: Map<String, Value>,
 ) {
-    let now = rfc3339(ctx.workflow_time().unwrap_or(SystemTime::UNIX_EPOCH));
+    let at = ctx.workflow_time().unwrap_or(SystemTime::UNIX_EPOCH);
     let wf = ctx.workflow_id().to_string();
     let run = ctx.run_id().to_string();
     let n = ctx.state_mut(|s| {
@@ -434,33 +788,56 @@ async fn alert(
             s.plan.last_good.clone(),
         )
     });
-    let recovered = !matches!(kind, "rollback-failed" | "noop-unhealthy");
-    let mut detail = format!(
-        "{{\"workflow_id\":\"{wf}\",\"attempted\":\"{target}\",\"last_good\":\"{last_good}\",\"recovered\":{recovered}"
-    );
-    if let Some(inner) = extra
-        .strip_prefix('{')
-        .and_then(|e| e.strip_suffix('}'))
-        .filter(|e| !e.is_empty())
-    {
-        detail.push(',');
-        detail.push_str(inner);
-    }
-    detail.push('}');
-    let a = Alert {
+    let mut detail = detail([
+        ("workflow_id", wf.clone().into()),
+        ("attempted", target.into()),
+        ("last_good", last_good.into()),
+        ("recovered", recovered.into()),
+    ]);
+    detail.extend(extra);
+    let new = NewAlert {
         id: format!("{wf}-{run}-{n}-{kind}"),
-        severity: severity.into(),
+        severity,
         kind: format!("upgrade.{kind}"),
         subject: app,
         message,
-        at: now,
-        detail_json: detail,
+        at,
+        detail,
     };
-    let _ = ctx.execute_activity(RaiseAlert, a, short()).await;
+    let _ = new.raise(ctx).await;
 }
 
-fn short() -> ActivityOptions {
-    crate::options::quick(60, 5)
+/// A version for people: `nothing` when empty.
+fn shown(version: &str) -> &str {
+    if version.is_empty() {
+        "nothing"
+    } else {
+        version
+    }
+}
+
+/// The failed check of `r` as alert details: which check, its answer, when.
+fn failure_detail(r: &StepResult) -> Map<String, Value> {
+    if r.check.is_empty() {
+        return detail([("reason", r.message.clone().into())]);
+    }
+    detail([
+        ("reason", r.message.clone().into()),
+        ("failed_check", r.check.clone().into()),
+        ("failed_answer", r.answer.clone().into()),
+        ("failed_at", r.at.clone().into()),
+    ])
+}
+
+fn short(summary: impl Into<String>) -> ActivityOptions {
+    summarized(crate::options::quick(60, 5), summary)
+}
+
+/// Runs one step of the upgrade, summarized for the Temporal UI.
+async fn run_step(ctx: &WorkflowContext<WarmUpgrade>, step: AppStep) -> WorkflowResult<StepResult> {
+    let summary = format!("{} {} {}", step.step, step.app, step.version);
+    let options = summarized(long(), summary.trim_end());
+    Ok(ctx.execute_activity(UpgradeStep, step, options).await?)
 }
 
 /// Steps heartbeat, so a worker killed mid-step is noticed in 10 s and the
@@ -472,11 +849,113 @@ fn long() -> ActivityOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use steward_proto::v1::OperatorGroups;
+
+    /// A held upgrade of `kc` to 10.8.0 that ana started, approved by
+    /// group `release`, with ana and bob in it and dan outside.
+    fn held_by_ana(require_verified: bool, verify_key: &str) -> WarmUpgrade {
+        let mut w = WarmUpgrade {
+            stage: UpgradeStage::Running(UpgradePhase::Held),
+            workflow_id: "warm-upgrade-kc".into(),
+            ..Default::default()
+        };
+        w.input.operator = "ana".into();
+        w.plan.app = "kc".into();
+        w.plan.target = "10.8.0".into();
+        w.plan.approval_group = "release".into();
+        w.plan.require_verified = require_verified;
+        w.plan.verify_key = verify_key.into();
+        w.plan.operators = [("ana", "release"), ("bob", "release"), ("dan", "storage")]
+            .into_iter()
+            .map(|(name, group)| OperatorGroups {
+                name: name.into(),
+                groups: vec![group.into()],
+            })
+            .collect();
+        w
+    }
+
+    fn approval(operator: &str) -> ApproveRequest {
+        ApproveRequest {
+            version: "10.8.0".into(),
+            operator: operator.into(),
+            reason: "notes read".into(),
+            credential_id: format!("{operator}-token"),
+            ..Default::default()
+        }
+    }
+
+    /// Signs `req` for `w` as the API would, with `key`.
+    fn sign(w: &WarmUpgrade, key: &ed25519_dalek::SigningKey, req: &mut ApproveRequest) {
+        use ed25519_dalek::Signer as _;
+        req.signed_at = "2026-12-02T10:00:00Z".into();
+        let detail = signing::approve_detail(req);
+        let message = signing::message(&signing::Action {
+            workflow_id: &w.workflow_id,
+            verb: "approve",
+            operator: &req.operator,
+            credential_id: &req.credential_id,
+            reason: &req.reason,
+            detail: &detail,
+            signed_at: &req.signed_at,
+        });
+        req.signature = hex::encode(key.sign(&message).to_bytes());
+    }
+
+    #[test]
+    fn the_approver_is_declared_in_the_group_and_not_the_starter() {
+        let w = held_by_ana(false, "");
+        for (who, says) in [
+            ("ana", "started this upgrade"),
+            ("dan", "not in group `release`"),
+            ("zed", "not a declared operator"),
+        ] {
+            let refusal = w.check_approve(&approval(who)).unwrap_err();
+            assert!(refusal.contains(says), "{who}: {refusal}");
+        }
+        assert_eq!(w.check_approve(&approval("bob")), Ok(()));
+    }
+
+    #[test]
+    fn require_verified_takes_only_what_this_deployments_api_signed_for_this_run() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        let w = held_by_ana(true, &hex::encode(key.verifying_key().to_bytes()));
+        let refusal = w.check_approve(&approval("bob")).unwrap_err();
+        assert!(refusal.contains("require_verified"), "{refusal}");
+        let mut signed = approval("bob");
+        sign(&w, &key, &mut signed);
+        assert_eq!(w.check_approve(&signed), Ok(()));
+        let mut forged = approval("bob");
+        sign(&w, &other, &mut forged);
+        assert!(
+            w.check_approve(&forged)
+                .unwrap_err()
+                .contains("does not verify")
+        );
+        let mut renamed = signed.clone();
+        renamed.operator = "dan".into();
+        assert!(
+            w.check_approve(&renamed)
+                .unwrap_err()
+                .contains("does not verify"),
+            "the signature covers the name"
+        );
+        let mut elsewhere = held_by_ana(true, &hex::encode(key.verifying_key().to_bytes()));
+        elsewhere.workflow_id = "warm-upgrade-other".into();
+        assert!(
+            elsewhere
+                .check_approve(&signed)
+                .unwrap_err()
+                .contains("does not verify"),
+            "a signature is for one run"
+        );
+    }
 
     #[test]
     fn an_approval_is_for_the_held_version_only() {
         let mut w = WarmUpgrade {
-            phase: "held".into(),
+            stage: UpgradeStage::Running(UpgradePhase::Held),
             ..Default::default()
         };
         w.plan.target = "10.8.0+26.6.2".into();
@@ -484,6 +963,7 @@ mod tests {
             version: v.into(),
             operator: "ana".into(),
             reason: "read the notes".into(),
+            ..Default::default()
         };
         assert!(w.check_approve(&req("10.8.0+26.6.2")).is_ok());
         assert!(
@@ -498,7 +978,7 @@ mod tests {
             })
             .is_err()
         );
-        w.phase = "deploying".into();
+        w.stage = UpgradeStage::Running(UpgradePhase::Deploying);
         assert!(
             w.check_approve(&req("10.8.0+26.6.2"))
                 .unwrap_err()

@@ -6,7 +6,6 @@ pub mod sql;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,12 +16,14 @@ use steward_proto::v1::{
     DryRunReport, DryRunRequest, EvidenceWritten, LagReading, PreconditionsResult, ProbeResult,
     RollbackResult, SkippedBatch, ValidationRequest, ValidationResult,
 };
+use steward_proto::vocab::SpecAction;
 use steward_proto::{limits, names};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 pub use spec::{Action, BackfillSpec, Expect, parse_expect};
 
+use crate::command::Command;
 use crate::files::write_private;
 
 /// Backfill errors.
@@ -87,6 +88,7 @@ pub struct BackfillActivities {
     pools: Mutex<HashMap<String, AnyPool>>,
     artifacts: PathBuf,
     metrics: crate::metrics::Metrics,
+    roster: crate::roster::Roster,
 }
 
 const PROGRESS_DDL: &str = "CREATE TABLE IF NOT EXISTS steward_backfill_progress (run_tag TEXT NOT NULL, \
@@ -101,7 +103,14 @@ impl BackfillActivities {
             pools: Mutex::new(HashMap::new()),
             artifacts,
             metrics: Default::default(),
+            roster: Default::default(),
         }
+    }
+
+    /// The same activities, handing `roster` to every rollout's plan.
+    pub fn with_roster(mut self, roster: crate::roster::Roster) -> Self {
+        self.roster = roster;
+        self
     }
 
     /// The same activities, recording rows, rate and phase into `metrics`.
@@ -151,6 +160,9 @@ impl BackfillActivities {
             has_snapshot: s.snapshot.is_some(),
             has_replay_probe: s.replay_probe.is_some(),
             throttle_seconds: s.throttle_seconds,
+            operators: self.roster.operators.clone(),
+            require_verified: s.require_verified,
+            verify_key: self.roster.verify_key.clone(),
         })
     }
 
@@ -203,14 +215,23 @@ impl BackfillActivities {
 
     /// Runs an action of the spec. Idempotent when the action is: freeze
     /// and unfreeze set flags, snapshots replace their copy.
-    pub async fn run_action(&self, name: &str, which: &str, run_tag: &str) -> Result<(), Error> {
+    pub async fn run_action(
+        &self,
+        name: &str,
+        which: SpecAction,
+        run_tag: &str,
+    ) -> Result<(), Error> {
         let s = self.spec(name)?;
         let action = match which {
-            "freeze" => s.freeze.as_ref(),
-            "unfreeze" => s.unfreeze.as_ref(),
-            "snapshot" => s.snapshot.as_ref(),
-            "restore" => s.restore.as_ref(),
-            other => return Err(Error::Action(format!("unknown action `{other}`"))),
+            SpecAction::Freeze => s.freeze.as_ref(),
+            SpecAction::Unfreeze => s.unfreeze.as_ref(),
+            SpecAction::Snapshot => s.snapshot.as_ref(),
+            SpecAction::Restore => s.restore.as_ref(),
+            SpecAction::Probe | SpecAction::Rollback => {
+                return Err(Error::Action(format!(
+                    "`{which}` is not a spec action; it has its own activity"
+                )));
+            }
         };
         match action {
             None => Ok(()),
@@ -267,26 +288,11 @@ impl BackfillActivities {
             }
         }
         if let Some(argv) = &action.command {
-            let child = tokio::process::Command::new(&argv[0])
-                .args(&argv[1..])
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .output();
-            let out = tokio::time::timeout(timeout, child)
+            Command::new(argv.iter().cloned())
+                .timeout(timeout)
+                .run()
                 .await
-                .map_err(|_| {
-                    Error::Action(format!("`{}` did not finish within {timeout:?}", argv[0]))
-                })?
-                .map_err(|e| Error::Action(format!("`{}` could not be started: {e}", argv[0])))?;
-            if !out.status.success() {
-                let err = String::from_utf8_lossy(&out.stderr);
-                return Err(Error::Action(format!(
-                    "`{}` exited with {}: {}",
-                    argv[0],
-                    out.status,
-                    shorten(err.trim())
-                )));
-            }
+                .map_err(|e| Error::Action(e.to_string()))?;
         }
         Ok(())
     }
@@ -758,8 +764,9 @@ impl BackfillActivities {
         r: BackfillRef,
     ) -> Result<(), ActivityError> {
         self.metrics.backfill_phase(&r.name, &r.action);
+        let which: SpecAction = r.action.parse().map_err(crate::failure::permanent)?;
         crate::heartbeat::with_heartbeat(&ctx, async {
-            self.run_action(&r.name, &r.action, &r.run_tag)
+            self.run_action(&r.name, which, &r.run_tag)
                 .await
                 .map_err(failure)
         })

@@ -173,6 +173,10 @@ pub struct BackfillSpec {
     /// Groups that must approve before execution.
     #[serde(default)]
     pub approvals: Vec<String>,
+    /// Take only operator actions the API signed (verified identities);
+    /// the CLI's typed names are refused.
+    #[serde(default)]
+    pub require_verified: bool,
     /// Batches per workflow run before continue-as-new.
     #[serde(default = "default_batches_per_run")]
     pub batches_per_run: u32,
@@ -202,23 +206,6 @@ fn default_batches_per_run() -> u32 {
 }
 fn default_batches_per_activity() -> u32 {
     100
-}
-
-/// Parses "90s", "15m", "2h", "1d" or a number of seconds.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 90s, 15m, 2h"))?;
-    let factor = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("`{text}` has an unknown unit (use s, m, h or d)")),
-    };
-    Ok(n * factor)
 }
 
 impl Action {
@@ -313,11 +300,10 @@ impl BackfillSpec {
         if self.max_lag_seconds <= 0.0 {
             return e("max_lag_seconds", "must be positive".into());
         }
-        if let Err(m) = parse_duration(&self.max_runtime) {
+        if let Err(m) = crate::duration::parse(&self.max_runtime) {
             return e("max_runtime", m);
         }
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
-        {
+        if crate::dburl::DatabaseUrl::parse(&self.database_url).is_err() {
             return e(
                 "database_url",
                 "must be a sqlite: or postgres:// URL".into(),
@@ -360,7 +346,7 @@ impl BackfillSpec {
 
     /// The alert threshold in seconds.
     pub fn max_runtime_seconds(&self) -> u64 {
-        parse_duration(&self.max_runtime).unwrap_or(7200)
+        crate::duration::parse(&self.max_runtime).unwrap_or(7200)
     }
 }
 
@@ -369,16 +355,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_expectations_parse() {
-        assert_eq!(parse_duration("2h"), Ok(7200));
-        assert_eq!(parse_duration("90"), Ok(90));
-        assert_eq!(parse_duration("15m"), Ok(900));
-        assert!(
-            parse_duration("2 weeks")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
-        assert!(parse_duration("h").is_err());
+    fn expectations_parse() {
         assert_eq!(parse_expect("unchanged"), Ok(Expect::Unchanged));
         assert_eq!(parse_expect("= 12"), Ok(Expect::Equal(12.0)));
         assert_eq!(parse_expect("<= 0.001"), Ok(Expect::AtMost(0.001)));

@@ -1,5 +1,6 @@
 //! The state store: workstreams, tasks, lease locks, queued status changes,
-//! per-repo sweep state and progress events.
+//! per-repo sweep state, progress events, the findings ledger
+//! (`findings.rs`) and the audit archive of closed runs (`archive.rs`).
 //!
 //! One `sqlx::AnyPool` serves both backends, chosen by the URL: SQLite for
 //! the embedded default (`sqlite://.steward/state.db`), PostgreSQL for
@@ -7,15 +8,23 @@
 //! (`$N` parameters, `ON CONFLICT ... DO UPDATE`), always with bound
 //! parameters. Migrations run on connect and are idempotent.
 
+pub mod archive;
+pub mod drill_log;
+pub mod findings;
 pub(crate) mod migrations;
 
-use std::collections::BTreeMap;
-use std::path::Path;
+/// The schema version this binary migrates the store to.
+pub const SCHEMA_VERSION: i64 = migrations::LATEST;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Once;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use steward_proto::v1::{LockGrant, ProgressEvent};
+use steward_proto::vocab::{ChangeState, StoreBackend};
+
+use crate::dburl::{DatabaseUrl, Unsupported};
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +41,8 @@ pub enum Error {
         source: sqlx::Error,
     },
     /// The URL names neither SQLite nor PostgreSQL.
-    #[error("state store: unsupported database_url `{0}` (use sqlite://PATH or postgres://...)")]
-    UnsupportedUrl(String),
+    #[error("state store: {0}")]
+    UnsupportedUrl(#[from] Unsupported),
     /// The SQLite file's folder could not be created.
     #[error("state store: cannot create {path}: {source}")]
     CreateDir {
@@ -44,20 +53,11 @@ pub enum Error {
     },
 }
 
-/// Which database is behind the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// A SQLite file.
-    Sqlite,
-    /// A PostgreSQL database.
-    Postgres,
-}
-
 /// Handle to the state store; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
-    backend: Backend,
+    backend: StoreBackend,
 }
 
 /// A workstream (one workplan file) as the store holds it.
@@ -124,8 +124,8 @@ pub struct StatusChange {
     pub reason: String,
     /// Who asked.
     pub requested_by: String,
-    /// `pending`, `applied`, `conflict` or `unknown_task`.
-    pub state: String,
+    /// Where it is.
+    pub state: ChangeState,
 }
 
 /// Per-repo sweep memory.
@@ -144,7 +144,7 @@ static DRIVERS: Once = Once::new();
 /// and WAL mode set. Unlike the store, it never creates a missing database.
 pub async fn connect_any(url: &str) -> Result<AnyPool, sqlx::Error> {
     DRIVERS.call_once(sqlx::any::install_default_drivers);
-    let sqlite = url.starts_with("sqlite:");
+    let sqlite = DatabaseUrl::parse(url).is_ok_and(|u| u.is_sqlite());
     AnyPoolOptions::new()
         .max_connections(if sqlite { 4 } else { 8 })
         .after_connect(move |conn, _meta| {
@@ -164,18 +164,28 @@ impl Store {
     /// Connects and runs the migrations. A SQLite file and its folder are
     /// created when missing.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        let (backend, url) = normalize_url(url)?;
-        let pool = connect_any(&url).await.map_err(|source| Error::Connect {
-            url: redact(&url),
+        let parsed = DatabaseUrl::parse(url)?;
+        let url = parsed.creating().map_err(|source| Error::CreateDir {
+            path: parsed
+                .sqlite_file()
+                .and_then(|f| f.parent().map(|p| p.display().to_string()))
+                .unwrap_or_default(),
             source,
         })?;
-        let store = Self { pool, backend };
-        migrations::run(&store.pool).await?;
+        let pool = connect_any(&url).await.map_err(|source| Error::Connect {
+            url: parsed.redacted(),
+            source,
+        })?;
+        let store = Self {
+            pool,
+            backend: parsed.backend(),
+        };
+        migrations::run(&store.pool, store.backend).await?;
         Ok(store)
     }
 
     /// The backend behind this store.
-    pub fn backend(&self) -> Backend {
+    pub fn backend(&self) -> StoreBackend {
         self.backend
     }
 
@@ -292,6 +302,16 @@ impl Store {
         Ok(())
     }
 
+    /// Clears a repo's starved mark: a sweep visited it (its plan found it
+    /// clean) though no activity ran it.
+    pub async fn unstarve(&self, repo: &str) -> Result<(), Error> {
+        sqlx::query("UPDATE repo_state SET starved_since_ms = NULL WHERE repo = $1")
+            .bind(repo)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Marks a repo as left out by the budget; the first mark wins, so a
     /// retried call keeps the original time.
     pub async fn mark_starved(&self, repo: &str, now_ms: i64) -> Result<(), Error> {
@@ -355,16 +375,27 @@ impl Store {
     pub async fn workplan_ids_elsewhere(
         &self,
         repo: &str,
+        ids: &BTreeSet<String>,
     ) -> Result<BTreeMap<String, String>, Error> {
-        let rows = sqlx::query(
-            "SELECT workplan_id, repo FROM workstreams WHERE repo <> $1 AND archived = 0",
-        )
-        .bind(repo)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("workplan_id")?, r.try_get("repo")?)))
-            .collect()
+        // Only the ids the repo's files name: a sweep of many repos never
+        // reads the whole estate's workplan ids once per repo.
+        let mut out = BTreeMap::new();
+        let ids: Vec<&String> = ids.iter().collect();
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT workplan_id, repo FROM workstreams WHERE repo <> $1 AND archived = 0 AND workplan_id IN ({})",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(repo);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                out.insert(r.try_get("workplan_id")?, r.try_get("repo")?);
+            }
+        }
+        Ok(out)
     }
 
     /// Inserts or updates a workstream by UUID.
@@ -479,7 +510,7 @@ impl Store {
             status: status.into(),
             reason: reason.into(),
             requested_by: requested_by.into(),
-            state: "pending".into(),
+            state: ChangeState::Pending,
         };
         sqlx::query(
             "INSERT INTO status_changes (id, task_id, status, reason, requested_by, requested_at_ms, state, note) \
@@ -510,16 +541,16 @@ impl Store {
         rows.iter().map(change_from).collect()
     }
 
-    /// Closes a status change as `applied`, `conflict` or `unknown_task`.
+    /// Closes a pending status change as `state`.
     pub async fn resolve_change(
         &self,
         id: &str,
-        state: &str,
+        state: ChangeState,
         note: &str,
         now_ms: i64,
     ) -> Result<(), Error> {
         sqlx::query("UPDATE status_changes SET state = $1, note = $2, resolved_at_ms = $3 WHERE id = $4 AND state = 'pending'")
-            .bind(state)
+            .bind(state.as_str())
             .bind(note)
             .bind(now_ms)
             .bind(id)
@@ -559,6 +590,31 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Records the progress event of a workflow run: `detail` as its JSON
+    /// body, `workflow_id:run_id` as its id, now as its time. Recording a
+    /// run twice keeps the first (a retried activity records one event);
+    /// true when this call wrote it.
+    pub async fn record_run(
+        &self,
+        event_type: &str,
+        source: &str,
+        workflow_id: &str,
+        run_id: &str,
+        detail: &impl serde::Serialize,
+    ) -> Result<bool, Error> {
+        let event = ProgressEvent {
+            id: format!("{workflow_id}:{run_id}"),
+            event_type: event_type.into(),
+            source: source.into(),
+            created_at: String::new(),
+            workflow_id: workflow_id.into(),
+            run_id: run_id.into(),
+            detail_json: serde_json::to_string(detail).unwrap_or_default(),
+        };
+        self.insert_progress(&event, chrono::Utc::now().timestamp_millis())
+            .await
     }
 
     /// Latest progress events, newest first, optionally of one type and
@@ -623,7 +679,10 @@ fn change_from(r: &AnyRow) -> Result<StatusChange, Error> {
         status: r.try_get("status")?,
         reason: r.try_get("reason")?,
         requested_by: r.try_get("requested_by")?,
-        state: r.try_get("state")?,
+        state: r
+            .try_get::<String, _>("state")?
+            .parse()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
     })
 }
 
@@ -640,81 +699,4 @@ fn task_from(r: &AnyRow) -> Result<TaskRow, Error> {
         intervention_note: r.try_get("intervention_note")?,
         archived: r.try_get::<i64, _>("archived")? != 0,
     })
-}
-
-/// Picks the backend and makes a SQLite URL create its file when missing.
-pub(crate) fn normalize_url(url: &str) -> Result<(Backend, String), Error> {
-    if let Some(rest) = url.strip_prefix("sqlite:") {
-        let path = rest.trim_start_matches("//");
-        let file = path.split('?').next().unwrap_or("");
-        if !file.is_empty()
-            && file != ":memory:"
-            && let Some(parent) = Path::new(file)
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(parent).map_err(|source| Error::CreateDir {
-                path: parent.display().to_string(),
-                source,
-            })?;
-        }
-        let url = if url.contains("mode=") {
-            url.to_string()
-        } else if url.contains('?') {
-            format!("{url}&mode=rwc")
-        } else {
-            format!("{url}?mode=rwc")
-        };
-        Ok((Backend::Sqlite, url))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok((Backend::Postgres, url.to_string()))
-    } else {
-        Err(Error::UnsupportedUrl(redact(url)))
-    }
-}
-
-/// The URL with any password replaced, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &creds[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_pick_backends_and_redact_passwords() {
-        assert_eq!(
-            normalize_url("postgres://u:p@h/db").unwrap().0,
-            Backend::Postgres
-        );
-        let (b, u) = normalize_url("sqlite::memory:").unwrap();
-        assert_eq!(b, Backend::Sqlite);
-        assert!(u.ends_with("mode=rwc"));
-        assert!(
-            normalize_url("mysql://x")
-                .unwrap_err()
-                .to_string()
-                .contains("unsupported")
-        );
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
-    }
 }

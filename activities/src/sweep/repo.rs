@@ -1,13 +1,17 @@
-//! One repo of a sweep: pull gate, fingerprint, parse and assess, reconcile
-//! into the store, write back ids and queued status changes, commit.
+//! One repo of a sweep, as stages that each return what the next needs:
+//! the lease, the pull gate, the clean check, the assessment, the
+//! reconciliation into the store, the writeback, the push, and the close
+//! that records what the repo looks like now.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use steward_proto::limits;
-use steward_proto::v1::{Finding, RepoSweepOutcome, RepoSweepRequest};
+use steward_proto::v1::{Finding, RepoSweepOutcome, RepoSweepRequest, RepoTarget};
+use steward_proto::vocab::{ChangeState, CheckCode, RepoStatus};
 
+use super::writeback::{self, FileChange};
 use super::{SweepSettings, now_ms};
 use crate::git::{self, Repo, Sync};
 use crate::store::{self, StatusChange, Store, TaskRow, Workstream};
@@ -38,13 +42,14 @@ pub enum Error {
     LockLost(String),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.display().to_string(),
         source,
     }
 }
 
+/// What one repo's sweep has found and done so far.
 struct Ctx<'a> {
     store: &'a Store,
     repo: &'a str,
@@ -54,18 +59,31 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn find(&mut self, check: &str, file: &str, message: String) {
+    fn find(&mut self, check: CheckCode, file: &str, subject: &str, message: String) {
         self.findings.push(Finding {
             check: check.into(),
             repo: self.repo.into(),
             file: file.into(),
+            subject: subject.into(),
             message,
+            ..Default::default()
         });
     }
 
     fn act(&mut self, what: &'static str) {
         *self.actions.entry(what).or_default() += 1;
     }
+}
+
+/// Edits to write back, by file.
+type Edits = BTreeMap<String, Vec<Edit>>;
+
+/// What the reconciliation leaves for the writeback and the close.
+#[derive(Default)]
+struct Reconciled {
+    edits: Edits,
+    /// Queued changes the writeback carries (or the file already had).
+    applied: Vec<StatusChange>,
 }
 
 /// Sweeps one repo, as the activity's `attempt` (1 for the first). See
@@ -81,26 +99,17 @@ pub async fn process_repo(
         repo: target.name.clone(),
         ..Default::default()
     };
-    if !req.lock_holder.is_empty()
-        && !store
-            .renew_lock(
-                &req.lock_name,
-                &req.lock_holder,
-                req.lock_ttl_seconds,
-                now_ms(),
-            )
-            .await?
-    {
-        let holder = store
-            .lock_holder(&req.lock_name)
-            .await?
-            .map(|h| h.0)
-            .unwrap_or_default();
-        return Err(Error::LockLost(holder));
-    }
-
-    let Some(repo) = Repo::open(Path::new(&target.path)).await else {
-        outcome.status = "skipped_missing".into();
+    renew_lease(store, req).await?;
+    let opened = if target.url.is_empty() {
+        Repo::open(Path::new(&target.path)).await
+    } else {
+        Some(super::clone::prepare(&target.url, Path::new(&target.path), &req.lock_holder).await?)
+    };
+    let Some(repo) = opened else {
+        store
+            .hold_findings(&target.name, store::findings::REASON_MISSING)
+            .await?;
+        outcome.status = RepoStatus::SkippedMissing.into();
         return Ok(outcome);
     };
     let mut cx = Ctx {
@@ -111,42 +120,15 @@ pub async fn process_repo(
         actions: BTreeMap::new(),
     };
 
-    let recovered = recover_writeback(&repo, &req.lock_holder, settings).await?;
+    let recovered = writeback::recover(&repo, &req.lock_holder, settings).await?;
     if recovered.is_some() {
         cx.act("interrupted writeback committed");
     }
-    let gate = if target.remote.is_empty() {
-        if repo.is_dirty().await? {
-            Sync::Dirty
-        } else {
-            Sync::UpToDate
-        }
-    } else {
-        repo.pull_gate(&target.remote).await?
-    };
-    let writable = match gate {
-        Sync::Diverged => {
-            cx.find(
-                "C-16",
-                "",
-                format!("branch has diverged from `{}`: no writeback", target.remote),
-            );
-            false
-        }
-        Sync::Dirty => {
-            cx.find(
-                "C-16",
-                "",
-                "work tree has uncommitted changes: no writeback".into(),
-            );
-            false
-        }
-        Sync::FastForwarded => {
-            cx.act("fast-forwarded");
-            true
-        }
-        Sync::UpToDate | Sync::NoUpstream => true,
-    };
+    let gate = pull_gate(&mut cx, &repo, &target).await?;
+    let writable = matches!(
+        gate,
+        Sync::FastForwarded | Sync::UpToDate | Sync::NoUpstream
+    );
 
     let files = read_workplans(repo.dir())?;
     let pending = store.pending_changes(&target.name).await?;
@@ -157,13 +139,13 @@ pub async fn process_repo(
     // Only a retry can find a commit of its own run: the first attempt
     // spares every repo of every sweep a git call.
     let earlier = if attempt > 1 {
-        earlier_writeback(&repo, &req.lock_holder).await
+        writeback::earlier_commit(&repo, &req.lock_holder).await
     } else {
         None
     };
     if !req.full && gate != Sync::FastForwarded && state.fingerprint == fp && earlier.is_none() {
         store.set_repo_swept(&target.name, &fp, cx.now).await?;
-        outcome.status = "skipped_clean".into();
+        outcome.status = RepoStatus::SkippedClean.into();
         return Ok(outcome);
     }
 
@@ -175,170 +157,22 @@ pub async fn process_repo(
         })
         .collect();
     let known = Known {
-        elsewhere: store.workplan_ids_elsewhere(&target.name).await?,
+        elsewhere: store
+            .workplan_ids_elsewhere(&target.name, &checks::referenced_ids(&parsed))
+            .await?,
     };
     cx.findings
         .extend(checks::assess(&target.name, &parsed, &known));
 
-    let mut edits: BTreeMap<String, Vec<Edit>> = BTreeMap::new();
-    let mut seen_paths = BTreeSet::new();
-    let mut seen_ids = BTreeSet::new();
-    let mut applied: Vec<StatusChange> = Vec::new();
-    let by_task: BTreeMap<&str, &StatusChange> =
-        pending.iter().map(|c| (c.task_id.as_str(), c)).collect();
-    let mut present_tasks = BTreeSet::new();
-
-    for file in &parsed {
-        seen_paths.insert(file.path.clone());
-        let Ok(wp) = &file.parsed else { continue };
-        let id = value(wp.get("id"));
-        if id.is_empty() || known.elsewhere.contains_key(&id) || !seen_ids.insert(id.clone()) {
-            continue;
-        }
-        let Some(ws_id) = reconcile_workstream(&mut cx, &file.path, wp, &id, &mut edits).await?
-        else {
-            continue;
-        };
-        for task in &wp.tasks {
-            let task_id = value(task.get("id"));
-            if task_id.is_empty() {
-                continue;
-            }
-            present_tasks.insert(task_id.clone());
-            let file_status = value(task.get("status"));
-            let existing = store.task_by_task_id(&task_id).await?;
-            let mut status = file_status.clone();
-            if let Some(change) = by_task.get(task_id.as_str()) {
-                let last_seen = existing
-                    .as_ref()
-                    .map(|t| t.file_status.clone())
-                    .unwrap_or_default();
-                if change.status == file_status {
-                    applied.push((*change).clone());
-                } else if !last_seen.is_empty() && last_seen != file_status {
-                    cx.find(
-                        "C-15",
-                        &file.path,
-                        format!(
-                            "{task_id}: status changed in the file (`{last_seen}` -> `{file_status}`) since the last sweep; queued `{}` not written",
-                            change.status
-                        ),
-                    );
-                    store
-                        .resolve_change(
-                            &change.id,
-                            "conflict",
-                            &format!("file status is now `{file_status}`"),
-                            cx.now,
-                        )
-                        .await?;
-                } else if writable && let Some(field) = task.get("status") {
-                    edits
-                        .entry(file.path.clone())
-                        .or_default()
-                        .push(Edit::Replace {
-                            field: field.clone(),
-                            value: change.status.clone(),
-                        });
-                    status = change.status.clone();
-                    applied.push((*change).clone());
-                    cx.act("status changes written");
-                }
-            }
-            let task_row = TaskRow {
-                id: String::new(),
-                task_id: task_id.clone(),
-                workstream_id: ws_id.clone(),
-                title: task.title.clone().unwrap_or_default(),
-                status: status.clone(),
-                file_status: status,
-                priority: value(task.get("priority")),
-                needs_human: value(task.get("needs_human")) == "true",
-                intervention_note: value(task.get("intervention_note")),
-                archived: false,
-            };
-            reconcile_task(&mut cx, &file.path, task, task_row, existing, &mut edits).await?;
-        }
-        for old in store.tasks_of(&ws_id).await? {
-            if !old.archived && !present_tasks.contains(&old.task_id) {
-                store
-                    .upsert_task(
-                        &TaskRow {
-                            archived: true,
-                            ..old
-                        },
-                        cx.now,
-                    )
-                    .await?;
-                cx.act("tasks archived");
-            }
-        }
-    }
-
-    for change in &pending {
-        if !present_tasks.contains(&change.task_id) {
-            cx.find(
-                "C-17",
-                "",
-                format!(
-                    "status change for `{}` dropped: the task is not in this repo any more",
-                    change.task_id
-                ),
-            );
-            store
-                .resolve_change(&change.id, "unknown_task", "task not found in repo", cx.now)
-                .await?;
-        }
-    }
-
-    for ws in store.workstreams_of(&target.name).await? {
-        if !seen_paths.contains(&ws.path) && !seen_ids.contains(&ws.workplan_id) {
-            store.archive_workstream(&ws.id, cx.now).await?;
-            cx.find(
-                "C-11",
-                &ws.path,
-                format!("{} was deleted; its record is archived", ws.workplan_id),
-            );
-            cx.act("workstreams archived");
-        }
-    }
-
-    if writable && !edits.is_empty() {
-        let mut changes = Vec::new();
-        for (path, file_edits) in &edits {
-            let full = repo.dir().join(path);
-            let text = std::fs::read_to_string(&full).map_err(io(&full))?;
-            let wp = parse(text.as_bytes()).ok();
-            let ending = wp.as_ref().map(|w| w.line_ending).unwrap_or("\n");
-            let new = edit::apply(&text, file_edits, ending);
-            if new != text {
-                changes.push((path.clone(), full, new));
-            }
-        }
-        if !changes.is_empty() {
-            // The journal lets a retry after a crash between these writes
-            // and the commit recognise the half-done writeback as its own.
-            let journal = Journal {
-                files: changes
-                    .iter()
-                    .map(|(path, _, new)| JournalFile {
-                        path: path.clone(),
-                        sha256: sha256(new.as_bytes()),
-                    })
-                    .collect(),
-            };
-            journal.write(&repo)?;
-            for (_, full, new) in &changes {
-                write_atomic(full, new.as_bytes())?;
-            }
-            let paths: Vec<String> = changes.iter().map(|(p, _, _)| p.clone()).collect();
-            if let Some(commit) =
-                commit_writeback(&repo, &paths, &req.lock_holder, settings).await?
-            {
-                outcome.commit = commit;
-                cx.act("writeback commits");
-            }
-            Journal::remove(&repo)?;
+    let reconciled = reconcile(&mut cx, &parsed, &known, &pending, writable).await?;
+    if writable {
+        let changes = rendered(&repo, &reconciled.edits)?;
+        if !changes.is_empty()
+            && let Some(commit) =
+                writeback::write_and_commit(&repo, &changes, &req.lock_holder, settings).await?
+        {
+            outcome.commit = commit;
+            cx.act("writeback commits");
         }
     }
     if outcome.commit.is_empty() {
@@ -358,23 +192,17 @@ pub async fn process_repo(
         outcome.pushed = true;
         cx.act("pushed");
     }
-    for change in &applied {
+    for change in &reconciled.applied {
         store
-            .resolve_change(&change.id, "applied", &outcome.commit, cx.now)
+            .resolve_change(&change.id, ChangeState::Applied, &outcome.commit, cx.now)
             .await?;
     }
-
-    let after = read_workplans(repo.dir())?;
-    let left = store.pending_changes(&target.name).await?;
+    close(&cx, &repo, &target.name).await?;
     store
-        .set_repo_swept(
-            &target.name,
-            &fingerprint(&repo.head().await, &after, &left),
-            cx.now,
-        )
+        .sync_findings(&target.name, &cx.findings, &req.lock_holder, cx.now)
         .await?;
 
-    outcome.status = "processed".into();
+    outcome.status = RepoStatus::Processed.into();
     outcome.actions = cx
         .actions
         .iter()
@@ -382,6 +210,315 @@ pub async fn process_repo(
         .collect();
     (outcome.findings, outcome.findings_omitted) = bounded(cx.findings);
     Ok(outcome)
+}
+
+/// Whether the plan may count `target` as clean without an activity: a
+/// local repo (no remote to fetch) whose HEAD, workplan files and queued
+/// status changes are what the store saw last, with no interrupted
+/// writeback. Anything else (a repo with a remote, a missing one, one that
+/// changed) is left to the repo's activity, which decides as it always has.
+pub async fn clean_at_plan(store: &Store, target: &RepoTarget) -> Result<bool, Error> {
+    if !target.remote.is_empty() {
+        return Ok(false);
+    }
+    let Some(repo) = Repo::open(Path::new(&target.path)).await else {
+        return Ok(false);
+    };
+    if writeback::interrupted(&repo) {
+        return Ok(false);
+    }
+    let state = store.repo_state(&target.name).await?;
+    if state.fingerprint.is_empty() {
+        return Ok(false);
+    }
+    let files = read_workplans(repo.dir())?;
+    let pending = store.pending_changes(&target.name).await?;
+    Ok(state.fingerprint == fingerprint(&repo.head().await, &files, &pending))
+}
+
+/// Renews the sweep's lease; a sweep that lost it must not write.
+async fn renew_lease(store: &Store, req: &RepoSweepRequest) -> Result<(), Error> {
+    if req.lock_holder.is_empty()
+        || store
+            .renew_lock(
+                &req.lock_name,
+                &req.lock_holder,
+                req.lock_ttl_seconds,
+                now_ms(),
+            )
+            .await?
+    {
+        return Ok(());
+    }
+    let holder = store
+        .lock_holder(&req.lock_name)
+        .await?
+        .map(|h| h.0)
+        .unwrap_or_default();
+    Err(Error::LockLost(holder))
+}
+
+/// The pull gate: fetch and fast-forward when there is a remote; a
+/// diverged or dirty tree is a C-16 finding and gets no writeback.
+async fn pull_gate(cx: &mut Ctx<'_>, repo: &Repo, target: &RepoTarget) -> Result<Sync, Error> {
+    let gate = if target.remote.is_empty() {
+        if repo.is_dirty().await? {
+            Sync::Dirty
+        } else {
+            Sync::UpToDate
+        }
+    } else {
+        repo.pull_gate(&target.remote).await?
+    };
+    match gate {
+        Sync::Diverged => cx.find(
+            CheckCode::PullGateBlocked,
+            "",
+            "diverged",
+            format!("branch has diverged from `{}`: no writeback", target.remote),
+        ),
+        Sync::Dirty => cx.find(
+            CheckCode::PullGateBlocked,
+            "",
+            "dirty",
+            "work tree has uncommitted changes: no writeback".into(),
+        ),
+        Sync::FastForwarded => cx.act("fast-forwarded"),
+        Sync::UpToDate | Sync::NoUpstream => {}
+    }
+    Ok(gate)
+}
+
+/// Reconciles every parsed workplan of the repo with the store: workstream
+/// and task records (assigning ids the files lack), queued status changes
+/// (written back, or closed as conflicts or unknown tasks), tasks and
+/// workstreams gone from the files (archived).
+async fn reconcile(
+    cx: &mut Ctx<'_>,
+    parsed: &[RepoFile],
+    known: &Known,
+    pending: &[StatusChange],
+    writable: bool,
+) -> Result<Reconciled, Error> {
+    let mut out = Reconciled::default();
+    let mut seen_paths = BTreeSet::new();
+    let mut seen_ids = BTreeSet::new();
+    let by_task: BTreeMap<&str, &StatusChange> =
+        pending.iter().map(|c| (c.task_id.as_str(), c)).collect();
+    let mut present_tasks = BTreeSet::new();
+    // A task id used by two blocks names neither: both are left as they
+    // are (C-02 says why) rather than written over each other every sweep.
+    let duplicated = duplicated_task_ids(parsed);
+
+    for file in parsed {
+        seen_paths.insert(file.path.clone());
+        let Ok(wp) = &file.parsed else { continue };
+        let id = value(wp.get("id"));
+        if id.is_empty() || known.elsewhere.contains_key(&id) || !seen_ids.insert(id.clone()) {
+            continue;
+        }
+        let Some(ws_id) = reconcile_workstream(cx, &file.path, wp, &id, &mut out.edits).await?
+        else {
+            continue;
+        };
+        for task in &wp.tasks {
+            let task_id = value(task.get("id"));
+            if task_id.is_empty() {
+                continue;
+            }
+            present_tasks.insert(task_id.clone());
+            if duplicated.contains(&task_id) {
+                continue;
+            }
+            let file_status = value(task.get("status"));
+            let existing = cx.store.task_by_task_id(&task_id).await?;
+            if let Some(other) = task_elsewhere(cx, existing.as_ref(), &ws_id).await? {
+                cx.find(
+                    CheckCode::DuplicateTaskId,
+                    &file.path,
+                    &task_id,
+                    format!("task id `{task_id}` is also used in repo `{other}`"),
+                );
+                continue;
+            }
+            let mut status = file_status.clone();
+            if let Some(change) = by_task.get(task_id.as_str()) {
+                let last_seen = existing
+                    .as_ref()
+                    .map(|t| t.file_status.clone())
+                    .unwrap_or_default();
+                if change.status == file_status {
+                    out.applied.push((*change).clone());
+                } else if !last_seen.is_empty() && last_seen != file_status {
+                    cx.find(
+                        CheckCode::WritebackConflict,
+                        &file.path,
+                        &task_id,
+                        format!(
+                            "{task_id}: status changed in the file (`{last_seen}` -> `{file_status}`) since the last sweep; queued `{}` not written",
+                            change.status
+                        ),
+                    );
+                    cx.store
+                        .resolve_change(
+                            &change.id,
+                            ChangeState::Conflict,
+                            &format!("file status is now `{file_status}`"),
+                            cx.now,
+                        )
+                        .await?;
+                } else if writable && let Some(field) = task.get("status") {
+                    out.edits
+                        .entry(file.path.clone())
+                        .or_default()
+                        .push(Edit::Replace {
+                            field: field.clone(),
+                            value: change.status.clone(),
+                        });
+                    status = change.status.clone();
+                    out.applied.push((*change).clone());
+                    cx.act("status changes written");
+                }
+            }
+            let task_row = TaskRow {
+                id: String::new(),
+                task_id: task_id.clone(),
+                workstream_id: ws_id.clone(),
+                title: task.title.clone().unwrap_or_default(),
+                status: status.clone(),
+                file_status: status,
+                priority: value(task.get("priority")),
+                needs_human: value(task.get("needs_human")) == "true",
+                intervention_note: value(task.get("intervention_note")),
+                archived: false,
+            };
+            reconcile_task(cx, &file.path, task, task_row, existing, &mut out.edits).await?;
+        }
+        for old in cx.store.tasks_of(&ws_id).await? {
+            if !old.archived && !present_tasks.contains(&old.task_id) {
+                cx.store
+                    .upsert_task(
+                        &TaskRow {
+                            archived: true,
+                            ..old
+                        },
+                        cx.now,
+                    )
+                    .await?;
+                cx.act("tasks archived");
+            }
+        }
+    }
+
+    for change in pending {
+        if !present_tasks.contains(&change.task_id) {
+            cx.find(
+                CheckCode::UnknownTask,
+                "",
+                &change.task_id,
+                format!(
+                    "status change for `{}` dropped: the task is not in this repo any more",
+                    change.task_id
+                ),
+            );
+            cx.store
+                .resolve_change(
+                    &change.id,
+                    ChangeState::UnknownTask,
+                    "task not found in repo",
+                    cx.now,
+                )
+                .await?;
+        }
+    }
+
+    for ws in cx.store.workstreams_of(cx.repo).await? {
+        if !seen_paths.contains(&ws.path) && !seen_ids.contains(&ws.workplan_id) {
+            cx.store.archive_workstream(&ws.id, cx.now).await?;
+            cx.find(
+                CheckCode::DeletedWorkplan,
+                &ws.path,
+                &ws.workplan_id,
+                format!("{} was deleted; its record is archived", ws.workplan_id),
+            );
+            cx.act("workstreams archived");
+        }
+    }
+    Ok(out)
+}
+
+/// Task ids that more than one block of the repo's parsed files use.
+fn duplicated_task_ids(parsed: &[RepoFile]) -> BTreeSet<String> {
+    let mut once = BTreeSet::new();
+    let mut twice = BTreeSet::new();
+    for task in parsed
+        .iter()
+        .filter_map(|f| f.parsed.as_ref().ok())
+        .flat_map(|wp| &wp.tasks)
+    {
+        let id = value(task.get("id"));
+        if !id.is_empty() && !once.insert(id.clone()) {
+            twice.insert(id);
+        }
+    }
+    twice
+}
+
+/// The repo whose live workstream already holds the task record
+/// `existing`, when that is another repo than the one reconciling it into
+/// `ws_id`: the id is taken there, and this block must not move it.
+async fn task_elsewhere(
+    cx: &Ctx<'_>,
+    existing: Option<&TaskRow>,
+    ws_id: &str,
+) -> Result<Option<String>, Error> {
+    let Some(t) = existing.filter(|t| !t.archived && t.workstream_id != ws_id) else {
+        return Ok(None);
+    };
+    Ok(cx
+        .store
+        .workstream_by_id(&t.workstream_id)
+        .await?
+        .filter(|w| !w.archived && w.repo != cx.repo)
+        .map(|w| w.repo))
+}
+
+/// The files the edits change, with their new content; a file whose
+/// edits are already in it is left out.
+fn rendered(repo: &Repo, edits: &Edits) -> Result<Vec<FileChange>, Error> {
+    let mut changes = Vec::new();
+    for (path, file_edits) in edits {
+        let full = repo.dir().join(path);
+        let text = std::fs::read_to_string(&full).map_err(io(&full))?;
+        let ending = parse(text.as_bytes())
+            .ok()
+            .map(|w| w.line_ending)
+            .unwrap_or("\n");
+        let content = edit::apply(&text, file_edits, ending);
+        if content != text {
+            changes.push(FileChange {
+                path: path.clone(),
+                content,
+            });
+        }
+    }
+    Ok(changes)
+}
+
+/// Remembers what the repo looks like after this sweep (HEAD, files,
+/// changes still pending), so the next sweep can skip it while nothing
+/// changes.
+async fn close(cx: &Ctx<'_>, repo: &Repo, name: &str) -> Result<(), Error> {
+    let after = read_workplans(repo.dir())?;
+    let left = cx.store.pending_changes(name).await?;
+    cx.store
+        .set_repo_swept(
+            name,
+            &fingerprint(&repo.head().await, &after, &left),
+            cx.now,
+        )
+        .await?;
+    Ok(())
 }
 
 /// At most [`limits::FINDINGS_PER_REPO`] findings, each message at most
@@ -398,134 +535,6 @@ fn bounded(mut findings: Vec<Finding>) -> (Vec<Finding>, u32) {
         }
     }
     (findings, u32::try_from(omitted).unwrap_or(u32::MAX))
-}
-
-/// A writeback about to happen, kept in the git directory (never in the
-/// work tree) from before the first file is written until after the
-/// commit.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Journal {
-    files: Vec<JournalFile>,
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct JournalFile {
-    path: String,
-    sha256: String,
-}
-
-const JOURNAL_FILE: &str = "steward-writeback.json";
-
-impl Journal {
-    fn path(repo: &Repo) -> PathBuf {
-        repo.git_dir().join(JOURNAL_FILE)
-    }
-
-    fn write(&self, repo: &Repo) -> Result<(), Error> {
-        let path = Self::path(repo);
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        crate::files::write_private(&path, &bytes).map_err(io(&path))
-    }
-
-    fn read(repo: &Repo) -> Result<Option<Self>, Error> {
-        let path = Self::path(repo);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&path)(e)),
-        }
-    }
-
-    fn remove(repo: &Repo) -> Result<(), Error> {
-        let path = Self::path(repo);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
-            _ => Ok(()),
-        }
-    }
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Commits the written workplan files, naming the sweep run in a trailer.
-async fn commit_writeback(
-    repo: &Repo,
-    paths: &[String],
-    holder: &str,
-    settings: &SweepSettings,
-) -> Result<Option<String>, Error> {
-    let mut message = format!(
-        "steward: write back State Hub ids and status changes\n\n{}",
-        paths
-            .iter()
-            .map(|p| format!("- {p}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    if !holder.is_empty() {
-        message.push_str(&format!("\n\n{SWEEP_TRAILER}: {holder}"));
-    }
-    Ok(repo
-        .commit(
-            paths,
-            &message,
-            &settings.committer_name,
-            &settings.committer_email,
-        )
-        .await?)
-}
-
-/// Finishes a writeback that an earlier attempt interrupted between
-/// writing files and committing them: when every uncommitted change is a
-/// journaled file with exactly the journaled content, those files are
-/// committed. Anything else (a person's edit, a different content) is left
-/// alone and the repo stays dirty, so the pull gate reports it (C-16).
-async fn recover_writeback(
-    repo: &Repo,
-    holder: &str,
-    settings: &SweepSettings,
-) -> Result<Option<String>, Error> {
-    let Some(journal) = Journal::read(repo)? else {
-        return Ok(None);
-    };
-    let changed = repo.changed_paths().await?;
-    if changed.is_empty() {
-        Journal::remove(repo)?;
-        return Ok(None);
-    }
-    let ours = changed.iter().all(|path| {
-        journal.files.iter().any(|f| {
-            f.path == *path
-                && std::fs::read(repo.dir().join(path)).is_ok_and(|b| sha256(&b) == f.sha256)
-        })
-    });
-    if !ours {
-        return Ok(None);
-    }
-    let commit = commit_writeback(repo, &changed, holder, settings).await?;
-    Journal::remove(repo)?;
-    Ok(commit)
-}
-
-/// The git trailer naming the sweep run that made a writeback commit.
-pub const SWEEP_TRAILER: &str = "Steward-Sweep";
-
-/// HEAD, when HEAD is a writeback commit made by this same sweep run: an
-/// earlier attempt of this activity committed and then died before it could
-/// report. A sweep without a holder (a test's direct call) has no trailer.
-async fn earlier_writeback(repo: &Repo, holder: &str) -> Option<String> {
-    if holder.is_empty() {
-        return None;
-    }
-    let trailer = format!("{SWEEP_TRAILER}: {holder}");
-    let message = repo.head_message().await;
-    if message.lines().any(|l| l.trim() == trailer) {
-        Some(repo.head().await)
-    } else {
-        None
-    }
 }
 
 fn value(field: Option<&crate::workplan::Field>) -> String {
@@ -560,8 +569,9 @@ async fn reconcile_workstream(
             && other.workplan_id != id
         {
             cx.find(
-                "C-12",
+                CheckCode::ForeignId,
                 path,
+                id,
                 format!(
                     "state_hub_workstream_id {file_uuid} belongs to `{}`",
                     other.workplan_id
@@ -573,8 +583,9 @@ async fn reconcile_workstream(
             && w.id != file_uuid
         {
             cx.find(
-                "C-12",
+                CheckCode::ForeignId,
                 path,
+                id,
                 format!("store knows `{id}` as {}, the file says {file_uuid}", w.id),
             );
             return Ok(None);
@@ -630,8 +641,9 @@ async fn reconcile_task(
             && other.task_id != row.task_id
         {
             cx.find(
-                "C-12",
+                CheckCode::ForeignId,
                 path,
+                &row.task_id,
                 format!(
                     "state_hub_task_id {file_uuid} belongs to `{}`",
                     other.task_id
@@ -643,8 +655,9 @@ async fn reconcile_task(
             && t.id != file_uuid
         {
             cx.find(
-                "C-12",
+                CheckCode::ForeignId,
                 path,
+                &row.task_id,
                 format!(
                     "store knows `{}` as {}, the file says {file_uuid}",
                     row.task_id, t.id
@@ -718,15 +731,4 @@ pub fn fingerprint(head: &str, files: &[(String, Vec<u8>)], pending: &[StatusCha
         h.update(c.id.as_bytes());
     }
     hex::encode(h.finalize())
-}
-
-/// Replaces `path` through a temporary file and a rename, so a crash never
-/// leaves a half-written workplan; keeps the file's permissions.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let tmp = path.with_extension("md.steward-tmp");
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        std::fs::set_permissions(&tmp, meta.permissions()).map_err(io(&tmp))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io(path))
 }

@@ -1,24 +1,33 @@
 //! The warm upgrade's activities and building blocks: release versions and
 //! the safety gate (`versions`), the last-known-good snapshot with its
-//! `last_good` record (`snapshot`), and the app spec (`spec`).
+//! `last_good` record (`snapshot`), the app spec (`spec`), the health gate
+//! (`health`), disk safety (`disk`), pruning (`prune`) and the nightly cold
+//! sweep's plan (`cold_sweep`).
 
+pub mod cold_sweep;
+pub mod disk;
+pub mod health;
+pub mod prune;
 pub mod snapshot;
 pub mod spec;
 pub mod versions;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::command::Command;
 use crate::failure::{permanent, retryable};
 use steward_proto::names;
 use steward_proto::v1::{
-    AppStep, ProgressEvent, StepResult, UpgradeInput, UpgradePlan, UpgradeResult,
+    AppStep, ColdSweepInput, ColdSweepPlan, ColdSweepResult, StepResult, UpgradeInput, UpgradePlan,
+    UpgradeResult,
 };
+use steward_proto::vocab::{self, Advance, UpgradeStepKind};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
+pub use cold_sweep::ColdSweepSettings;
 pub use spec::{AppSpec, Health};
 use versions::{Hold, Version};
 
@@ -29,8 +38,12 @@ use crate::store::Store;
 #[derive(Debug)]
 pub struct UpgradeActivities {
     apps: BTreeMap<String, AppSpec>,
+    /// The apps in config order, as the cold sweep lists them.
+    order: Vec<String>,
+    cold_sweep: ColdSweepSettings,
     store: Store,
     metrics: crate::metrics::Metrics,
+    roster: crate::roster::Roster,
 }
 
 /// Runs a snapshot operation (file copies and hashes of whole volumes, which
@@ -47,98 +60,37 @@ async fn off_the_runtime<T: Send + 'static>(
 
 /// Runs argv with a timeout; Ok on exit 0, else the reason.
 pub async fn run_command(argv: &[String], timeout: Duration) -> Result<(), String> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err("empty command".into());
-    };
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(timeout, child)
+    Command::new(argv.iter().cloned())
+        .timeout(timeout)
+        .run()
         .await
-        .map_err(|_| format!("`{program}` did not finish within {}s", timeout.as_secs()))?
-        .map_err(|e| format!("`{program}` could not be started: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: String = err
-            .trim()
-            .chars()
-            .rev()
-            .take(300)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        Err(format!("`{program}` exited with {}: {tail}", out.status))
-    }
-}
-
-async fn check_once(h: &Health) -> Result<(), String> {
-    if let Some(url) = &h.url {
-        let timeout = Duration::from_secs(h.interval_seconds.max(1) * 2);
-        let resp = reqwest::Client::new()
-            .get(url)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| format!("GET {url}: {}", crate::http::cause(&e, timeout)))?;
-        let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
-        if status != h.expect_status {
-            return Err(format!(
-                "GET {url} answered {status}, expected {}",
-                h.expect_status
-            ));
-        }
-        if let Some(needle) = &h.body_contains
-            && !body.contains(needle.as_str())
-        {
-            return Err(format!("GET {url}: body lacks `{needle}`"));
-        }
-        return Ok(());
-    }
-    let argv = h.command.clone().unwrap_or_default();
-    run_command(&argv, Duration::from_secs(h.timeout_seconds.max(1))).await
-}
-
-/// The health gate: `successes` consecutive good checks within the timeout.
-pub async fn health_gate(h: &Health) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(h.timeout_seconds);
-    let mut streak = 0;
-    let mut last = String::from("no check ran");
-    loop {
-        match check_once(h).await {
-            Ok(()) => {
-                streak += 1;
-                if streak >= h.successes {
-                    return Ok(());
-                }
-            }
-            Err(e) => {
-                streak = 0;
-                last = e;
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(format!("unhealthy after {}s: {last}", h.timeout_seconds));
-        }
-        tokio::time::sleep(Duration::from_secs(h.interval_seconds.max(1))).await;
-    }
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 impl UpgradeActivities {
     /// Activities over `apps`, recording progress events in `store`.
     pub fn new(apps: Vec<AppSpec>, store: Store) -> Self {
         Self {
+            order: apps.iter().map(|a| a.name.clone()).collect(),
             apps: apps.into_iter().map(|a| (a.name.clone(), a)).collect(),
+            cold_sweep: ColdSweepSettings::default(),
             store,
             metrics: Default::default(),
+            roster: Default::default(),
         }
+    }
+
+    /// The same activities, handing `roster` to every upgrade's plan.
+    pub fn with_roster(mut self, roster: crate::roster::Roster) -> Self {
+        self.roster = roster;
+        self
+    }
+
+    /// The same activities, with the cold sweep's limits.
+    pub fn with_cold_sweep(mut self, settings: ColdSweepSettings) -> Self {
+        self.cold_sweep = settings;
+        self
     }
 
     /// The same activities, recording upgrade outcomes into `metrics`.
@@ -153,7 +105,8 @@ impl UpgradeActivities {
             .ok_or_else(|| permanent(format!("no app named `{name}` in the config")))
     }
 
-    /// Reads last good, the releases, the target's notes; applies the gate.
+    /// Reads last good, what runs, the releases, the target's notes;
+    /// applies the gate.
     pub async fn inspect(&self, input: &UpgradeInput) -> Result<UpgradePlan, ActivityError> {
         let app = self.app(&input.app)?;
         if let Some((key, program)) = app.missing_program() {
@@ -163,8 +116,16 @@ impl UpgradeActivities {
                 app.name
             )));
         }
-        let last_good =
-            snapshot::last_good(&app.snapshot_dir).map_err(|e| retryable(e.to_string()))?;
+        if input.cold && app.cold.is_none() {
+            return Err(permanent(format!(
+                "app `{}` has no [apps.cold] setup: a cold run needs its deploy and undeploy with `{{scratch}}`",
+                app.name
+            )));
+        }
+        let dir = &app.snapshot_dir;
+        let last_good = snapshot::last_good(dir).map_err(|e| retryable(e.to_string()))?;
+        let deployed = snapshot::deployed(dir).map_err(|e| retryable(e.to_string()))?;
+        let proven = snapshot::cold_passed(dir).map_err(|e| retryable(e.to_string()))?;
         let repo = Repo::open(&app.recipe_repo).await.ok_or_else(|| {
             permanent(format!(
                 "recipe repo {} is not a git work tree",
@@ -179,6 +140,42 @@ impl UpgradeActivities {
             .lines()
             .filter_map(|t| Version::parse(t).map(|v| (v.raw, t.to_string())))
             .collect();
+        let mut plan = UpgradePlan {
+            app: app.name.clone(),
+            last_good: last_good.clone().unwrap_or_default(),
+            deployed: deployed.clone().unwrap_or_default(),
+            approval_wait_seconds: crate::duration::parse(&app.approval_wait).unwrap_or(86_400),
+            operators: self.roster.operators.clone(),
+            approval_group: app.approval_group.clone().unwrap_or_default(),
+            require_verified: app.require_verified,
+            verify_key: self.roster.verify_key.clone(),
+            advance: app.advance.into(),
+            on_unhealthy: app.on_unhealthy.into(),
+            ..Default::default()
+        };
+        // A trial may name a git revision of the recipe (a branch, a
+        // commit, a pull request's head): deployed as named, never promoted.
+        let parsed = Version::parse(&input.version).filter(|v| tag_of.contains_key(&v.raw));
+        if input.trial && parsed.is_none() && !input.version.is_empty() {
+            let commit = repo
+                .run(&[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("{}^{{commit}}", input.version),
+                ])
+                .await
+                .map_err(|_| {
+                    permanent(format!(
+                        "`{}` is neither a release tag nor a revision of {}",
+                        input.version,
+                        app.recipe_repo.display()
+                    ))
+                })?;
+            plan.target = input.version.clone();
+            plan.revision = commit.trim().to_string();
+            return Ok(plan);
+        }
         let target = if input.version.is_empty() {
             versions::latest(tags.lines()).ok_or_else(|| {
                 permanent(format!("no release tags in {}", app.recipe_repo.display()))
@@ -186,7 +183,7 @@ impl UpgradeActivities {
         } else {
             Version::parse(&input.version).ok_or_else(|| {
                 permanent(format!(
-                    "`{}` is not a version like 1.2.3+4.5.6",
+                    "`{}` is not a version like 1.2.3+4.5.6, nor (for a trial) a revision",
                     input.version
                 ))
             })?
@@ -198,6 +195,11 @@ impl UpgradeActivities {
                 app.recipe_repo.display()
             ))
         })?;
+        plan.revision = repo
+            .run(&["rev-parse", &format!("{tag}^{{commit}}")])
+            .await
+            .map(|c| c.trim().to_string())
+            .unwrap_or_default();
         let notes = match &app.release_notes {
             Some(pattern) => repo
                 .run(&[
@@ -211,72 +213,231 @@ impl UpgradeActivities {
                 .await
                 .unwrap_or_default(),
         };
-        let from = last_good.as_deref().and_then(Version::parse);
+        let from = deployed.as_deref().and_then(Version::parse);
         let hold = versions::gate(from.as_ref(), &target, &notes, &app.hold_patterns);
-        let (hold, matches) = match hold {
+        (plan.hold, plan.matches) = match hold {
             None => (String::new(), vec![]),
-            Some(Hold::Major) => ("major".to_string(), vec![]),
-            Some(Hold::ManualMigration(m)) => ("manual-migration".to_string(), m),
+            Some(Hold::Major) => (vocab::Hold::Major.into(), vec![]),
+            Some(Hold::ManualMigration(m)) => (vocab::Hold::ManualMigration.into(), m),
         };
-        Ok(UpgradePlan {
-            app: app.name.clone(),
-            last_good: last_good.unwrap_or_default(),
-            target: target.raw,
-            hold,
-            matches,
-            approval_wait_seconds: crate::backfill::spec::parse_duration(&app.approval_wait)
-                .unwrap_or(86_400),
-        })
+        plan.cold_proven = proven.contains(&target.raw);
+        plan.target = target.raw;
+        Ok(plan)
     }
 
     /// Runs one step; failures are results so the workflow can roll back.
     pub async fn step(&self, s: &AppStep) -> Result<StepResult, ActivityError> {
         let app = self.app(&s.app)?;
         let timeout = Duration::from_secs(app.command_timeout_seconds);
-        let outcome: Result<String, String> = match s.step.as_str() {
-            "undeploy" => run_command(&app.argv(&app.undeploy, &s.version), timeout)
+        let kind: UpgradeStepKind = s.step.parse().map_err(permanent)?;
+        let scratch = app.scratch_dir().join(&s.tag);
+        let margin = disk::parse_size(&app.disk_margin).map_err(permanent)?;
+        let outcome: Result<String, String> = match kind {
+            UpgradeStepKind::Undeploy => run_command(&app.argv(&app.undeploy, &s.version), timeout)
                 .await
                 .map(|()| "undeployed".into()),
-            "deploy" => run_command(&app.argv(&app.deploy, &s.version), timeout)
+            UpgradeStepKind::Deploy => run_command(&app.argv(&app.deploy, &s.version), timeout)
                 .await
                 .map(|()| format!("deployed {}", s.version)),
-            "health" => health_gate(&app.health).await.map(|()| "healthy".into()),
-            "asserts" => {
-                let mut r = Ok("assertions passed".to_string());
-                for a in &app.asserts {
-                    if let Err(e) = run_command(&app.argv(a, &s.version), timeout).await {
-                        r = Err(e);
-                        break;
-                    }
-                }
-                r
+            UpgradeStepKind::Health | UpgradeStepKind::ColdHealth => {
+                let h = if kind == UpgradeStepKind::Health {
+                    &app.health
+                } else {
+                    app.cold_health()
+                };
+                return Ok(match health::gate(h).await {
+                    Ok(()) => passed("healthy".into()),
+                    Err(u) => StepResult {
+                        ok: false,
+                        message: u.message,
+                        check: u.check,
+                        answer: u.answer,
+                        at: u.at,
+                        removed: vec![],
+                    },
+                });
             }
-            "snapshot" => {
+            UpgradeStepKind::Asserts => {
+                run_all(app.asserts.iter().map(|a| app.argv(a, &s.version)), timeout).await
+            }
+            UpgradeStepKind::ColdAsserts => {
+                let asserts = app
+                    .cold
+                    .as_ref()
+                    .map(|c| c.asserts.clone())
+                    .unwrap_or_default();
+                run_all(
+                    asserts
+                        .iter()
+                        .map(|a| app.cold_argv(a, &s.version, &scratch)),
+                    timeout,
+                )
+                .await
+            }
+            UpgradeStepKind::Snapshot => {
                 let (volumes, dir, tag) =
                     (app.volumes.clone(), app.snapshot_dir.clone(), s.tag.clone());
                 off_the_runtime(move || snapshot::take(&volumes, &dir, &tag))
                     .await
                     .map(|m| format!("snapshot {} of {} volumes", m.tag, m.volumes.len()))
             }
-            "restore" => {
+            UpgradeStepKind::Restore => {
                 let (volumes, dir) = (app.volumes.clone(), app.snapshot_dir.clone());
                 off_the_runtime(move || snapshot::restore(&volumes, &dir))
                     .await
                     .map(|m| format!("restored snapshot {}", m.tag))
             }
-            "set_last_good" => {
-                let (dir, version) = (app.snapshot_dir.clone(), s.version.clone());
-                off_the_runtime(move || snapshot::set_last_good(&dir, &version))
-                    .await
-                    .map(|()| format!("last_good = {}", s.version))
+            UpgradeStepKind::SetLastGood => {
+                let (dir, version, warm) = (
+                    app.snapshot_dir.clone(),
+                    s.version.clone(),
+                    app.advance == Advance::Warm,
+                );
+                off_the_runtime(move || {
+                    if warm {
+                        snapshot::set_last_good_and_deployed(&dir, &version)
+                    } else {
+                        snapshot::set_last_good(&dir, &version)
+                    }
+                })
+                .await
+                .map(|()| format!("last_good = {}", s.version))
             }
-            other => return Err(permanent(format!("unknown step `{other}`"))),
+            UpgradeStepKind::SetDeployed => {
+                let (dir, version) = (app.snapshot_dir.clone(), s.version.clone());
+                off_the_runtime(move || snapshot::set_deployed(&dir, &version))
+                    .await
+                    .map(|()| format!("deployed = {}", s.version))
+            }
+            UpgradeStepKind::Prune => {
+                let (app, keep) = (app.clone(), s.tag.clone());
+                return match tokio::task::spawn_blocking(move || prune::prune(&app, &keep)).await {
+                    Ok(Ok(removed)) => Ok(StepResult {
+                        removed: removed.clone(),
+                        ..passed(if removed.is_empty() {
+                            "nothing to prune".into()
+                        } else {
+                            format!("pruned {} leftovers", removed.len())
+                        })
+                    }),
+                    Ok(Err(e)) => Ok(StepResult {
+                        ok: false,
+                        message: e,
+                        ..Default::default()
+                    }),
+                    Err(e) => Err(retryable(format!("pruning did not finish: {e}"))),
+                };
+            }
+            UpgradeStepKind::DiskCheck => {
+                let volumes = app.volumes.clone();
+                match tokio::task::spawn_blocking(move || disk::size_of(&volumes)).await {
+                    Ok(Ok(needs)) => disk::fits(
+                        "the snapshot of the volumes",
+                        needs,
+                        margin,
+                        &app.snapshot_dir,
+                    ),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(format!("measuring the volumes did not finish: {e}")),
+                }
+            }
+            UpgradeStepKind::ColdDiskCheck => {
+                let needs = app
+                    .cold
+                    .as_ref()
+                    .and_then(|c| c.needs.as_deref())
+                    .map(disk::parse_size)
+                    .transpose()
+                    .map_err(permanent)?
+                    .unwrap_or(0);
+                disk::fits("the cold run's data", needs, margin, &app.scratch_dir())
+            }
+            UpgradeStepKind::ColdDeploy => {
+                let cold = app
+                    .cold
+                    .as_ref()
+                    .ok_or_else(|| permanent("no [apps.cold] setup"))?;
+                std::fs::create_dir_all(&scratch)
+                    .map_err(|e| retryable(format!("creating {}: {e}", scratch.display())))?;
+                run_command(&app.cold_argv(&cold.deploy, &s.version, &scratch), timeout)
+                    .await
+                    .map(|()| {
+                        format!(
+                            "deployed {} on fresh data in {}",
+                            s.version,
+                            scratch.display()
+                        )
+                    })
+            }
+            UpgradeStepKind::ColdUndeploy => {
+                let cold = app
+                    .cold
+                    .as_ref()
+                    .ok_or_else(|| permanent("no [apps.cold] setup"))?;
+                match run_command(
+                    &app.cold_argv(&cold.undeploy, &s.version, &scratch),
+                    timeout,
+                )
+                .await
+                {
+                    Ok(()) => match std::fs::remove_dir_all(&scratch) {
+                        Ok(()) => Ok(format!("undeployed; removed {}", scratch.display())),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            Ok("undeployed".into())
+                        }
+                        Err(e) => Err(format!("removing {}: {e}", scratch.display())),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
+            UpgradeStepKind::ColdPassed => {
+                let (dir, version, moves) = (
+                    app.snapshot_dir.clone(),
+                    s.version.clone(),
+                    app.advance == Advance::Cold,
+                );
+                off_the_runtime(move || snapshot::record_cold_pass(&dir, &version, moves))
+                    .await
+                    .map(|()| {
+                        if app.advance == Advance::Cold {
+                            format!("cold run passed {}; last_good = {}", s.version, s.version)
+                        } else {
+                            format!(
+                                "cold run passed {} (advance = warm: last_good not moved)",
+                                s.version
+                            )
+                        }
+                    })
+            }
         };
         Ok(match outcome {
-            Ok(message) => StepResult { ok: true, message },
-            Err(message) => StepResult { ok: false, message },
+            Ok(message) => passed(message),
+            Err(message) => StepResult {
+                ok: false,
+                message,
+                ..Default::default()
+            },
         })
     }
+}
+
+fn passed(message: String) -> StepResult {
+    StepResult {
+        ok: true,
+        message,
+        ..Default::default()
+    }
+}
+
+/// Runs each argv in turn until one fails.
+async fn run_all(
+    argvs: impl Iterator<Item = Vec<String>>,
+    timeout: Duration,
+) -> Result<String, String> {
+    for argv in argvs {
+        run_command(&argv, timeout).await?;
+    }
+    Ok("assertions passed".into())
 }
 
 #[activities]
@@ -304,6 +465,61 @@ impl UpgradeActivities {
         crate::heartbeat::with_heartbeat(&ctx, self.step(&s)).await
     }
 
+    /// The cold sweep's plan. Idempotent: reads the config and earlier
+    /// sweeps' progress events only.
+    #[activity(name = names::COLD_SWEEP_PLAN)]
+    pub async fn cold_sweep_plan(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: ColdSweepInput,
+    ) -> Result<ColdSweepPlan, ActivityError> {
+        let earlier = self
+            .store
+            .progress(Some(names::COLD_SWEEP_EVENT_TYPE), 0, 200)
+            .await
+            .map_err(|e| retryable(e.to_string()))?;
+        let earlier: Vec<(i64, ColdSweepResult)> = earlier
+            .iter()
+            .filter_map(|e| {
+                let at = chrono::DateTime::parse_from_rfc3339(&e.created_at).ok()?;
+                let r = serde_json::from_str(&e.detail_json).ok()?;
+                Some((at.timestamp_millis(), r))
+            })
+            .collect();
+        let apps: Vec<AppSpec> = self
+            .order
+            .iter()
+            .filter_map(|n| self.apps.get(n).cloned())
+            .collect();
+        Ok(cold_sweep::plan(
+            &apps,
+            &input,
+            &self.cold_sweep,
+            &cold_sweep::last_tested(&earlier),
+        ))
+    }
+
+    /// The cold sweep's progress event. Idempotent: its id is the workflow
+    /// run.
+    #[activity(name = names::COLD_SWEEP_RECORD)]
+    pub async fn cold_sweep_record(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        r: ColdSweepResult,
+    ) -> Result<(), ActivityError> {
+        self.store
+            .record_run(
+                names::COLD_SWEEP_EVENT_TYPE,
+                &r.source,
+                &r.workflow_id,
+                &r.run_id,
+                &r,
+            )
+            .await
+            .map_err(|e| retryable(e.to_string()))?;
+        Ok(())
+    }
+
     /// The progress event. Idempotent: its id is the workflow run.
     #[activity(name = names::UPGRADE_RECORD)]
     pub async fn upgrade_record(
@@ -311,18 +527,15 @@ impl UpgradeActivities {
         _ctx: ActivityContext,
         r: UpgradeResult,
     ) -> Result<(), ActivityError> {
-        let event = ProgressEvent {
-            id: format!("{}:{}", r.workflow_id, r.run_id),
-            event_type: names::UPGRADE_EVENT_TYPE.into(),
-            source: r.app.clone(),
-            created_at: String::new(),
-            workflow_id: r.workflow_id.clone(),
-            run_id: r.run_id.clone(),
-            detail_json: serde_json::to_string(&r).unwrap_or_default(),
-        };
         let fresh = self
             .store
-            .insert_progress(&event, chrono::Utc::now().timestamp_millis())
+            .record_run(
+                names::UPGRADE_EVENT_TYPE,
+                &r.app,
+                &r.workflow_id,
+                &r.run_id,
+                &r,
+            )
             .await
             .map_err(|e| retryable(e.to_string()))?;
         if fresh {

@@ -272,6 +272,73 @@ pub fn set_last_good(snapshot_dir: &Path, version: &str) -> Result<(), Error> {
     crate::files::write_private(&path, format!("{version}\n").as_bytes()).map_err(io(&path))
 }
 
+/// The version the canonical deployment runs: the `deployed` record, or,
+/// for an app recorded before there was one, last good.
+pub fn deployed(snapshot_dir: &Path) -> Result<Option<String>, Error> {
+    let path = snapshot_dir.join("deployed");
+    match fs::read_to_string(&path) {
+        Ok(s) => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => last_good(snapshot_dir),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+/// Records `version` as last good and as what the canonical deployment
+/// runs (the `deployed` record is dropped: it exists only while the two
+/// differ).
+pub fn set_last_good_and_deployed(snapshot_dir: &Path, version: &str) -> Result<(), Error> {
+    set_last_good(snapshot_dir, version)?;
+    let path = snapshot_dir.join("deployed");
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+/// Records what the canonical deployment runs (empty: nothing).
+pub fn set_deployed(snapshot_dir: &Path, version: &str) -> Result<(), Error> {
+    let path = snapshot_dir.join("deployed");
+    crate::files::write_private(&path, format!("{version}\n").as_bytes()).map_err(io(&path))
+}
+
+/// The versions a cold run passed, oldest first.
+pub fn cold_passed(snapshot_dir: &Path) -> Result<Vec<String>, Error> {
+    let path = snapshot_dir.join("cold_passed");
+    match fs::read_to_string(&path) {
+        Ok(s) => Ok(s
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+/// Records that a cold run passed `version`, and (`moves`: the app
+/// advances by cold runs) makes it last good. Before last good first moves,
+/// what the canonical deployment runs is written down, so moving last good
+/// never changes what `deployed` reads.
+pub fn record_cold_pass(snapshot_dir: &Path, version: &str, moves: bool) -> Result<(), Error> {
+    if moves && !snapshot_dir.join("deployed").exists() {
+        let running = last_good(snapshot_dir)?.unwrap_or_default();
+        set_deployed(snapshot_dir, &running)?;
+    }
+    let mut passed = cold_passed(snapshot_dir)?;
+    if !passed.iter().any(|v| v == version) {
+        passed.push(version.to_string());
+        let path = snapshot_dir.join("cold_passed");
+        crate::files::write_private(&path, format!("{}\n", passed.join("\n")).as_bytes())
+            .map_err(io(&path))?;
+    }
+    if moves {
+        set_last_good(snapshot_dir, version)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +358,26 @@ mod tests {
         write(&b, "providers/x.jar", b"jar");
         let snaps = dir.path().join("snapshots");
         (dir, vec![a, b], snaps)
+    }
+
+    #[test]
+    fn a_cold_pass_moves_last_good_but_not_what_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(deployed(d).unwrap(), None, "a first run: nothing runs");
+        set_last_good(d, "1.0.0").unwrap();
+        assert_eq!(
+            deployed(d).unwrap().as_deref(),
+            Some("1.0.0"),
+            "older records: what is last good runs"
+        );
+        record_cold_pass(d, "1.1.0", true).unwrap();
+        record_cold_pass(d, "1.1.0", true).unwrap();
+        assert_eq!(last_good(d).unwrap().as_deref(), Some("1.1.0"));
+        assert_eq!(deployed(d).unwrap().as_deref(), Some("1.0.0"));
+        assert_eq!(cold_passed(d).unwrap(), vec!["1.1.0".to_string()]);
+        set_deployed(d, "1.1.0").unwrap();
+        assert_eq!(deployed(d).unwrap().as_deref(), Some("1.1.0"));
     }
 
     #[test]

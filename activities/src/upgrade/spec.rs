@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use steward_proto::vocab::{Advance, OnUnhealthy};
 
 use super::versions::DEFAULT_HOLD_PATTERNS;
 
@@ -31,6 +32,14 @@ pub struct Health {
     /// Consecutive successes required.
     #[serde(default = "default_successes")]
     pub successes: u32,
+    /// Seconds after the deploy during which failed checks are not held
+    /// against the candidate (it may still be starting).
+    #[serde(default)]
+    pub grace_seconds: u64,
+    /// A check that passes and then fails this many times within the gate
+    /// is a restart loop: unhealthy at once, with that reason.
+    #[serde(default = "default_max_flaps")]
+    pub max_flaps: u32,
 }
 
 fn default_status() -> u16 {
@@ -45,6 +54,12 @@ fn default_health_timeout() -> u64 {
 fn default_successes() -> u32 {
     1
 }
+fn default_max_flaps() -> u32 {
+    2
+}
+fn default_disk_margin() -> String {
+    "64MiB".into()
+}
 fn default_hold() -> Vec<String> {
     DEFAULT_HOLD_PATTERNS
         .iter()
@@ -56,6 +71,32 @@ fn default_command_timeout() -> u64 {
 }
 fn default_approval_wait() -> String {
     "24h".into()
+}
+
+/// `[apps.cold]`: how to deploy a candidate on fresh, empty data in a
+/// scratch folder, never the canonical volumes. `{scratch}` in the argv is
+/// that folder (new and empty for each cold run), `{version}` and `{app}`
+/// as in the app's own commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColdSpec {
+    /// Deploy command of a cold run.
+    pub deploy: Vec<String>,
+    /// Undeploy command of a cold run (its scratch folder is removed after).
+    pub undeploy: Vec<String>,
+    /// The cold deployment's health gate (default the app's).
+    #[serde(default)]
+    pub health: Option<Health>,
+    /// Commands run against the cold deployment after its health gate.
+    #[serde(default)]
+    pub asserts: Vec<Vec<String>>,
+    /// Where scratch folders go (default `<snapshot_dir>/cold`).
+    #[serde(default)]
+    pub scratch_dir: Option<PathBuf>,
+    /// What a cold run's data needs on disk, e.g. "2GiB" (default 0; the
+    /// app's `disk_margin` is added).
+    #[serde(default)]
+    pub needs: Option<String>,
 }
 
 /// One `[[apps]]` entry.
@@ -82,7 +123,8 @@ pub struct AppSpec {
     pub command_timeout_seconds: u64,
     /// The health gate.
     pub health: Health,
-    /// Data folders to snapshot.
+    /// Data folders to snapshot (none for a stateless app).
+    #[serde(default)]
     pub volumes: Vec<PathBuf>,
     /// Where the last-known-good snapshot and `last_good` live.
     pub snapshot_dir: PathBuf,
@@ -92,6 +134,28 @@ pub struct AppSpec {
     /// How long a held upgrade waits for an approval, e.g. "24h".
     #[serde(default = "default_approval_wait")]
     pub approval_wait: String,
+    /// The group whose members approve a held upgrade (when operators are
+    /// declared); any declared operator but the starter when unset.
+    #[serde(default)]
+    pub approval_group: Option<String>,
+    /// Take only approvals the API signed (verified identities).
+    #[serde(default)]
+    pub require_verified: bool,
+    /// Which runs move `last_good`: `warm` (a healthy upgrade) or `cold`
+    /// (only a green cold run; needs `[apps.cold]`).
+    #[serde(default)]
+    pub advance: Advance,
+    /// An unhealthy candidate: `rollback`, or `notify` (kept running, a
+    /// critical alert, `unhealthy-kept`).
+    #[serde(default)]
+    pub on_unhealthy: OnUnhealthy,
+    /// Free space kept beyond what a snapshot or cold run needs, e.g.
+    /// "512MiB"; a run that would eat into it ends `held-disk`.
+    #[serde(default = "default_disk_margin")]
+    pub disk_margin: String,
+    /// The cold run's setup.
+    #[serde(default)]
+    pub cold: Option<ColdSpec>,
 }
 
 impl AppSpec {
@@ -109,28 +173,75 @@ impl AppSpec {
                 "must be a non-empty argv list".into(),
             ));
         }
-        match (&self.health.url, &self.health.command) {
-            (Some(_), Some(_)) | (None, None) => {
-                return e("health", "set exactly one of url, command");
-            }
-            (Some(u), None) if !(u.starts_with("http://") || u.starts_with("https://")) => {
-                return e("health.url", "must start with http:// or https://");
-            }
-            (None, Some(c)) if c.is_empty() => {
-                return e("health.command", "must be a non-empty argv list");
-            }
-            _ => {}
+        check_health("health", &self.health)?;
+        if let Err(m) = crate::upgrade::disk::parse_size(&self.disk_margin) {
+            return Err(("disk_margin".into(), m));
         }
-        if self.health.successes == 0 {
-            return e("health.successes", "must be at least 1");
+        if let Some(c) = &self.cold {
+            for (key, argv) in [("cold.deploy", &c.deploy), ("cold.undeploy", &c.undeploy)] {
+                if argv.first().is_none_or(|p| p.trim().is_empty()) {
+                    return e(key, "must be a non-empty argv list");
+                }
+            }
+            if !c.deploy.iter().any(|a| a.contains("{scratch}")) {
+                return e(
+                    "cold.deploy",
+                    "must pass `{scratch}` (the fresh data folder) to the app: a cold run never uses the canonical volumes",
+                );
+            }
+            if let Some(h) = &c.health {
+                check_health("cold.health", h)?;
+            }
+            if let Some(i) = c.asserts.iter().position(|a| a.is_empty()) {
+                return Err((
+                    format!("cold.asserts[{i}]"),
+                    "must be a non-empty argv list".into(),
+                ));
+            }
+            if let Some(n) = &c.needs
+                && let Err(m) = crate::upgrade::disk::parse_size(n)
+            {
+                return Err(("cold.needs".into(), m));
+            }
+        } else if self.advance == Advance::Cold {
+            return e(
+                "advance",
+                "`cold` needs an [apps.cold] table (deploy and undeploy with `{scratch}`)",
+            );
         }
-        if self.volumes.is_empty() {
-            return e("volumes", "name at least one data folder");
-        }
-        if let Err(m) = crate::backfill::spec::parse_duration(&self.approval_wait) {
+        if let Err(m) = crate::duration::parse(&self.approval_wait) {
             return Err(("approval_wait".into(), m));
         }
         Ok(())
+    }
+
+    /// Where cold runs' scratch folders go.
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.cold
+            .as_ref()
+            .and_then(|c| c.scratch_dir.clone())
+            .unwrap_or_else(|| self.snapshot_dir.join("cold"))
+    }
+
+    /// The cold deployment's health gate.
+    pub fn cold_health(&self) -> &Health {
+        self.cold
+            .as_ref()
+            .and_then(|c| c.health.as_ref())
+            .unwrap_or(&self.health)
+    }
+
+    /// `argv` with `{version}`, `{app}` and `{scratch}` replaced.
+    pub fn cold_argv(
+        &self,
+        argv: &[String],
+        version: &str,
+        scratch: &std::path::Path,
+    ) -> Vec<String> {
+        self.argv(argv, version)
+            .into_iter()
+            .map(|a| a.replace("{scratch}", &scratch.display().to_string()))
+            .collect()
     }
 
     /// The first program among deploy, undeploy, the health command and
@@ -146,6 +257,16 @@ impl AppSpec {
         for (i, a) in self.asserts.iter().enumerate() {
             all.push((format!("asserts[{i}]"), a));
         }
+        if let Some(c) = &self.cold {
+            all.push(("cold.deploy".into(), &c.deploy));
+            all.push(("cold.undeploy".into(), &c.undeploy));
+            if let Some(cmd) = c.health.as_ref().and_then(|h| h.command.as_ref()) {
+                all.push(("cold.health.command".into(), cmd));
+            }
+            for (i, a) in c.asserts.iter().enumerate() {
+                all.push((format!("cold.asserts[{i}]"), a));
+            }
+        }
         all.into_iter().find_map(|(key, argv)| {
             let program = argv.first()?;
             (!crate::files::is_runnable(program)).then(|| (key, program.clone()))
@@ -157,5 +278,19 @@ impl AppSpec {
         argv.iter()
             .map(|a| a.replace("{version}", version).replace("{app}", &self.name))
             .collect()
+    }
+}
+
+fn check_health(key: &str, h: &Health) -> Result<(), (String, String)> {
+    let e = |k: &str, m: &str| Err((format!("{key}{k}"), m.to_string()));
+    match (&h.url, &h.command) {
+        (Some(_), Some(_)) | (None, None) => e("", "set exactly one of url, command"),
+        (Some(u), None) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+            e(".url", "must start with http:// or https://")
+        }
+        (None, Some(c)) if c.is_empty() => e(".command", "must be a non-empty argv list"),
+        _ if h.successes == 0 => e(".successes", "must be at least 1"),
+        _ if h.max_flaps == 0 => e(".max_flaps", "must be at least 1"),
+        _ => Ok(()),
     }
 }

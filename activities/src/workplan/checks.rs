@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use steward_proto::v1::Finding;
+use steward_proto::vocab::CheckCode;
 
 use super::parse::{ParseError, Workplan, list_items};
 
@@ -38,58 +39,6 @@ pub const CLOSED_TASK_STATUSES: &[&str] = &["done", "cancelled", "skipped"];
 /// Task priorities.
 pub const PRIORITIES: &[&str] = &["low", "medium", "high", "critical"];
 
-/// Every check code with its one-line meaning, in catalogue order.
-pub const CATALOGUE: &[(&str, &str)] = &[
-    (
-        "C-00",
-        "automation error: the repo's activity failed after its retries",
-    ),
-    (
-        "C-01",
-        "duplicate workplan id (in this repo or across repos)",
-    ),
-    ("C-02", "duplicate task id"),
-    ("C-03", "task id not prefixed by its workplan id"),
-    (
-        "C-04",
-        "workplan frontmatter misses a required field (id, type, title, status)",
-    ),
-    ("C-05", "invalid workplan status"),
-    ("C-06", "task misses a required field (id, status)"),
-    ("C-07", "invalid task status"),
-    ("C-08", "finished workplan with open tasks"),
-    ("C-09", "depends_on names an unknown workplan"),
-    ("C-10", "needs_human without intervention_note"),
-    (
-        "C-11",
-        "workplan file deleted while the store still has it (record archived)",
-    ),
-    (
-        "C-12",
-        "state_hub id in the file points at another record in the store",
-    ),
-    (
-        "C-13",
-        "malformed file (frontmatter, fence, YAML subset, duplicate key, encoding)",
-    ),
-    (
-        "C-14",
-        "invalid value (type is not workplan, unknown priority, non-boolean needs_human)",
-    ),
-    (
-        "C-15",
-        "writeback conflict: the file's value changed since the last sweep",
-    ),
-    (
-        "C-16",
-        "pull gate blocked: diverged or dirty, no writeback to this repo",
-    ),
-    (
-        "C-17",
-        "status change queued for a task that no longer exists",
-    ),
-];
-
 /// A workplan file of one repo, parsed or not.
 #[derive(Debug)]
 pub struct RepoFile {
@@ -106,13 +55,37 @@ pub struct Known {
     pub elsewhere: BTreeMap<String, String>,
 }
 
-fn finding(check: &str, repo: &str, file: &str, message: String) -> Finding {
+/// A finding about `subject` (a key, a task id, a workplan id; empty
+/// for the file as a whole): with repo, file and check, what keeps one
+/// problem the same problem from one sweep to the next.
+fn finding(check: CheckCode, repo: &str, file: &str, subject: &str, message: String) -> Finding {
     Finding {
         check: check.into(),
         repo: repo.into(),
         file: file.into(),
+        subject: subject.into(),
         message,
+        ..Default::default()
     }
+}
+
+/// The workplan ids `files` name, as their own `id` or in `depends_on`:
+/// what the assessment asks the store about other repos.
+pub fn referenced_ids(files: &[RepoFile]) -> std::collections::BTreeSet<String> {
+    let mut ids = std::collections::BTreeSet::new();
+    for wp in files.iter().filter_map(|f| f.parsed.as_ref().ok()) {
+        if let Some(id) = wp
+            .get("id")
+            .map(|f| f.value.trim())
+            .filter(|v| !v.is_empty())
+        {
+            ids.insert(id.to_string());
+        }
+        if let Some(deps) = wp.get("depends_on") {
+            ids.extend(super::parse::list_items(&deps.value));
+        }
+    }
+    ids
 }
 
 /// Runs the pure checks over one repo's files.
@@ -131,7 +104,7 @@ pub fn assess(repo: &str, files: &[RepoFile], known: &Known) -> Vec<Finding> {
         let wp = match &file.parsed {
             Ok(wp) => wp,
             Err(e) => {
-                out.push(finding("C-13", repo, path, e.to_string()));
+                out.push(finding(CheckCode::Malformed, repo, path, "", e.to_string()));
                 continue;
             }
         };
@@ -142,16 +115,23 @@ pub fn assess(repo: &str, files: &[RepoFile], known: &Known) -> Vec<Finding> {
         };
         for key in ["id", "type", "title", "status"] {
             if value(key).is_none() {
-                out.push(finding("C-04", repo, path, format!("missing `{key}`")));
+                out.push(finding(
+                    CheckCode::MissingWorkplanField,
+                    repo,
+                    path,
+                    key,
+                    format!("missing `{key}`"),
+                ));
             }
         }
         if let Some(t) = value("type")
             && t != "workplan"
         {
             out.push(finding(
-                "C-14",
+                CheckCode::InvalidValue,
                 repo,
                 path,
+                "type",
                 format!("type is `{t}`, expected `workplan`"),
             ));
         }
@@ -160,9 +140,10 @@ pub fn assess(repo: &str, files: &[RepoFile], known: &Known) -> Vec<Finding> {
             && !WORKPLAN_STATUSES.contains(&s)
         {
             out.push(finding(
-                "C-05",
+                CheckCode::InvalidWorkplanStatus,
                 repo,
                 path,
+                "status",
                 format!("status `{s}` is not one of {WORKPLAN_STATUSES:?}"),
             ));
         }
@@ -170,17 +151,19 @@ pub fn assess(repo: &str, files: &[RepoFile], known: &Known) -> Vec<Finding> {
         if !id.is_empty() {
             if let Some(first) = wp_ids.insert(id.to_string(), path) {
                 out.push(finding(
-                    "C-01",
+                    CheckCode::DuplicateWorkplanId,
                     repo,
                     path,
+                    &format!("{id} in {first}"),
                     format!("workplan id `{id}` is also used by {first}"),
                 ));
             }
             if let Some(other) = known.elsewhere.get(id) {
                 out.push(finding(
-                    "C-01",
+                    CheckCode::DuplicateWorkplanId,
                     repo,
                     path,
+                    &format!("{id} in repo {other}"),
                     format!("workplan id `{id}` is also used in repo `{other}`"),
                 ));
             }
@@ -189,9 +172,10 @@ pub fn assess(repo: &str, files: &[RepoFile], known: &Known) -> Vec<Finding> {
             for dep in list_items(deps) {
                 if !local_ids.contains(&dep) && !known.elsewhere.contains_key(&dep) {
                     out.push(finding(
-                        "C-09",
+                        CheckCode::UnknownDependency,
                         repo,
                         path,
+                        &dep,
                         format!("depends_on `{dep}` is not a known workplan"),
                     ));
                 }
@@ -206,12 +190,18 @@ pub fn assess(repo: &str, files: &[RepoFile], known: &Known) -> Vec<Finding> {
                     .filter(|v| !v.is_empty())
             };
             let where_ = format!("task on line {}", task.line);
+            // The task's id names it across sweeps; a task without one is
+            // named by its line.
+            let who = tv("id")
+                .map(str::to_string)
+                .unwrap_or_else(|| where_.clone());
             for key in ["id", "status"] {
                 if tv(key).is_none() {
                     out.push(finding(
-                        "C-06",
+                        CheckCode::MissingTaskField,
                         repo,
                         path,
+                        &format!("{who}:{key}"),
                         format!("{where_} misses `{key}`"),
                     ));
                 }
@@ -219,17 +209,19 @@ pub fn assess(repo: &str, files: &[RepoFile], known: &Known) -> Vec<Finding> {
             if let Some(tid) = tv("id") {
                 if let Some(first) = task_ids.insert(tid.to_string(), path) {
                     out.push(finding(
-                        "C-02",
+                        CheckCode::DuplicateTaskId,
                         repo,
                         path,
+                        tid,
                         format!("task id `{tid}` is also used in {first}"),
                     ));
                 }
                 if !id.is_empty() && !tid.starts_with(&format!("{id}-")) {
                     out.push(finding(
-                        "C-03",
+                        CheckCode::TaskIdPrefix,
                         repo,
                         path,
+                        tid,
                         format!("task id `{tid}` is not prefixed by `{id}-`"),
                     ));
                 }
@@ -237,9 +229,10 @@ pub fn assess(repo: &str, files: &[RepoFile], known: &Known) -> Vec<Finding> {
             if let Some(ts) = tv("status") {
                 if !TASK_STATUSES.contains(&ts) {
                     out.push(finding(
-                        "C-07",
+                        CheckCode::InvalidTaskStatus,
                         repo,
                         path,
+                        &who,
                         format!("{where_}: status `{ts}` is not one of {TASK_STATUSES:?}"),
                     ));
                 }
@@ -251,9 +244,10 @@ pub fn assess(repo: &str, files: &[RepoFile], known: &Known) -> Vec<Finding> {
                 && !PRIORITIES.contains(&p)
             {
                 out.push(finding(
-                    "C-14",
+                    CheckCode::InvalidValue,
                     repo,
                     path,
+                    &format!("{who}:priority"),
                     format!("{where_}: priority `{p}` is not one of {PRIORITIES:?}"),
                 ));
             }
@@ -262,18 +256,20 @@ pub fn assess(repo: &str, files: &[RepoFile], known: &Known) -> Vec<Finding> {
                 Some("true") => {
                     if tv("intervention_note").is_none() {
                         out.push(finding(
-                            "C-10",
+                            CheckCode::NeedsHumanWithoutNote,
                             repo,
                             path,
+                            &who,
                             format!("{where_}: needs_human without intervention_note"),
                         ));
                     }
                 }
                 Some(other) => {
                     out.push(finding(
-                        "C-14",
+                        CheckCode::InvalidValue,
                         repo,
                         path,
+                        &format!("{who}:needs_human"),
                         format!("{where_}: needs_human is `{other}`, expected true or false"),
                     ));
                 }
@@ -281,9 +277,10 @@ pub fn assess(repo: &str, files: &[RepoFile], known: &Known) -> Vec<Finding> {
         }
         if status == Some("finished") && !open_tasks.is_empty() {
             out.push(finding(
-                "C-08",
+                CheckCode::FinishedWithOpenTasks,
                 repo,
                 path,
+                "",
                 format!(
                     "finished workplan has open tasks: {}",
                     open_tasks.join(", ")
@@ -304,6 +301,23 @@ mod tests {
             path: path.into(),
             parsed: parse(text.as_bytes()),
         }
+    }
+
+    #[test]
+    fn a_repo_asks_the_store_only_about_the_ids_its_files_name() {
+        let files = [
+            file(
+                "workplans/a.md",
+                "---\nid: WP-A\ntype: workplan\ntitle: A\nstatus: active\ndepends_on: [WP-X, \"WP-Y\"]\n---\n",
+            ),
+            file(
+                "workplans/b.md",
+                "---\nid: WP-B\ntype: workplan\ntitle: B\nstatus: active\ndepends_on: WP-A\n---\n",
+            ),
+            file("workplans/c.md", "not a workplan"),
+        ];
+        let ids: Vec<String> = referenced_ids(&files).into_iter().collect();
+        assert_eq!(ids, ["WP-A", "WP-B", "WP-X", "WP-Y"]);
     }
 
     fn codes(findings: &[Finding]) -> Vec<&str> {
@@ -401,9 +415,11 @@ mod tests {
     }
 
     #[test]
-    fn catalogue_lists_every_code_once_in_order() {
-        for (i, (code, _)) in CATALOGUE.iter().enumerate() {
-            assert_eq!(*code, format!("C-{i:02}"));
+    fn the_catalogue_numbers_every_code_in_order_and_the_docs_list_each() {
+        let docs = include_str!("../../../docs/CHECKS.md");
+        for (i, code) in CheckCode::ALL.iter().enumerate() {
+            assert_eq!(code.as_str(), format!("C-{i:02}"));
+            assert!(docs.contains(code.as_str()), "docs/CHECKS.md lacks {code}");
         }
     }
 }

@@ -1,15 +1,16 @@
 //! `steward backfill start|status|freeze|unfreeze|approve|pause|resume|abort|set`.
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use steward_proto::ids;
 use steward_proto::v1::{BackfillInput, BackfillStatus, OperatorReply, OperatorRequest};
+use steward_proto::vocab::OperatorVerb;
 use steward_workflows::BackfillRollout;
-use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_client::{Client, WorkflowGetResultOptions};
 
-use crate::cli::print_json;
+use crate::cli::{ProgressLine, print_json, rejection};
 use crate::config::Loaded;
 use crate::connect;
 
@@ -87,9 +88,34 @@ pub struct Op {
     by: String,
 }
 
-/// The workflow id of a backfill.
-pub fn workflow_id(name: &str) -> String {
-    format!("backfill-{name}")
+/// Starts backfill `input.name`'s rollout; its workflow id and run id. A
+/// rollout of that backfill still open is named in the error.
+pub async fn start(
+    client: &Client,
+    loaded: &Loaded,
+    input: BackfillInput,
+) -> anyhow::Result<(String, String)> {
+    let name = input.name.clone();
+    let id = ids::backfill(&name);
+    let shown = crate::summary::backfill(loaded, &input);
+    let handle = client
+        .start_workflow(
+            BackfillRollout::run,
+            input,
+            shown.start_options(&loaded.config.task_queue, &id),
+        )
+        .await
+        .map_err(|e| {
+            super::start_error(
+                &e,
+                &id,
+                format!(
+                    "backfill `{name}` is already running as workflow {id}; see `steward backfill status {name}`"
+                ),
+            )
+        })?;
+    let run_id = handle.run_id().unwrap_or_default().to_string();
+    Ok((id, run_id))
 }
 
 /// Normalizes `--freeze-at` to `YYYY-MM-DDTHH:MM:SSZ`.
@@ -131,24 +157,15 @@ pub fn settings(items: &[String], mut req: OperatorRequest) -> anyhow::Result<Op
     Ok(req)
 }
 
-const ENDED: &[&str] = &[
-    "done",
-    "dry_run",
-    "rolled_back",
-    "preconditions_failed",
-    "dry_run_failed",
-    "aborted",
-];
-
 async fn status(client: &Client, name: &str) -> anyhow::Result<BackfillStatus> {
     client
-        .get_workflow_handle::<BackfillRollout>(workflow_id(name))
+        .get_workflow_handle::<BackfillRollout>(ids::backfill(name))
         .query(BackfillRollout::status, (), Default::default())
         .await
         .with_context(|| {
             format!(
                 "no backfill rollout `{}` found (start it with `steward backfill start {name}`)",
-                workflow_id(name)
+                ids::backfill(name)
             )
         })
 }
@@ -179,7 +196,7 @@ fn bar(s: &BackfillStatus) -> String {
     )
 }
 
-/// Sends the operator update `action` to backfill `name`. An update that
+/// Sends the operator update `verb` to backfill `name`. An update that
 /// meets the end of a run (the rollout continues as new every
 /// `batches_per_run` batches), or the server's limit of concurrent
 /// in-flight updates per workflow, is sent again after a wait (doubling
@@ -189,14 +206,14 @@ fn bar(s: &BackfillStatus) -> String {
 pub async fn update(
     client: &Client,
     name: &str,
-    action: &str,
+    verb: OperatorVerb,
     req: OperatorRequest,
 ) -> anyhow::Result<OperatorReply> {
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut wait = Duration::from_millis(100);
     loop {
-        match update_once(client, name, action, req.clone()).await {
+        match update_once(client, name, verb, req.clone()).await {
             Err(e) if Instant::now() < deadline && worth_retrying(&e) => {
                 let jitter = uuid::Uuid::new_v4().as_u128() % (wait.as_millis() / 2 + 1);
                 tokio::time::sleep(wait + Duration::from_millis(jitter as u64)).await;
@@ -222,72 +239,58 @@ fn worth_retrying(e: &anyhow::Error) -> bool {
 async fn update_once(
     client: &Client,
     name: &str,
-    action: &str,
+    verb: OperatorVerb,
     req: OperatorRequest,
 ) -> anyhow::Result<OperatorReply> {
-    let handle = client.get_workflow_handle::<BackfillRollout>(workflow_id(name));
+    let handle = client.get_workflow_handle::<BackfillRollout>(ids::backfill(name));
     let opts = Default::default();
-    let reply = match action {
-        "freeze" => {
+    let reply = match verb {
+        OperatorVerb::Start => {
+            anyhow::bail!("`start` is not an operator update; use `steward backfill start {name}`")
+        }
+        OperatorVerb::Freeze => {
             handle
                 .execute_update(BackfillRollout::freeze, req, opts)
                 .await
         }
-        "unfreeze" => {
+        OperatorVerb::Unfreeze => {
             handle
                 .execute_update(BackfillRollout::unfreeze, req, opts)
                 .await
         }
-        "approve" => {
+        OperatorVerb::Approve => {
             handle
                 .execute_update(BackfillRollout::approve, req, opts)
                 .await
         }
-        "pause" => {
+        OperatorVerb::Pause => {
             handle
                 .execute_update(BackfillRollout::pause, req, opts)
                 .await
         }
-        "resume" => {
+        OperatorVerb::Resume => {
             handle
                 .execute_update(BackfillRollout::resume, req, opts)
                 .await
         }
-        "abort" => {
+        OperatorVerb::Abort => {
             handle
                 .execute_update(BackfillRollout::abort, req, opts)
                 .await
         }
-        _ => handle.execute_update(BackfillRollout::set, req, opts).await,
+        OperatorVerb::Set => handle.execute_update(BackfillRollout::set, req, opts).await,
     };
-    reply.map_err(|e| anyhow::anyhow!("{action} refused for backfill `{name}`: {}", rejection(&e)))
-}
-
-/// The validator's reason, without the transport's wrapping
-/// (`Update failed: Failure { message: "…", … }`).
-pub fn rejection(e: &dyn std::error::Error) -> String {
-    let text = e.to_string();
-    text.split_once("message: \"")
-        .and_then(|(_, rest)| rest.split_once("\", "))
-        .map(|(m, _)| m.replace("\\\"", "\""))
-        .unwrap_or(text)
+    reply.map_err(|e| anyhow::anyhow!("{verb} refused for backfill `{name}`: {}", rejection(&e)))
 }
 
 pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode> {
-    let known = |name: &str| -> anyhow::Result<()> {
-        anyhow::ensure!(
-            loaded.config.backfills.iter().any(|b| b.name == name),
-            "no backfill named `{name}` in {} (configured: {})",
-            loaded.path.display(),
-            loaded
-                .config
-                .backfills
-                .iter()
-                .map(|b| b.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        Ok(())
+    let known = |name: &str| {
+        super::configured(
+            &loaded,
+            "backfill",
+            name,
+            loaded.config.backfills.iter().map(|b| b.name.as_str()),
+        )
     };
     let client = || connect::from_env(None);
     let op_req = |op: &Op| OperatorRequest {
@@ -295,7 +298,7 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
         reason: op.reason.clone(),
         ..Default::default()
     };
-    let (name, action, req) = match cmd {
+    let (name, verb, req) = match cmd {
         Command::Start {
             name,
             dry_run,
@@ -307,6 +310,15 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
             known(&name)?;
             super::check_operator(&by, &reason)?;
             anyhow::ensure!(batch_size != Some(0), "--batch-size must be at least 1");
+            anyhow::ensure!(
+                !loaded
+                    .config
+                    .backfills
+                    .iter()
+                    .any(|b| b.name == name && b.require_verified),
+                "backfill `{name}` takes verified operator actions only (require_verified): start it \
+                 through steward's API with your operator token (POST /v1/backfills/{name}/start)"
+            );
             let input = BackfillInput {
                 name: name.clone(),
                 dry_run,
@@ -318,42 +330,27 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
                     .unwrap_or_default(),
                 operator: by,
                 reason,
-                carry: None,
+                ..Default::default()
             };
             let client = client().await?;
-            let id = workflow_id(&name);
-            let handle = client
-                .start_workflow(BackfillRollout::run, input, WorkflowStartOptions::new(loaded.config.task_queue.clone(), id.clone()).build())
-                .await
-                .map_err(|e| {
-                    let text = e.to_string();
-                    if text.to_lowercase().contains("already") {
-                        anyhow::anyhow!("backfill `{name}` is already running as workflow {id}; see `steward backfill status {name}`")
-                    } else {
-                        anyhow::anyhow!("starting {id}: {text}")
-                    }
-                })?;
-            print_json(&serde_json::json!({ "workflow_id": id, "run_id": handle.run_id() }))?;
+            let (id, run_id) = start(&client, &loaded, input).await?;
+            print_json(&serde_json::json!({ "workflow_id": id, "run_id": run_id }))?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Status { name, watch } => {
             let client = client().await?;
             let mut s = status(&client, &name).await?;
             if watch {
-                let tty = std::io::stderr().is_terminal();
                 // The bar is redrawn every second; the watch ends as soon
                 // as the rollout closes (following its continue-as-new
                 // runs), not at the next redraw.
-                let handle = client.get_workflow_handle::<BackfillRollout>(workflow_id(&name));
+                let handle = client.get_workflow_handle::<BackfillRollout>(ids::backfill(&name));
                 let closed = handle.get_result(WorkflowGetResultOptions::default());
                 tokio::pin!(closed);
                 let mut open = true;
-                while !ENDED.contains(&s.phase.as_str()) {
-                    if tty {
-                        eprint!("\r{}   ", bar(&s));
-                    } else {
-                        eprintln!("{}", bar(&s));
-                    }
+                let mut line = ProgressLine::default();
+                while !s.ended() {
+                    line.show(bar(&s));
                     let sleep = tokio::time::sleep(Duration::from_secs(1));
                     if open {
                         tokio::select! {
@@ -365,34 +362,43 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
                     }
                     s = status(&client, &name).await?;
                 }
-                if tty {
-                    eprintln!();
+                // The outcome is set before the evidence is written: wait
+                // (bounded) for the run to close, so what the watch prints
+                // is final and the evidence is on disk.
+                if open {
+                    let _ = tokio::time::timeout(Duration::from_secs(60), &mut closed).await;
+                    s = status(&client, &name).await?;
                 }
+                line.finish();
             }
             print_json(&s)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Freeze(op) => (op.name.clone(), "freeze", op_req(&op)),
-        Command::Unfreeze(op) => (op.name.clone(), "unfreeze", op_req(&op)),
+        Command::Freeze(op) => (op.name.clone(), OperatorVerb::Freeze, op_req(&op)),
+        Command::Unfreeze(op) => (op.name.clone(), OperatorVerb::Unfreeze, op_req(&op)),
         Command::Approve { op, group } => (
             op.name.clone(),
-            "approve",
+            OperatorVerb::Approve,
             OperatorRequest {
                 group,
                 ..op_req(&op)
             },
         ),
-        Command::Pause(op) => (op.name.clone(), "pause", op_req(&op)),
-        Command::Resume(op) => (op.name.clone(), "resume", op_req(&op)),
-        Command::Abort(op) => (op.name.clone(), "abort", op_req(&op)),
+        Command::Pause(op) => (op.name.clone(), OperatorVerb::Pause, op_req(&op)),
+        Command::Resume(op) => (op.name.clone(), OperatorVerb::Resume, op_req(&op)),
+        Command::Abort(op) => (op.name.clone(), OperatorVerb::Abort, op_req(&op)),
         Command::Set {
             op,
             settings: items,
-        } => (op.name.clone(), "set", settings(&items, op_req(&op))?),
+        } => (
+            op.name.clone(),
+            OperatorVerb::Set,
+            settings(&items, op_req(&op))?,
+        ),
     };
     super::check_operator(&req.operator, &req.reason)?;
     let client = client().await?;
-    let reply = update(&client, &name, action, req).await?;
+    let reply = update(&client, &name, verb, req).await?;
     print_json(&reply)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -13,7 +13,7 @@ use steward_proto::v1::SweepInput;
 use crate::cli::print_json;
 use crate::config::Loaded;
 use crate::devserver::{self, DevServer, DevServerOptions};
-use crate::{connect, schedules, serve};
+use crate::{connect, namespace, schedules, serve};
 
 /// Options of `steward dev`.
 #[derive(Debug, clap::Args)]
@@ -73,22 +73,36 @@ async fn serve_on(
         loaded.config.worker.grpc_compression,
     )
     .await?;
-    let synced = schedules::sync(&client, &loaded.config.task_queue, &loaded.schedules()).await?;
+    let days = loaded.config.temporal.retention_days;
+    namespace::set_retention(&client, days).await?;
+    if let Some(warning) = namespace::retention_warning(&client, days).await {
+        eprintln!("steward dev: {warning}");
+    }
+    let synced = schedules::sync(&client, loaded).await?;
+    let api = super::api::spawn_beside_dev(loaded, &client, &store).await;
+    if let Err(why) = &api {
+        eprintln!("steward dev: no API: {why}");
+    }
     print_json(&serde_json::json!({
         "frontend": server.address,
         "ui": server.ui_url,
+        "api": api.as_ref().ok(),
         "namespace": "default",
+        "retention_days": days,
         "task_queue": loaded.config.task_queue,
-        "state_store": steward_activities::store::redact(&loaded.database_url()),
+        "state_store": steward_activities::dburl::redact(&loaded.database_url()),
         "schedules": synced,
     }))?;
     eprintln!(
-        "steward dev: Temporal at {}{}; worker on `{}`. Ctrl-C stops.",
+        "steward dev: Temporal at {}{}{}; worker on `{}`. Ctrl-C stops.",
         server.address,
         server
             .ui_url
             .as_deref()
             .map(|u| format!(", UI at {u}"))
+            .unwrap_or_default(),
+        api.as_ref()
+            .map(|u| format!(", operator page and API at {u}"))
             .unwrap_or_default(),
         loaded.config.task_queue
     );
@@ -100,7 +114,7 @@ async fn serve_on(
             source: "manual".into(),
             ..Default::default()
         };
-        match crate::cli::sweep::start_and_wait(&client, &loaded.config.task_queue, input).await {
+        match crate::cli::sweep::start_and_wait(&client, loaded, input).await {
             Ok(result) => {
                 let _ = print_json(&result);
                 eprintln!(

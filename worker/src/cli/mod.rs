@@ -2,16 +2,21 @@
 //! to stdout as JSON; progress and errors go to stderr.
 
 mod alerts;
+mod api;
+mod audit;
 pub mod backfill;
 mod dev;
+mod drill;
+pub mod findings;
 mod history;
-mod progress;
+pub mod inbox;
+pub mod progress;
 mod replay;
 mod restore;
 mod schedules;
-mod sweep;
+pub mod sweep;
 mod task;
-pub(crate) mod upgrade;
+pub mod upgrade;
 mod worker;
 
 use std::path::PathBuf;
@@ -47,6 +52,8 @@ pub enum Command {
     Dev(dev::Args),
     /// Run a worker against an existing Temporal server (standard client config).
     Worker(worker::Args),
+    /// Serve the HTTP API and the operator page; make tokens and keys for it.
+    Api(api::Args),
     /// Consistency sweeps.
     #[command(subcommand)]
     Sweep(sweep::Command),
@@ -62,13 +69,23 @@ pub enum Command {
     /// Restore drills of the state store's backups.
     #[command(subcommand)]
     RestoreDrill(restore::Command),
+    /// Failover drills of database services (`[[drills]]`).
+    #[command(subcommand)]
+    Drill(drill::Command),
     /// Latest progress events from the state store.
     Progress(progress::Args),
+    /// The findings ledger: open findings (and recently resolved ones), newest first.
+    Findings(findings::Args),
     /// Workplan tasks.
     #[command(subcommand)]
     Task(task::Command),
     /// A workflow's history as an audit timeline.
     History(history::Args),
+    /// Everything that waits for an operator: held upgrades, backfills waiting, paused schedules.
+    Inbox,
+    /// The audit archive of closed runs: verify its hash chain, export it.
+    #[command(subcommand)]
+    Audit(audit::Command),
     /// Temporal Schedules declared in the config.
     #[command(subcommand)]
     Schedules(schedules::Command),
@@ -98,21 +115,105 @@ pub fn check_operator(by: &str, reason: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The validator's reason, without the transport's wrapping
+/// (`Update failed: Failure { message: "…", … }`).
+pub fn rejection(e: &dyn std::error::Error) -> String {
+    let text = e.to_string();
+    text.split_once("message: \"")
+        .and_then(|(_, rest)| rest.split_once("\", "))
+        .map(|(m, _)| m.replace("\\\"", "\""))
+        .unwrap_or(text)
+}
+
+/// The error of a workflow start: `already` when a run with that id is
+/// still open, else the server's reason.
+pub fn start_error(e: &dyn std::fmt::Display, id: &str, already: String) -> anyhow::Error {
+    let text = e.to_string();
+    if text.to_lowercase().contains("already") {
+        anyhow::anyhow!(already)
+    } else {
+        anyhow::anyhow!("starting {id}: {text}")
+    }
+}
+
+/// Refuses `name` unless the config declares it among `names`; `what` is
+/// the kind of thing (`backfill`, `app`), `key` the config's list.
+pub fn configured<'a>(
+    loaded: &Loaded,
+    what: &str,
+    name: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<()> {
+    let names: Vec<&str> = names.into_iter().collect();
+    anyhow::ensure!(
+        names.contains(&name),
+        "no {what} named `{name}` in {} (configured: {})",
+        loaded.path.display(),
+        names.join(", ")
+    );
+    Ok(())
+}
+
+/// A line of progress on stderr: redrawn in place on a terminal, printed
+/// once per change otherwise (a log keeps every step).
+#[derive(Debug)]
+pub struct ProgressLine {
+    tty: bool,
+    last: String,
+}
+
+impl Default for ProgressLine {
+    fn default() -> Self {
+        use std::io::IsTerminal as _;
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            last: String::new(),
+        }
+    }
+}
+
+impl ProgressLine {
+    /// Shows `line` unless it is the one shown last.
+    pub fn show(&mut self, line: String) {
+        if line == self.last {
+            return;
+        }
+        if self.tty {
+            eprint!("\r{line}   ");
+        } else {
+            eprintln!("{line}");
+        }
+        self.last = line;
+    }
+
+    /// Ends the line, so what follows starts on a fresh one.
+    pub fn finish(&self) {
+        if self.tty && !self.last.is_empty() {
+            eprintln!();
+        }
+    }
+}
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let loaded = || config::load(&cli.config);
     match cli.command {
         Command::Dev(args) => dev::run(loaded()?, args).await,
         Command::Worker(args) => worker::run(loaded()?, args).await,
+        Command::Api(args) => api::run(&cli.config, args).await,
         Command::Sweep(cmd) => sweep::run(loaded()?, cmd).await,
         Command::Backfill(cmd) => backfill::run(loaded()?, cmd).await,
         Command::Upgrade(cmd) => upgrade::run(loaded()?, cmd).await,
         Command::Alerts(cmd) => alerts::run(loaded()?, cmd).await,
         Command::RestoreDrill(cmd) => restore::run(loaded()?, cmd).await,
+        Command::Drill(cmd) => drill::run(loaded()?, cmd).await,
         Command::Progress(args) => progress::run(loaded()?, args).await,
+        Command::Findings(args) => findings::run(loaded()?, args).await,
         Command::Task(cmd) => task::run(loaded()?, cmd).await,
-        Command::History(args) => history::run(args).await,
+        Command::History(args) => history::run(&cli.config, args).await,
         Command::Schedules(cmd) => schedules::run(loaded()?, cmd).await,
+        Command::Inbox => inbox::run().await,
+        Command::Audit(cmd) => audit::run(loaded()?, cmd).await,
         Command::ReplayCheck(args) => replay::run(args).await,
         Command::CheckConfig => check_config(loaded()?),
     }
@@ -121,11 +222,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn check_config(loaded: Loaded) -> anyhow::Result<ExitCode> {
     print_json(&serde_json::json!({
         "config": loaded.path,
-        "database_url": steward_activities::store::redact(&loaded.database_url()),
+        "database_url": steward_activities::dburl::redact(&loaded.database_url()),
         "task_queue": loaded.config.task_queue,
         "repos": loaded.config.repos,
         "sweep": loaded.config.sweep,
         "schedules": loaded.schedules(),
+        "temporal": loaded.config.temporal,
+        "audit": loaded.config.audit,
+        "cold_sweep": loaded.config.cold_sweep,
+        "drills": loaded.config.drills.iter().map(|d| {
+            let mut shown = serde_json::to_value(d).unwrap_or_default();
+            shown["url"] = steward_activities::failover::service::Service::parse(&d.url)
+                .map(|s| s.redacted())
+                .unwrap_or_default()
+                .into();
+            shown
+        }).collect::<Vec<_>>(),
     }))?;
     Ok(ExitCode::SUCCESS)
 }

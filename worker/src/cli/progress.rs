@@ -19,20 +19,39 @@ pub struct Args {
     limit: i64,
 }
 
+/// A progress event with its detail parsed, as `steward progress` and the
+/// API show it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    /// `workflow_id:run_id` for a run's event.
+    pub id: String,
+    /// `consistency_sweep_remote_all`, `warm_upgrade`, `restore_drill`, ...
+    pub event_type: String,
+    /// Who started the run: `schedule`, `manual`, an app, ...
+    pub source: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// The run's workflow id.
+    pub workflow_id: String,
+    /// The run's id.
+    pub run_id: String,
+    /// The run's result.
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
 /// Progress events as JSON objects with their detail parsed.
-pub fn events_json(events: &[steward_proto::v1::ProgressEvent]) -> Vec<Value> {
+pub fn events_json(events: &[steward_proto::v1::ProgressEvent]) -> Vec<EventView> {
     events
         .iter()
-        .map(|e| {
-            serde_json::json!({
-                "id": e.id,
-                "event_type": e.event_type,
-                "source": e.source,
-                "created_at": e.created_at,
-                "workflow_id": e.workflow_id,
-                "run_id": e.run_id,
-                "detail": serde_json::from_str::<Value>(&e.detail_json).unwrap_or(Value::Null),
-            })
+        .map(|e| EventView {
+            id: e.id.clone(),
+            event_type: e.event_type.clone(),
+            source: e.source.clone(),
+            created_at: e.created_at.clone(),
+            workflow_id: e.workflow_id.clone(),
+            run_id: e.run_id.clone(),
+            detail: serde_json::from_str::<Value>(&e.detail_json).unwrap_or(Value::Null),
         })
         .collect()
 }

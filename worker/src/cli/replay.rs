@@ -42,7 +42,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             anyhow::ensure!(args.last > 0, "--last must be at least 1");
             let queries = match source {
                 Some(query) => vec![query.clone()],
-                None => replay::WORKFLOW_TYPES
+                None => steward_proto::names::WORKFLOW_TYPES
                     .iter()
                     .map(|t| replay::closed_runs_query(t))
                     .collect(),

@@ -1,15 +1,16 @@
-//! `steward restore-drill run|last`: prove the state store's backups
-//! restore.
+//! `steward restore-drill run|last|keygen`: prove the state store's
+//! encrypted, off-node backups restore; make their key pair.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use steward_activities::Store;
-use steward_proto::names;
 use steward_proto::v1::{RestoreDrillInput, RestoreDrillResult};
+use steward_proto::vocab::DrillOutcome;
+use steward_proto::{ids, names};
 use steward_workflows::RestoreDrill;
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_client::WorkflowGetResultOptions;
 
 use crate::cli::print_json;
 use crate::config::Loaded;
@@ -29,10 +30,44 @@ pub enum Command {
     },
     /// The last verified backup and the last drill, from the state store.
     Last,
+    /// A key pair for encrypted backups: the identity (private key) into FILE, the `[restore]` lines to stdout.
+    Keygen {
+        /// Where the identity goes (created with mode 0600; refused if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
+        Command::Keygen { out } => {
+            anyhow::ensure!(
+                !out.exists(),
+                "{} exists; a key pair is never overwritten (the backups encrypted to it would become unreadable)",
+                out.display()
+            );
+            let keys = steward_activities::restore::crypt::keygen();
+            let mut f = steward_activities::files::create_private(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            use std::io::Write as _;
+            writeln!(
+                f,
+                "# steward restore drill identity; recipient: {}\n{}",
+                keys.recipient, keys.identity
+            )
+            .with_context(|| format!("writing {}", out.display()))?;
+            let path = std::fs::canonicalize(&out).unwrap_or(out);
+            println!(
+                "[restore]\nrecipient = \"{}\"\nidentity_file = \"{}\"",
+                keys.recipient,
+                path.display()
+            );
+            eprintln!(
+                "keep {} off this worker's data folder and backed up elsewhere: without it no backup restores",
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run { backup, by } => {
             let backup = match backup {
                 Some(path) => {
@@ -43,16 +78,18 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
                 None => String::new(),
             };
             let client = connect::from_env(None).await?;
-            let id = format!("restore-drill-{}", uuid::Uuid::new_v4().simple());
+            let id = ids::restore_drill(&uuid::Uuid::new_v4().simple().to_string());
+            let input = RestoreDrillInput {
+                source: "manual".into(),
+                backup,
+                operator: by,
+            };
+            let shown = crate::summary::restore_drill(&loaded, &input);
             let handle = client
                 .start_workflow(
                     RestoreDrill::run,
-                    RestoreDrillInput {
-                        source: "manual".into(),
-                        backup,
-                        operator: by,
-                    },
-                    WorkflowStartOptions::new(loaded.config.task_queue.clone(), id.clone()).build(),
+                    input,
+                    shown.start_options(&loaded.config.task_queue, &id),
                 )
                 .await
                 .with_context(|| format!("starting {id}"))?;
@@ -62,7 +99,7 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
                 .await
                 .with_context(|| format!("waiting for {id}"))?;
             print_json(&result)?;
-            Ok(if result.outcome == "verified" {
+            Ok(if DrillOutcome::Verified == result.outcome {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -76,7 +113,7 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
                 .iter()
                 .filter_map(|e| serde_json::from_str(&e.detail_json).ok())
                 .collect();
-            let verified = drills.iter().find(|d| d.outcome == "verified");
+            let verified = drills.iter().find(|d| DrillOutcome::Verified == d.outcome);
             print_json(&serde_json::json!({
                 "last_verified_backup": verified,
                 "last_drill": drills.first(),

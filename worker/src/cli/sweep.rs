@@ -1,19 +1,18 @@
 //! `steward sweep run|compare`.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
 use steward_activities::Store;
-use steward_proto::names;
 use steward_proto::v1::{ProgressEvent, SweepInput, SweepResult};
+use steward_proto::{ids, names};
 use steward_workflows::ConsistencySweep;
-use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_client::{Client, WorkflowGetResultOptions};
 
-use crate::cli::print_json;
+use crate::cli::{ProgressLine, print_json};
 use crate::config::Loaded;
 use crate::connect;
 
@@ -35,7 +34,7 @@ pub enum Command {
         #[arg(long)]
         concurrency: Option<u32>,
     },
-    /// Per source: sweeps, completed, lock-skipped, automation errors, assessment failures.
+    /// Per source: sweeps, completed, lock-skipped, automation errors, open findings.
     Compare {
         /// Look back this many hours.
         #[arg(long, default_value_t = 24.0)]
@@ -43,45 +42,50 @@ pub enum Command {
     },
 }
 
-/// Starts a sweep and waits for its result, showing progress on stderr.
-pub async fn start_and_wait(
+/// Starts a sweep; its workflow id and run id.
+pub async fn start(
     client: &Client,
-    task_queue: &str,
+    loaded: &Loaded,
     input: SweepInput,
-) -> anyhow::Result<SweepResult> {
-    let id = format!(
-        "sweep-{}-{}",
-        input
-            .source
-            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-"),
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+) -> anyhow::Result<(String, String)> {
+    let shown = crate::summary::sweep(loaded, &input);
+    let id = ids::sweep(
+        &input.source,
+        &chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string(),
     );
     let handle = client
         .start_workflow(
             ConsistencySweep::run,
             input,
-            WorkflowStartOptions::new(task_queue.to_owned(), id.clone()).build(),
+            shown.start_options(&loaded.config.task_queue, &id),
         )
         .await
         .with_context(|| format!("starting sweep {id}"))?;
+    let run_id = handle.run_id().unwrap_or_default().to_string();
+    Ok((id, run_id))
+}
+
+/// Starts a sweep and waits for its result, showing progress on stderr.
+pub async fn start_and_wait(
+    client: &Client,
+    loaded: &Loaded,
+    input: SweepInput,
+) -> anyhow::Result<SweepResult> {
+    let (id, _) = start(client, loaded, input).await?;
+    let handle = client.get_workflow_handle::<ConsistencySweep>(id.clone());
     eprintln!("started {id}; follow it with `steward history {id}`");
-    let tty = std::io::stderr().is_terminal();
     let result = handle.get_result(WorkflowGetResultOptions::default());
     tokio::pin!(result);
-    let mut last = String::new();
+    let mut line = ProgressLine::default();
     loop {
         tokio::select! {
             r = &mut result => {
-                if tty { eprintln!(); }
+                line.finish();
                 return r.with_context(|| format!("sweep {id} did not complete"));
             }
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 if let Ok(p) = handle.query(ConsistencySweep::progress, (), Default::default()).await {
-                    let line = format!("{id}: {} {}/{} repos", p.phase, p.repos_done, p.repos_total);
-                    if line != last {
-                        if tty { eprint!("\r{line}   "); } else { eprintln!("{line}"); }
-                        last = line;
-                    }
+                    line.show(format!("{id}: {} {}/{} repos", p.phase, p.repos_done, p.repos_total));
                 }
             }
         }
@@ -99,11 +103,20 @@ pub struct SourceStats {
     pub lock_skipped: u32,
     /// Sweeps with at least one automation error.
     pub automation_errors: u32,
-    /// Assessment failures over all sweeps.
-    pub assessment_failures: u32,
+    /// Open findings of the estate as the source's newest completed sweep
+    /// reported them: the same ledger, so two runners compare like with
+    /// like.
+    pub open_findings: u32,
 }
 
-/// Groups sweep progress events by source.
+/// The open findings a sweep reported: the ledger's count, or (a sweep
+/// recorded before the ledger, or another runner's) what it listed.
+fn open_findings(r: &SweepResult) -> u32 {
+    r.open_findings
+        .max(r.assessment_failures.len() as u32 + r.findings_omitted)
+}
+
+/// Groups sweep progress events (newest first) by source.
 pub fn compare(events: &[ProgressEvent]) -> BTreeMap<String, SourceStats> {
     let mut out: BTreeMap<String, SourceStats> = BTreeMap::new();
     for e in events {
@@ -115,10 +128,12 @@ pub fn compare(events: &[ProgressEvent]) -> BTreeMap<String, SourceStats> {
         if r.lock_skipped {
             s.lock_skipped += 1;
         } else {
+            if s.completed == 0 {
+                s.open_findings = open_findings(&r);
+            }
             s.completed += 1;
         }
         s.automation_errors += u32::from(r.automation_error);
-        s.assessment_failures += r.assessment_failures.len() as u32;
     }
     out
 }
@@ -142,7 +157,7 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
                 concurrency: concurrency.unwrap_or(0),
                 schedule_id: String::new(),
             };
-            let result = start_and_wait(&client, &loaded.config.task_queue, input).await?;
+            let result = start_and_wait(&client, &loaded, input).await?;
             print_json(&result)?;
             Ok(ExitCode::from(result.exit_code.clamp(0, 255) as u8))
         }
@@ -190,22 +205,42 @@ mod tests {
                 SweepResult {
                     automation_error: true,
                     assessment_failures: vec![Finding::default(), Finding::default()],
+                    open_findings: 5,
+                    findings_omitted: 3,
                     ..Default::default()
                 },
             ),
-            event("local-timer", SweepResult::default()),
+            event(
+                "schedule",
+                SweepResult {
+                    open_findings: 9,
+                    ..Default::default()
+                },
+            ),
+            event(
+                "local-timer",
+                SweepResult {
+                    assessment_failures: vec![Finding::default()],
+                    ..Default::default()
+                },
+            ),
         ];
         let c = compare(&events);
         assert_eq!(
             c["schedule"],
             SourceStats {
-                sweeps: 2,
-                completed: 1,
+                sweeps: 3,
+                completed: 2,
                 lock_skipped: 1,
                 automation_errors: 1,
-                assessment_failures: 2
-            }
+                open_findings: 5,
+            },
+            "the newest completed sweep's open findings, not a sum"
         );
         assert_eq!(c["local-timer"].completed, 1);
+        assert_eq!(
+            c["local-timer"].open_findings, 1,
+            "a runner without the ledger counts what it listed"
+        );
     }
 }

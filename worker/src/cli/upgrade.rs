@@ -1,15 +1,14 @@
-//! `steward upgrade run|status|approve`.
+//! `steward upgrade run|status|approve|cold-sweep`.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
+use steward_proto::ids;
 use steward_proto::names::WARM_UPGRADE;
-use steward_proto::v1::{ApproveRequest, UpgradeInput};
-use steward_workflows::WarmUpgrade;
-use temporalio_client::{
-    WorkflowExecutionStatus, WorkflowGetResultOptions, WorkflowListOptions, WorkflowStartOptions,
-};
+use steward_proto::v1::{ApproveRequest, ColdSweepInput, UpgradeInput};
+use steward_workflows::{ColdSweep, WarmUpgrade};
+use temporalio_client::{WorkflowExecutionStatus, WorkflowGetResultOptions, WorkflowListOptions};
 
 use crate::cli::print_json;
 use crate::config::Loaded;
@@ -25,9 +24,15 @@ pub enum Command {
         /// Target version instead of the latest.
         #[arg(long, conflicts_with = "trial")]
         version: Option<String>,
-        /// Try this version on the canonical data, then always restore.
-        #[arg(long)]
+        /// Try this release tag or git revision of the recipe (a branch, a
+        /// commit) on the canonical data, then always restore.
+        #[arg(long, conflicts_with = "cold")]
         trial: Option<String>,
+        /// A cold run: the version on fresh, empty data in a scratch
+        /// folder, never the canonical volumes; with `advance = "cold"` a
+        /// green one moves last_good.
+        #[arg(long)]
+        cold: bool,
         /// Why.
         #[arg(long, default_value = "routine upgrade")]
         reason: String,
@@ -42,6 +47,22 @@ pub enum Command {
     Status {
         /// The app.
         app: String,
+    },
+    /// The cold run of every app with a cold setup (or those matching
+    /// `--filter`), a few at a time; prints the summary.
+    ColdSweep {
+        /// Only apps whose name contains this.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// At most this many at a time (default `[cold_sweep] max_parallel`).
+        #[arg(long, default_value_t = 0)]
+        max_parallel: u32,
+        /// At most this many in all (default `[cold_sweep] max_total`).
+        #[arg(long, default_value_t = 0)]
+        max_total: u32,
+        /// Start and return at once.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Approve a held upgrade, for that exact version.
     Approve {
@@ -59,31 +80,15 @@ pub enum Command {
     },
 }
 
-/// The workflow id of an app's upgrade started by `steward upgrade run`.
-pub fn workflow_id(app: &str) -> String {
-    format!("warm-upgrade-{app}")
-}
-
-/// Whether `id` is one of `app`'s upgrades: the id `steward upgrade run`
-/// gives, or that id with the `-<RFC 3339 time>` a Temporal Schedule appends
-/// to the runs it starts (so app `sso` does not claim `sso-eu`'s runs).
-fn is_upgrade_of(app: &str, id: &str) -> bool {
-    let base = workflow_id(app);
-    match id.strip_prefix(base.as_str()) {
-        Some("") => true,
-        Some(rest) => rest
-            .strip_prefix('-')
-            .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()),
-        None => false,
-    }
-}
-
 /// The upgrade of `app` that `status` and `approve` address: a running one
 /// (the newest, if a manual run and a scheduled one both are), else the
 /// newest closed one; started by hand or by a schedule. A run started a
 /// moment ago may not be listed yet, so the manual id is asked directly too.
-async fn current_upgrade(client: &temporalio_client::Client, app: &str) -> anyhow::Result<String> {
-    let base = workflow_id(app);
+pub(crate) async fn current_upgrade(
+    client: &temporalio_client::Client,
+    app: &str,
+) -> anyhow::Result<String> {
+    let base = ids::warm_upgrade(app);
     let manual = client
         .get_workflow_handle::<WarmUpgrade>(base.clone())
         .describe(Default::default())
@@ -103,7 +108,7 @@ async fn current_upgrade(client: &temporalio_client::Client, app: &str) -> anyho
     let mut found: Vec<(bool, Option<std::time::SystemTime>, String)> = Vec::new();
     while let Some(run) = runs.next().await {
         let run = run.with_context(|| format!("listing upgrades matching `{query}`"))?;
-        if is_upgrade_of(app, run.id()) {
+        if ids::is_upgrade_of(app, run.id()) {
             let running = run.status() == WorkflowExecutionStatus::Running;
             found.push((running, run.start_time(), run.id().to_string()));
         }
@@ -116,26 +121,20 @@ async fn current_upgrade(client: &temporalio_client::Client, app: &str) -> anyho
 }
 
 pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode> {
-    let known = |app: &str| -> anyhow::Result<()> {
-        anyhow::ensure!(
-            loaded.config.apps.iter().any(|a| a.name == app),
-            "no app named `{app}` in {} (configured: {})",
-            loaded.path.display(),
-            loaded
-                .config
-                .apps
-                .iter()
-                .map(|a| a.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        Ok(())
+    let known = |app: &str| {
+        super::configured(
+            &loaded,
+            "app",
+            app,
+            loaded.config.apps.iter().map(|a| a.name.as_str()),
+        )
     };
     match cmd {
         Command::Run {
             app,
             version,
             trial,
+            cold,
             reason,
             by,
             no_wait,
@@ -146,21 +145,30 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
                 app: app.clone(),
                 version: trial.clone().or(version).unwrap_or_default(),
                 trial: trial.is_some(),
+                cold,
                 operator: by,
                 reason,
+                ..Default::default()
             };
             let client = connect::from_env(None).await?;
-            let id = workflow_id(&app);
+            let id = ids::warm_upgrade(&app);
+            let spec = loaded.config.apps.iter().find(|a| a.name == app);
+            let shown = crate::summary::upgrade(spec, &input, "").await;
             let handle = client
-                .start_workflow(WarmUpgrade::run, input, WorkflowStartOptions::new(loaded.config.task_queue.clone(), id.clone()).build())
+                .start_workflow(
+                    WarmUpgrade::run,
+                    input,
+                    shown.start_options(&loaded.config.task_queue, &id),
+                )
                 .await
                 .map_err(|e| {
-                    let text = e.to_string();
-                    if text.to_lowercase().contains("already") {
-                        anyhow::anyhow!("an upgrade of `{app}` is already running as workflow {id}; see `steward upgrade status {app}`")
-                    } else {
-                        anyhow::anyhow!("starting {id}: {text}")
-                    }
+                    super::start_error(
+                        &e,
+                        &id,
+                        format!(
+                            "an upgrade of `{app}` is already running as workflow {id}; see `steward upgrade status {app}`"
+                        ),
+                    )
                 })?;
             if no_wait {
                 print_json(&serde_json::json!({ "workflow_id": id, "run_id": handle.run_id() }))?;
@@ -172,6 +180,44 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
                 .await
                 .with_context(|| format!("upgrade {id}"))?;
             print_json(&result)?;
+        }
+        Command::ColdSweep {
+            filter,
+            max_parallel,
+            max_total,
+            no_wait,
+        } => {
+            let input = ColdSweepInput {
+                filter,
+                max_parallel,
+                max_total,
+                source: "cli".into(),
+            };
+            let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let shown = crate::summary::cold_sweep(&loaded, &input, &by);
+            let id = ids::cold_sweep(&uuid::Uuid::new_v4().simple().to_string());
+            let client = connect::from_env(None).await?;
+            let handle = client
+                .start_workflow(
+                    ColdSweep::run,
+                    input,
+                    shown.start_options(&loaded.config.task_queue, &id),
+                )
+                .await
+                .with_context(|| format!("starting cold sweep {id}"))?;
+            if no_wait {
+                print_json(&serde_json::json!({ "workflow_id": id, "run_id": handle.run_id() }))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("started {id}");
+            let result = handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .with_context(|| format!("cold sweep {id}"))?;
+            print_json(&result)?;
+            if !result.failed.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Status { app } => {
             let client = connect::from_env(None).await?;
@@ -202,42 +248,16 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
                         version,
                         operator: by,
                         reason,
+                        ..Default::default()
                     },
                     Default::default(),
                 )
                 .await
                 .map_err(|e| {
-                    anyhow::anyhow!(
-                        "approve refused for `{app}`: {}",
-                        crate::cli::backfill::rejection(&e)
-                    )
+                    anyhow::anyhow!("approve refused for `{app}`: {}", super::rejection(&e))
                 })?;
             print_json(&reply)?;
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_upgrade_of;
-
-    #[test]
-    fn an_apps_upgrades_are_its_manual_id_and_its_scheduled_ids() {
-        assert!(is_upgrade_of("sso", "warm-upgrade-sso"));
-        assert!(is_upgrade_of(
-            "sso",
-            "warm-upgrade-sso-2026-12-02T03:00:00Z"
-        ));
-        assert!(!is_upgrade_of("sso", "warm-upgrade-sso-eu"));
-        assert!(!is_upgrade_of(
-            "sso",
-            "warm-upgrade-sso-eu-2026-12-02T03:00:00Z"
-        ));
-        assert!(!is_upgrade_of("sso", "warm-upgrade-ss"));
-        assert!(is_upgrade_of(
-            "sso-eu",
-            "warm-upgrade-sso-eu-2026-12-02T03:00:00Z"
-        ));
-    }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use steward_activities::Store;
 
 use crate::config::Loaded;
-use crate::{connect, serve};
+use crate::{connect, namespace, serve};
 
 /// Options of `steward worker`.
 #[derive(Debug, clap::Args)]
@@ -63,8 +63,26 @@ pub(super) async fn run(mut loaded: Loaded, args: Args) -> anyhow::Result<ExitCo
     eprintln!(
         "steward worker on task queue `{}` (state store: {})",
         loaded.config.task_queue,
-        steward_activities::store::redact(&loaded.database_url())
+        steward_activities::dburl::redact(&loaded.database_url())
     );
+    if let Some(warning) =
+        namespace::retention_warning(&client, loaded.config.temporal.retention_days).await
+    {
+        eprintln!("steward worker: {warning}");
+    }
+    match namespace::ensure_search_attributes(&client).await {
+        Ok(added) if !added.is_empty() => {
+            eprintln!(
+                "steward worker: registered the search attributes {}",
+                added.join(", ")
+            )
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "steward worker: warning: {e:#}; backfills and upgrades stall at their first \
+             phase until the namespace has them (`temporal operator search-attribute create`)"
+        ),
+    }
     serve::run_until(client, &loaded, store, serve::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

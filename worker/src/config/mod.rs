@@ -1,20 +1,32 @@
 //! `steward.toml`: one serde struct per component, loaded once, validated
 //! before anything runs. Unknown keys are errors that name the key.
 //!
+//! Loading is here; `validate` checks the config as written (one error
+//! naming the key at fault), `paths` resolves what is relative to the
+//! config file, `cron` reads the schedules' expressions.
+//!
 //! Temporal connection settings are not here: they come from the SDK's
 //! standard client config (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
 //! `temporal.toml` profiles). The one exception is the worker's gRPC
 //! compression, which that config has no key for.
 
-use std::collections::BTreeSet;
+mod cron;
+mod paths;
+mod validate;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use steward_activities::alerts::AlertSettings;
 use steward_activities::backfill::BackfillSpec;
+use steward_activities::failover::DrillSpec;
 use steward_activities::restore::RestoreSettings;
 use steward_activities::sweep::{RepoConfig, SweepSettings};
-use steward_activities::upgrade::AppSpec;
+use steward_activities::upgrade::{AppSpec, ColdSweepSettings};
+use steward_proto::vocab::ScheduleKind;
+
+pub use cron::{check_cron, cron_interval};
+pub use validate::valid_name;
 
 /// Config errors; each names the file and the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +91,12 @@ pub struct Config {
     /// Apps kept up to date by the warm upgrade (`[[apps]]`).
     #[serde(default)]
     pub apps: Vec<AppSpec>,
+    /// The nightly cold sweep's limits.
+    #[serde(default)]
+    pub cold_sweep: ColdSweepSettings,
+    /// Failover drills of database services (`[[drills]]`).
+    #[serde(default)]
+    pub drills: Vec<DrillSpec>,
     /// Where evidence goes; default `<data_dir>/artifacts`.
     #[serde(default)]
     pub artifacts_dir: Option<PathBuf>,
@@ -94,6 +112,110 @@ pub struct Config {
     /// The restore drill: where backups go, how many are kept.
     #[serde(default)]
     pub restore: RestoreSettings,
+    /// The Temporal namespace as steward wants it: its retention.
+    #[serde(default)]
+    pub temporal: TemporalConfig,
+    /// The audit archive of closed runs.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// The HTTP API (`steward api`).
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Operators with verified identities (`[[operators]]`).
+    #[serde(default)]
+    pub operators: Vec<OperatorConfig>,
+}
+
+/// `[api]`: the HTTP API and the key pair that makes its operator actions
+/// verifiable by the workflows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address `steward api` listens on; `--listen` overrides it.
+    pub listen: String,
+    /// The API's Ed25519 public key (hex): the workers give it to every
+    /// run, which accepts only actions signed by its private key as
+    /// verified. `steward api keygen` makes a pair.
+    pub verify_key: Option<String>,
+    /// The file with the API's private key (hex); `STEWARD_API_SIGNING_KEY`
+    /// may hold the key instead. Never the key itself in this file.
+    pub signing_key_file: Option<PathBuf>,
+    /// Longest wait of `POST /consistency/sweep/remote-all` for the sweep
+    /// before it answers 202 with the workflow id.
+    pub sweep_wait_seconds: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8234".into(),
+            verify_key: None,
+            signing_key_file: None,
+            sweep_wait_seconds: 300,
+        }
+    }
+}
+
+/// One `[[operators]]` entry: a person, their groups, and the SHA-256 of
+/// their API token (the token itself is theirs, never in this file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// The name every action they take is recorded under.
+    pub name: String,
+    /// The groups they approve for.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// SHA-256 (hex) of their token: `steward api token <name>` prints both.
+    pub token_sha256: String,
+    /// The credential's id, recorded with every action; default the
+    /// hash's first 12 characters.
+    #[serde(default)]
+    pub token_id: Option<String>,
+    /// When the token stops working (RFC 3339); never by default.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+impl OperatorConfig {
+    /// The credential's id.
+    pub fn credential_id(&self) -> String {
+        self.token_id
+            .clone()
+            .unwrap_or_else(|| self.token_sha256.chars().take(12).collect())
+    }
+}
+
+/// `[temporal]`: what steward needs of its namespace (the connection
+/// itself comes from the SDK's client config).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemporalConfig {
+    /// Days the server keeps closed runs' histories: how long the audit
+    /// trail can be read there (the archive keeps them after).
+    pub retention_days: u32,
+}
+
+impl Default for TemporalConfig {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
+}
+
+/// `[audit]`: the archive of closed runs in the state store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How often each worker archives the runs that closed since.
+    pub archive_seconds: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            archive_seconds: 60,
+        }
+    }
 }
 
 /// `[guard]`: what every worker watches besides its tasks.
@@ -201,18 +323,25 @@ impl Default for DevConfig {
     }
 }
 
-/// One `[[schedules]]` entry: a Temporal Schedule that starts a sweep.
+/// One `[[schedules]]` entry: a Temporal Schedule that starts a workflow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// Name, `[a-z0-9-]`; the schedule id is `steward-<name>`.
     pub name: String,
-    /// What it starts: `sweep` (default) or `upgrade`.
-    #[serde(default = "default_workflow")]
-    pub workflow: String,
+    /// What it starts: `sweep` (default), `upgrade`, `restore-drill`,
+    /// `cold-sweep` or `failover-drill`.
+    #[serde(default = "default_kind")]
+    pub workflow: ScheduleKind,
     /// The app an `upgrade` schedule upgrades.
     #[serde(default)]
     pub app: Option<String>,
+    /// A `cold-sweep` schedule tests only the apps whose name contains it.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// The `[[drills]]` entry a `failover-drill` schedule drills.
+    #[serde(default)]
+    pub drill: Option<String>,
     /// Standard five-field cron expression, evaluated in `timezone`.
     pub cron: String,
     /// IANA timezone; UTC by default.
@@ -238,46 +367,14 @@ fn default_data_dir() -> PathBuf {
 fn default_task_queue() -> String {
     "steward".into()
 }
-fn default_workflow() -> String {
-    "sweep".into()
+fn default_kind() -> ScheduleKind {
+    ScheduleKind::Sweep
 }
-fn default_timezone() -> String {
+pub(crate) fn default_timezone() -> String {
     "UTC".into()
 }
-fn default_source() -> String {
+pub(crate) fn default_source() -> String {
     "schedule".into()
-}
-
-/// Prefix of every schedule id steward manages.
-pub const SCHEDULE_PREFIX: &str = "steward-";
-
-/// The schedules when the config declares none: the sweep every 15
-/// minutes and a nightly full sweep, both in UTC.
-pub fn default_schedules() -> Vec<ScheduleConfig> {
-    vec![
-        ScheduleConfig {
-            name: "sweep".into(),
-            workflow: default_workflow(),
-            app: None,
-            cron: "*/15 * * * *".into(),
-            timezone: default_timezone(),
-            full: false,
-            max_seconds: 0,
-            source: default_source(),
-            paused: false,
-        },
-        ScheduleConfig {
-            name: "sweep-nightly-full".into(),
-            workflow: default_workflow(),
-            app: None,
-            cron: "30 2 * * *".into(),
-            timezone: default_timezone(),
-            full: true,
-            max_seconds: 0,
-            source: default_source(),
-            paused: false,
-        },
-    ]
 }
 
 /// A loaded, validated config and where it came from.
@@ -317,6 +414,25 @@ impl Loaded {
             .unwrap_or_else(|| self.config.data_dir.join("backups"))
     }
 
+    /// Every folder steward writes to, with what for: the filesystems the
+    /// disk-free gauge watches.
+    pub fn watched_folders(&self) -> Vec<(PathBuf, String)> {
+        let mut all = vec![
+            (self.config.data_dir.clone(), "data".to_string()),
+            (self.backup_dir(), "backups".into()),
+        ];
+        for app in &self.config.apps {
+            all.push((app.snapshot_dir.clone(), format!("snapshots {}", app.name)));
+            if app.cold.is_some() {
+                all.push((app.scratch_dir(), format!("cold scratch {}", app.name)));
+            }
+            for v in &app.volumes {
+                all.push((v.clone(), format!("volume {}", app.name)));
+            }
+        }
+        all
+    }
+
     /// The alert files folder.
     pub fn alerts_dir(&self) -> PathBuf {
         self.config
@@ -334,7 +450,7 @@ impl Loaded {
             None => self
                 .schedules()
                 .iter()
-                .find(|s| s.workflow == "sweep" && !s.full)
+                .find(|s| s.workflow == ScheduleKind::Sweep && !s.full)
                 .and_then(|s| cron_interval(&s.cron))?
                 .as_secs()
                 .saturating_mul(2),
@@ -347,20 +463,8 @@ impl Loaded {
         self.config
             .schedules
             .clone()
-            .unwrap_or_else(default_schedules)
+            .unwrap_or_else(crate::schedules::defaults)
     }
-}
-
-/// Whether `name` is a valid steward name: `[a-z0-9-]`, 1 to 63
-/// characters, not starting or ending with `-`. Names become parts of
-/// workflow ids, schedule ids and paths, so nothing else is allowed.
-pub fn valid_name(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 /// The property the fuzz target (`fuzz/fuzz_targets/config.rs`), the
@@ -393,7 +497,7 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
     if let Ok(url) = std::env::var(DATABASE_URL_ENV)
         && !url.is_empty()
     {
-        if !valid_database_url(&url) {
+        if steward_activities::dburl::DatabaseUrl::parse(&url).is_err() {
             return Err(Error::Invalid {
                 path: shown,
                 key: DATABASE_URL_ENV.into(),
@@ -405,10 +509,6 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
     Ok(loaded)
 }
 
-fn valid_database_url(url: &str) -> bool {
-    url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
-
 /// Parses and validates config text that lives at `path`.
 pub fn parse(text: &str, path: &Path) -> Result<Loaded, Error> {
     let shown = path.display().to_string();
@@ -416,279 +516,21 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, Error> {
         path: shown.clone(),
         message: e.to_string().trim().replace('\n', " "),
     })?;
-    let invalid = |key: String, message: String| Error::Invalid {
-        path: shown.clone(),
+    validate::check(&config).map_err(|(key, message)| Error::Invalid {
+        path: shown,
         key,
         message,
-    };
+    })?;
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    if config.data_dir.is_relative() {
-        config.data_dir = base.join(&config.data_dir);
-    }
-    if config.task_queue.trim().is_empty() {
-        return Err(invalid("task_queue".into(), "must not be empty".into()));
-    }
-    if let Some(url) = &config.database_url
-        && !valid_database_url(url)
-    {
-        return Err(invalid(
-            "database_url".into(),
-            "must start with sqlite:, postgres:// or postgresql://".into(),
-        ));
-    }
-    if let Some(addr) = &config.worker.metrics_addr
-        && addr.parse::<std::net::SocketAddr>().is_err()
-    {
-        return Err(invalid(
-            "worker.metrics_addr".into(),
-            format!("`{addr}` is not host:port (for example 0.0.0.0:9464)"),
-        ));
-    }
-    if let Some(id) = &config.worker.build_id
-        && (id.trim().is_empty() || id.len() > 255)
-    {
-        return Err(invalid(
-            "worker.build_id".into(),
-            "must be 1 to 255 characters".into(),
-        ));
-    }
-    if config.guard.check_seconds == 0 {
-        return Err(invalid(
-            "guard.check_seconds".into(),
-            "must be at least 1".into(),
-        ));
-    }
-    if config.worker.max_cached_workflows == 0 {
-        return Err(invalid(
-            "worker.max_cached_workflows".into(),
-            "must be at least 1".into(),
-        ));
-    }
-    let s = &config.sweep;
-    if s.concurrency == 0 || s.concurrency > 64 {
-        return Err(invalid(
-            "sweep.concurrency".into(),
-            format!("{} is not in 1..=64", s.concurrency),
-        ));
-    }
-    if s.max_seconds == 0 {
-        return Err(invalid(
-            "sweep.max_seconds".into(),
-            "must be at least 1".into(),
-        ));
-    }
-    if s.lock_ttl_seconds < 30 {
-        return Err(invalid(
-            "sweep.lock_ttl_seconds".into(),
-            "must be at least 30".into(),
-        ));
-    }
-    let mut names = BTreeSet::new();
-    for (i, repo) in config.repos.iter_mut().enumerate() {
-        if !valid_name(&repo.name) {
-            return Err(invalid(
-                format!("repos[{i}].name"),
-                format!("`{}` must match [a-z0-9-]{{1,63}}", repo.name),
-            ));
-        }
-        if !names.insert(repo.name.clone()) {
-            return Err(invalid(
-                format!("repos[{i}].name"),
-                format!("`{}` is registered twice", repo.name),
-            ));
-        }
-        if repo.path.as_os_str().is_empty() {
-            return Err(invalid(
-                format!("repos[{i}].path"),
-                "must not be empty".into(),
-            ));
-        }
-        if repo.path.is_relative() {
-            repo.path = base.join(&repo.path);
-        }
-        if repo.push && repo.remote.is_none() {
-            return Err(invalid(
-                format!("repos[{i}].push"),
-                "push = true needs a remote".into(),
-            ));
-        }
-    }
-    for dir in [
-        &mut config.artifacts_dir,
-        &mut config.alerts.dir,
-        &mut config.restore.backup_dir,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if dir.is_relative() {
-            *dir = base.join(&*dir);
-        }
-    }
-    if let Some(url) = &config.alerts.webhook
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        return Err(invalid(
-            "alerts.webhook".into(),
-            "must be an http:// or https:// URL".into(),
-        ));
-    }
-    let mut backfill_names = BTreeSet::new();
-    for (i, b) in config.backfills.iter_mut().enumerate() {
-        if !valid_name(&b.name) {
-            return Err(invalid(
-                format!("backfills[{i}].name"),
-                format!("`{}` must match [a-z0-9-]{{1,63}}", b.name),
-            ));
-        }
-        if !backfill_names.insert(b.name.clone()) {
-            return Err(invalid(
-                format!("backfills[{i}].name"),
-                format!("`{}` is declared twice", b.name),
-            ));
-        }
-        b.check()
-            .map_err(|(key, m)| invalid(format!("backfills[{i}].{key}"), m))?;
-        if let Some(rest) = b.database_url.strip_prefix("sqlite://")
-            && !rest.starts_with('/')
-            && !rest.starts_with(':')
-        {
-            b.database_url = format!("sqlite://{}", base.join(rest).display());
-        }
-    }
-    let mut app_names = BTreeSet::new();
-    for (i, a) in config.apps.iter_mut().enumerate() {
-        if !valid_name(&a.name) {
-            return Err(invalid(
-                format!("apps[{i}].name"),
-                format!("`{}` must match [a-z0-9-]{{1,63}}", a.name),
-            ));
-        }
-        if !app_names.insert(a.name.clone()) {
-            return Err(invalid(
-                format!("apps[{i}].name"),
-                format!("`{}` is declared twice", a.name),
-            ));
-        }
-        a.check()
-            .map_err(|(key, m)| invalid(format!("apps[{i}].{key}"), m))?;
-        for p in std::iter::once(&mut a.recipe_repo)
-            .chain(std::iter::once(&mut a.snapshot_dir))
-            .chain(a.volumes.iter_mut())
-        {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-    }
-    let mut schedule_names = BTreeSet::new();
-    for (i, sch) in config.schedules.iter().flatten().enumerate() {
-        if !valid_name(&sch.name) {
-            return Err(invalid(
-                format!("schedules[{i}].name"),
-                format!("`{}` must match [a-z0-9-]{{1,63}}", sch.name),
-            ));
-        }
-        if !schedule_names.insert(sch.name.clone()) {
-            return Err(invalid(
-                format!("schedules[{i}].name"),
-                format!("`{}` is declared twice", sch.name),
-            ));
-        }
-        check_cron(&sch.cron).map_err(|m| invalid(format!("schedules[{i}].cron"), m))?;
-        match (sch.workflow.as_str(), &sch.app) {
-            ("sweep", None) => {}
-            ("sweep" | "restore-drill", Some(_)) => {
-                return Err(invalid(
-                    format!("schedules[{i}].app"),
-                    "only `upgrade` schedules name an app".into(),
-                ));
-            }
-            ("upgrade", Some(app)) if app_names.contains(app) => {}
-            ("restore-drill", None) => {}
-            ("upgrade", _) => {
-                return Err(invalid(
-                    format!("schedules[{i}].app"),
-                    "an `upgrade` schedule needs the name of an [[apps]] entry".into(),
-                ));
-            }
-            (other, _) => {
-                return Err(invalid(
-                    format!("schedules[{i}].workflow"),
-                    format!("`{other}` is not `sweep`, `upgrade` or `restore-drill`"),
-                ));
-            }
-        }
-        if sch.source.trim().is_empty() {
-            return Err(invalid(
-                format!("schedules[{i}].source"),
-                "must not be empty".into(),
-            ));
-        }
-    }
+    paths::resolve(&mut config, &base);
     Ok(Loaded {
         path: path.to_path_buf(),
         config,
     })
-}
-
-/// The shortest gap between the next few fire times of a five-field cron
-/// expression.
-pub fn cron_interval(expr: &str) -> Option<std::time::Duration> {
-    let schedule = cron::Schedule::try_from(seconds_first(expr).as_str()).ok()?;
-    let times: Vec<_> = schedule.upcoming(chrono::Utc).take(8).collect();
-    times
-        .windows(2)
-        .filter_map(|w| (w[1] - w[0]).to_std().ok())
-        .min()
-}
-
-/// A standard five-field expression (weekdays 0-7, Sunday 0 or 7) in the
-/// `cron` crate's form: a seconds field first, weekdays 1-7 from Sunday.
-/// Temporal itself gets the expression as written.
-fn seconds_first(expr: &str) -> String {
-    let fields: Vec<&str> = expr.split_whitespace().collect();
-    let Some((weekday, rest)) = fields.split_last() else {
-        return format!("0 {expr}");
-    };
-    let shift = |n: &str| match n.parse::<u8>() {
-        Ok(d @ 0..=6) => (d + 1).to_string(),
-        Ok(7) => "1".to_string(),
-        _ => n.to_string(),
-    };
-    let weekday: Vec<String> = weekday
-        .split(',')
-        .map(|part| {
-            let (range, step) = match part.split_once('/') {
-                Some((r, s)) => (r, Some(s)),
-                None => (part, None),
-            };
-            let mut out = range.split('-').map(shift).collect::<Vec<_>>().join("-");
-            if let Some(s) = step {
-                out.push('/');
-                out.push_str(s);
-            }
-            out
-        })
-        .collect();
-    format!("0 {} {}", rest.join(" "), weekday.join(","))
-}
-
-/// Checks a five-field cron expression.
-pub fn check_cron(expr: &str) -> Result<(), String> {
-    let fields = expr.split_whitespace().count();
-    if fields != 5 {
-        return Err(format!(
-            "`{expr}` has {fields} fields; expected 5 (minute hour day month weekday)"
-        ));
-    }
-    cron::Schedule::try_from(seconds_first(expr).as_str())
-        .map(|_| ())
-        .map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))
 }
 
 #[cfg(test)]
@@ -698,27 +540,6 @@ mod tests {
 
     fn p(text: &str) -> Result<Loaded, Error> {
         parse(text, Path::new("/etc/steward/steward.toml"))
-    }
-
-    #[test]
-    fn weekdays_count_from_sunday_zero_as_in_standard_cron() {
-        for ok in [
-            "0 3 * * 0",
-            "0 3 * * 7",
-            "0 3 * * 1-5",
-            "*/5 * * * 0,6",
-            "0 3 * * SUN",
-            "0 0 * * 1-5/2",
-        ] {
-            assert!(check_cron(ok).is_ok(), "{ok}: {:?}", check_cron(ok));
-        }
-        assert!(check_cron("0 3 * * 8").is_err());
-        assert_eq!(
-            cron_interval("0 3 * * 0"),
-            Some(Duration::from_secs(7 * 24 * 3600)),
-            "weekly on Sunday"
-        );
-        assert_eq!(seconds_first("0 3 * * 0"), "0 0 3 * * 1");
     }
 
     #[test]
@@ -798,7 +619,18 @@ mod tests {
                 "unknown field `branch`",
             ),
             ("[sweep]\nconcurrency = \"four\"\n", "invalid type"),
-            ("[[repos]]\nname = \"a\"\n", "missing field `path`"),
+            (
+                "[[repos]]\nname = \"a\"\n",
+                "repos[0].path: set the repo's path, or its url",
+            ),
+            (
+                "[[repos]]\nname = \"a\"\npath = \"x\"\nurl = \"git://h/a.git\"\n",
+                "repos[0].url: set a path or a url, not both",
+            ),
+            (
+                "[[repos]]\nname = \"a\"\nurl = \"git://h/a.git\"\nremote = \"up\"\n",
+                "repos[0].remote: a url repo's remote is its url",
+            ),
             (
                 "[[repos]]\nname = \"../etc\"\npath = \"x\"\n",
                 "repos[0].name",
@@ -859,7 +691,14 @@ mod tests {
         let schedule_cases = [
             ("[[schedules]]\nname = \"u\"\nworkflow = \"upgrade\"\ncron = \"0 3 * * *\"\n".to_string(), "schedules[0].app"),
             ("[[schedules]]\nname = \"u\"\nworkflow = \"upgrade\"\napp = \"nope\"\ncron = \"0 3 * * *\"\n".to_string(), "needs the name of an [[apps]] entry"),
-            ("[[schedules]]\nname = \"u\"\nworkflow = \"reboot\"\ncron = \"0 3 * * *\"\n".to_string(), "is not `sweep`, `upgrade` or `restore-drill`"),
+            ("[[schedules]]\nname = \"u\"\nworkflow = \"reboot\"\ncron = \"0 3 * * *\"\n".to_string(), "`reboot` is not a schedule kind (expected one of: sweep, upgrade, restore-drill, cold-sweep, failover-drill)"),
+            ("[[schedules]]\nname = \"f\"\nworkflow = \"failover-drill\"\ncron = \"0 3 * * *\"\n".to_string(), "schedules[0].drill: a `failover-drill` schedule needs the name of a [[drills]] entry"),
+            ("[[schedules]]\nname = \"s\"\ndrill = \"db\"\ncron = \"0 3 * * *\"\n".to_string(), "schedules[0].drill: only `failover-drill` schedules name a drill"),
+            (drill("url = \"mysql://db/x\""), "drills[0].url: must be a postgres:// URL"),
+            (drill("url = \"postgres://db/x\"\ntrigger = []"), "drills[0].trigger: must be a non-empty argv list"),
+            (drill("url = \"postgres://db/x\"\nprobe = { sql = \"SELECT 1\", url = \"http://x\" }"), "drills[0].probe: set exactly one of sql, url"),
+            (drill("url = \"postgres://db/x\"\nmarker_table = \"x; DROP TABLE y\""), "drills[0].marker_table"),
+            (drill("url = \"postgres://db/x\"\nrto_seconds = 0"), "drills[0].rto_seconds: must be more than 0"),
         ];
         for (text, expected) in backfill_cases.into_iter().chain(schedule_cases) {
             let err = p(&text).unwrap_err().to_string();
@@ -867,10 +706,30 @@ mod tests {
         }
     }
 
+    fn drill(keys: &str) -> String {
+        let trigger = if keys.contains("trigger") {
+            ""
+        } else {
+            "trigger = [\"promote\"]\n"
+        };
+        format!("[[drills]]\nname = \"db\"\n{trigger}{keys}\n")
+    }
+
     fn backfill(extra: &str) -> String {
         format!(
             "[[backfills]]\nname = \"bf\"\ndatabase_url = \"sqlite://t.db\"\ncount_sql = \"c\"\nnext_range_sql = \"n\"\napply_sql = \"a\"\nrollback_sql = \"r\"\n{extra}\n"
         )
+    }
+
+    #[test]
+    fn a_url_repo_lives_in_the_workers_own_clone_and_pushes_to_origin() {
+        let l = p("data_dir = \"/var/lib/steward\"\n[[repos]]\nname = \"plans\"\nurl = \"git://git.example.org/plans.git\"\n").unwrap();
+        let t = l.config.repos[0].target();
+        assert_eq!(t.path, "/var/lib/steward/clones/plans");
+        assert_eq!(
+            (t.url.as_str(), t.remote.as_str(), t.push),
+            ("git://git.example.org/plans.git", "origin", true)
+        );
     }
 
     #[test]

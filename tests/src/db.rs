@@ -1,0 +1,47 @@
+//! A fresh database per test on each state store backend: a SQLite file
+//! in the test's folder, a new database on the test PostgreSQL.
+
+use std::path::Path;
+
+use sqlx::Connection as _;
+
+/// The two state store backends every store-facing test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in the test's temp dir.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL.
+    Postgres,
+}
+
+/// Both backends.
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+/// A fresh, empty database for one test.
+pub async fn database(backend: Backend, dir: &Path) -> String {
+    match backend {
+        Backend::Sqlite => format!(
+            "sqlite://{}",
+            dir.join(format!("state-{}.db", uuid::Uuid::new_v4().simple()))
+                .display()
+        ),
+        Backend::Postgres => postgres_database().await,
+    }
+}
+
+/// Creates a database on the test PostgreSQL (`STEWARD_TEST_DATABASE_URL`,
+/// default `postgres://postgres@127.0.0.1:5432/postgres`) and returns its URL.
+pub async fn postgres_database() -> String {
+    let admin = std::env::var("STEWARD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is required for these tests and is not reachable at {admin}: {e}; run ./scripts/setup --postgres")
+    });
+    let name = format!("steward_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("creating a test database");
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{name}")
+}

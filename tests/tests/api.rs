@@ -1,0 +1,612 @@
+//! `steward api` on a real dev server: the runbook's curl calls, tokens
+//! that decide who acts (and bad ones refused, counted, never sent), the
+//! workflow's separation of duties on verified approvals, and a
+//! property-based run of schemathesis against the generated OpenAPI
+//! document.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use steward_proto::ids;
+use steward_proto::v1::BackfillStatus;
+use steward_tests::{
+    ApiServer, Backend, Harness, RepoEntry, Token, database, make_repo, read, signing_key,
+    task_queue, temp_dir, token, wait_for, workplan, workspace, write_config,
+};
+use steward_workflows::BackfillRollout;
+
+struct Env {
+    h: Harness,
+    api: ApiServer,
+    /// storage.
+    ana: Token,
+    /// storage and security.
+    bob: Token,
+    /// security.
+    carol: Token,
+    /// storage, expired.
+    old: Token,
+}
+
+steward_tests::derefs_to_harness!(Env);
+
+/// One repo, a tiny backfill `tiny` (approved by `storage` and
+/// `security`; `backfill` adds to its spec), four operators, the API's key
+/// pair (`api` adds to `[api]`), a worker and `steward api`.
+async fn env(test: &str, backfill: &str, api: &str) -> Env {
+    let dir = temp_dir();
+    let root = dir.path().to_path_buf();
+    let repo = root.join("repo");
+    make_repo(&repo, &[("workplans/A-1.md", &workplan("A-1", 1))]);
+    let target = format!("sqlite://{}?mode=rwc", root.join("target.db").display());
+    let pool = steward_activities::store::connect_any(&target)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO t (id) VALUES (1), (2), (3)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let ana = token("ana", &["storage"], &[]);
+    let bob = token("bob", &["storage", "security"], &[]);
+    let carol = token("carol", &["security"], &[]);
+    let old = token("old", &["storage"], &["--expires", "2020-01-01T00:00:00Z"]);
+    let db = database(Backend::Sqlite, &root).await;
+    let config = write_config(
+        &root,
+        &db,
+        &task_queue(test),
+        &[RepoEntry {
+            name: "r",
+            path: &repo,
+            remote: None,
+            push: false,
+        }],
+        &format!(
+            r#"{key}{api}
+{ana}{bob}{carol}{old}
+[[backfills]]
+name = "tiny"
+database_url = "{target}"
+count_sql = "SELECT COUNT(*) FROM t"
+next_range_sql = "SELECT MIN(id), MAX(id) FROM (SELECT id FROM t WHERE id > $1 ORDER BY id LIMIT $2) x"
+apply_sql = "UPDATE t SET id = id WHERE id BETWEEN $1 AND $2 AND $3 <> ''"
+rollback_sql = "DELETE FROM t WHERE 0 = 1 AND $1 <> ''"
+batch_size = 1
+approvals = ["storage", "security"]
+{backfill}
+"#,
+            key = signing_key(&root),
+            ana = ana.entry,
+            bob = bob.entry,
+            carol = carol.entry,
+            old = old.entry,
+        ),
+    );
+    let h = Harness::with_worker(dir, config).await;
+    let api = ApiServer::start(&h.config, &h.server.address).await;
+    Env {
+        h,
+        api,
+        ana,
+        bob,
+        carol,
+        old,
+    }
+}
+
+impl Env {
+    async fn status(&self) -> BackfillStatus {
+        self.query::<BackfillRollout, _>(&ids::backfill("tiny"), BackfillRollout::status)
+            .await
+            .unwrap()
+    }
+
+    async fn wait_phase(&self, phase: &str) -> BackfillStatus {
+        self.wait_query::<BackfillRollout, _>(
+            &ids::backfill("tiny"),
+            || BackfillRollout::status,
+            &format!("phase {phase}"),
+            Duration::from_secs(60),
+            |s| s.phase == phase,
+        )
+        .await
+    }
+
+    /// `POST /v1/backfills/tiny/approve` for `group`, as `who`.
+    async fn approve(&self, who: &Token, group: &str) -> (u16, Value) {
+        self.api
+            .post(
+                "/v1/backfills/tiny/approve",
+                &who.token,
+                json!({ "group": group, "reason": format!("reviewed for {group}") }),
+            )
+            .await
+    }
+}
+
+fn error_of(v: &Value) -> &str {
+    v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a JSON error body: {v}"))
+}
+
+#[tokio::test]
+async fn the_runbooks_curl_calls_work_against_the_api() {
+    let e = env("api-runbook", "", "sweep_wait_seconds = 120").await;
+    let t = &e.ana.token;
+    // POST /consistency/sweep/remote-all -d '{"max_seconds": 300}'
+    let (code, swept) = e
+        .api
+        .post(
+            "/consistency/sweep/remote-all",
+            t,
+            json!({ "max_seconds": 300, "source": "bridge" }),
+        )
+        .await;
+    assert_eq!(code, 200, "{swept}");
+    assert_eq!(swept["source"], "bridge");
+    assert_eq!(swept["exit_code"], 0, "{swept}");
+    let id = swept["workflow_id"].as_str().unwrap().to_string();
+    let cli = e.ok(&["sweep", "run"]);
+    let keys = |v: &Value| {
+        v.as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(
+        keys(&swept),
+        keys(&cli),
+        "the API answers with what `steward sweep run` prints"
+    );
+    // curl ".../progress/?event_type=consistency_sweep_remote_all&limit=5"
+    let (code, events) = e
+        .api
+        .get(
+            "/progress/?event_type=consistency_sweep_remote_all&limit=5",
+            t,
+        )
+        .await;
+    assert_eq!(code, 200, "{events}");
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 2, "both sweeps, newest first: {events:?}");
+    assert_eq!(events[1]["workflow_id"], id.as_str());
+    assert_eq!(events[1]["source"], "bridge");
+    assert_eq!(events[1]["detail"]["exit_code"], 0);
+    let (_, one) = e
+        .api
+        .get(
+            "/progress/?event_type=consistency_sweep_remote_all&limit=1",
+            t,
+        )
+        .await;
+    assert_eq!(one.as_array().unwrap().len(), 1, "limit holds");
+
+    // Past the API's wait, a 202 with the workflow id; the sweep goes on.
+    let (code, accepted) = e
+        .api
+        .post(
+            "/consistency/sweep/remote-all",
+            t,
+            json!({ "max_seconds": 300, "source": "bridge", "wait_seconds": 0 }),
+        )
+        .await;
+    assert_eq!(code, 202, "{accepted}");
+    let later = accepted["workflow_id"].as_str().unwrap().to_string();
+    assert!(later.starts_with("sweep-bridge-"), "{accepted}");
+    wait_for(
+        "the accepted sweep's event",
+        Duration::from_secs(60),
+        || async {
+            let (_, events) = e
+                .api
+                .get(
+                    "/progress/?event_type=consistency_sweep_remote_all&limit=5",
+                    t,
+                )
+                .await;
+            (events[0]["workflow_id"] == later.as_str()).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+
+    // Errors are JSON, name the problem, and carry the right status.
+    for (method, path, body, status, says) in [
+        (
+            "POST",
+            "/consistency/sweep/remote-all",
+            json!({ "max_seconds": 0 }),
+            400,
+            "max_seconds",
+        ),
+        (
+            "POST",
+            "/consistency/sweep/remote-all",
+            json!({ "max_secs": 5 }),
+            400,
+            "max_secs",
+        ),
+        (
+            "POST",
+            "/consistency/sweep/remote-all",
+            json!("not an object"),
+            400,
+            "JSON",
+        ),
+        ("GET", "/progress/?limit=0", Value::Null, 400, "limit"),
+        ("GET", "/progress/?limit=many", Value::Null, 400, "limit"),
+        ("GET", "/v1/backfills/nope", Value::Null, 404, "nope"),
+        (
+            "POST",
+            "/v1/backfills/tiny/explode",
+            json!({ "reason": "x" }),
+            404,
+            "explode",
+        ),
+        (
+            "POST",
+            "/v1/backfills/tiny/freeze",
+            json!({ "reason": " " }),
+            400,
+            "reason",
+        ),
+        (
+            "POST",
+            "/v1/schedules/nope/pause",
+            json!({ "reason": "x" }),
+            404,
+            "nope",
+        ),
+        ("GET", "/v1/upgrades/nope", Value::Null, 404, "nope"),
+        ("GET", "/v1/findings?check=Z-99", Value::Null, 400, "Z-99"),
+        (
+            "GET",
+            "/v1/history/no-such-run",
+            Value::Null,
+            404,
+            "no-such-run",
+        ),
+        ("GET", "/no/such/route", Value::Null, 404, "route"),
+        ("DELETE", "/v1/inbox", Value::Null, 405, "method"),
+    ] {
+        let body = (!body.is_null()).then_some(body);
+        let (code, answer) = e.api.call(method, path, Some(t), body).await;
+        assert_eq!(code, status, "{method} {path}: {answer}");
+        assert!(
+            error_of(&answer).contains(says),
+            "{method} {path} names `{says}`: {answer}"
+        );
+    }
+    // The timeline of the API's sweep, and the rest of the CLI's reads.
+    let (code, timeline) = e.api.get(&format!("/v1/history/{id}"), t).await;
+    assert_eq!(code, 200, "{timeline}");
+    assert!(
+        timeline
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["kind"] == "workflow_started"),
+        "{timeline}"
+    );
+    for path in [
+        "/v1/inbox",
+        "/v1/schedules",
+        "/v1/alerts",
+        "/v1/findings",
+        "/v1/whoami",
+    ] {
+        let (code, answer) = e.api.get(path, t).await;
+        assert_eq!(code, 200, "{path}: {answer}");
+    }
+    let (_, me) = e.api.get("/v1/whoami", t).await;
+    assert_eq!(
+        (me["name"].as_str(), me["credential_id"].as_str()),
+        (Some("ana"), Some(e.ana.id.as_str()))
+    );
+    let (code, doc) = e.api.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(code, 200);
+    assert!(
+        doc["paths"]["/consistency/sweep/remote-all"]["post"].is_object(),
+        "{doc}"
+    );
+    assert!(doc["paths"]["/progress/"]["get"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["token"]["scheme"], "bearer",
+        "the document says how to authenticate"
+    );
+}
+
+#[tokio::test]
+async fn tokens_decide_who_acts_and_bad_ones_are_refused_counted_and_never_sent() {
+    let e = env("api-tokens", "", "").await;
+    let (code, started) = e
+        .api
+        .post(
+            "/v1/backfills/tiny/start",
+            &e.ana.token,
+            json!({ "reason": "tonight's backfill", "freeze_at": "now" }),
+        )
+        .await;
+    assert_eq!(code, 200, "{started}");
+    e.wait_phase("awaiting_approval").await;
+
+    let approve = json!({ "group": "storage", "reason": "looks fine" });
+    let cases = [
+        (None, "no credential", "missing"),
+        (Some("stw_0000"), "not an operator's", "unknown"),
+        (Some(e.old.token.as_str()), "expired", "expired"),
+    ];
+    for (bad, says, reason) in cases {
+        let metric = format!("steward_api_auth_failures{{reason=\"{reason}\"}}");
+        let before = e.api.metric(&metric).await;
+        let (code, answer) = e
+            .api
+            .call(
+                "POST",
+                "/v1/backfills/tiny/approve",
+                bad,
+                Some(approve.clone()),
+            )
+            .await;
+        assert_eq!(code, 401, "{answer}");
+        assert!(error_of(&answer).contains(says), "{answer}");
+        assert_eq!(
+            e.api.metric(&metric).await,
+            before + 1.0,
+            "{metric} counted"
+        );
+    }
+    let s = e.status().await;
+    assert!(
+        s.approvals.is_empty() && s.operator_actions.iter().all(|a| a.action == "start"),
+        "nothing reached the rollout: {:?}",
+        s.operator_actions
+    );
+
+    // The body cannot say who: an `operator` field is refused, not used.
+    let (code, answer) = e
+        .api
+        .post(
+            "/v1/backfills/tiny/approve",
+            &e.bob.token,
+            json!({ "group": "storage", "reason": "x", "operator": "mallory" }),
+        )
+        .await;
+    assert_eq!(code, 400, "{answer}");
+    assert!(error_of(&answer).contains("operator"), "{answer}");
+
+    let (code, answer) = e.approve(&e.bob, "storage").await;
+    assert_eq!(code, 200, "{answer}");
+    let s = e.status().await;
+    let approval = s
+        .operator_actions
+        .iter()
+        .find(|a| a.action == "approve")
+        .unwrap();
+    assert_eq!(
+        (
+            approval.operator.as_str(),
+            approval.credential_id.as_str(),
+            approval.verified,
+            approval.reason.as_str(),
+        ),
+        ("bob", e.bob.id.as_str(), true, "reviewed for storage"),
+        "recorded as the token's operator, verified"
+    );
+    let start = s
+        .operator_actions
+        .iter()
+        .find(|a| a.action == "start")
+        .unwrap();
+    assert_eq!(
+        (
+            start.operator.as_str(),
+            start.credential_id.as_str(),
+            start.verified
+        ),
+        ("ana", e.ana.id.as_str(), true)
+    );
+
+    // Revoking is removing the entry: the next request is refused.
+    let config = read(&e.config).replace(&e.carol.entry, "");
+    std::fs::write(&e.config, config).unwrap();
+    let (code, answer) = e.approve(&e.carol, "security").await;
+    assert_eq!(code, 401, "{answer}");
+    let s = e.status().await;
+    assert_eq!(
+        s.approvals,
+        vec!["storage".to_string()],
+        "the revoked token sent nothing"
+    );
+}
+
+#[tokio::test]
+async fn approvals_check_membership_and_separation_of_duties_in_the_workflow() {
+    let e = env("api-duties", "require_verified = true", "").await;
+    // Verified-only: a typed name cannot start it, neither through the
+    // CLI nor straight through Temporal.
+    let (code, _, err) = e.cli(&[
+        "backfill",
+        "start",
+        "tiny",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "go",
+        "--by",
+        "ana",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("require_verified") && err.contains("API"),
+        "{err}"
+    );
+    let loaded = steward_worker::config::load(&e.config).unwrap();
+    let unsigned = steward_proto::v1::BackfillInput {
+        name: "tiny".into(),
+        freeze_at: "now".into(),
+        operator: "ana".into(),
+        reason: "typed".into(),
+        ..Default::default()
+    };
+    steward_worker::cli::backfill::start(&e.client, &loaded, unsigned)
+        .await
+        .unwrap();
+    let refused =
+        e.h.result::<BackfillRollout>(&ids::backfill("tiny"), Duration::from_secs(60))
+            .await;
+    assert_eq!(refused.outcome, "preconditions_failed", "{refused:?}");
+    assert!(refused.error.contains("require_verified"), "{refused:?}");
+
+    let (code, started) = e
+        .api
+        .post(
+            "/v1/backfills/tiny/start",
+            &e.ana.token,
+            json!({ "reason": "tonight's backfill", "freeze_at": "now" }),
+        )
+        .await;
+    assert_eq!(code, 200, "{started}");
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    wait_for("the new rollout", Duration::from_secs(60), || async {
+        let s = e.status().await;
+        (s.phase == "awaiting_approval" && s.operator_actions.len() == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    // A typed name is refused, naming why.
+    let (code, _, err) = e.cli(&[
+        "backfill", "approve", "tiny", "--group", "storage", "--reason", "ok", "--by", "bob",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("require_verified"), "{err}");
+
+    // Live settings through the API carry the value before the change.
+    let (code, set) = e
+        .api
+        .post(
+            "/v1/backfills/tiny/set",
+            &e.bob.token,
+            json!({ "reason": "faster", "batch_size": 2 }),
+        )
+        .await;
+    assert_eq!(code, 200, "{set}");
+    assert!(set["message"].as_str().unwrap().contains("1 → 2"), "{set}");
+
+    for (who, group, says) in [
+        (&e.ana, "storage", "started this rollout"),
+        (&e.carol, "storage", "not in group `storage`"),
+    ] {
+        let (code, answer) = e.approve(who, group).await;
+        assert_eq!(code, 409, "{answer}");
+        assert!(error_of(&answer).contains(says), "{answer}");
+    }
+    let (code, answer) = e.approve(&e.bob, "storage").await;
+    assert_eq!(code, 200, "{answer}");
+    let (code, answer) = e.approve(&e.bob, "security").await;
+    assert_eq!(code, 409, "{answer}");
+    assert!(
+        error_of(&answer).contains("one operator approves for one group"),
+        "{answer}"
+    );
+    let (code, answer) = e.approve(&e.carol, "security").await;
+    assert_eq!(code, 200, "{answer}");
+    let done =
+        e.h.result::<BackfillRollout>(&ids::backfill("tiny"), Duration::from_secs(60))
+            .await;
+    assert_eq!(done.outcome, "done", "{done:?}");
+
+    // The history records each action with the verified name, the
+    // credential, the reason and the value before the change.
+    let (code, timeline) = e
+        .api
+        .get(
+            &format!("/v1/history/{}?run_id={run_id}", ids::backfill("tiny")),
+            &e.ana.token,
+        )
+        .await;
+    assert_eq!(code, 200, "{timeline}");
+    let text = timeline.to_string();
+    for needle in [
+        "bob (faster): set accepted: batch_size 1 → 2",
+        "bob (reviewed for storage): approve accepted",
+        "carol (reviewed for security): approve accepted",
+    ] {
+        assert!(text.contains(needle), "`{needle}` in the timeline: {text}");
+    }
+    let s = e.status().await;
+    let verified: Vec<(&str, &str, bool)> = s
+        .operator_actions
+        .iter()
+        .map(|a| (a.operator.as_str(), a.credential_id.as_str(), a.verified))
+        .collect();
+    assert_eq!(
+        verified,
+        vec![
+            ("ana", e.ana.id.as_str(), true),
+            ("bob", e.bob.id.as_str(), true),
+            ("bob", e.bob.id.as_str(), true),
+            ("carol", e.carol.id.as_str(), true),
+        ],
+        "start, set, approve, approve: each verified, with its credential"
+    );
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_no_response_outside_the_spec() {
+    let bin = workspace().join(".venv/bin/schemathesis");
+    assert!(
+        bin.exists(),
+        "{} is missing: run ./scripts/setup (it installs schemathesis into .venv)",
+        bin.display()
+    );
+    // The sweep endpoint holds its response up to `sweep_wait_seconds`: the
+    // request timeout stays well above it, so a slow sweep answers 202
+    // rather than looking like a hung server.
+    let e = env("api-schemathesis", "", "sweep_wait_seconds = 8").await;
+    let out = Command::new(&bin)
+        .args([
+            "run",
+            &format!("{}/openapi.json", e.api.base),
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            "25",
+            "--workers",
+            "1",
+            "--seed",
+            "18",
+            "--request-timeout",
+            "40",
+            "-H",
+            &format!("Authorization: Bearer {}", e.ana.token),
+        ])
+        .env("NO_COLOR", "1")
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        .current_dir(&e.root)
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "schemathesis found failures:\n{report}"
+    );
+    assert!(
+        report.contains("14 passed") || report.contains("Tested: 14"),
+        "every operation was tested:\n{report}"
+    );
+}

@@ -1,0 +1,341 @@
+//! `FailoverDrill` on a real PostgreSQL primary and streaming standby that
+//! each test makes from Debian's PostgreSQL (`pg_basebackup`, two clusters
+//! on their own ports), with a real promotion as the trigger.
+
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+use steward_proto::v1::{FailoverDrillResult, FailoverStatus};
+use steward_tests::{Backend, Harness, PgPair, database, task_queue, temp_dir, wait_for};
+use steward_workflows::FailoverDrill;
+
+struct Env {
+    h: Harness,
+    pair: PgPair,
+}
+
+steward_tests::derefs_to_harness!(Env);
+
+/// A worker whose config drills `pair` with `trigger` (and `extra` keys).
+async fn env(test: &str, pair: PgPair, trigger: &[&str], extra: &str) -> Env {
+    let dir = temp_dir();
+    let root = dir.path().to_path_buf();
+    let store = database(Backend::Sqlite, &root).await;
+    let config = root.join("steward.toml");
+    let trigger: Vec<String> = trigger.iter().map(|a| format!("{a:?}")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            r#"data_dir = "{data}"
+database_url = "{store}"
+task_queue = "{queue}"
+schedules = []
+
+[[drills]]
+name = "statehub-db"
+url = "{url}"
+trigger = [{trigger}]
+trigger_note = "crashes the primary (pg_ctl stop -m immediate) and promotes the standby"
+rto_seconds = 20
+baseline_seconds = 2
+observe_seconds = 30
+{extra}
+"#,
+            data = root.join("data").display(),
+            queue = task_queue(test),
+            url = pair.service_url(),
+            trigger = trigger.join(", "),
+        ),
+    )
+    .unwrap();
+    Env {
+        h: Harness::with_worker(dir, config).await,
+        pair,
+    }
+}
+
+impl Env {
+    /// `steward drill failover run statehub-db`: exit code and result.
+    fn drill(&self) -> (i32, FailoverDrillResult) {
+        let (code, out, err) = self.cli(&[
+            "drill",
+            "failover",
+            "run",
+            "statehub-db",
+            "--reason",
+            "quarterly drill",
+        ]);
+        let result = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+        (code, result)
+    }
+
+    fn alerts_of(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.alerts()
+            .into_iter()
+            .filter(|a| a["kind"] == kind)
+            .collect()
+    }
+}
+
+fn roles(r: &FailoverDrillResult) -> Vec<(String, String)> {
+    r.measured
+        .as_ref()
+        .unwrap()
+        .hosts
+        .iter()
+        .map(|h| (h.host.clone(), h.role.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_promotion_fails_over_within_the_targets_keeps_every_acknowledged_write_and_says_what_it_left()
+ {
+    let pair = PgPair::start(true).await;
+    let trigger = pair.failover_script();
+    let rebuild = pair.rebuild_script();
+    let e = env(
+        "failover",
+        pair,
+        &["sh", trigger.to_str().unwrap()],
+        &format!("recovery = [\"sh\", \"{}\"]", rebuild.display()),
+    )
+    .await;
+    let (primary, standby) = (e.pair.primary.host(), e.pair.standby.host());
+    let (code, r) = e.drill();
+    assert_eq!((code, r.outcome.as_str()), (0, "passed"), "{r:#?}");
+    let m = r.measured.clone().unwrap();
+    assert!(m.rto_seconds > 0.0 && m.rto_seconds < 20.0, "{m:#?}");
+    assert!(!m.first_failed_write.is_empty() && !m.first_write_after.is_empty());
+    assert_eq!(
+        m.lost_writes, 0,
+        "synchronous replication loses nothing: {m:#?}"
+    );
+    assert!(m.writes_failed > 0, "the failure was seen: {m:#?}");
+    assert!(m.writes_acknowledged >= 20, "{m:#?}");
+    assert_eq!(
+        m.verified_on, standby,
+        "the markers were checked on the new primary"
+    );
+    assert!(
+        m.probe.iter().any(|s| !s.ok) && m.probe.last().unwrap().ok,
+        "the probe saw the outage and the recovery: {:#?}",
+        m.probe
+    );
+    assert_eq!(
+        roles(&r),
+        [
+            (primary.clone(), "down".to_string()),
+            (standby.clone(), "primary".to_string())
+        ],
+        "after the failover"
+    );
+    let pre = r.preflight.clone().unwrap();
+    assert_eq!(pre.streaming.len(), 1, "{pre:#?}");
+    assert!(pre.created_table);
+    let recovery = r.recovery.clone().unwrap();
+    assert!(recovery.ran && recovery.ok, "{recovery:#?}");
+    assert_eq!(
+        r.left,
+        format!("changed: {primary}: primary → standby; {standby}: standby → primary"),
+        "the drill says what it left"
+    );
+    assert_eq!(
+        e.pair
+            .standby
+            .psql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"),
+        "1",
+        "the old primary streams from the new one"
+    );
+    assert_eq!(
+        e.pair
+            .standby
+            .psql("SELECT coalesce(to_regclass('steward_drill_markers')::text, 'gone')"),
+        "gone",
+        "the marker table the drill made is gone"
+    );
+
+    // Evidence: JSON with its SHA-256, and Markdown for people.
+    let json = std::fs::read(&r.evidence_json).unwrap();
+    let sum = std::fs::read_to_string(format!("{}.sha256", r.evidence_json)).unwrap();
+    assert!(
+        sum.starts_with(&hex::encode(Sha256::digest(&json))),
+        "{sum}"
+    );
+    assert_eq!(r.evidence_sha256, hex::encode(Sha256::digest(&json)));
+    let md = std::fs::read_to_string(&r.evidence_markdown).unwrap();
+    assert!(
+        md.contains("# Failover drill `statehub-db`: passed"),
+        "{md}"
+    );
+    assert!(md.contains("| RTO"), "{md}");
+    assert!(
+        md.contains("crashes the primary"),
+        "the trigger as documented: {md}"
+    );
+
+    let (code, out, err) = e.cli(&["drill", "failover", "last", "statehub-db"]);
+    assert_eq!(code, 0, "{err}");
+    let last: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(last["last_passed"]["run_id"], r.run_id.as_str(), "{last}");
+    assert_eq!(e.alerts_of("failover.passed").len(), 1);
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_drill_still_ends_with_a_measured_verified_result() {
+    let pair = PgPair::start(true).await;
+    let trigger = pair.failover_script();
+    let mut e = env(
+        "failover-kill",
+        pair,
+        &["sh", trigger.to_str().unwrap()],
+        "",
+    )
+    .await;
+    let (code, out, err) = e.cli(&["drill", "failover", "run", "statehub-db", "--no-wait"]);
+    assert_eq!(code, 0, "{err}");
+    let started: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = started["workflow_id"].as_str().unwrap().to_string();
+    wait_for("the trigger", Duration::from_secs(60), || async {
+        let s: FailoverStatus = e
+            .query::<FailoverDrill, _>(&id, FailoverDrill::status)
+            .await
+            .ok()?;
+        (s.phase == "observing").then_some(())
+    })
+    .await
+    .unwrap();
+    e.worker().kill9();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    e.worker().restart();
+    let r: FailoverDrillResult = e
+        .result::<FailoverDrill>(&id, Duration::from_secs(180))
+        .await;
+    assert_eq!(r.outcome, "passed", "{r:#?}");
+    let m = r.measured.clone().unwrap();
+    assert_eq!(m.lost_writes, 0, "{m:#?}");
+    assert!(m.writes_failed > 0 && m.rto_seconds > 0.0, "{m:#?}");
+    assert_eq!(m.verified_on, e.pair.standby.host());
+    assert_eq!(
+        r.left,
+        format!(
+            "changed: {}: primary → down; {}: standby → primary",
+            e.pair.primary.host(),
+            e.pair.standby.host()
+        )
+    );
+    steward_tests::assert_every_run_closed_without_task_failures(&e.client).await;
+}
+
+#[tokio::test]
+async fn a_standby_that_is_not_streaming_is_refused_at_preflight_and_nothing_is_touched() {
+    let pair = PgPair::start(false).await;
+    pair.standby.crash();
+    let trigger = pair.failover_script();
+    let e = env(
+        "failover-refused",
+        pair,
+        &["sh", trigger.to_str().unwrap()],
+        "",
+    )
+    .await;
+    let (code, r) = e.drill();
+    assert_eq!((code, r.outcome.as_str()), (1, "refused"), "{r:#?}");
+    assert!(
+        r.message.contains(&format!(
+            "no standby is streaming from the primary {}",
+            e.pair.primary.host()
+        )),
+        "{}",
+        r.message
+    );
+    assert_eq!(r.left, "as found (nothing was done)");
+    assert!(e.pair.primary.running(), "the trigger never ran");
+    assert_eq!(e.pair.primary.psql("SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(
+        e.pair
+            .primary
+            .psql("SELECT coalesce(to_regclass('steward_drill_markers')::text, 'none')"),
+        "none"
+    );
+    assert_eq!(e.alerts_of("failover.refused").len(), 1);
+}
+
+#[tokio::test]
+async fn a_trigger_that_does_nothing_ends_failed_with_the_probes_view_not_a_hang() {
+    let pair = PgPair::start(true).await;
+    let e = env("failover-noop", pair, &["true"], "").await;
+    // A short wait, so the test does not wait the 30 s a real drill would.
+    let config = std::fs::read_to_string(&e.config)
+        .unwrap()
+        .replace("observe_seconds = 30", "observe_seconds = 4");
+    std::fs::write(&e.config, config).unwrap();
+    let mut e = e;
+    e.worker().kill9();
+    e.start_worker();
+    let started = std::time::Instant::now();
+    let (code, r) = e.drill();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!((code, r.outcome.as_str()), (1, "failed"), "{r:#?}");
+    assert!(
+        r.message.contains("the trigger did not interrupt writes"),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.contains("the probe: ok"),
+        "the probe's view: {}",
+        r.message
+    );
+    assert_eq!(r.measured.as_ref().unwrap().writes_failed, 0);
+    assert_eq!(r.left, "as found");
+    let alerts = e.alerts_of("failover.failed");
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["severity"], "critical");
+}
+
+#[tokio::test]
+async fn a_standby_that_fell_behind_loses_acknowledged_writes_and_the_drill_counts_them() {
+    let pair = PgPair::start(false).await;
+    // The standby stops receiving; the primary keeps acknowledging for a
+    // second and a half; then the primary crashes and the standby is
+    // promoted without those writes.
+    let detach = pair.script(
+        "detach.sh",
+        &format!(
+            "psql -h 127.0.0.1 -p {s} -U postgres -d postgres -c \"ALTER SYSTEM SET primary_conninfo = ''\" -c \"SELECT pg_reload_conf()\" >/dev/null\n\
+             sleep 1.5\n\
+             sh {failover}\n",
+            s = pair.standby.port,
+            failover = pair.failover_script().display(),
+        ),
+    );
+    let e = env(
+        "failover-lossy",
+        pair,
+        &["sh", detach.to_str().unwrap()],
+        "",
+    )
+    .await;
+    let (code, r) = e.drill();
+    assert_eq!((code, r.outcome.as_str()), (1, "target-missed"), "{r:#?}");
+    let m = r.measured.clone().unwrap();
+    assert!(
+        m.lost_writes >= 5,
+        "about 15 writes were acknowledged after the standby left: {m:#?}"
+    );
+    assert!(m.rpo_seconds > 0.5, "{m:#?}");
+    assert_eq!(m.lost_markers.len() as u64, m.lost_writes.min(50));
+    assert!(
+        r.message.contains("acknowledged writes lost"),
+        "{}",
+        r.message
+    );
+    let alerts = e.alerts_of("failover.target-missed");
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["severity"], "critical");
+    assert_eq!(alerts[0]["detail"]["lost_writes"], m.lost_writes);
+}

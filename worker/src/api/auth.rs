@@ -1,0 +1,173 @@
+//! Who is asking: the operator whose token the request carries (a bearer
+//! header, or the operator page's cookie), found by the token's SHA-256
+//! among `[[operators]]`. The config is read again for every request, so a
+//! token removed from it (or past its `expires`) stops working at once.
+//! Every refusal is counted by reason for `/metrics`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use crate::config::{self, OperatorConfig};
+
+/// The cookie the operator page keeps the token in.
+pub const COOKIE: &str = "steward_token";
+
+/// A verified operator.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Operator {
+    /// The declared name, which every action is recorded under.
+    pub name: String,
+    /// Their groups.
+    pub groups: Vec<String>,
+    /// The credential's id, recorded with every action.
+    pub credential_id: String,
+}
+
+/// Refused requests, by reason.
+#[derive(Debug, Default)]
+pub struct Failures {
+    /// No token at all.
+    pub missing: AtomicU64,
+    /// A token no operator has.
+    pub unknown: AtomicU64,
+    /// A token past its `expires`.
+    pub expired: AtomicU64,
+}
+
+impl Failures {
+    /// The counters in Prometheus' text format.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::from(
+            "# HELP steward_api_auth_failures Requests the API refused for their credential, by reason\n\
+             # TYPE steward_api_auth_failures counter\n",
+        );
+        for (reason, n) in [
+            ("missing", &self.missing),
+            ("unknown", &self.unknown),
+            ("expired", &self.expired),
+        ] {
+            out.push_str(&format!(
+                "steward_api_auth_failures{{reason=\"{reason}\"}} {}\n",
+                n.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
+
+/// SHA-256 of a token, hex: what `[[operators]] token_sha256` holds.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
+}
+
+/// A new random token (`stw_` and 64 hex digits).
+pub fn new_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(format!("stw_{}", hex::encode(bytes)))
+}
+
+/// The token a request carries: `Authorization: Bearer ...`, else the
+/// operator page's cookie.
+pub fn token_of(headers: &HeaderMap) -> Option<String> {
+    if let Some(bearer) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(bearer.trim().to_string());
+    }
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(str::to_string)
+        })
+        .filter(|t| !t.is_empty())
+}
+
+/// The operator whose token `headers` carry, as `config_path` declares
+/// them now; a 401 naming why otherwise.
+pub fn authenticate(
+    config_path: &Path,
+    headers: &HeaderMap,
+    failures: &Failures,
+) -> Result<Operator, ApiError> {
+    let Some(token) = token_of(headers) else {
+        failures.missing.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::unauthorized(
+            "no credential: send `Authorization: Bearer <your operator token>`",
+        ));
+    };
+    let operators = config::load(config_path)
+        .map(|l| l.config.operators)
+        .map_err(ApiError::upstream)?;
+    let hash = token_hash(&token);
+    let Some(op) = operators
+        .iter()
+        .find(|o| o.token_sha256.eq_ignore_ascii_case(&hash))
+    else {
+        failures.unknown.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::unauthorized(
+            "this token is not an operator's (revoked, or never issued)",
+        ));
+    };
+    if expired(op) {
+        failures.expired.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::unauthorized(format!(
+            "the token of `{}` expired at {}",
+            op.name,
+            op.expires.as_deref().unwrap_or_default()
+        )));
+    }
+    Ok(Operator {
+        name: op.name.clone(),
+        groups: op.groups.clone(),
+        credential_id: op.credential_id(),
+    })
+}
+
+impl axum::extract::FromRequestParts<std::sync::Arc<super::Api>> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        api: &std::sync::Arc<super::Api>,
+    ) -> Result<Self, ApiError> {
+        authenticate(&api.loaded.path, &parts.headers, &api.failures)
+    }
+}
+
+fn expired(op: &OperatorConfig) -> bool {
+    op.expires
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| t <= chrono::Utc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_come_from_the_bearer_header_or_the_pages_cookie() {
+        let mut h = HeaderMap::new();
+        assert_eq!(token_of(&h), None);
+        h.insert("cookie", "a=b; steward_token=stw_1".parse().unwrap());
+        assert_eq!(token_of(&h).as_deref(), Some("stw_1"));
+        h.insert("authorization", "Bearer stw_2".parse().unwrap());
+        assert_eq!(token_of(&h).as_deref(), Some("stw_2"));
+        let t = new_token().unwrap();
+        assert!(t.starts_with("stw_") && t.len() == 68);
+        assert_eq!(token_hash(&t).len(), 64);
+        assert_ne!(new_token().unwrap(), t);
+    }
+}

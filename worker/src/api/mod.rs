@@ -1,0 +1,273 @@
+//! `steward api`: the HTTP API on the worker's config. JSON in and out,
+//! every route behind an operator's token (`auth`), every operator action
+//! sent as that operator and signed (`sign`) so the workflow can tell it
+//! from a typed name; the operator page (`page`) on the same routes'
+//! logic; the OpenAPI document generated from the handlers.
+
+pub mod auth;
+pub mod error;
+mod page;
+pub mod routes;
+pub mod sign;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use steward_activities::Store;
+use temporalio_client::Client;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::config::Loaded;
+use auth::Failures;
+use error::ApiError;
+use sign::Signer;
+
+/// What every request works with.
+#[derive(Debug)]
+pub struct Api {
+    /// The config as the API started with it; `[[operators]]` alone is
+    /// read again from its file for every request.
+    pub loaded: Loaded,
+    /// The Temporal client.
+    pub client: Client,
+    /// The state store.
+    pub store: Store,
+    /// The key operator actions are signed with; None sends them unsigned.
+    pub signer: Option<Signer>,
+    /// Refused credentials, for `/metrics`.
+    pub failures: Failures,
+}
+
+impl Api {
+    /// The API for `loaded`, with its signing key when one is configured.
+    pub fn new(loaded: Loaded, client: Client, store: Store) -> anyhow::Result<Self> {
+        let signer = Signer::load(loaded.config.api.signing_key_file.as_deref())?;
+        if let (Some(signer), Some(key)) = (&signer, &loaded.config.api.verify_key) {
+            anyhow::ensure!(
+                signer.verify_key().eq_ignore_ascii_case(key.trim()),
+                "the API's signing key does not match `[api] verify_key` in {}: the runs would \
+                 count every action as unverified (its public half is {})",
+                loaded.path.display(),
+                signer.verify_key()
+            );
+        }
+        Ok(Self {
+            loaded,
+            client,
+            store,
+            signer,
+            failures: Failures::default(),
+        })
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "steward",
+        description = "The operator API of steward: sweeps, backfills, upgrades, schedules, \
+                       findings, alerts and audit timelines. Every route takes an operator's \
+                       bearer token and acts as that operator."
+    ),
+    paths(
+        routes::sweep,
+        routes::progress,
+        routes::whoami,
+        routes::backfill_status,
+        routes::backfill_start,
+        routes::backfill_action,
+        routes::upgrade_status,
+        routes::upgrade_approve,
+        routes::schedules,
+        routes::schedule_change,
+        routes::alerts,
+        routes::findings,
+        routes::history,
+        routes::inbox,
+    ),
+    modifiers(&BearerToken)
+)]
+struct Document;
+
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "token",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    Document::openapi()
+}
+
+async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        api.failures.prometheus(),
+    )
+        .into_response()
+}
+
+async fn no_route() -> ApiError {
+    ApiError::not_found("no such route: see /openapi.json")
+}
+
+async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not take that method: see /openapi.json",
+    )
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("an API handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "steward's API failed on this request; the server keeps running",
+    )
+    .into_response()
+}
+
+/// Every route.
+pub fn router(api: Arc<Api>) -> Router {
+    guarded(
+        Router::new()
+            .route("/", get(page::page))
+            .route("/ui/signin", post(page::sign_in))
+            .route("/ui/signout", post(page::sign_out))
+            .route("/ui/backfills/{name}/{action}", post(page::backfill_action))
+            .route("/ui/upgrades/{app}/approve", post(page::upgrade_approve))
+            .route("/ui/schedules/{name}/{change}", post(page::schedule_change))
+            .route("/consistency/sweep/remote-all", post(routes::sweep))
+            .route("/progress/", get(routes::progress))
+            .route("/progress", get(routes::progress))
+            .route("/v1/whoami", get(routes::whoami))
+            .route("/v1/backfills/{name}", get(routes::backfill_status))
+            .route("/v1/backfills/{name}/start", post(routes::backfill_start))
+            .route(
+                "/v1/backfills/{name}/{action}",
+                post(routes::backfill_action),
+            )
+            .route("/v1/upgrades/{app}", get(routes::upgrade_status))
+            .route("/v1/upgrades/{app}/approve", post(routes::upgrade_approve))
+            .route("/v1/schedules", get(routes::schedules))
+            .route(
+                "/v1/schedules/{name}/{change}",
+                post(routes::schedule_change),
+            )
+            .route("/v1/alerts", get(routes::alerts))
+            .route("/v1/findings", get(routes::findings))
+            .route("/v1/history/{workflow_id}", get(routes::history))
+            .route("/v1/inbox", get(routes::inbox))
+            .route("/openapi.json", get(document))
+            .route("/metrics", get(metrics)),
+    )
+    .with_state(api)
+}
+
+/// `routes` with JSON answers for an unknown route or method, and a panic
+/// in a handler answered as a JSON 500 while the server keeps serving.
+fn guarded<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(CatchPanicLayer::custom(panicked))
+}
+
+/// Serves `api` on `listener` until `stop` resolves.
+pub async fn serve(
+    api: Api,
+    listener: tokio::net::TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(Arc::new(api)))
+        .with_graceful_shutdown(stop)
+        .await
+        .map_err(|e| anyhow::anyhow!("the API stopped: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    async fn answer(app: Router, method: &str, path: &str) -> (StatusCode, serde_json::Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    async fn boom() -> &'static str {
+        panic!("a handler bug")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_json_500_and_the_server_keeps_serving() {
+        let app = guarded(Router::new().route("/boom", get(boom)).route(
+            "/ok",
+            get(|| async { Json(serde_json::json!({ "ok": true })) }),
+        ));
+        let (status, body) = answer(app.clone(), "GET", "/boom").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            body["error"].as_str().unwrap().contains("keeps running"),
+            "{body}"
+        );
+        assert_eq!(answer(app.clone(), "GET", "/ok").await.0, StatusCode::OK);
+        let (status, body) = answer(app.clone(), "GET", "/nowhere").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body["error"].as_str().unwrap().contains("no such route"));
+        let (status, body) = answer(app, "DELETE", "/ok").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(body["error"].as_str().unwrap().contains("method"));
+    }
+
+    #[test]
+    fn the_document_covers_every_json_route_with_the_bearer_scheme() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        assert_eq!(paths.len(), 14, "{:?}", paths.keys());
+        for (path, ops) in paths {
+            for (method, op) in ops.as_object().unwrap() {
+                assert_eq!(
+                    op["security"][0]["token"],
+                    serde_json::json!([]),
+                    "{method} {path} takes the token"
+                );
+                assert!(
+                    op["responses"]["401"].is_object(),
+                    "{method} {path} documents 401"
+                );
+            }
+        }
+    }
+}

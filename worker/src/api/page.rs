@@ -1,0 +1,639 @@
+//! The operator page: `GET /`, server-rendered from the same calls as the
+//! JSON routes, with plain HTML forms for the actions (each asks for a
+//! reason) and one small script that keeps a running backfill's progress
+//! bar live from `GET /v1/backfills/{name}`. Signing in stores the token in
+//! an `HttpOnly`, `SameSite=Strict` cookie, so no other site can post a
+//! form as the operator.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use steward_proto::v1::{BackfillStatus, UpgradeStatus};
+use steward_proto::vocab::{BackfillPhase, OperatorVerb};
+use steward_proto::{ids, names};
+use steward_workflows::{BackfillRollout, WarmUpgrade};
+
+use super::Api;
+use super::auth::{self, COOKIE, Operator};
+use super::error::{ApiError, ApiResult, Params, Segments};
+use super::routes::{ActionRequest, ApproveBody, ReasonBody};
+
+/// A form body, refused as a JSON [`ApiError`].
+#[derive(Debug, axum::extract::FromRequest)]
+#[from_request(via(axum::Form), rejection(ApiError))]
+pub struct FormBody<T>(pub T);
+
+impl From<axum::extract::rejection::FormRejection> for ApiError {
+    fn from(r: axum::extract::rejection::FormRejection) -> Self {
+        Self::bad_request(format!("bad form: {}", r.body_text()))
+    }
+}
+
+/// `?notice=` or `?error=`: the outcome of the last action, shown once.
+#[derive(Debug, Default, Deserialize)]
+pub struct Flash {
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+/// The sign-in form.
+#[derive(Debug, Deserialize)]
+pub struct SignIn {
+    token: String,
+}
+
+/// An action form: the reason, and what the action takes.
+#[derive(Debug, Deserialize)]
+pub struct ActionForm {
+    reason: String,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    batch_size: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+}
+
+const STYLE: &str = "body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:70em;padding:0 1em}\
+table{border-collapse:collapse;width:100%;margin:.5em 0 1.5em}td,th{border-bottom:1px solid #ddd;padding:.3em;text-align:left;vertical-align:top}\
+form.act{display:inline-block;margin:.2em .4em .2em 0}input[type=text]{width:14em}progress{width:20em}\
+.notice{background:#e6f4ea;padding:.5em}.error{background:#fde7e9;padding:.5em}.muted{color:#666}";
+
+const SCRIPT: &str = r#"
+for (const row of document.querySelectorAll('[data-backfill]')) {
+  const name = row.dataset.backfill;
+  const bar = row.querySelector('progress');
+  const text = row.querySelector('.rows');
+  const phase = row.querySelector('.phase');
+  const tick = async () => {
+    try {
+      const r = await fetch('/v1/backfills/' + encodeURIComponent(name), {credentials: 'same-origin'});
+      if (!r.ok) return;
+      const s = await r.json();
+      if (s.expected > 0) { bar.max = s.expected; bar.value = Math.min(s.rows, s.expected); }
+      text.textContent = s.rows + ' of ' + (s.expected || '?') + ' rows, ' + s.batches + ' batches';
+      phase.textContent = s.outcome || s.phase;
+      if (s.outcome) return;
+    } catch (e) { /* the next tick tries again */ }
+    setTimeout(tick, 2000);
+  };
+  setTimeout(tick, 2000);
+}
+"#;
+
+/// Escapes text for HTML.
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn document(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>{}</title>\
+         <meta name=viewport content=\"width=device-width\"><style>{STYLE}</style></head>\
+         <body>{body}</body></html>",
+        esc(title)
+    )
+}
+
+fn sign_in_page(problem: Option<&str>) -> String {
+    let problem = problem
+        .map(|p| format!("<p class=error id=problem>{}</p>", esc(p)))
+        .unwrap_or_default();
+    document(
+        "steward: sign in",
+        &format!(
+            "<h1>steward</h1>{problem}<form method=post action=/ui/signin>\
+             <label>Operator token <input type=password name=token id=token autocomplete=off required></label> \
+             <button type=submit id=signin>Sign in</button></form>\
+             <p class=muted>Your token is the one <code>steward api token</code> printed for you; \
+             the config holds only its SHA-256.</p>"
+        ),
+    )
+}
+
+/// The operator whose cookie the request carries.
+fn signed_in(api: &Api, headers: &HeaderMap) -> Result<Operator, ApiError> {
+    auth::authenticate(&api.loaded.path, headers, &api.failures)
+}
+
+/// `GET /`: the sign-in form, or the operator's page.
+pub async fn page(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Params(flash): Params<Flash>,
+) -> Response {
+    let op = match signed_in(&api, &headers) {
+        Ok(op) => op,
+        Err(e) if auth::token_of(&headers).is_none() => {
+            drop(e);
+            return Html(sign_in_page(None)).into_response();
+        }
+        Err(e) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Html(sign_in_page(Some(&e.message))),
+            )
+                .into_response();
+        }
+    };
+    let mut body = format!(
+        "<h1>steward</h1><p>Signed in as <b id=operator>{}</b> ({}), credential <code>{}</code>. \
+         <form class=act method=post action=/ui/signout><button>Sign out</button></form></p>",
+        esc(&op.name),
+        esc(&op.groups.join(", ")),
+        esc(&op.credential_id)
+    );
+    if let Some(n) = &flash.notice {
+        let _ = write!(body, "<p class=notice id=notice>{}</p>", esc(n));
+    }
+    if let Some(e) = &flash.error {
+        let _ = write!(body, "<p class=error id=error>{}</p>", esc(e));
+    }
+    body.push_str(&waiting(&api).await);
+    body.push_str(&backfills(&api, &op).await);
+    body.push_str(&schedules(&api).await);
+    body.push_str(&sweeps(&api).await);
+    body.push_str(&alerts(&api));
+    let _ = write!(body, "<script>{SCRIPT}</script>");
+    Html(document("steward", &body)).into_response()
+}
+
+fn reason_input() -> &'static str {
+    "<input type=text name=reason placeholder=reason required>"
+}
+
+fn action_form(action: &str, id: &str, label: &str, extra: &str) -> String {
+    format!(
+        "<form class=act method=post action=\"{}\">{extra}{} <button type=submit id=\"{}\">{}</button></form>",
+        esc(action),
+        reason_input(),
+        esc(id),
+        esc(label)
+    )
+}
+
+async fn waiting(api: &Api) -> String {
+    let mut out = String::from("<h2>Waiting for you</h2>");
+    let inbox = match crate::cli::inbox::inbox(&api.client).await {
+        Ok(inbox) => inbox,
+        Err(e) => return out + &format!("<p class=error>{}</p>", esc(&format!("{e:#}"))),
+    };
+    if inbox.runs.is_empty() && inbox.paused_schedules.is_empty() {
+        out.push_str("<p class=muted id=nothing-waiting>Nothing waits for an operator.</p>");
+    }
+    if !inbox.runs.is_empty() {
+        out.push_str("<table><tr><th>Run</th><th>Where</th><th>Since</th><th>Action</th></tr>");
+        for run in &inbox.runs {
+            let subject = run.subject.clone().unwrap_or_default();
+            let actions = if run.workflow_type == names::WARM_UPGRADE {
+                held_upgrade(api, &run.workflow_id, &subject).await
+            } else {
+                "see Backfills below".to_string()
+            };
+            let _ = write!(
+                out,
+                "<tr><td>{} <span class=muted>{}</span></td><td>{}</td><td>{}</td><td>{actions}</td></tr>",
+                esc(&subject),
+                esc(&run.workflow_id),
+                esc(run.phase.as_deref().unwrap_or("")),
+                esc(run.started.as_deref().unwrap_or(""))
+            );
+        }
+        out.push_str("</table>");
+    }
+    out
+}
+
+async fn held_upgrade(api: &Api, workflow_id: &str, app: &str) -> String {
+    let status: Result<UpgradeStatus, _> = api
+        .client
+        .get_workflow_handle::<WarmUpgrade>(workflow_id.to_string())
+        .query(WarmUpgrade::status, (), Default::default())
+        .await;
+    match status {
+        Ok(s) if !s.hold.is_empty() => format!(
+            "held ({}) from {} to {}: {}",
+            esc(&s.hold),
+            esc(&s.last_good),
+            esc(&s.target),
+            action_form(
+                &format!("/ui/upgrades/{app}/approve"),
+                &format!("approve-{app}"),
+                &format!("Approve {}", s.target),
+                &format!(
+                    "<input type=hidden name=version value=\"{}\">",
+                    esc(&s.target)
+                )
+            )
+        ),
+        Ok(s) => esc(&s.phase),
+        Err(e) => format!("<span class=error>{}</span>", esc(&e.to_string())),
+    }
+}
+
+async fn backfills(api: &Api, op: &Operator) -> String {
+    let mut out = String::from("<h2>Backfills</h2>");
+    if api.loaded.config.backfills.is_empty() {
+        return out + "<p class=muted>None configured.</p>";
+    }
+    out.push_str(
+        "<table><tr><th>Backfill</th><th>Phase</th><th>Progress</th><th>Actions</th></tr>",
+    );
+    for b in &api.loaded.config.backfills {
+        let status: Option<BackfillStatus> = api
+            .client
+            .get_workflow_handle::<BackfillRollout>(ids::backfill(&b.name))
+            .query(BackfillRollout::status, (), Default::default())
+            .await
+            .ok();
+        let Some(s) = status else {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td class=muted>no rollout</td><td></td><td>{}</td></tr>",
+                esc(&b.name),
+                action_form(
+                    &format!("/ui/backfills/{}/start", b.name),
+                    &format!("start-{}", b.name),
+                    "Start (dry run)",
+                    ""
+                )
+            );
+            continue;
+        };
+        let actions = backfill_actions(&b.name, &s, op);
+        let _ = write!(
+            out,
+            "<tr data-backfill=\"{name}\"><td>{name}</td><td class=phase>{phase}</td>\
+             <td><progress max=\"{max}\" value=\"{value}\"></progress> <span class=rows>{rows} of {expected} rows, {batches} batches</span></td>\
+             <td>{actions}</td></tr>",
+            name = esc(&b.name),
+            phase = esc(if s.outcome.is_empty() {
+                &s.phase
+            } else {
+                &s.outcome
+            }),
+            max = s.expected.max(1),
+            value = s.rows.min(s.expected.max(1)),
+            rows = s.rows,
+            expected = if s.expected > 0 {
+                s.expected.to_string()
+            } else {
+                "?".into()
+            },
+            batches = s.batches,
+        );
+    }
+    out + "</table>"
+}
+
+/// The forms for the actions `s`'s phase takes.
+fn backfill_actions(name: &str, s: &BackfillStatus, op: &Operator) -> String {
+    if !s.outcome.is_empty() {
+        return String::new();
+    }
+    let Ok(phase) = s.phase.parse::<BackfillPhase>() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for verb in steward_workflows::backfill::verbs_in(phase, s.paused) {
+        let extra = match verb {
+            OperatorVerb::Approve => {
+                let open: Vec<&String> = s
+                    .approvals_required
+                    .iter()
+                    .filter(|g| !s.approvals.contains(g))
+                    .filter(|g| op.groups.is_empty() || op.groups.contains(g))
+                    .collect();
+                if open.is_empty() {
+                    continue;
+                }
+                let options: String = open
+                    .iter()
+                    .map(|g| format!("<option>{}</option>", esc(g)))
+                    .collect();
+                format!("<select name=group>{options}</select>")
+            }
+            OperatorVerb::Set => {
+                "<input type=number name=batch_size min=1 placeholder=\"batch size\" required>"
+                    .into()
+            }
+            _ => String::new(),
+        };
+        out.push_str(&action_form(
+            &format!("/ui/backfills/{name}/{verb}"),
+            &format!("{verb}-{name}"),
+            verb.as_str(),
+            &extra,
+        ));
+    }
+    out
+}
+
+async fn schedules(api: &Api) -> String {
+    let mut out = String::from("<h2>Schedules</h2>");
+    let wanted = api.loaded.schedules();
+    let rows = crate::schedules::list(&api.client)
+        .await
+        .unwrap_or_default();
+    if wanted.is_empty() {
+        return out + "<p class=muted>None configured.</p>";
+    }
+    out.push_str("<table><tr><th>Schedule</th><th>State</th><th>Next</th><th>Action</th></tr>");
+    for s in &wanted {
+        let id = crate::schedules::schedule_id(s);
+        let row = rows.iter().find(|r| r.id == id);
+        let paused = row.is_some_and(|r| r.paused);
+        let state = match row {
+            None => "not synced".to_string(),
+            Some(r) if r.paused => format!(
+                "paused: {}",
+                esc(r.paused_reason.as_deref().unwrap_or("no reason given"))
+            ),
+            Some(_) => "running".into(),
+        };
+        let change = if paused { "resume" } else { "pause" };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{state}</td><td>{}</td><td>{}</td></tr>",
+            esc(&s.name),
+            esc(row
+                .and_then(|r| r.next_runs.first())
+                .map_or("", String::as_str)),
+            action_form(
+                &format!("/ui/schedules/{}/{change}", s.name),
+                &format!("{change}-{}", s.name),
+                change,
+                ""
+            )
+        );
+    }
+    out + "</table>"
+}
+
+async fn sweeps(api: &Api) -> String {
+    let mut out = String::from("<h2>Last sweep per source</h2>");
+    let events = api
+        .store
+        .progress(Some(names::SWEEP_EVENT_TYPE), 0, 200)
+        .await
+        .unwrap_or_default();
+    let views = crate::cli::progress::events_json(&events);
+    let mut seen: Vec<&str> = Vec::new();
+    out.push_str("<table><tr><th>Source</th><th>When</th><th>Exit</th><th>Open findings</th><th>Run</th></tr>");
+    for e in &views {
+        if seen.contains(&e.source.as_str()) {
+            continue;
+        }
+        seen.push(&e.source);
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=muted>{}</td></tr>",
+            esc(&e.source),
+            esc(&e.created_at),
+            e.detail["exit_code"],
+            e.detail["open_findings"].as_array().map_or(0, Vec::len),
+            esc(&e.workflow_id)
+        );
+    }
+    out.push_str("</table>");
+    if seen.is_empty() {
+        out.push_str("<p class=muted>No sweep has run yet.</p>");
+    }
+    let findings = crate::cli::findings::read(&api.store, "", "", None, 50)
+        .await
+        .unwrap_or_default();
+    let open: Vec<_> = findings
+        .iter()
+        .filter(|f| f.resolved_at.is_none())
+        .collect();
+    if !open.is_empty() {
+        out.push_str("<h3>Open findings</h3><table><tr><th>Repo</th><th>Check</th><th>Subject</th><th>Since</th><th>Finding</th></tr>");
+        for f in open {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&f.repo),
+                esc(&f.check),
+                esc(&f.subject),
+                esc(&f.first_seen),
+                esc(&f.message)
+            );
+        }
+        out.push_str("</table>");
+    }
+    out
+}
+
+fn alerts(api: &Api) -> String {
+    let mut out = String::from("<h2>Alerts</h2>");
+    let alerts = crate::serve::alert_sink(&api.loaded).list();
+    if alerts.is_empty() {
+        return out + "<p class=muted>No alerts.</p>";
+    }
+    out.push_str("<table><tr><th>When</th><th>Severity</th><th>Subject</th><th>Message</th></tr>");
+    for a in alerts.iter().take(20) {
+        let text = |k: &str| esc(a[k].as_str().unwrap_or(""));
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            text("at"),
+            text("severity"),
+            text("subject"),
+            text("message")
+        );
+    }
+    out + "</table>"
+}
+
+/// Back to the page, with what happened.
+fn back(outcome: ApiResult<String>) -> Response {
+    let (key, text) = match outcome {
+        Ok(notice) => ("notice", notice),
+        Err(e) => ("error", e.message),
+    };
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair(key, &text)
+        .finish();
+    Redirect::to(&format!("/?{query}")).into_response()
+}
+
+fn cookie(value: &str, max_age: Option<u32>) -> HeaderValue {
+    let age = max_age
+        .map(|a| format!("; Max-Age={a}"))
+        .unwrap_or_default();
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/{age}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("steward_token=; Max-Age=0; Path=/"))
+}
+
+/// `POST /ui/signin`: checks the token, keeps it in the cookie.
+pub async fn sign_in(State(api): State<Arc<Api>>, FormBody(form): FormBody<SignIn>) -> Response {
+    let token = form.token.trim().to_string();
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        headers.insert(header::AUTHORIZATION, v);
+    }
+    match auth::authenticate(&api.loaded.path, &headers, &api.failures) {
+        Ok(_)
+            if token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            let mut r = Redirect::to("/").into_response();
+            r.headers_mut()
+                .insert(header::SET_COOKIE, cookie(&token, None));
+            r
+        }
+        Ok(_) => (
+            StatusCode::BAD_REQUEST,
+            Html(sign_in_page(Some(
+                "this token has characters a token never has",
+            ))),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::UNAUTHORIZED,
+            Html(sign_in_page(Some(&e.message))),
+        )
+            .into_response(),
+    }
+}
+
+/// `POST /ui/signout`: forgets the cookie.
+pub async fn sign_out() -> Response {
+    let mut r = Redirect::to("/").into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, cookie("", Some(0)));
+    r
+}
+
+/// `POST /ui/backfills/{name}/{action}`, `start` included.
+pub async fn backfill_action(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Segments((name, action)): Segments<(String, String)>,
+    FormBody(form): FormBody<ActionForm>,
+) -> Response {
+    let op = match signed_in(&api, &headers) {
+        Ok(op) => op,
+        Err(e) => return back(Err(e)),
+    };
+    if action == OperatorVerb::Start.as_str() {
+        let started = api
+            .start_backfill(
+                &op,
+                &name,
+                super::routes::StartRequest {
+                    reason: form.reason,
+                    dry_run: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await;
+        return back(started.map(|s| format!("started {} (dry run)", s.workflow_id)));
+    }
+    let batch_size = match form.batch_size.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(n) => match n.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                return back(Err(ApiError::bad_request(format!(
+                    "batch size `{n}` is not a number"
+                ))));
+            }
+        },
+    };
+    let body = ActionRequest {
+        reason: form.reason,
+        group: form.group,
+        batch_size,
+        max_lag_seconds: None,
+    };
+    back(
+        api.act_on_backfill(&op, &name, &action, body)
+            .await
+            .map(|r| format!("{action} {name}: {}", r.message)),
+    )
+}
+
+/// `POST /ui/upgrades/{app}/approve`.
+pub async fn upgrade_approve(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Segments(app): Segments<String>,
+    FormBody(form): FormBody<ActionForm>,
+) -> Response {
+    let op = match signed_in(&api, &headers) {
+        Ok(op) => op,
+        Err(e) => return back(Err(e)),
+    };
+    let body = ApproveBody {
+        version: form.version.unwrap_or_default(),
+        reason: form.reason,
+    };
+    back(
+        api.approve_upgrade(&op, &app, body)
+            .await
+            .map(|r| format!("{app}: {}", r.message)),
+    )
+}
+
+/// `POST /ui/schedules/{name}/{change}`.
+pub async fn schedule_change(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Segments((name, change)): Segments<(String, String)>,
+    FormBody(form): FormBody<ActionForm>,
+) -> Response {
+    let op = match signed_in(&api, &headers) {
+        Ok(op) => op,
+        Err(e) => return back(Err(e)),
+    };
+    back(
+        api.change_schedule(
+            &op,
+            &name,
+            &change,
+            ReasonBody {
+                reason: form.reason,
+            },
+        )
+        .await
+        .map(|c| {
+            format!(
+                "{} {}",
+                c.schedule_id,
+                if c.paused { "paused" } else { "resumed" }
+            )
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_for_html() {
+        assert_eq!(
+            esc("<b a=\"x\">'&'</b>"),
+            "&lt;b a=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/b&gt;"
+        );
+    }
+}

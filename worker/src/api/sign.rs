@@ -1,0 +1,109 @@
+//! The API's signature on the operator actions it sends, with the private
+//! half of the key whose public half (`[api] verify_key`) every run's plan
+//! records: the workflow verifies it (`steward_workflows::verify`) before
+//! it counts the name as verified.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use ed25519_dalek::{Signer as _, SigningKey};
+use steward_proto::signing::{self, Action};
+
+/// Environment variable that may hold the private key (hex) instead of a
+/// file.
+pub const KEY_ENV: &str = "STEWARD_API_SIGNING_KEY";
+
+/// The API's signing key.
+#[derive(Clone)]
+pub struct Signer {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("verify_key", &self.verify_key())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// The key from `STEWARD_API_SIGNING_KEY`, else from `file`; None when
+    /// neither is set (actions then go unsigned, and count as unverified).
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Option<Self>> {
+        let text = match std::env::var(KEY_ENV) {
+            Ok(k) if !k.trim().is_empty() => k,
+            _ => match file {
+                Some(f) => std::fs::read_to_string(f)
+                    .with_context(|| format!("reading the API's signing key {}", f.display()))?,
+                None => return Ok(None),
+            },
+        };
+        let bytes = hex::decode(text.trim()).context("the signing key is not hex")?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("the signing key is not 32 bytes"))?;
+        Ok(Some(Self {
+            key: SigningKey::from_bytes(&bytes),
+        }))
+    }
+
+    /// A new random key pair.
+    pub fn generate() -> anyhow::Result<Self> {
+        let mut bytes = [0u8; 32];
+        getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        Ok(Self {
+            key: SigningKey::from_bytes(&bytes),
+        })
+    }
+
+    /// The private key, hex, for the key file.
+    pub fn secret_hex(&self) -> String {
+        hex::encode(self.key.to_bytes())
+    }
+
+    /// The public key, hex, for `[api] verify_key`.
+    pub fn verify_key(&self) -> String {
+        hex::encode(self.key.verifying_key().to_bytes())
+    }
+
+    /// The signature (hex) over `action`.
+    pub fn sign(&self, action: &Action<'_>) -> String {
+        hex::encode(self.key.sign(&signing::message(action)).to_bytes())
+    }
+}
+
+/// Now, as the API stamps what it signs.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_api_signs_the_workflow_verifies() {
+        let s = Signer::generate().unwrap();
+        let a = Action {
+            workflow_id: "warm-upgrade-kc",
+            verb: "approve",
+            operator: "ana",
+            credential_id: "c1",
+            reason: "notes read",
+            detail: "10.7.9",
+            signed_at: &now(),
+        };
+        assert!(steward_workflows::verify::signed(
+            &s.verify_key(),
+            &a,
+            &s.sign(&a)
+        ));
+        let other = Signer::generate().unwrap();
+        assert!(!steward_workflows::verify::signed(
+            &other.verify_key(),
+            &a,
+            &s.sign(&a)
+        ));
+    }
+}

@@ -1,0 +1,316 @@
+//! Checks a config as written, before any path is resolved: every refusal
+//! names the dotted key at fault (`schedules[1].cron`) and what is wrong.
+
+use std::collections::BTreeSet;
+
+use steward_activities::dburl::DatabaseUrl;
+use steward_proto::vocab::ScheduleKind;
+
+use super::Config;
+use super::cron::check_cron;
+
+/// The key at fault and what is wrong with it.
+pub(super) type Refusal = (String, String);
+
+fn refuse<T>(key: impl Into<String>, message: impl Into<String>) -> Result<T, Refusal> {
+    Err((key.into(), message.into()))
+}
+
+/// Whether `name` is a valid steward name: `[a-z0-9-]`, 1 to 63
+/// characters, not starting or ending with `-`. Names become parts of
+/// workflow ids, schedule ids and paths, so nothing else is allowed.
+pub fn valid_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// The one check every named list gets: each name valid and declared
+/// once. `list` is the key (`repos`), `twice` how a repeat is told.
+fn unique_names<'a>(
+    list: &str,
+    names: impl IntoIterator<Item = &'a str>,
+    twice: &str,
+) -> Result<BTreeSet<String>, Refusal> {
+    let mut seen = BTreeSet::new();
+    for (i, name) in names.into_iter().enumerate() {
+        if !valid_name(name) {
+            return refuse(
+                format!("{list}[{i}].name"),
+                format!("`{name}` must match [a-z0-9-]{{1,63}}"),
+            );
+        }
+        if !seen.insert(name.to_string()) {
+            return refuse(format!("{list}[{i}].name"), format!("`{name}` is {twice}"));
+        }
+    }
+    Ok(seen)
+}
+
+fn database_url(key: &str, url: &str) -> Result<(), Refusal> {
+    match DatabaseUrl::parse(url) {
+        Ok(_) => Ok(()),
+        Err(_) => refuse(key, "must start with sqlite:, postgres:// or postgresql://"),
+    }
+}
+
+/// Checks `config`; the first refusal.
+pub(super) fn check(config: &Config) -> Result<(), Refusal> {
+    if config.task_queue.trim().is_empty() {
+        return refuse("task_queue", "must not be empty");
+    }
+    if let Some(url) = &config.database_url {
+        database_url("database_url", url)?;
+    }
+    worker_and_guard(config)?;
+    config
+        .restore
+        .check()
+        .or_else(|(key, m)| refuse(format!("restore.{key}"), m))?;
+    sweep(config)?;
+    if let Some(url) = &config.alerts.webhook
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return refuse("alerts.webhook", "must be an http:// or https:// URL");
+    }
+    unique_names(
+        "backfills",
+        config.backfills.iter().map(|b| b.name.as_str()),
+        "declared twice",
+    )?;
+    for (i, b) in config.backfills.iter().enumerate() {
+        b.check()
+            .or_else(|(key, m)| refuse(format!("backfills[{i}].{key}"), m))?;
+    }
+    let apps = unique_names(
+        "apps",
+        config.apps.iter().map(|a| a.name.as_str()),
+        "declared twice",
+    )?;
+    for (i, a) in config.apps.iter().enumerate() {
+        a.check()
+            .or_else(|(key, m)| refuse(format!("apps[{i}].{key}"), m))?;
+    }
+    let drills = unique_names(
+        "drills",
+        config.drills.iter().map(|d| d.name.as_str()),
+        "declared twice",
+    )?;
+    for (i, d) in config.drills.iter().enumerate() {
+        d.check()
+            .or_else(|(key, m)| refuse(format!("drills[{i}].{key}"), m))?;
+    }
+    schedules(config, &apps, &drills)?;
+    operators(config)
+}
+
+fn hex_of(key: &str, text: &str, bytes: usize) -> Result<(), Refusal> {
+    if text.len() == bytes * 2 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        refuse(
+            key,
+            format!("must be {bytes} bytes as {} hex digits", bytes * 2),
+        )
+    }
+}
+
+fn operators(config: &Config) -> Result<(), Refusal> {
+    if config.api.listen.parse::<std::net::SocketAddr>().is_err() {
+        return refuse(
+            "api.listen",
+            format!(
+                "`{}` is not host:port (for example 127.0.0.1:8234)",
+                config.api.listen
+            ),
+        );
+    }
+    if let Some(key) = &config.api.verify_key {
+        hex_of("api.verify_key", key, 32)?;
+    }
+    unique_names(
+        "operators",
+        config.operators.iter().map(|o| o.name.as_str()),
+        "declared twice",
+    )?;
+    let mut tokens = BTreeSet::new();
+    for (i, o) in config.operators.iter().enumerate() {
+        hex_of(&format!("operators[{i}].token_sha256"), &o.token_sha256, 32)?;
+        if !tokens.insert(o.token_sha256.to_lowercase()) {
+            return refuse(
+                format!("operators[{i}].token_sha256"),
+                "is another operator's token",
+            );
+        }
+        if let Some(t) = &o.expires
+            && chrono::DateTime::parse_from_rfc3339(t).is_err()
+        {
+            return refuse(
+                format!("operators[{i}].expires"),
+                format!("`{t}` is not an RFC 3339 time like 2027-01-01T00:00:00Z"),
+            );
+        }
+        for g in &o.groups {
+            if g.trim().is_empty() {
+                return refuse(format!("operators[{i}].groups"), "a group name is empty");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn worker_and_guard(config: &Config) -> Result<(), Refusal> {
+    if let Some(addr) = &config.worker.metrics_addr
+        && addr.parse::<std::net::SocketAddr>().is_err()
+    {
+        return refuse(
+            "worker.metrics_addr",
+            format!("`{addr}` is not host:port (for example 0.0.0.0:9464)"),
+        );
+    }
+    if let Some(id) = &config.worker.build_id
+        && (id.trim().is_empty() || id.len() > 255)
+    {
+        return refuse("worker.build_id", "must be 1 to 255 characters");
+    }
+    if config.guard.check_seconds == 0 {
+        return refuse("guard.check_seconds", "must be at least 1");
+    }
+    if config.temporal.retention_days == 0 {
+        return refuse(
+            "temporal.retention_days",
+            "must be at least 1 (Temporal keeps closed runs for a day at least)",
+        );
+    }
+    if config.audit.archive_seconds == 0 {
+        return refuse("audit.archive_seconds", "must be at least 1");
+    }
+    if config.worker.max_cached_workflows == 0 {
+        return refuse("worker.max_cached_workflows", "must be at least 1");
+    }
+    Ok(())
+}
+
+fn sweep(config: &Config) -> Result<(), Refusal> {
+    let s = &config.sweep;
+    if s.concurrency == 0 || s.concurrency > 64 {
+        return refuse(
+            "sweep.concurrency",
+            format!("{} is not in 1..=64", s.concurrency),
+        );
+    }
+    if s.max_seconds == 0 {
+        return refuse("sweep.max_seconds", "must be at least 1");
+    }
+    if s.lock_ttl_seconds < 30 {
+        return refuse("sweep.lock_ttl_seconds", "must be at least 30");
+    }
+    unique_names(
+        "repos",
+        config.repos.iter().map(|r| r.name.as_str()),
+        "registered twice",
+    )?;
+    for (i, repo) in config.repos.iter().enumerate() {
+        match (&repo.url, repo.path.as_os_str().is_empty()) {
+            (None, true) => {
+                return refuse(
+                    format!("repos[{i}].path"),
+                    "set the repo's path, or its url (each worker then keeps its own clone)",
+                );
+            }
+            (Some(_), false) => {
+                return refuse(
+                    format!("repos[{i}].url"),
+                    "set a path or a url, not both: a url repo lives in each worker's own clone",
+                );
+            }
+            (Some(url), true) if url.trim().is_empty() => {
+                return refuse(format!("repos[{i}].url"), "must not be empty");
+            }
+            (Some(_), true) if repo.remote.is_some() => {
+                return refuse(
+                    format!("repos[{i}].remote"),
+                    "a url repo's remote is its url (origin): leave remote out",
+                );
+            }
+            _ => {}
+        }
+        if repo.push && repo.remote.is_none() && repo.url.is_none() {
+            return refuse(format!("repos[{i}].push"), "push = true needs a remote");
+        }
+    }
+    Ok(())
+}
+
+fn schedules(
+    config: &Config,
+    apps: &BTreeSet<String>,
+    drills: &BTreeSet<String>,
+) -> Result<(), Refusal> {
+    let list = config.schedules.as_deref().unwrap_or_default();
+    unique_names(
+        "schedules",
+        list.iter().map(|s| s.name.as_str()),
+        "declared twice",
+    )?;
+    for (i, sch) in list.iter().enumerate() {
+        check_cron(&sch.cron).or_else(|m| refuse(format!("schedules[{i}].cron"), m))?;
+        if sch.filter.is_some() && sch.workflow != ScheduleKind::ColdSweep {
+            return refuse(
+                format!("schedules[{i}].filter"),
+                "only `cold-sweep` schedules take a filter",
+            );
+        }
+        match (sch.workflow, &sch.drill) {
+            (ScheduleKind::FailoverDrill, Some(d)) if drills.contains(d) => {}
+            (ScheduleKind::FailoverDrill, _) => {
+                return refuse(
+                    format!("schedules[{i}].drill"),
+                    "a `failover-drill` schedule needs the name of a [[drills]] entry",
+                );
+            }
+            (_, Some(_)) => {
+                return refuse(
+                    format!("schedules[{i}].drill"),
+                    "only `failover-drill` schedules name a drill",
+                );
+            }
+            (_, None) => {}
+        }
+        match (sch.workflow, &sch.app) {
+            (
+                ScheduleKind::Sweep
+                | ScheduleKind::RestoreDrill
+                | ScheduleKind::ColdSweep
+                | ScheduleKind::FailoverDrill,
+                None,
+            ) => {}
+            (
+                ScheduleKind::Sweep
+                | ScheduleKind::RestoreDrill
+                | ScheduleKind::ColdSweep
+                | ScheduleKind::FailoverDrill,
+                Some(_),
+            ) => {
+                return refuse(
+                    format!("schedules[{i}].app"),
+                    "only `upgrade` schedules name an app",
+                );
+            }
+            (ScheduleKind::Upgrade, Some(app)) if apps.contains(app) => {}
+            (ScheduleKind::Upgrade, _) => {
+                return refuse(
+                    format!("schedules[{i}].app"),
+                    "an `upgrade` schedule needs the name of an [[apps]] entry",
+                );
+            }
+        }
+        if sch.source.trim().is_empty() {
+            return refuse(format!("schedules[{i}].source"), "must not be empty");
+        }
+    }
+    Ok(())
+}
