@@ -991,21 +991,19 @@ impl BackfillRollout {
             detail: &detail,
             signed_at: &req.signed_at,
         };
-        let signed = !req.signature.is_empty()
-            && verify::signed(&self.plan.verify_key, &action, &req.signature);
-        if !req.signature.is_empty() && !signed {
-            return Err(
-                "the request's signature does not verify: it was not signed by this deployment's API for this rollout"
-                    .into(),
-            );
-        }
-        if self.plan.require_verified && !signed {
-            return Err(format!(
+        verify::admit(
+            &self.plan.verify_key,
+            &action,
+            &req.signature,
+            self.plan.require_verified,
+        )
+        .map_err(|refused| match refused {
+            verify::Refused::DoesNotVerify => "the request's signature does not verify: it was not signed by this deployment's API for this rollout".into(),
+            verify::Refused::Required => format!(
                 "backfill `{}` takes verified operator actions only (require_verified): send `{verb}` through steward's API with your operator token",
                 self.input.name
-            ));
-        }
-        Ok(signed)
+            ),
+        })
     }
 
     /// Whether the API signed the rollout's start (its starter is then the

@@ -699,21 +699,19 @@ impl WarmUpgrade {
             detail: &detail,
             signed_at: &req.signed_at,
         };
-        let signed = !req.signature.is_empty()
-            && verify::signed(&self.plan.verify_key, &action, &req.signature);
-        if !req.signature.is_empty() && !signed {
-            return Err(
-                "the approval's signature does not verify: it was not signed by this deployment's API for this upgrade"
-                    .into(),
-            );
-        }
-        if self.plan.require_verified && !signed {
-            return Err(format!(
+        verify::admit(
+            &self.plan.verify_key,
+            &action,
+            &req.signature,
+            self.plan.require_verified,
+        )
+        .map_err(|refused| match refused {
+            verify::Refused::DoesNotVerify => "the approval's signature does not verify: it was not signed by this deployment's API for this upgrade".into(),
+            verify::Refused::Required => format!(
                 "upgrades of `{}` take verified approvals only (require_verified): approve through steward's API with your operator token",
                 self.plan.app
-            ));
-        }
-        Ok(signed)
+            ),
+        })
     }
 
     /// Separation of duties, from the operators the inspection recorded

@@ -25,6 +25,37 @@ pub fn signed(key_hex: &str, action: &Action<'_>, signature_hex: &str) -> bool {
     })
 }
 
+/// Why a run refused an operator request's signature.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// A signature is there and was not made by the API's key over this action.
+    DoesNotVerify,
+    /// No signature, and the run takes verified actions only.
+    Required,
+}
+
+/// Whether a run admits `action`: Ok(true) when it carries the API's
+/// signature, Ok(false) when it is unsigned and the run allows that.
+pub fn admit(
+    key_hex: &str,
+    action: &Action<'_>,
+    signature_hex: &str,
+    require_verified: bool,
+) -> Result<bool, Refused> {
+    if signature_hex.is_empty() {
+        return if require_verified {
+            Err(Refused::Required)
+        } else {
+            Ok(false)
+        };
+    }
+    if signed(key_hex, action, signature_hex) {
+        Ok(true)
+    } else {
+        Err(Refused::DoesNotVerify)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +91,29 @@ mod tests {
         assert!(!signed(&public, &action, &forged), "another key");
         assert!(!signed(&public, &action, "not hex"));
         assert!(!signed("", &action, &sig));
+    }
+
+    #[test]
+    fn admit_takes_unsigned_only_where_allowed_and_never_a_bad_signature() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let public = hex::encode(key.verifying_key().to_bytes());
+        let action = Action {
+            workflow_id: "warm-upgrade-x",
+            verb: "approve",
+            operator: "ana",
+            credential_id: "t1",
+            reason: "r",
+            detail: "1.2.0",
+            signed_at: "2026-12-02T00:00:00Z",
+        };
+        let sig = hex::encode(key.sign(&signing::message(&action)).to_bytes());
+        assert_eq!(admit(&public, &action, &sig, true), Ok(true));
+        assert_eq!(admit(&public, &action, "", false), Ok(false));
+        assert_eq!(admit(&public, &action, "", true), Err(Refused::Required));
+        let forged = hex::encode([1u8; 64]);
+        assert_eq!(
+            admit(&public, &action, &forged, false),
+            Err(Refused::DoesNotVerify)
+        );
     }
 }
