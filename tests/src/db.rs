@@ -45,3 +45,20 @@ pub async fn postgres_database() -> String {
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
     format!("{base}/{name}")
 }
+
+/// A SQLite backfill target at `path` holding table `t (id INTEGER PRIMARY
+/// KEY)` with rows 1, 2 and 3; returns its URL.
+pub async fn three_row_target(path: &Path) -> String {
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let pool = steward_activities::store::connect_any(&url).await.unwrap();
+    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO t (id) VALUES (1), (2), (3)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    url
+}

@@ -12,7 +12,7 @@ use steward_proto::ids;
 use steward_proto::v1::BackfillStatus;
 use steward_tests::{
     ApiServer, Backend, Harness, RepoEntry, Token, database, make_repo, read, signing_key,
-    task_queue, temp_dir, token, wait_for, workplan, workspace, write_config,
+    task_queue, temp_dir, three_row_target, token, wait_for, workplan, workspace, write_config,
 };
 use steward_workflows::BackfillRollout;
 
@@ -39,19 +39,7 @@ async fn env(test: &str, backfill: &str, api: &str) -> Env {
     let root = dir.path().to_path_buf();
     let repo = root.join("repo");
     make_repo(&repo, &[("workplans/A-1.md", &workplan("A-1", 1))]);
-    let target = format!("sqlite://{}?mode=rwc", root.join("target.db").display());
-    let pool = steward_activities::store::connect_any(&target)
-        .await
-        .unwrap();
-    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO t (id) VALUES (1), (2), (3)")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    let target = three_row_target(&root.join("target.db")).await;
     let ana = token("ana", &["storage"], &[]);
     let bob = token("bob", &["storage", "security"], &[]);
     let carol = token("carol", &["security"], &[]);

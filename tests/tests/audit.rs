@@ -14,7 +14,7 @@ use steward_proto::v1::SweepInput;
 use steward_proto::{ids, names};
 use steward_tests::{
     Backend, Harness, RepoEntry, database, make_repo, read, task_queue, temp_dir, temporal_bin,
-    wait_for, workplan, write_config,
+    three_row_target, wait_for, workplan, write_config,
 };
 use steward_workflows::{BackfillRollout, ConsistencySweep};
 use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
@@ -35,19 +35,7 @@ async fn env(test: &str, archive_seconds: u64, extra: &str) -> Env {
     let root = dir.path().to_path_buf();
     let repo = root.join("repo");
     make_repo(&repo, &[("workplans/A-1.md", &workplan("A-1", 1))]);
-    let target = format!("sqlite://{}?mode=rwc", root.join("target.db").display());
-    let pool = steward_activities::store::connect_any(&target)
-        .await
-        .unwrap();
-    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO t (id) VALUES (1), (2), (3)")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    let target = three_row_target(&root.join("target.db")).await;
     let db = database(Backend::Sqlite, &root).await;
     let queue = task_queue(test);
     let keys = steward_activities::restore::crypt::keygen();
