@@ -189,15 +189,16 @@ impl Metrics {
             self.lock_skips.add(1, &self.labels(&[("source", source)]));
             return;
         }
+        let counts = r.counts();
         for (status, n) in [
-            (RepoStatus::Processed.as_str(), r.repos_processed.len()),
-            (RepoStatus::SkippedClean.as_str(), r.skipped_clean.len()),
-            (RepoStatus::SkippedMissing.as_str(), r.skipped_missing.len()),
-            ("skipped_budget", r.skipped_budget.len()),
-            ("error", r.automation_errors.len()),
+            (RepoStatus::Processed.as_str(), counts.processed),
+            (RepoStatus::SkippedClean.as_str(), counts.skipped_clean),
+            (RepoStatus::SkippedMissing.as_str(), counts.skipped_missing),
+            ("skipped_budget", counts.skipped_budget),
+            ("error", counts.automation_errors),
         ] {
             self.sweep_repos
-                .add(n as u64, &self.labels(&[("status", status)]));
+                .add(u64::from(n), &self.labels(&[("status", status)]));
         }
         for e in &r.automation_errors {
             self.automation_errors

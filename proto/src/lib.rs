@@ -29,6 +29,21 @@ impl v1::BackfillStatus {
     }
 }
 
+impl v1::SweepResult {
+    /// How many repos ended each way: `repo_counts`, or the lists' lengths
+    /// in a result recorded before the lists were bounded.
+    pub fn counts(&self) -> v1::RepoCounts {
+        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.repo_counts.unwrap_or(v1::RepoCounts {
+            processed: len(self.repos_processed.len()),
+            skipped_clean: len(self.skipped_clean.len()),
+            skipped_missing: len(self.skipped_missing.len()),
+            skipped_budget: len(self.skipped_budget.len()),
+            automation_errors: len(self.automation_errors.len()),
+        })
+    }
+}
+
 impl v1::UpgradeStatus {
     /// Whether the upgrade has ended (its `outcome` is set).
     pub fn ended(&self) -> bool {

@@ -3,13 +3,20 @@
 //! server, with warnings from 512 KiB) and leave a run stuck.
 //!
 //! What is cut is counted, never dropped silently: `findings_omitted` on
-//! the repo outcome and on the sweep result.
+//! the repo outcome and on the sweep result, `repos_omitted` and
+//! `repo_counts` on the sweep result.
 
 /// Findings one repo's activity returns; the rest are counted.
 pub const FINDINGS_PER_REPO: usize = 100;
 
 /// Findings one sweep result lists; the rest are counted.
 pub const FINDINGS_PER_SWEEP: usize = 1000;
+
+/// Entries of each per-repo list of a sweep result (processed, clean,
+/// missing, budget, errors); the rest are counted in `repo_counts` and
+/// `repos_omitted`. A processed repo's entry is its actions, a few hundred
+/// bytes: 10,000 of them passed the 2 MiB limit.
+pub const SWEEP_REPOS_LISTED: usize = 1000;
 
 /// Findings a sweep result lists as opened, and as resolved, by it.
 pub const FINDINGS_CHANGED_PER_SWEEP: usize = 100;

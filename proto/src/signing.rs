@@ -4,7 +4,7 @@
 //! when. Each field is length-prefixed, so no reason can be made to read as
 //! another field. Both sides build the message here, so they cannot drift.
 
-use crate::v1::{ApproveRequest, BackfillInput, OperatorRequest, UpgradeInput};
+use crate::v1::{ApproveRequest, BackfillInput, OperatorRequest};
 
 /// An operator action as signed.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +24,56 @@ pub struct Action<'a> {
     /// When the API signed it (RFC 3339).
     pub signed_at: &'a str,
 }
+
+impl<'a> Action<'a> {
+    /// The action `verb` that `req` carries to `workflow_id`; `detail` is
+    /// what the request sets (from this module's `*_detail` functions).
+    pub fn of(workflow_id: &'a str, verb: &'a str, req: &'a impl Signed, detail: &'a str) -> Self {
+        Action {
+            workflow_id,
+            verb,
+            operator: req.operator(),
+            credential_id: req.credential_id(),
+            reason: req.reason(),
+            detail,
+            signed_at: req.signed_at(),
+        }
+    }
+}
+
+/// A message that carries an operator's signed action: who, with which
+/// credential, why and when.
+pub trait Signed {
+    /// The operator the credential belongs to.
+    fn operator(&self) -> &str;
+    /// The credential's id.
+    fn credential_id(&self) -> &str;
+    /// Why.
+    fn reason(&self) -> &str;
+    /// When the API signed it.
+    fn signed_at(&self) -> &str;
+}
+
+macro_rules! signed {
+    ($($message:ty),*) => {$(
+        impl Signed for $message {
+            fn operator(&self) -> &str {
+                &self.operator
+            }
+            fn credential_id(&self) -> &str {
+                &self.credential_id
+            }
+            fn reason(&self) -> &str {
+                &self.reason
+            }
+            fn signed_at(&self) -> &str {
+                &self.signed_at
+            }
+        }
+    )*};
+}
+
+signed!(OperatorRequest, ApproveRequest, BackfillInput);
 
 /// The bytes the API signs for `a`.
 pub fn message(a: &Action<'_>) -> Vec<u8> {
@@ -60,14 +110,6 @@ pub fn backfill_start_detail(input: &BackfillInput) -> String {
     format!(
         "name={} dry_run={} batch_size={} freeze_at={}",
         input.name, input.dry_run, input.batch_size, input.freeze_at
-    )
-}
-
-/// What an upgrade's start carries, as signed.
-pub fn upgrade_start_detail(input: &UpgradeInput) -> String {
-    format!(
-        "app={} version={} trial={}",
-        input.app, input.version, input.trial
     )
 }
 

@@ -741,3 +741,59 @@ async fn killing_the_worker_at_random_points_of_drills_leaves_nothing_behind() {
         }
     }
 }
+
+#[test]
+fn keygen_needs_no_config_writes_a_private_identity_and_never_overwrites_it() {
+    let dir = temp_dir();
+    let root = dir.path();
+    let identity = root.join("restore.key");
+    let no_config = root.join("absent.toml");
+    let out_arg = identity.to_str().unwrap();
+    let keygen = || {
+        run_steward(
+            &no_config,
+            "127.0.0.1:1",
+            &["restore-drill", "keygen", "--out", out_arg],
+        )
+    };
+    let (code, out, err) = keygen();
+    assert_eq!(code, 0, "keygen without a config file: {out} {err}");
+    let mode = std::fs::metadata(&identity).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the identity is readable by its owner only");
+    assert!(
+        out.starts_with("[restore]\n"),
+        "the `[restore]` lines: {out}"
+    );
+    let value = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("`{key}` in {out}"))
+            .to_string()
+    };
+    let recipient = value("recipient");
+    crypt::check_recipient(&recipient).unwrap();
+    assert_eq!(
+        PathBuf::from(value("identity_file")),
+        std::fs::canonicalize(&identity).unwrap()
+    );
+    // The printed pair works: what is sealed to the recipient opens with the file.
+    let plain = root.join("plain");
+    std::fs::write(&plain, b"state store backup").unwrap();
+    crypt::encrypt_file(&plain, &root.join("sealed"), &recipient).unwrap();
+    crypt::decrypt_file(&root.join("sealed"), &root.join("opened"), &identity).unwrap();
+    assert_eq!(
+        std::fs::read(root.join("opened")).unwrap(),
+        b"state store backup"
+    );
+
+    let before = std::fs::read(&identity).unwrap();
+    let (code, _, err) = keygen();
+    assert_ne!(code, 0);
+    assert!(err.contains("exists"), "names why: {err}");
+    assert_eq!(
+        std::fs::read(&identity).unwrap(),
+        before,
+        "never overwritten"
+    );
+}

@@ -538,11 +538,20 @@ async fn a_sweep_over_12000_repos_keeps_its_history_under_4096_events() {
     .await
     .expect("the sweep finished")
     .unwrap();
+    let counts = result.repo_counts.expect("every repo counted");
+    assert_eq!(
+        counts.skipped_missing, 12_000,
+        "budget-skipped: {}",
+        counts.skipped_budget
+    );
     assert_eq!(
         result.skipped_missing.len(),
-        12_000,
-        "budget-skipped: {}",
-        result.skipped_budget.len()
+        steward_proto::limits::SWEEP_REPOS_LISTED,
+        "the list stops at the limit"
+    );
+    assert_eq!(
+        result.repos_omitted as usize,
+        12_000 - steward_proto::limits::SWEEP_REPOS_LISTED
     );
     let events = steward_worker::history::fetch_events(&e.client, "sweep-12000", None)
         .await

@@ -982,15 +982,7 @@ impl BackfillRollout {
     /// allows that, the refusal otherwise.
     fn authenticated(&self, verb: OperatorVerb, req: &OperatorRequest) -> Result<bool, String> {
         let detail = signing::request_detail(verb.as_str(), req);
-        let action = signing::Action {
-            workflow_id: &self.workflow_id,
-            verb: verb.as_str(),
-            operator: &req.operator,
-            credential_id: &req.credential_id,
-            reason: &req.reason,
-            detail: &detail,
-            signed_at: &req.signed_at,
-        };
+        let action = signing::Action::of(&self.workflow_id, verb.as_str(), req, &detail);
         verify::admit(
             &self.plan.verify_key,
             &action,
@@ -1013,15 +1005,12 @@ impl BackfillRollout {
         !self.input.signature.is_empty()
             && verify::signed(
                 &self.plan.verify_key,
-                &signing::Action {
-                    workflow_id: &self.workflow_id,
-                    verb: OperatorVerb::Start.as_str(),
-                    operator: &self.input.operator,
-                    credential_id: &self.input.credential_id,
-                    reason: &self.input.reason,
-                    detail: &detail,
-                    signed_at: &self.input.signed_at,
-                },
+                &signing::Action::of(
+                    &self.workflow_id,
+                    OperatorVerb::Start.as_str(),
+                    &self.input,
+                    &detail,
+                ),
                 &self.input.signature,
             )
     }

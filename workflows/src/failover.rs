@@ -18,7 +18,7 @@ use steward_proto::v1::{
     FailoverDrillInput, FailoverDrillResult, FailoverMeasured, FailoverObserved, FailoverPreflight,
     FailoverStatus, FailoverStep, LockRelease, LockRequest, RecoveryResult, TriggerResult,
 };
-use steward_proto::vocab::{FailoverOutcome, FailoverPhase, FailoverStage, Severity};
+use steward_proto::vocab::{FailoverOutcome, FailoverPhase, FailoverStage, Severity, probe_line};
 use steward_proto::{ids, names};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join;
@@ -307,7 +307,7 @@ pub fn judge(
     observed: &FailoverObserved,
     m: &FailoverMeasured,
 ) -> (FailoverOutcome, String) {
-    let probe = probe_view(m);
+    let probe = probe_line(&m.probe);
     if !trigger.ok {
         return (
             FailoverOutcome::Failed,
@@ -377,24 +377,6 @@ pub fn judge(
             format!("{}; {figures}", missed.join("; ")),
         )
     }
-}
-
-/// The probe's answers in one line.
-fn probe_view(m: &FailoverMeasured) -> String {
-    if m.probe.is_empty() {
-        return "no answer recorded".into();
-    }
-    m.probe
-        .iter()
-        .map(|s| {
-            if s.ok {
-                format!("ok {}×", s.answers)
-            } else {
-                format!("failing {}× ({})", s.answers, s.detail)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", then ")
 }
 
 fn short() -> ActivityOptions {

@@ -128,6 +128,7 @@ impl ConsistencySweep {
             )
             .await?;
         let ledger = ctx.patched(FINDINGS_LEDGER_PATCH);
+        let mut record_lists = RecordLists::default();
 
         if grant.acquired {
             let max_seconds = pick(
@@ -188,6 +189,7 @@ impl ConsistencySweep {
             let outcomes = ctx.state(|s| s.outcomes.clone());
             fold_outcomes(&mut result, &targets, &outcomes);
             result.skipped_clean.extend(plan.clean.iter().cloned());
+            record_lists = bound_repo_lists(&mut result);
             if ledger {
                 read_ledger(ctx, &mut result, &holder).await?;
             }
@@ -224,6 +226,8 @@ impl ConsistencySweep {
             RecordSweep,
             RecordSweepRequest {
                 result: Some(result.clone()),
+                skipped_budget: record_lists.skipped_budget,
+                skipped_clean: record_lists.skipped_clean,
             },
             summarized(short_activity(), "record the sweep"),
         )
@@ -400,6 +404,47 @@ async fn run_batch_lane(ctx: WorkflowContext<ConsistencySweep>, b: Batching) {
         });
         ctx.set_current_details(format!("sweeping: {done} of {total} repos done"));
     }
+}
+
+/// The whole lists the record step needs when the result's were cut.
+#[derive(Debug, Default, PartialEq)]
+pub struct RecordLists {
+    /// Every repo the budget left out (fairness marks them starved).
+    pub skipped_budget: Vec<String>,
+    /// Every repo found clean (a starved one counts as visited).
+    pub skipped_clean: Vec<String>,
+}
+
+/// Cuts each per-repo list of `result` to [`limits::SWEEP_REPOS_LISTED`]
+/// entries, so that the result and the record step's input stay far under
+/// the server's payload limit whatever the estate; every repo is counted
+/// in `repo_counts`, what was cut in `repos_omitted`. Returns the whole
+/// budget and clean lists when either was cut (names only), else nothing.
+pub fn bound_repo_lists(result: &mut SweepResult) -> RecordLists {
+    result.repo_counts = Some(result.counts());
+    let cut = |n: usize| n.saturating_sub(limits::SWEEP_REPOS_LISTED);
+    let omitted = cut(result.repos_processed.len())
+        + cut(result.skipped_clean.len())
+        + cut(result.skipped_missing.len())
+        + cut(result.skipped_budget.len())
+        + cut(result.automation_errors.len());
+    let lists = if cut(result.skipped_budget.len()) + cut(result.skipped_clean.len()) > 0 {
+        RecordLists {
+            skipped_budget: result.skipped_budget.clone(),
+            skipped_clean: result.skipped_clean.clone(),
+        }
+    } else {
+        RecordLists::default()
+    };
+    result.repos_processed.truncate(limits::SWEEP_REPOS_LISTED);
+    result.skipped_clean.truncate(limits::SWEEP_REPOS_LISTED);
+    result.skipped_missing.truncate(limits::SWEEP_REPOS_LISTED);
+    result.skipped_budget.truncate(limits::SWEEP_REPOS_LISTED);
+    result
+        .automation_errors
+        .truncate(limits::SWEEP_REPOS_LISTED);
+    result.repos_omitted = u32::try_from(omitted).unwrap_or(u32::MAX);
+    lists
 }
 
 /// Whether a sweep started at `started` may not start another repo at `now`.
@@ -604,5 +649,103 @@ mod tests {
             result.findings_omitted as usize,
             15 * 7 + 15 * limits::FINDINGS_PER_REPO - limits::FINDINGS_PER_SWEEP
         );
+    }
+
+    /// A cold sweep of 10,000 repos with long names, each processed with
+    /// the actions a real workplan gives, 2,000 more left by the budget and
+    /// 12,000 found clean: the result and the record step's input stay far
+    /// under the server's 2 MiB payload limit, and nothing goes uncounted.
+    #[test]
+    fn a_sweep_result_of_any_estate_stays_small_and_counts_every_repo() {
+        let name = |i: usize| format!("estate-of-a-large-team-with-long-repo-names-{i:06}");
+        let plan: Vec<RepoTarget> = (0..12_000).map(|i| repo(&name(i))).collect();
+        let outcomes: BTreeMap<usize, Result<RepoSweepOutcome, String>> = (0..10_000)
+            .map(|i| {
+                let outcome = RepoSweepOutcome {
+                    repo: name(i),
+                    status: RepoStatus::Processed.into(),
+                    actions: vec![
+                        "upserted 3 workstreams".into(),
+                        "upserted 12 tasks".into(),
+                        "wrote state_hub_task_id into 4 task blocks".into(),
+                    ],
+                    commit: "0123456789abcdef0123456789abcdef01234567".into(),
+                    ..Default::default()
+                };
+                (
+                    i,
+                    if i % 1000 == 7 {
+                        Err("git: fetch failed".into())
+                    } else {
+                        Ok(outcome)
+                    },
+                )
+            })
+            .collect();
+        let mut result = SweepResult::default();
+        fold_outcomes(&mut result, &plan, &outcomes);
+        result.skipped_clean.extend((12_000..24_000).map(name));
+        let unbounded = serde_json::to_vec(&result).unwrap().len();
+        assert!(
+            unbounded > 2 << 20,
+            "the case is one that broke: {unbounded} bytes"
+        );
+
+        let lists = bound_repo_lists(&mut result);
+        let counts = result.repo_counts.unwrap();
+        assert_eq!(
+            (
+                counts.processed,
+                counts.automation_errors,
+                counts.skipped_budget,
+                counts.skipped_clean
+            ),
+            (9_990, 10, 2_000, 12_000)
+        );
+        assert_eq!(result.counts(), counts);
+        assert_eq!(result.repos_processed.len(), limits::SWEEP_REPOS_LISTED);
+        assert_eq!(result.skipped_clean.len(), limits::SWEEP_REPOS_LISTED);
+        assert_eq!(result.skipped_budget.len(), limits::SWEEP_REPOS_LISTED);
+        assert_eq!(result.automation_errors.len(), 10);
+        assert_eq!(
+            result.repos_omitted,
+            (9_990 - 1000) + (12_000 - 1000) + (2_000 - 1000)
+        );
+        assert_eq!(
+            lists.skipped_budget.len(),
+            2_000,
+            "fairness sees every budget skip"
+        );
+        assert_eq!(lists.skipped_clean.len(), 12_000);
+        let record = RecordSweepRequest {
+            result: Some(result.clone()),
+            skipped_budget: lists.skipped_budget,
+            skipped_clean: lists.skipped_clean,
+        };
+        let record_bytes = serde_json::to_vec(&record).unwrap().len();
+        let result_bytes = serde_json::to_vec(&result).unwrap().len();
+        assert!(result_bytes < 512 << 10, "result: {result_bytes} bytes");
+        // Names only, as many as the plan's own result carries.
+        assert!(record_bytes < 3 << 19, "record input: {record_bytes} bytes");
+    }
+
+    #[test]
+    fn a_small_sweep_keeps_its_whole_lists_and_sends_no_extra_names() {
+        let plan = vec![repo("a"), repo("b")];
+        let mut outcomes = BTreeMap::new();
+        outcomes.insert(
+            0,
+            Ok(RepoSweepOutcome {
+                status: RepoStatus::SkippedClean.into(),
+                ..Default::default()
+            }),
+        );
+        let mut result = SweepResult::default();
+        fold_outcomes(&mut result, &plan, &outcomes);
+        assert_eq!(bound_repo_lists(&mut result), RecordLists::default());
+        assert_eq!(result.skipped_clean, vec!["a"]);
+        assert_eq!(result.skipped_budget, vec!["b"]);
+        assert_eq!(result.repos_omitted, 0);
+        assert_eq!(result.repo_counts.unwrap().skipped_budget, 1);
     }
 }

@@ -690,15 +690,12 @@ impl WarmUpgrade {
     /// otherwise.
     fn signed_approval(&self, req: &ApproveRequest) -> Result<bool, String> {
         let detail = signing::approve_detail(req);
-        let action = signing::Action {
-            workflow_id: &self.workflow_id,
-            verb: OperatorVerb::Approve.as_str(),
-            operator: &req.operator,
-            credential_id: &req.credential_id,
-            reason: &req.reason,
-            detail: &detail,
-            signed_at: &req.signed_at,
-        };
+        let action = signing::Action::of(
+            &self.workflow_id,
+            OperatorVerb::Approve.as_str(),
+            req,
+            &detail,
+        );
         verify::admit(
             &self.plan.verify_key,
             &action,
@@ -888,15 +885,12 @@ mod tests {
         use ed25519_dalek::Signer as _;
         req.signed_at = "2026-12-02T10:00:00Z".into();
         let detail = signing::approve_detail(req);
-        let message = signing::message(&signing::Action {
-            workflow_id: &w.workflow_id,
-            verb: "approve",
-            operator: &req.operator,
-            credential_id: &req.credential_id,
-            reason: &req.reason,
-            detail: &detail,
-            signed_at: &req.signed_at,
-        });
+        let message = signing::message(&signing::Action::of(
+            &w.workflow_id,
+            "approve",
+            &*req,
+            &detail,
+        ));
         req.signature = hex::encode(key.sign(&message).to_bytes());
     }
 

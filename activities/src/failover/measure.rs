@@ -136,27 +136,10 @@ pub fn measure(log: &[LogRow], found: &BTreeSet<i64>) -> FailoverMeasured {
     m
 }
 
-/// The probe's view in one line: `ok 12×, failing 30× (…), ok 8×`.
-pub fn probe_line(spans: &[ProbeSpan]) -> String {
-    if spans.is_empty() {
-        return "no probe answered".into();
-    }
-    spans
-        .iter()
-        .map(|s| {
-            if s.ok {
-                format!("ok {}×", s.answers)
-            } else {
-                format!("failing {}× ({})", s.answers, s.detail)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", then ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use steward_proto::vocab::probe_line;
 
     fn row(kind: &str, seq: i64, at_ms: i64, ok: bool) -> LogRow {
         LogRow {

@@ -26,6 +26,7 @@ use steward_proto::v1::{
     FailoverDrillInput, FailoverDrillResult, FailoverMeasured, FailoverObserved, FailoverPreflight,
     FailoverStep, RecoveryResult, TriggerResult,
 };
+use steward_proto::vocab::probe_line;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -33,7 +34,7 @@ use crate::command::Command;
 use crate::failure::{permanent, retryable};
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::store::drill_log::{LogRow, TRIGGER};
+use crate::store::drill_log::TRIGGER;
 use service::{Service, timed};
 pub use spec::{DrillSpec, Probe};
 
@@ -93,20 +94,9 @@ impl FailoverActivities {
         ok: bool,
         detail: String,
     ) -> Result<(), ActivityError> {
-        self.store
-            .drill_log_append(
-                run,
-                &LogRow {
-                    kind: kind.into(),
-                    seq,
-                    at_ms: now_ms(),
-                    ok,
-                    detail,
-                },
-            )
+        observe::append(&self.store, run, kind, seq, ok, detail)
             .await
-            .map(|_| ())
-            .map_err(|e| retryable(e.to_string()))
+            .map_err(retryable)
     }
 
     /// The hosts' roles, the primary's streaming standbys and their lag;
@@ -484,7 +474,7 @@ pub fn markdown(r: &FailoverDrillResult) -> String {
     for g in &m.writer_gaps {
         line(format!("- writer gap: {g}"));
     }
-    line(format!("- probe: {}", measure::probe_line(&m.probe)));
+    line(format!("- probe: {}", probe_line(&m.probe)));
     if m.lost_writes > 0 {
         line(format!("- lost markers: {:?}", m.lost_markers));
     }

@@ -14,6 +14,7 @@ use sqlx::postgres::PgConnection;
 use steward_proto::v1::FailoverObserved;
 
 use super::measure;
+use super::now_ms;
 use super::service::{Service, timed};
 use super::spec::DrillSpec;
 use crate::store::Store;
@@ -23,11 +24,8 @@ const WRITE_EVERY: Duration = Duration::from_millis(100);
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 const JUDGE_EVERY: Duration = Duration::from_millis(250);
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-async fn append(
+/// Appends one row to run `run`'s drill log, stamped now.
+pub(super) async fn append(
     store: &Store,
     run: &str,
     kind: &str,

@@ -379,12 +379,17 @@ impl SweepActivities {
     pub async fn record(&self, req: RecordSweepRequest) -> Result<(), crate::store::Error> {
         let result = req.result.unwrap_or_default();
         let now = now_ms();
-        for repo in &result.skipped_budget {
+        // The whole lists when the result's were cut, else the result's.
+        let whole = |all: &[String], listed: &[String]| -> BTreeSet<String> {
+            all.iter().chain(listed).cloned().collect()
+        };
+        for repo in &whole(&req.skipped_budget, &result.skipped_budget) {
             self.store.mark_starved(repo, now).await?;
         }
         // A starved repo the plan found clean was visited all the same.
         let starved: BTreeSet<String> = self.store.starved_repos().await?.into_iter().collect();
-        for repo in result.skipped_clean.iter().filter(|r| starved.contains(*r)) {
+        let clean = whole(&req.skipped_clean, &result.skipped_clean);
+        for repo in clean.intersection(&starved) {
             self.store.unstarve(repo).await?;
         }
         let fresh = self

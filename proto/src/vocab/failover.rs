@@ -41,3 +41,21 @@ stage! {
     /// A failover drill's stage: a phase while it runs, its outcome once it ended.
     pub enum FailoverStage (FailoverPhase, FailoverOutcome, first Preflight)
 }
+
+/// A probe's answers in one line: `ok 12×, then failing 30× (…), then ok 8×`.
+pub fn probe_line(spans: &[crate::v1::ProbeSpan]) -> String {
+    if spans.is_empty() {
+        return "no probe answered".into();
+    }
+    spans
+        .iter()
+        .map(|s| {
+            if s.ok {
+                format!("ok {}×", s.answers)
+            } else {
+                format!("failing {}× ({})", s.answers, s.detail)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", then ")
+}

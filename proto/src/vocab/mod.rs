@@ -19,7 +19,7 @@ mod sweep;
 mod upgrade;
 
 pub use backfill::{BackfillOutcome, BackfillPhase, BackfillStage, OperatorVerb, SpecAction};
-pub use failover::{FailoverOutcome, FailoverPhase, FailoverStage};
+pub use failover::{FailoverOutcome, FailoverPhase, FailoverStage, probe_line};
 pub use restore::{DrillOutcome, DrillPhase, StoreBackend};
 pub use sweep::{ChangeState, CheckCode, RepoStatus, SweepPhase};
 pub use upgrade::{

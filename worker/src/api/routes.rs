@@ -658,15 +658,12 @@ impl Api {
         if let Some(signer) = &self.signer {
             input.signed_at = sign::now();
             let detail = signing::backfill_start_detail(&input);
-            input.signature = signer.sign(&signing::Action {
-                workflow_id: &ids::backfill(name),
-                verb: OperatorVerb::Start.as_str(),
-                operator: &input.operator,
-                credential_id: &input.credential_id,
-                reason: &input.reason,
-                detail: &detail,
-                signed_at: &input.signed_at,
-            });
+            input.signature = signer.sign(&signing::Action::of(
+                &ids::backfill(name),
+                OperatorVerb::Start.as_str(),
+                &input,
+                &detail,
+            ));
         }
         let loaded = &self.loaded;
         let (workflow_id, run_id) = crate::cli::backfill::start(&self.client, loaded, input)
@@ -814,15 +811,12 @@ impl Api {
         if let Some(signer) = &self.signer {
             req.signed_at = sign::now();
             let detail = signing::request_detail(verb.as_str(), &req);
-            req.signature = signer.sign(&signing::Action {
+            req.signature = signer.sign(&signing::Action::of(
                 workflow_id,
-                verb: verb.as_str(),
-                operator: &req.operator,
-                credential_id: &req.credential_id,
-                reason: &req.reason,
-                detail: &detail,
-                signed_at: &req.signed_at,
-            });
+                verb.as_str(),
+                &req,
+                &detail,
+            ));
         }
         Ok(req)
     }
@@ -844,15 +838,12 @@ impl Api {
         if let Some(signer) = &self.signer {
             req.signed_at = sign::now();
             let detail = signing::approve_detail(&req);
-            req.signature = signer.sign(&signing::Action {
+            req.signature = signer.sign(&signing::Action::of(
                 workflow_id,
-                verb: OperatorVerb::Approve.as_str(),
-                operator: &req.operator,
-                credential_id: &req.credential_id,
-                reason: &req.reason,
-                detail: &detail,
-                signed_at: &req.signed_at,
-            });
+                OperatorVerb::Approve.as_str(),
+                &req,
+                &detail,
+            ));
         }
         req
     }

@@ -205,6 +205,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backfill(cmd) => backfill::run(loaded()?, cmd).await,
         Command::Upgrade(cmd) => upgrade::run(loaded()?, cmd).await,
         Command::Alerts(cmd) => alerts::run(loaded()?, cmd).await,
+        Command::RestoreDrill(restore::Command::Keygen { out }) => restore::keygen(out),
         Command::RestoreDrill(cmd) => restore::run(loaded()?, cmd).await,
         Command::Drill(cmd) => drill::run(loaded()?, cmd).await,
         Command::Progress(args) => progress::run(loaded()?, args).await,

@@ -40,34 +40,7 @@ pub enum Command {
 
 pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Keygen { out } => {
-            anyhow::ensure!(
-                !out.exists(),
-                "{} exists; a key pair is never overwritten (the backups encrypted to it would become unreadable)",
-                out.display()
-            );
-            let keys = steward_activities::restore::crypt::keygen();
-            let mut f = steward_activities::files::create_private(&out)
-                .with_context(|| format!("creating {}", out.display()))?;
-            use std::io::Write as _;
-            writeln!(
-                f,
-                "# steward restore drill identity; recipient: {}\n{}",
-                keys.recipient, keys.identity
-            )
-            .with_context(|| format!("writing {}", out.display()))?;
-            let path = std::fs::canonicalize(&out).unwrap_or(out);
-            println!(
-                "[restore]\nrecipient = \"{}\"\nidentity_file = \"{}\"",
-                keys.recipient,
-                path.display()
-            );
-            eprintln!(
-                "keep {} off this worker's data folder and backed up elsewhere: without it no backup restores",
-                path.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Keygen { out } => keygen(out),
         Command::Run { backup, by } => {
             let backup = match backup {
                 Some(path) => {
@@ -121,4 +94,35 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `restore-drill keygen`: needs no config (it makes the lines that go
+/// into one).
+pub(super) fn keygen(out: PathBuf) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !out.exists(),
+        "{} exists; a key pair is never overwritten (the backups encrypted to it would become unreadable)",
+        out.display()
+    );
+    let keys = steward_activities::restore::crypt::keygen();
+    let mut f = steward_activities::files::create_private(&out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    use std::io::Write as _;
+    writeln!(
+        f,
+        "# steward restore drill identity; recipient: {}\n{}",
+        keys.recipient, keys.identity
+    )
+    .with_context(|| format!("writing {}", out.display()))?;
+    let path = std::fs::canonicalize(&out).unwrap_or(out);
+    println!(
+        "[restore]\nrecipient = \"{}\"\nidentity_file = \"{}\"",
+        keys.recipient,
+        path.display()
+    );
+    eprintln!(
+        "keep {} off this worker's data folder and backed up elsewhere: without it no backup restores",
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
