@@ -89,6 +89,20 @@ approvals = ["storage", "security"]
 }
 
 impl Env {
+    /// Starts backfill `tiny` through the API as ana, frozen now; its answer.
+    async fn start_tiny(&self) -> Value {
+        let (code, started) = self
+            .api
+            .post(
+                "/v1/backfills/tiny/start",
+                &self.ana.token,
+                json!({ "reason": "tonight's backfill", "freeze_at": "now" }),
+            )
+            .await;
+        assert_eq!(code, 200, "{started}");
+        started
+    }
+
     async fn status(&self) -> BackfillStatus {
         self.query::<BackfillRollout, _>(&ids::backfill("tiny"), BackfillRollout::status)
             .await
@@ -315,15 +329,7 @@ async fn the_runbooks_curl_calls_work_against_the_api() {
 #[tokio::test]
 async fn tokens_decide_who_acts_and_bad_ones_are_refused_counted_and_never_sent() {
     let e = env("api-tokens", "", "").await;
-    let (code, started) = e
-        .api
-        .post(
-            "/v1/backfills/tiny/start",
-            &e.ana.token,
-            json!({ "reason": "tonight's backfill", "freeze_at": "now" }),
-        )
-        .await;
-    assert_eq!(code, 200, "{started}");
+    e.start_tiny().await;
     e.wait_phase("awaiting_approval").await;
 
     let approve = json!({ "group": "storage", "reason": "looks fine" });
@@ -454,15 +460,7 @@ async fn approvals_check_membership_and_separation_of_duties_in_the_workflow() {
     assert_eq!(refused.outcome, "preconditions_failed", "{refused:?}");
     assert!(refused.error.contains("require_verified"), "{refused:?}");
 
-    let (code, started) = e
-        .api
-        .post(
-            "/v1/backfills/tiny/start",
-            &e.ana.token,
-            json!({ "reason": "tonight's backfill", "freeze_at": "now" }),
-        )
-        .await;
-    assert_eq!(code, 200, "{started}");
+    let started = e.start_tiny().await;
     let run_id = started["run_id"].as_str().unwrap().to_string();
     wait_for("the new rollout", Duration::from_secs(60), || async {
         let s = e.status().await;

@@ -1,7 +1,7 @@
 //! `steward restore-drill run|last|keygen`: prove the state store's
 //! encrypted, off-node backups restore; make their key pair.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -13,7 +13,6 @@ use steward_workflows::RestoreDrill;
 use temporalio_client::WorkflowGetResultOptions;
 
 use crate::cli::print_json;
-use crate::config::Loaded;
 use crate::connect;
 
 /// Restore drill commands.
@@ -38,10 +37,13 @@ pub enum Command {
     },
 }
 
-pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode> {
+/// Runs `cmd`, loading the config at `config` for the commands that need it.
+pub(super) async fn run(config: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
+    let load = || crate::config::load(config);
     match cmd {
         Command::Keygen { out } => keygen(out),
         Command::Run { backup, by } => {
+            let loaded = load()?;
             let backup = match backup {
                 Some(path) => {
                     let path = std::fs::canonicalize(&path)
@@ -79,7 +81,7 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
             })
         }
         Command::Last => {
-            let store = Store::connect(&loaded.database_url()).await?;
+            let store = Store::connect(&load()?.database_url()).await?;
             let drills: Vec<RestoreDrillResult> = store
                 .progress(Some(names::RESTORE_EVENT_TYPE), 0, 200)
                 .await?
@@ -98,7 +100,7 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
 
 /// `restore-drill keygen`: needs no config (it makes the lines that go
 /// into one).
-pub(super) fn keygen(out: PathBuf) -> anyhow::Result<ExitCode> {
+fn keygen(out: PathBuf) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         !out.exists(),
         "{} exists; a key pair is never overwritten (the backups encrypted to it would become unreadable)",
