@@ -138,22 +138,7 @@ async fn drills_verify_encrypted_offsite_backups_in_an_isolated_target_and_catch
         let target = (backend == Backend::Postgres).then(|| PgCluster::init(&pg_root, "target"));
         let target_url = target.as_ref().map(|t| t.url("postgres"));
         let k = keys(root, target_url.as_deref(), "keep = 2\n");
-        let config = write_config(
-            root,
-            &db,
-            &task_queue("restore"),
-            &[RepoEntry {
-                name: "repo",
-                path: &repo,
-                remote: None,
-                push: false,
-            }],
-            &k.table,
-        );
-        let server = Server::start(root).await;
-        let worker = Steward::worker(&config, &server.address);
-        let (code, _, err) = run_steward(&config, &server.address, &["sweep", "run"]);
-        assert_eq!(code, 0, "{backend:?}: {err}");
+        let (config, server, worker) = synced(root, &repo, &db, "restore", &k).await;
 
         let live = Store::connect(&db).await.unwrap();
         let before = figures(live.pool()).await.unwrap();
@@ -404,13 +389,27 @@ async fn sqlite_env(
     make_repo(&repo, &[("workplans/RF-1.md", &workplan("RF-1", 2))]);
     let db = database(Backend::Sqlite, root).await;
     let k = keys(root, None, more);
+    let (config, server, worker) = synced(root, &repo, &db, test, &k).await;
+    (config, k, server, worker, db)
+}
+
+/// The config of `repo` on store `db` with the drill's keys `k`, a dev
+/// server and a worker on a queue named after `test`, the repo synced by
+/// one sweep.
+async fn synced(
+    root: &Path,
+    repo: &Path,
+    db: &str,
+    test: &str,
+    k: &Keys,
+) -> (PathBuf, Server, Steward) {
     let config = write_config(
         root,
-        &db,
+        db,
         &task_queue(test),
         &[RepoEntry {
             name: "repo",
-            path: &repo,
+            path: repo,
             remote: None,
             push: false,
         }],
@@ -419,8 +418,8 @@ async fn sqlite_env(
     let server = Server::start(root).await;
     let worker = Steward::worker(&config, &server.address);
     let (code, _, err) = run_steward(&config, &server.address, &["sweep", "run"]);
-    assert_eq!(code, 0, "{err}");
-    (config, k, server, worker, db)
+    assert_eq!(code, 0, "the sweep that syncs {}: {err}", root.display());
+    (config, server, worker)
 }
 
 #[tokio::test]
