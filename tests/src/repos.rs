@@ -30,6 +30,18 @@ pub fn make_repo(dir: &Path, files: &[(&str, &str)]) {
     commit_all(dir, "initial");
 }
 
+/// Makes every commit in the repo at `dir` take at least `seconds` more,
+/// by a `post-commit` hook (which `git commit --no-verify` still runs).
+/// Tests that need a sweep to outlast a budget or a lock use it instead of
+/// hoping the machine is slow enough.
+pub fn slow_commits(dir: &Path, seconds: f64) {
+    use std::os::unix::fs::PermissionsExt;
+    let hook = dir.join(".git/hooks/post-commit");
+    std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+    std::fs::write(&hook, format!("#!/bin/sh\nsleep {seconds}\n")).unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// Writes `files` under `dir`.
 pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
     for (path, text) in files {

@@ -9,8 +9,8 @@ use steward_proto::ids;
 use steward_proto::v1::{SweepInput, SweepResult};
 use steward_tests::{
     Backend, Harness, RepoEntry, Steward, assert_every_run_closed_without_task_failures,
-    commit_count, database, free_port, http_get, make_repo, read, run_steward, task_queue,
-    temp_dir, wait_for, workplan, write_config,
+    commit_count, database, free_port, http_get, make_repo, read, run_steward, slow_commits,
+    task_queue, temp_dir, wait_for, workplan, write_config,
 };
 use steward_workflows::ConsistencySweep;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
@@ -65,6 +65,16 @@ async fn env(test: &str, backend: Backend, n: usize, plans: usize, extra: &str) 
         queue,
         db,
         repos,
+    }
+}
+
+impl Env {
+    /// Makes each repo's writeback take `seconds` or more, so a sweep is
+    /// still running when a test acts on it however fast the machine is.
+    fn slow_commits(&self, seconds: f64) {
+        for repo in &self.repos {
+            slow_commits(repo, seconds);
+        }
     }
 }
 
@@ -263,6 +273,9 @@ async fn sweep_skips_when_lock_is_held_and_runs_once_the_lease_expired() {
 #[tokio::test]
 async fn overlapping_sweeps_one_runs_one_is_lock_skipped() {
     let e = env("overlap", Backend::Sqlite, 12, 2, "").await;
+    // 12 repos one at a time, 0.5 s each: the first sweep holds the lock
+    // for 6 s or more, long past the second one's try.
+    e.slow_commits(0.5);
     let _worker = Steward::worker(&e.config, &e.server.address);
     let input = SweepInput {
         source: "manual".into(),
@@ -301,6 +314,9 @@ async fn overlapping_sweeps_one_runs_one_is_lock_skipped() {
 #[tokio::test]
 async fn budget_skips_repos_and_they_go_first_next_time() {
     let e = env("budget", Backend::Sqlite, 30, 1, "").await;
+    // Each repo's writeback takes 0.2 s or more, so a 1 s budget ends
+    // after at most 5 of the 30 however fast the machine is.
+    e.slow_commits(0.2);
     let _worker = Steward::worker(&e.config, &e.server.address);
     let tight = SweepInput {
         source: "manual".into(),
@@ -311,7 +327,7 @@ async fn budget_skips_repos_and_they_go_first_next_time() {
     let first = run_sweep(&e, "sweep-budget-1", tight.clone()).await;
     assert!(
         !first.skipped_budget.is_empty(),
-        "30 repos one at a time take more than 1 s: {first:?}"
+        "30 repos one at a time take 6 s or more: {first:?}"
     );
     assert!(!first.repos_processed.is_empty());
     let starved = first.skipped_budget.clone();
@@ -984,6 +1000,7 @@ async fn fifty_concurrent_sweeps_on_a_one_workflow_cache_all_finish_without_task
 #[tokio::test]
 async fn a_worker_cut_off_from_the_server_for_30_s_loses_nothing() {
     let e = env("cut-off", Backend::Sqlite, 40, 2, "").await;
+    e.slow_commits(0.1);
     let worker = Steward::worker(&e.config, &e.server.address);
     let handle = start!(
         e,
@@ -1037,6 +1054,7 @@ const EXTERNAL_LOCK: &str = "[sweep]\nexternal_lock = \"legacy-sweep.lock\"\ncon
 #[tokio::test]
 async fn the_external_lock_of_the_legacy_runner_is_honoured_both_ways() {
     let e = env("external-lock", Backend::Sqlite, 20, 2, EXTERNAL_LOCK).await;
+    e.slow_commits(0.2);
     let lock = e.root.join("legacy-sweep.lock");
     // The legacy job holds it: steward's sweep is skipped, naming it.
     // `-o`: the lock stays with flock itself, not with its `sleep`, so
@@ -1089,6 +1107,7 @@ async fn the_external_lock_of_the_legacy_runner_is_honoured_both_ways() {
 #[tokio::test]
 async fn a_worker_killed_holding_the_external_lock_releases_it_and_the_next_sweep_takes_it() {
     let e = env("external-kill", Backend::Sqlite, 20, 2, EXTERNAL_LOCK).await;
+    e.slow_commits(0.2);
     let lock = e.root.join("legacy-sweep.lock");
     let mut worker = Steward::worker(&e.config, &e.server.address);
     let handle = start!(e, "sweep-external-kill", manual());
