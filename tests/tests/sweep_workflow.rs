@@ -97,16 +97,19 @@ macro_rules! start {
 /// recorded in the store): inside a batch activity, before the workflow
 /// hears of them, so a fault can land mid-batch.
 async fn wait_swept(e: &Env, n: i64) {
-    let store = Store::connect(&e.db).await.unwrap();
     wait_for("repos to be swept", Duration::from_secs(60), || async {
-        let swept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM repo_state")
-            .fetch_one(store.pool())
-            .await
-            .ok()?;
-        (swept >= n).then_some(())
+        (swept(e).await.ok()? >= n).then_some(())
     })
     .await
     .unwrap();
+}
+
+/// How many repos of a first sweep have been swept so far.
+async fn swept(e: &Env) -> anyhow::Result<i64> {
+    let store = Store::connect(&e.db).await?;
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM repo_state")
+        .fetch_one(store.pool())
+        .await?)
 }
 
 async fn run_sweep(e: &Env, id: &str, input: SweepInput) -> SweepResult {
@@ -359,6 +362,9 @@ async fn budget_skips_repos_and_they_go_first_next_time() {
 #[tokio::test]
 async fn killing_the_worker_mid_sweep_resumes_without_redoing_repos() {
     let e = env("kill", Backend::Sqlite, 16, 2, "").await;
+    // 0.25 s a repo on each of 2 lanes: 4 or more repos (0.5 s) are left
+    // when the kill comes, so it lands mid-sweep.
+    e.slow_commits(0.25);
     let mut worker = Steward::worker(&e.config, &e.server.address);
     let handle = start!(
         e,
@@ -374,6 +380,11 @@ async fn killing_the_worker_mid_sweep_resumes_without_redoing_repos() {
     eprintln!("fault: kill -9 of the worker after {kill_after} repos");
     wait_swept(&e, kill_after.into()).await;
     worker.kill9();
+    let at_kill = swept(&e).await.unwrap();
+    assert!(
+        at_kill < 16,
+        "the kill landed mid-sweep ({at_kill} of 16 swept)"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     worker.restart();
     let result = tokio::time::timeout(
@@ -389,6 +400,7 @@ async fn killing_the_worker_mid_sweep_resumes_without_redoing_repos() {
 #[tokio::test]
 async fn killing_the_server_mid_sweep_resumes_without_redoing_repos() {
     let mut e = env("server-kill", Backend::Sqlite, 16, 2, "").await;
+    e.slow_commits(0.25);
     let _worker = Steward::worker(&e.config, &e.server.address);
     let _started = start!(
         e,
@@ -403,6 +415,11 @@ async fn killing_the_server_mid_sweep_resumes_without_redoing_repos() {
     eprintln!("fault: kill -9 of the server after {kill_after} repos");
     wait_swept(&e, kill_after.into()).await;
     e.server.kill9();
+    let at_kill = swept(&e).await.unwrap();
+    assert!(
+        at_kill < 16,
+        "the kill landed mid-sweep ({at_kill} of 16 swept)"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     e.server.restart().await;
     let client = e.server.client().await;
