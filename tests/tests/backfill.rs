@@ -15,7 +15,7 @@ use steward_proto::vocab::OperatorVerb;
 use steward_tests::{
     Backend, Harness, PLANTED_SECRET, assert_every_run_closed_without_task_failures,
     assert_no_planted_secret, assert_not_world_writable, database, read, task_queue, temp_dir,
-    wait_for, with_planted_password,
+    wait_for, with_planted_password, write_config,
 };
 use steward_workflows::BackfillRollout;
 use temporalio_client::Client;
@@ -195,15 +195,13 @@ async fn env(test: &str, backend: Backend, poison_at: Option<i64>, extra: &str) 
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'supersedes_idem'"
     };
     let store = database(Backend::Sqlite, &root).await;
-    let config = root.join("steward.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"data_dir = "{data}"
-database_url = "{store}"
-task_queue = "{queue}"
-schedules = []
-
+    let config = write_config(
+        &root,
+        &store,
+        &task_queue(test),
+        &[],
+        &format!(
+            r#"
 [[backfills]]
 name = "bf"
 database_url = "{url}"
@@ -221,7 +219,11 @@ replay_probe = {{ action = {{ sql = "INSERT INTO replay_log (note) VALUES ('prob
 throttle_seconds = 1
 {batch}{extra}
 "#,
-            batch = if extra.contains("batch_size") { "" } else { "batch_size = 10\n" },
+            batch = if extra.contains("batch_size") {
+                ""
+            } else {
+                "batch_size = 10\n"
+            },
             count = if extra.contains("count_sql") {
                 String::new()
             } else {
@@ -230,13 +232,12 @@ throttle_seconds = 1
             apply = if extra.contains("apply_sql") {
                 String::new()
             } else {
-                format!("apply_sql = \"INSERT INTO supersedes (older, newer, run_tag, payload_len) SELECT a.id, b.id, $3, LENGTH(a.payload) {EDGES} WHERE a.id BETWEEN $1 AND $2\"\n")
+                format!(
+                    "apply_sql = \"INSERT INTO supersedes (older, newer, run_tag, payload_len) SELECT a.id, b.id, $3, LENGTH(a.payload) {EDGES} WHERE a.id BETWEEN $1 AND $2\"\n"
+                )
             },
-            data = root.join("data").display(),
-            queue = task_queue(test),
         ),
-    )
-    .unwrap();
+    );
     Env {
         h: Harness::with_worker(dir, config).await,
         pool,

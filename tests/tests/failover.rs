@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 use steward_proto::v1::{FailoverDrillResult, FailoverStatus};
-use steward_tests::{Backend, Harness, PgPair, database, task_queue, temp_dir, wait_for};
+use steward_tests::{
+    Backend, Harness, PgPair, database, task_queue, temp_dir, wait_for, write_config,
+};
 use steward_workflows::FailoverDrill;
 
 struct Env {
@@ -21,16 +23,14 @@ async fn env(test: &str, pair: PgPair, trigger: &[&str], extra: &str) -> Env {
     let dir = temp_dir();
     let root = dir.path().to_path_buf();
     let store = database(Backend::Sqlite, &root).await;
-    let config = root.join("steward.toml");
     let trigger: Vec<String> = trigger.iter().map(|a| format!("{a:?}")).collect();
-    std::fs::write(
-        &config,
-        format!(
-            r#"data_dir = "{data}"
-database_url = "{store}"
-task_queue = "{queue}"
-schedules = []
-
+    let config = write_config(
+        &root,
+        &store,
+        &task_queue(test),
+        &[],
+        &format!(
+            r#"
 [[drills]]
 name = "statehub-db"
 url = "{url}"
@@ -41,13 +41,10 @@ baseline_seconds = 2
 observe_seconds = 30
 {extra}
 "#,
-            data = root.join("data").display(),
-            queue = task_queue(test),
             url = pair.service_url(),
             trigger = trigger.join(", "),
         ),
-    )
-    .unwrap();
+    );
     Env {
         h: Harness::with_worker(dir, config).await,
         pair,

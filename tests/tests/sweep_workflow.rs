@@ -95,21 +95,23 @@ macro_rules! start {
 
 /// Waits until `n` repos of a first sweep have been swept (their state
 /// recorded in the store): inside a batch activity, before the workflow
-/// hears of them, so a fault can land mid-batch.
-async fn wait_swept(e: &Env, n: i64) {
+/// hears of them, so a fault can land mid-batch. Returns the store it
+/// read, for the test's next look.
+async fn wait_swept(e: &Env, n: i64) -> Store {
+    let store = Store::connect(&e.db).await.unwrap();
     wait_for("repos to be swept", Duration::from_secs(60), || async {
-        (swept(e).await.ok()? >= n).then_some(())
+        (swept(&store).await.ok()? >= n).then_some(())
     })
     .await
     .unwrap();
+    store
 }
 
 /// How many repos of a first sweep have been swept so far.
-async fn swept(e: &Env) -> anyhow::Result<i64> {
-    let store = Store::connect(&e.db).await?;
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM repo_state")
+async fn swept(store: &Store) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM repo_state")
         .fetch_one(store.pool())
-        .await?)
+        .await
 }
 
 async fn run_sweep(e: &Env, id: &str, input: SweepInput) -> SweepResult {
@@ -378,9 +380,9 @@ async fn killing_the_worker_mid_sweep_resumes_without_redoing_repos() {
     // A different kill point each run: after 1 to 12 of the 16 repos.
     let kill_after = 1 + (uuid::Uuid::new_v4().as_u128() % 12) as u32;
     eprintln!("fault: kill -9 of the worker after {kill_after} repos");
-    wait_swept(&e, kill_after.into()).await;
+    let store = wait_swept(&e, kill_after.into()).await;
     worker.kill9();
-    let at_kill = swept(&e).await.unwrap();
+    let at_kill = swept(&store).await.unwrap();
     assert!(
         at_kill < 16,
         "the kill landed mid-sweep ({at_kill} of 16 swept)"
@@ -413,9 +415,9 @@ async fn killing_the_server_mid_sweep_resumes_without_redoing_repos() {
     );
     let kill_after = 1 + (uuid::Uuid::new_v4().as_u128() % 12) as u32;
     eprintln!("fault: kill -9 of the server after {kill_after} repos");
-    wait_swept(&e, kill_after.into()).await;
+    let store = wait_swept(&e, kill_after.into()).await;
     e.server.kill9();
-    let at_kill = swept(&e).await.unwrap();
+    let at_kill = swept(&store).await.unwrap();
     assert!(
         at_kill < 16,
         "the kill landed mid-sweep ({at_kill} of 16 swept)"
