@@ -12,6 +12,9 @@ pub mod alerts;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
 pub mod backfill;
+// The SDK macros add undocumented marker constants to the impl blocks.
+#[allow(missing_docs)]
+pub mod claims;
 pub mod command;
 pub mod dburl;
 pub mod duration;

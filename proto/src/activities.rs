@@ -21,6 +21,7 @@ use crate::v1::{
     RecordSweepRequest, RepoSweepOutcome, RepoSweepRequest, SweepBatchOutcome, SweepBatchRequest,
     SweepPlan,
 };
+use crate::v1::{StartClaim, StartClaimed};
 use temporalio_common::ActivityDefinition;
 
 macro_rules! declare_activity {
@@ -47,6 +48,11 @@ declare_activity!(
 declare_activity!(
     /// Release the named lock if `holder` still has it.
     ReleaseLock, names::RELEASE_LOCK, LockRelease => ()
+);
+declare_activity!(
+    /// Claim a signed start's nonce for this run: a start signed once
+    /// starts one run.
+    ClaimStart, names::CLAIM_START, StartClaim => StartClaimed
 );
 declare_activity!(
     /// The repos to sweep, in the order they should be started.

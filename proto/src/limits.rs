@@ -47,12 +47,28 @@ pub fn sweep_batch_size(repos: usize, lanes: u32, configured: u32) -> usize {
     (configured.max(1) as usize).min(fill_lanes).max(bounded)
 }
 
-/// `None` when `text` is within [`OPERATOR_TEXT_CHARS`], else the refusal
-/// naming `what` and the limit.
-pub fn operator_text_too_long(what: &str, text: &str) -> Option<String> {
+/// Seconds a signed operator action stays acceptable after the API
+/// signed it: a signature is made for one request and sent at once, so an
+/// older one is a replay. The same bound, the other way, tolerates the
+/// API's clock running ahead of the Temporal server's.
+pub const SIGNATURE_MAX_AGE_SECONDS: u64 = 300;
+
+/// The refusal of an operator's name or reason (`what` names it), or None
+/// when it is acceptable: at most [`OPERATOR_TEXT_CHARS`] characters and
+/// no control characters, which `steward history` and the page would
+/// otherwise print into another operator's terminal or page as they are.
+pub fn operator_text(what: &str, text: &str) -> Option<String> {
     let n = text.chars().count();
-    (n > OPERATOR_TEXT_CHARS).then(|| {
-        format!("the {what} is {n} characters long; at most {OPERATOR_TEXT_CHARS} are accepted")
+    if n > OPERATOR_TEXT_CHARS {
+        return Some(format!(
+            "the {what} is {n} characters long; at most {OPERATOR_TEXT_CHARS} are accepted"
+        ));
+    }
+    text.chars().find(|c| c.is_control()).map(|c| {
+        format!(
+            "the {what} contains the control character U+{:04X}; write it on one line, in plain text",
+            u32::from(c)
+        )
     })
 }
 
@@ -76,5 +92,25 @@ mod tests {
         assert_eq!(sweep_batch_size(10_000, 4, 25), 25);
         assert_eq!(sweep_batch_size(100_000, 4, 25), 250);
         assert_eq!(sweep_batch_size(0, 4, 25), 1);
+    }
+
+    #[test]
+    fn operator_text_refuses_what_is_too_long_or_carries_control_characters() {
+        assert_eq!(operator_text("reason", "read the dry run, ok"), None);
+        assert_eq!(operator_text("reason", "déjà vu — ✓"), None);
+        let long = "x".repeat(OPERATOR_TEXT_CHARS + 1);
+        assert!(operator_text("reason", &long).unwrap().contains("at most"));
+        for bad in [
+            "a\u{1b}[2Jb",
+            "line\nbreak",
+            "tab\there",
+            "nul\0",
+            "del\u{7f}",
+            "c1\u{9b}",
+        ] {
+            let refusal =
+                operator_text("reason", bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(refusal.contains("control character U+"), "{refusal}");
+        }
     }
 }

@@ -11,6 +11,8 @@ pub const CONSISTENCY_SWEEP: &str = "ConsistencySweep";
 pub const ACQUIRE_LOCK: &str = "steward.lock.acquire";
 /// Activity: give the sweep's lease lock back.
 pub const RELEASE_LOCK: &str = "steward.lock.release";
+/// Activity: claim a signed start's nonce for its run.
+pub const CLAIM_START: &str = "steward.operator.claim_start";
 /// Activity: list the repos of a sweep, starved repos first.
 pub const PLAN_SWEEP: &str = "steward.sweep.plan";
 /// Activity: pull gate, assessment, reconciliation and writeback of one repo.

@@ -1,16 +1,27 @@
 //! What the API signs when it sends an operator's action, and the workflow
-//! verifies before it accepts one: the run, the action, the verified
-//! operator and their credential, the reason, what the action sets, and
-//! when. Each field is length-prefixed, so no reason can be made to read as
-//! another field. Both sides build the message here, so they cannot drift.
+//! verifies before it accepts one: the workflow and the run it is for, the
+//! action, the verified operator and their credential, the reason, what
+//! the action sets, and when. Each field is length-prefixed, so no reason
+//! can be made to read as another field. Both sides build the message
+//! here, so they cannot drift.
+//!
+//! The run binding is what keeps a signature from being replayed on
+//! another run: an update is signed for the first run id of the workflow's
+//! chain (kept across continue-as-new, new for every start), and a start,
+//! which has no run yet, for a fresh nonce that the run claims once in the
+//! state store. The workflow adds the rest of the rule (each signature at
+//! most once per run, none older than [`crate::limits::SIGNATURE_MAX_AGE_SECONDS`]).
 
-use crate::v1::{ApproveRequest, BackfillInput, OperatorRequest};
+use crate::v1::{ApproveRequest, BackfillInput, OperatorRequest, UpgradeInput};
 
 /// An operator action as signed.
 #[derive(Debug, Clone, Copy)]
 pub struct Action<'a> {
-    /// The workflow it is sent to (a signature is for that run only).
+    /// The workflow it is sent to.
     pub workflow_id: &'a str,
+    /// The run it is for: the first run id of the workflow's chain for an
+    /// update, the start's nonce for a start.
+    pub run: &'a str,
     /// `start`, `freeze`, `approve`, ...
     pub verb: &'a str,
     /// The operator the credential belongs to.
@@ -26,11 +37,19 @@ pub struct Action<'a> {
 }
 
 impl<'a> Action<'a> {
-    /// The action `verb` that `req` carries to `workflow_id`; `detail` is
-    /// what the request sets (from this module's `*_detail` functions).
-    pub fn of(workflow_id: &'a str, verb: &'a str, req: &'a impl Signed, detail: &'a str) -> Self {
+    /// The action `verb` that `req` carries to run `run` of `workflow_id`;
+    /// `detail` is what the request sets (from this module's `*_detail`
+    /// functions).
+    pub fn of(
+        workflow_id: &'a str,
+        run: &'a str,
+        verb: &'a str,
+        req: &'a impl Signed,
+        detail: &'a str,
+    ) -> Self {
         Action {
             workflow_id,
+            run,
             verb,
             operator: req.operator(),
             credential_id: req.credential_id(),
@@ -52,6 +71,8 @@ pub trait Signed {
     fn reason(&self) -> &str;
     /// When the API signed it.
     fn signed_at(&self) -> &str;
+    /// The API's signature (hex); empty when unsigned.
+    fn signature(&self) -> &str;
 }
 
 macro_rules! signed {
@@ -69,24 +90,54 @@ macro_rules! signed {
             fn signed_at(&self) -> &str {
                 &self.signed_at
             }
+            fn signature(&self) -> &str {
+                &self.signature
+            }
         }
     )*};
 }
 
-signed!(OperatorRequest, ApproveRequest, BackfillInput);
+signed!(OperatorRequest, ApproveRequest, BackfillInput, UpgradeInput);
 
 /// The bytes the API signs for `a`.
 pub fn message(a: &Action<'_>) -> Vec<u8> {
-    let mut out = String::from("steward-operator-action-v1\n");
-    for field in [
-        a.workflow_id,
-        a.verb,
-        a.operator,
-        a.credential_id,
-        a.reason,
-        a.detail,
-        a.signed_at,
-    ] {
+    framed(
+        "steward-operator-action-v2\n",
+        &[
+            a.workflow_id,
+            a.run,
+            a.verb,
+            a.operator,
+            a.credential_id,
+            a.reason,
+            a.detail,
+            a.signed_at,
+        ],
+    )
+}
+
+/// The bytes the API signed before signatures named the run (`a.run` is
+/// not part of them). Only runs recorded before the binding read them, so
+/// that their replay recomputes what they decided; no run accepts a new
+/// action signed this way.
+pub fn unbound_message(a: &Action<'_>) -> Vec<u8> {
+    framed(
+        "steward-operator-action-v1\n",
+        &[
+            a.workflow_id,
+            a.verb,
+            a.operator,
+            a.credential_id,
+            a.reason,
+            a.detail,
+            a.signed_at,
+        ],
+    )
+}
+
+fn framed(header: &str, fields: &[&str]) -> Vec<u8> {
+    let mut out = String::from(header);
+    for field in fields {
         out.push_str(&format!("{}:{field}\n", field.len()));
     }
     out.into_bytes()
@@ -113,6 +164,15 @@ pub fn backfill_start_detail(input: &BackfillInput) -> String {
     )
 }
 
+/// What an upgrade's start carries, as signed: the app, the version and
+/// the mode.
+pub fn upgrade_start_detail(input: &UpgradeInput) -> String {
+    format!(
+        "app={} version={} trial={} cold={}",
+        input.app, input.version, input.trial, input.cold
+    )
+}
+
 /// What an upgrade's approval carries, as signed: the exact version.
 pub fn approve_detail(req: &ApproveRequest) -> String {
     req.version.clone()
@@ -122,22 +182,41 @@ pub fn approve_detail(req: &ApproveRequest) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn no_field_can_be_made_to_read_as_another() {
-        let a = Action {
+    fn action() -> Action<'static> {
+        Action {
             workflow_id: "backfill-x",
+            run: "0b9d8c3e-run",
             verb: "approve",
             operator: "ana",
             credential_id: "t1",
-            reason: "ok\n5:group",
-            detail: "",
-            signed_at: "2026-12-02T00:00:00Z",
-        };
-        let b = Action {
             reason: "ok",
             detail: "group",
-            ..a
+            signed_at: "2026-12-02T00:00:00Z",
+        }
+    }
+
+    #[test]
+    fn no_field_can_be_made_to_read_as_another() {
+        let a = Action {
+            reason: "ok\n5:group",
+            detail: "",
+            ..action()
         };
-        assert_ne!(message(&a), message(&b));
+        assert_ne!(message(&a), message(&action()));
+    }
+
+    #[test]
+    fn the_run_is_part_of_what_is_signed() {
+        let other = Action {
+            run: "another-run",
+            ..action()
+        };
+        assert_ne!(message(&action()), message(&other));
+        assert_eq!(
+            unbound_message(&action()),
+            unbound_message(&other),
+            "the unbound form never named the run"
+        );
+        assert_ne!(message(&action()), unbound_message(&action()));
     }
 }

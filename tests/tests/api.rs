@@ -596,3 +596,190 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_spec() {
         "every operation was tested:\n{report}"
     );
 }
+
+/// The signed start and the signed updates a run of `workflow_id`
+/// accepted, read back from its history as anyone with a token (or with
+/// the Temporal frontend) can.
+async fn signed_inputs(
+    e: &Env,
+    workflow_id: &str,
+    run_id: &str,
+) -> (
+    steward_proto::v1::BackfillInput,
+    Vec<(String, steward_proto::v1::OperatorRequest)>,
+) {
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    let events = steward_worker::history::fetch_events(&e.client, workflow_id, Some(run_id))
+        .await
+        .unwrap();
+    let mut start = None;
+    let mut updates = Vec::new();
+    for event in &events {
+        match &event.attributes {
+            Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => {
+                let v = steward_worker::history::decode_payloads(a.input.as_ref());
+                start = Some(serde_json::from_value(v).unwrap());
+            }
+            Some(Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(a)) => {
+                let input = a
+                    .accepted_request
+                    .as_ref()
+                    .and_then(|r| r.input.as_ref())
+                    .unwrap();
+                let v = steward_worker::history::decode_payloads(input.args.as_ref());
+                updates.push((input.name.clone(), serde_json::from_value(v).unwrap()));
+            }
+            _ => {}
+        }
+    }
+    (start.expect("a start event"), updates)
+}
+
+#[tokio::test]
+async fn a_signed_action_counts_once_on_the_run_it_was_signed_for() {
+    let e = env("api-replay", "require_verified = true", "").await;
+    let handle = e
+        .client
+        .get_workflow_handle::<BackfillRollout>(ids::backfill("tiny"));
+    let id = ids::backfill("tiny");
+
+    // Run 1: a signed start (waiting for a freeze), a signed freeze, two
+    // signed approvals from different people; done.
+    let (code, first) = e
+        .api
+        .post(
+            "/v1/backfills/tiny/start",
+            &e.ana.token,
+            json!({ "reason": "first run" }),
+        )
+        .await;
+    assert_eq!(code, 200, "{first}");
+    let first_run = first["run_id"].as_str().unwrap().to_string();
+    e.wait_phase("awaiting_freeze").await;
+    let (code, answer) = e
+        .api
+        .post(
+            "/v1/backfills/tiny/freeze",
+            &e.ana.token,
+            json!({ "reason": "window open" }),
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    e.wait_phase("awaiting_approval").await;
+    assert_eq!(e.approve(&e.bob, "storage").await.0, 200);
+    let (_, updates) = signed_inputs(&e, &id, &first_run).await;
+    let (_, bobs) = updates
+        .iter()
+        .find(|(n, _)| n == "approve")
+        .unwrap()
+        .clone();
+    // Within the run: the same signed approval again is refused as a
+    // replay, before any other rule, and changes nothing.
+    let replayed = handle
+        .execute_update(BackfillRollout::approve, bobs.clone(), Default::default())
+        .await
+        .expect_err("a replayed approval is refused");
+    assert!(
+        replayed
+            .to_string()
+            .contains("already used on this rollout"),
+        "{replayed}"
+    );
+    assert_eq!(e.status().await.approvals, vec!["storage".to_string()]);
+    assert_eq!(e.approve(&e.carol, "security").await.0, 200);
+    let done =
+        e.h.result::<BackfillRollout>(&id, Duration::from_secs(60))
+            .await;
+    assert_eq!(done.outcome, "done", "{done:?}");
+    let (start, updates) = signed_inputs(&e, &id, &first_run).await;
+    assert!(
+        !start.signature.is_empty() && !start.nonce.is_empty(),
+        "{start:?}"
+    );
+    assert_eq!(updates.len(), 3, "freeze and two approvals: {updates:?}");
+
+    // Across runs: the first run's signed start, copied from its history
+    // and sent straight to Temporal, starts a run that refuses it and
+    // touches nothing.
+    let loaded = steward_worker::config::load(&e.config).unwrap();
+    let (_, copied_run) = steward_worker::cli::backfill::start(&e.client, &loaded, start.clone())
+        .await
+        .unwrap();
+    let copied =
+        e.h.result::<BackfillRollout>(&id, Duration::from_secs(60))
+            .await;
+    assert_eq!(copied.outcome, "preconditions_failed", "{copied:?}");
+    assert!(
+        copied
+            .error
+            .contains(&format!("already used by run {first_run}")),
+        "{copied:?}"
+    );
+    assert_eq!(copied.rows, 0);
+    let s = e.status().await;
+    assert!(
+        s.operator_actions.iter().all(|a| !a.verified),
+        "the copied start is not recorded as verified: {:?}",
+        s.operator_actions
+    );
+    assert_ne!(copied_run, first_run);
+
+    // A fresh run, started properly: the first run's freeze and approvals,
+    // sent to it straight through Temporal, do not verify for this run.
+    let (code, third) = e
+        .api
+        .post(
+            "/v1/backfills/tiny/start",
+            &e.ana.token,
+            json!({ "reason": "third run" }),
+        )
+        .await;
+    assert_eq!(code, 200, "{third}");
+    let third_run = third["run_id"].as_str().unwrap().to_string();
+    e.wait_phase("awaiting_freeze").await;
+    for (name, req) in &updates {
+        let refused = match name.as_str() {
+            "freeze" => {
+                handle
+                    .execute_update(BackfillRollout::freeze, req.clone(), Default::default())
+                    .await
+            }
+            "approve" => {
+                handle
+                    .execute_update(BackfillRollout::approve, req.clone(), Default::default())
+                    .await
+            }
+            other => panic!("unexpected update {other}"),
+        }
+        .map(|_| ())
+        .expect_err("an earlier run's signature is refused");
+        assert!(
+            refused
+                .to_string()
+                .contains("was not signed by this deployment's API for this rollout"),
+            "{name}: {refused}"
+        );
+    }
+    let s = e.status().await;
+    assert_eq!(s.phase, "awaiting_freeze", "nothing applied: {s:?}");
+    assert!(s.approvals.is_empty(), "{s:?}");
+    assert_eq!(
+        s.operator_actions.len(),
+        1,
+        "only the start: {:?}",
+        s.operator_actions
+    );
+    let (code, answer) = e
+        .api
+        .post(
+            "/v1/backfills/tiny/abort",
+            &e.ana.token,
+            json!({ "reason": "done testing" }),
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    let aborted =
+        e.h.result::<BackfillRollout>(&id, Duration::from_secs(60))
+            .await;
+    assert_eq!(aborted.outcome, "aborted", "{aborted:?} ({third_run})");
+}

@@ -12,6 +12,7 @@ pub mod devserver;
 pub mod guard;
 pub mod history;
 pub mod namespace;
+pub mod ops;
 pub mod registration;
 pub mod replay;
 pub mod schedules;

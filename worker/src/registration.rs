@@ -6,6 +6,7 @@ use std::time::Duration;
 use steward_activities::SweepActivities;
 use steward_activities::alerts::AlertActivities;
 use steward_activities::backfill::BackfillActivities;
+use steward_activities::claims::ClaimActivities;
 use steward_activities::failover::FailoverActivities;
 use steward_activities::restore::RestoreActivities;
 use steward_activities::upgrade::UpgradeActivities;
@@ -34,6 +35,8 @@ pub struct Activities {
     pub restore: RestoreActivities,
     /// The failover drill's activities.
     pub failover: FailoverActivities,
+    /// Claims on signed starts.
+    pub claims: ClaimActivities,
 }
 
 /// Worker options for `task_queue` with all workflows and activities, as
@@ -59,6 +62,8 @@ pub fn worker_options(
         .register_activities(activities.alerts)
         .register_activities(activities.restore)
         .register_activities(activities.failover)
+        .register_activities(activities.claims)
+        .workflow_interceptor(steward_workflows::operator::validator_clock())
         .build())
 }
 
@@ -97,6 +102,10 @@ mod tests {
     fn declared_activities_match_their_implementations() {
         use steward_proto::activities as p;
         same(p::AcquireLock, SweepActivities::acquire_lock);
+        same(
+            p::ClaimStart,
+            steward_activities::claims::ClaimActivities::claim_start,
+        );
         same(p::ReleaseLock, SweepActivities::release_lock);
         same(p::PlanSweep, SweepActivities::plan_sweep);
         same(p::SweepRepo, SweepActivities::sweep_repo);

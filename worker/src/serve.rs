@@ -14,6 +14,7 @@ use steward_activities::upgrade::UpgradeActivities;
 use steward_activities::{Store, SweepActivities};
 use temporalio_client::Client;
 
+use steward_activities::claims::ClaimActivities;
 use steward_activities::metrics::Metrics;
 use steward_activities::restore::RestoreActivities;
 use steward_activities::roster::Roster;
@@ -63,7 +64,8 @@ pub fn alert_sink(loaded: &Loaded) -> AlertSink {
     AlertSink::new(loaded.alerts_dir(), loaded.config.alerts.webhook.clone())
 }
 
-/// The operators `loaded` declares and the API's key, as runs record them.
+/// The operators `loaded` declares (with when their credentials expire,
+/// in UTC), the API's key and `[[permissions]]`, as runs record them.
 pub fn roster(loaded: &Loaded) -> Roster {
     Roster {
         operators: loaded
@@ -73,9 +75,20 @@ pub fn roster(loaded: &Loaded) -> Roster {
             .map(|o| OperatorGroups {
                 name: o.name.clone(),
                 groups: o.groups.clone(),
+                expires: o
+                    .expires
+                    .as_deref()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| {
+                        t.with_timezone(&chrono::Utc)
+                            .format("%Y-%m-%dT%H:%M:%SZ")
+                            .to_string()
+                    })
+                    .unwrap_or_default(),
             })
             .collect(),
         verify_key: loaded.config.api.verify_key.clone().unwrap_or_default(),
+        rules: loaded.config.permissions.clone(),
     }
 }
 
@@ -96,6 +109,7 @@ pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics) -> Activitie
             .with_metrics(metrics.clone())
             .with_roster(roster(loaded)),
         alerts: AlertActivities::new(alert_sink(loaded).with_metrics(metrics.clone())),
+        claims: ClaimActivities::new(store.clone()),
         restore: RestoreActivities::new(
             loaded.database_url(),
             loaded.config.restore.clone(),

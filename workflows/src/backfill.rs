@@ -11,17 +11,17 @@ use std::time::{Duration, SystemTime};
 use steward_proto::activities::{
     BackfillAction, BackfillBatch, BackfillDryRun, BackfillLag, BackfillPlanActivity,
     BackfillPreconditions, BackfillReplayProbe, BackfillRollback, BackfillValidate,
-    BackfillWriteEvidence,
+    BackfillWriteEvidence, ClaimStart,
 };
+use steward_proto::names;
 use steward_proto::v1::{
     BackfillCarry, BackfillEvidence, BackfillInput, BackfillPlan, BackfillRef, BackfillResult,
     BackfillStatus, BatchRequest, CheckResult, DryRunRequest, OperatorAction, OperatorReply,
-    OperatorRequest, ProbeResult, RollbackResult, SkippedBatch, ValidationRequest,
+    OperatorRequest, ProbeResult, RollbackResult, SkippedBatch, StartClaim, ValidationRequest,
 };
 use steward_proto::vocab::{
     BackfillOutcome, BackfillPhase, BackfillStage, OperatorVerb, Severity, SpecAction,
 };
-use steward_proto::{limits, names};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
@@ -31,9 +31,9 @@ use temporalio_sdk::{
 
 use crate::alert::{NewAlert, detail};
 use crate::attributes::{self, SEARCH_ATTRIBUTES_PATCH};
+use crate::operator::{self, Seal, Starter};
 use crate::options::summarized;
 use crate::time::{parse_rfc3339, rfc3339};
-use crate::verify;
 use steward_proto::signing;
 
 type Rejection = Box<dyn std::error::Error + Send + Sync>;
@@ -96,6 +96,11 @@ pub const BATCH_RUNS_PATCH: &str = "backfill-batch-runs";
 /// histories recorded before it measured it from the rollout's creation.
 pub const RUNTIME_FROM_EXECUTION_PATCH: &str = "backfill-runtime-from-execution";
 
+/// Patch that binds operator signatures to the run: a signed start claims
+/// its nonce, and updates are signed for the chain's first run. Runs
+/// recorded before it replay the unbound check they made then.
+pub const SIGNATURE_BINDING_PATCH: &str = "operator-signatures-bound";
+
 /// A batch activity starts no batch after this long, so pause, abort and
 /// live settings take effect within about a second.
 const RUN_BUDGET_MS: u32 = 1_000;
@@ -127,6 +132,18 @@ pub struct BackfillRollout {
     attributes: bool,
     /// The workflow id, which an operator action's signature names.
     workflow_id: String,
+    /// The first run id of this rollout's chain (kept across
+    /// continue-as-new), which an update's signature names.
+    chain: String,
+    /// When the server started this run: a signed start must be fresh then.
+    started: Option<SystemTime>,
+    /// Whether a Temporal Schedule started it.
+    scheduled: bool,
+    /// Whether the API's signature on the start held.
+    start_verified: bool,
+    /// Whether signatures are bound to the run (false for runs recorded
+    /// before the binding).
+    bound: bool,
 }
 
 #[workflow_methods]
@@ -136,9 +153,15 @@ impl BackfillRollout {
     #[init]
     pub fn new(ctx: &WorkflowContextView, input: BackfillInput) -> Self {
         let resumed = input.carry.is_some();
+        let mut carry = input.carry.clone().unwrap_or_default();
         Self {
             workflow_id: ctx.workflow_id().to_string(),
-            carry: input.carry.clone().unwrap_or_default(),
+            chain: ctx.first_execution_run_id().to_string(),
+            started: ctx.start_time(),
+            scheduled: operator::scheduled(ctx),
+            bound: true,
+            plan: carry.plan.take().unwrap_or_default(),
+            carry,
             stage: BackfillStage::Running(if resumed {
                 BackfillPhase::Executing
             } else {
@@ -161,10 +184,18 @@ impl BackfillRollout {
             .await?;
         let now = time(ctx);
         let resumed = input.carry.is_some();
+        let bound = ctx.patched(SIGNATURE_BINDING_PATCH);
         ctx.state_mut(|s| {
             s.input = input.clone();
             s.plan = plan.clone();
-            let start_verified = s.start_verified();
+            s.bound = bound;
+        });
+        let refused_start = if resumed {
+            None
+        } else {
+            Self::judge_start(ctx).await?
+        };
+        ctx.state_mut(|s| {
             if !resumed {
                 // Updates may have arrived before the plan: keep what they set.
                 s.carry.run_tag = run_tag_for(&s.input.name, now);
@@ -191,7 +222,7 @@ impl BackfillRollout {
                         ),
                         at: rfc3339(now),
                         credential_id: input.credential_id.clone(),
-                        verified: start_verified,
+                        verified: s.start_verified,
                     },
                 );
             }
@@ -201,18 +232,8 @@ impl BackfillRollout {
             enter(ctx, BackfillPhase::Executing);
             return Self::execute(ctx).await;
         }
-        if plan.require_verified && !ctx.state(|s| s.start_verified()) {
-            return Self::finish(
-                ctx,
-                Ending::new(
-                    BackfillOutcome::PreconditionsFailed,
-                    format!(
-                        "backfill `{name}` takes verified operator actions only (require_verified): \
-                         start it through steward's API with your operator token"
-                    ),
-                ),
-            )
-            .await;
+        if let Some(why) = refused_start {
+            return Self::finish(ctx, Ending::new(BackfillOutcome::PreconditionsFailed, why)).await;
         }
 
         // Preconditions.
@@ -462,7 +483,10 @@ impl BackfillRollout {
                 ctx.wait_condition(move |_| handlers.all_handlers_finished())
                     .await?;
                 let next = ctx.state(|s| BackfillInput {
-                    carry: Some(s.carry.clone()),
+                    carry: Some(BackfillCarry {
+                        plan: Some(s.plan.clone()),
+                        ..s.carry.clone()
+                    }),
                     ..s.input.clone()
                 });
                 ctx.continue_as_new(next, ContinueAsNewOptions::default())?;
@@ -751,10 +775,11 @@ impl BackfillRollout {
     #[update_validator(freeze)]
     fn validate_freeze(
         &self,
-        _ctx: &WorkflowContextView,
+        ctx: &WorkflowContextView,
         req: &OperatorRequest,
     ) -> Result<(), Rejection> {
-        self.check(OperatorVerb::Freeze, req).map_err(Into::into)
+        self.check(OperatorVerb::Freeze, req, operator::arrived_at(ctx))
+            .map_err(Into::into)
     }
 
     /// Operator: freeze now (ends `awaiting_freeze`).
@@ -776,10 +801,11 @@ impl BackfillRollout {
     #[update_validator(unfreeze)]
     fn validate_unfreeze(
         &self,
-        _ctx: &WorkflowContextView,
+        ctx: &WorkflowContextView,
         req: &OperatorRequest,
     ) -> Result<(), Rejection> {
-        self.check(OperatorVerb::Unfreeze, req).map_err(Into::into)
+        self.check(OperatorVerb::Unfreeze, req, operator::arrived_at(ctx))
+            .map_err(Into::into)
     }
 
     /// Operator: unfreeze after a rollback.
@@ -801,10 +827,11 @@ impl BackfillRollout {
     #[update_validator(approve)]
     fn validate_approve(
         &self,
-        _ctx: &WorkflowContextView,
+        ctx: &WorkflowContextView,
         req: &OperatorRequest,
     ) -> Result<(), Rejection> {
-        self.check(OperatorVerb::Approve, req).map_err(Into::into)
+        self.check(OperatorVerb::Approve, req, operator::arrived_at(ctx))
+            .map_err(Into::into)
     }
 
     /// Operator: approve execution for a group.
@@ -822,10 +849,11 @@ impl BackfillRollout {
     #[update_validator(pause)]
     fn validate_pause(
         &self,
-        _ctx: &WorkflowContextView,
+        ctx: &WorkflowContextView,
         req: &OperatorRequest,
     ) -> Result<(), Rejection> {
-        self.check(OperatorVerb::Pause, req).map_err(Into::into)
+        self.check(OperatorVerb::Pause, req, operator::arrived_at(ctx))
+            .map_err(Into::into)
     }
 
     /// Operator: no batch starts after the reply (unless a resume came
@@ -857,10 +885,11 @@ impl BackfillRollout {
     #[update_validator(resume)]
     fn validate_resume(
         &self,
-        _ctx: &WorkflowContextView,
+        ctx: &WorkflowContextView,
         req: &OperatorRequest,
     ) -> Result<(), Rejection> {
-        self.check(OperatorVerb::Resume, req).map_err(Into::into)
+        self.check(OperatorVerb::Resume, req, operator::arrived_at(ctx))
+            .map_err(Into::into)
     }
 
     /// Operator: resume batches.
@@ -889,10 +918,11 @@ impl BackfillRollout {
     #[update_validator(abort)]
     fn validate_abort(
         &self,
-        _ctx: &WorkflowContextView,
+        ctx: &WorkflowContextView,
         req: &OperatorRequest,
     ) -> Result<(), Rejection> {
-        self.check(OperatorVerb::Abort, req).map_err(Into::into)
+        self.check(OperatorVerb::Abort, req, operator::arrived_at(ctx))
+            .map_err(Into::into)
     }
 
     /// Operator: stop and roll back.
@@ -914,10 +944,11 @@ impl BackfillRollout {
     #[update_validator(set)]
     fn validate_set(
         &self,
-        _ctx: &WorkflowContextView,
+        ctx: &WorkflowContextView,
         req: &OperatorRequest,
     ) -> Result<(), Rejection> {
-        self.check(OperatorVerb::Set, req).map_err(Into::into)
+        self.check(OperatorVerb::Set, req, operator::arrived_at(ctx))
+            .map_err(Into::into)
     }
 
     /// Operator: live settings (gh-ost style), applied from the next batch.
@@ -977,48 +1008,130 @@ impl Ending {
 }
 
 impl BackfillRollout {
-    /// Whether `req` carries the API's signature for `verb` on this run:
-    /// Ok(true) when it does, Ok(false) when it is unsigned and the spec
-    /// allows that, the refusal otherwise.
-    fn authenticated(&self, verb: OperatorVerb, req: &OperatorRequest) -> Result<bool, String> {
+    /// Whether `req` carries the API's signature for `verb` on this run,
+    /// arriving at `now`: Ok(true) when it does, Ok(false) when it is
+    /// unsigned and the spec allows that, the refusal otherwise.
+    fn authenticated(
+        &self,
+        verb: OperatorVerb,
+        req: &OperatorRequest,
+        now: Option<SystemTime>,
+    ) -> Result<bool, String> {
         let detail = signing::request_detail(verb.as_str(), req);
-        let action = signing::Action::of(&self.workflow_id, verb.as_str(), req, &detail);
-        verify::admit(
-            &self.plan.verify_key,
-            &action,
-            &req.signature,
-            self.plan.require_verified,
-        )
-        .map_err(|refused| match refused {
-            verify::Refused::DoesNotVerify => "the request's signature does not verify: it was not signed by this deployment's API for this rollout".into(),
-            verify::Refused::Required => format!(
-                "backfill `{}` takes verified operator actions only (require_verified): send `{verb}` through steward's API with your operator token",
-                self.input.name
-            ),
-        })
+        let action =
+            signing::Action::of(&self.workflow_id, &self.chain, verb.as_str(), req, &detail);
+        operator::admit(&self.seal(), &action, &req.signature, now)
+            .map_err(|refused| refused.explain(verb.as_str(), "rollout"))
     }
 
-    /// Whether the API signed the rollout's start (its starter is then the
-    /// token's operator, not a typed name).
-    fn start_verified(&self) -> bool {
-        let detail = signing::backfill_start_detail(&self.input);
-        !self.input.signature.is_empty()
-            && verify::signed(
-                &self.plan.verify_key,
-                &signing::Action::of(
-                    &self.workflow_id,
-                    OperatorVerb::Start.as_str(),
-                    &self.input,
-                    &detail,
-                ),
-                &self.input.signature,
+    /// Judges the start: a signature must be the API's, bound to a nonce no
+    /// other run used, and fresh when the server started the run; then the
+    /// spec's `require_verified` and the starter's permission. Sets
+    /// `start_verified`; the refusal ends the rollout before anything runs.
+    async fn judge_start(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<Option<String>> {
+        let (input, plan, workflow_id, bound, started) = ctx.state(|s| {
+            (
+                s.input.clone(),
+                s.plan.clone(),
+                s.workflow_id.clone(),
+                s.bound,
+                s.started,
             )
+        });
+        let name = &input.name;
+        let detail = signing::backfill_start_detail(&input);
+        let action = signing::Action::of(
+            &workflow_id,
+            &input.nonce,
+            OperatorVerb::Start.as_str(),
+            &input,
+            &detail,
+        );
+        let verified = if !bound {
+            operator::unbound_start(&plan.verify_key, &action, &input.signature)
+        } else if input.signature.is_empty() {
+            false
+        } else {
+            if let Err(refused) =
+                operator::admit_start(&plan.verify_key, &action, &input.signature, started)
+            {
+                return Ok(Some(refused.explain("start", "rollout")));
+            }
+            let claim = ctx
+                .execute_activity(
+                    ClaimStart,
+                    StartClaim {
+                        nonce: input.nonce.clone(),
+                        workflow_id: workflow_id.clone(),
+                        run_id: ctx.run_id().to_string(),
+                    },
+                    short("claim the signed start"),
+                )
+                .await?;
+            if !claim.claimed {
+                return Ok(Some(format!(
+                    "this start's signature was already used by run {}: a signed start starts one run",
+                    claim.used_by
+                )));
+            }
+            true
+        };
+        ctx.state_mut(|s| s.start_verified = verified);
+        if plan.require_verified && !verified {
+            return Ok(Some(format!(
+                "backfill `{name}` takes verified operator actions only (require_verified): \
+                 start it through steward's API with your operator token"
+            )));
+        }
+        Ok(operator::permitted(
+            &plan.operators,
+            &plan.permissions,
+            OperatorVerb::Start.as_str(),
+            &input.operator,
+            &format!("backfill `{name}`"),
+        )
+        .err())
     }
 
-    /// Whether an operator request is valid now; the reason when not.
-    pub fn check(&self, verb: OperatorVerb, req: &OperatorRequest) -> Result<(), String> {
-        who(req)?;
-        self.authenticated(verb, req)?;
+    /// Who started the rollout, as far as it can tell.
+    fn starter(&self) -> Starter {
+        Starter::of(&self.input.operator, self.start_verified, self.scheduled)
+    }
+
+    /// What the rollout judges a signed action by.
+    fn seal(&self) -> Seal<'_> {
+        Seal {
+            key: &self.plan.verify_key,
+            require_verified: self.plan.require_verified,
+            operators: &self.plan.operators,
+            seen: &self.carry.signatures,
+        }
+    }
+
+    /// Whether an operator request arriving at `now` is valid; the reason
+    /// when not.
+    pub fn check(
+        &self,
+        verb: OperatorVerb,
+        req: &OperatorRequest,
+        now: Option<SystemTime>,
+    ) -> Result<(), String> {
+        operator::text(&req.operator, &req.reason)?;
+        if self.plan.name.is_empty() {
+            return Err(format!(
+                "the rollout is still reading its plan: send `{verb}` again in a moment"
+            ));
+        }
+        let verified = self.authenticated(verb, req, now)?;
+        if verb != OperatorVerb::Approve {
+            operator::permitted(
+                &self.plan.operators,
+                &self.plan.permissions,
+                verb.as_str(),
+                &req.operator,
+                &format!("backfill `{}`", self.input.name),
+            )?;
+        }
         match verb {
             OperatorVerb::Start => Err(
                 "`start` is not an operator update: start a rollout with `steward backfill start`"
@@ -1049,7 +1162,14 @@ impl BackfillRollout {
                         req.operator, earlier.detail
                     ));
                 }
-                self.check_member(&req.operator, &req.group)
+                operator::may_approve(
+                    &self.plan.operators,
+                    &req.group,
+                    &self.starter(),
+                    &req.operator,
+                    verified,
+                    "rollout",
+                )
             }
             OperatorVerb::Pause => {
                 self.in_phase(&[BackfillPhase::Executing], verb)?;
@@ -1101,39 +1221,6 @@ impl BackfillRollout {
         }
     }
 
-    /// Separation of duties, from the operators the plan recorded when the
-    /// run started: the approver is declared, belongs to the group, and did
-    /// not start the rollout. A config that declares no operators (a
-    /// single-operator setup) checks none of it.
-    fn check_member(&self, operator: &str, group: &str) -> Result<(), String> {
-        if self.plan.operators.is_empty() {
-            return Ok(());
-        }
-        let Some(member) = self.plan.operators.iter().find(|o| o.name == operator) else {
-            return Err(format!(
-                "`{operator}` is not a declared operator of this deployment"
-            ));
-        };
-        if !member.groups.iter().any(|g| g == group) {
-            return Err(format!(
-                "`{operator}` is not in group `{group}` (their groups: {})",
-                member.groups.join(", ")
-            ));
-        }
-        if self.input.operator == operator {
-            return Err(format!(
-                "`{operator}` started this rollout and cannot approve it"
-            ));
-        }
-        if self.plan.require_verified && !self.start_verified() {
-            return Err(
-                "this rollout was not started through steward's API, so who started it is not verified: start it again through the API"
-                    .into(),
-            );
-        }
-        Ok(())
-    }
-
     fn approved(&self) -> bool {
         let have: BTreeSet<&String> = self.carry.approvals.iter().collect();
         self.plan.approvals.iter().all(|g| have.contains(g))
@@ -1176,7 +1263,18 @@ impl BackfillRollout {
     ) -> OperatorReply {
         let at = rfc3339(at.unwrap_or(SystemTime::UNIX_EPOCH));
         let detail_text = detail.clone();
-        let verified = self.authenticated(verb, req).unwrap_or(false);
+        let signed_detail = signing::request_detail(verb.as_str(), req);
+        let action = signing::Action::of(
+            &self.workflow_id,
+            &self.chain,
+            verb.as_str(),
+            req,
+            &signed_detail,
+        );
+        let verified = operator::signed(&self.plan.verify_key, &action, &req.signature, self.bound);
+        if !req.signature.is_empty() {
+            self.carry.signatures.push(req.signature.clone());
+        }
         self.carry.operator_actions.push(OperatorAction {
             action: verb.into(),
             operator: req.operator.clone(),
@@ -1196,21 +1294,6 @@ impl BackfillRollout {
             message,
         }
     }
-}
-
-fn who(req: &OperatorRequest) -> Result<(), String> {
-    if req.operator.trim().is_empty() {
-        return Err("an operator name is required".into());
-    }
-    if req.reason.trim().is_empty() {
-        return Err("a reason is required".into());
-    }
-    for (what, text) in [("operator name", &req.operator), ("reason", &req.reason)] {
-        if let Some(refusal) = limits::operator_text_too_long(what, text) {
-            return Err(refusal);
-        }
-    }
-    Ok(())
 }
 
 /// The rollout is now in `phase`.
@@ -1366,6 +1449,7 @@ mod tests {
                 stage: BackfillStage::Running(*phase),
                 ..Default::default()
             };
+            w.plan.name = "x".into();
             w.plan.approvals = vec!["storage".into()];
             let offered = verbs_in(*phase, false);
             for verb in [Freeze, Unfreeze, Approve, Pause, Abort, Set] {
@@ -1376,12 +1460,12 @@ mod tests {
                     batch_size: 5,
                     ..Default::default()
                 };
-                let accepted = w.check(verb, &req).is_ok();
+                let accepted = w.check(verb, &req, None).is_ok();
                 assert_eq!(
                     offered.contains(&verb),
                     accepted,
                     "{verb} in {phase}: offered {offered:?}, validator {:?}",
-                    w.check(verb, &req)
+                    w.check(verb, &req, None)
                 );
             }
         }
@@ -1391,6 +1475,7 @@ mod tests {
         BackfillRollout {
             stage: BackfillStage::Running(phase),
             plan: BackfillPlan {
+                name: "x".into(),
                 approvals: required.iter().map(|s| s.to_string()).collect(),
                 ..Default::default()
             },
@@ -1410,9 +1495,11 @@ mod tests {
     #[test]
     fn invalid_operator_requests_are_rejected_with_a_reason() {
         let w = wf(BackfillPhase::Executing, &["storage"]);
-        let e = w.check(OperatorVerb::Approve, &req("storage")).unwrap_err();
+        let e = w
+            .check(OperatorVerb::Approve, &req("storage"), None)
+            .unwrap_err();
         assert!(e.contains("not allowed in phase `executing`"), "{e}");
-        let e = w.check(OperatorVerb::Unfreeze, &req("")).unwrap_err();
+        let e = w.check(OperatorVerb::Unfreeze, &req(""), None).unwrap_err();
         assert!(
             e.contains("`unfreeze` is not allowed in phase `executing`"),
             "{e}"
@@ -1424,6 +1511,7 @@ mod tests {
                     batch_size: 0,
                     ..req("")
                 },
+                None,
             )
             .unwrap_err();
         assert!(e.contains("nothing to set"), "{e}");
@@ -1434,35 +1522,40 @@ mod tests {
                     reason: " ".into(),
                     ..req("")
                 },
+                None,
             )
             .unwrap_err();
         assert!(e.contains("reason is required"), "{e}");
         let w = wf(BackfillPhase::AwaitingApproval, &["storage"]);
         let e = w
-            .check(OperatorVerb::Approve, &req("marketing"))
+            .check(OperatorVerb::Approve, &req("marketing"), None)
             .unwrap_err();
         assert!(e.contains("not an approving group"), "{e}");
-        assert!(w.check(OperatorVerb::Approve, &req("storage")).is_ok());
         assert!(
-            w.check(OperatorVerb::Pause, &req(""))
+            w.check(OperatorVerb::Approve, &req("storage"), None)
+                .is_ok()
+        );
+        assert!(
+            w.check(OperatorVerb::Pause, &req(""), None)
                 .unwrap_err()
                 .contains("not allowed in phase `awaiting_approval`")
         );
         let mut w = wf(BackfillPhase::Executing, &[]);
-        assert!(w.check(OperatorVerb::Pause, &req("")).is_ok());
+        assert!(w.check(OperatorVerb::Pause, &req(""), None).is_ok());
         w.carry.paused = true;
         assert_eq!(
-            w.check(OperatorVerb::Pause, &req("")).unwrap_err(),
+            w.check(OperatorVerb::Pause, &req(""), None).unwrap_err(),
             "already paused"
         );
-        assert!(w.check(OperatorVerb::Resume, &req("")).is_ok());
+        assert!(w.check(OperatorVerb::Resume, &req(""), None).is_ok());
         assert!(
             w.check(
                 OperatorVerb::Set,
                 &OperatorRequest {
                     batch_size: 2_000_000,
                     ..req("")
-                }
+                },
+                None
             )
             .unwrap_err()
             .contains("over the limit")
@@ -1472,23 +1565,23 @@ mod tests {
     #[test]
     fn start_is_not_an_update_and_settings_are_refused_once_settled_or_ended() {
         let w = wf(BackfillPhase::Executing, &[]);
-        let e = w.check(OperatorVerb::Start, &req("")).unwrap_err();
+        let e = w.check(OperatorVerb::Start, &req(""), None).unwrap_err();
         assert!(e.contains("not an operator update"), "{e}");
         let resize = OperatorRequest {
             batch_size: 5,
             ..req("")
         };
-        assert!(w.check(OperatorVerb::Set, &resize).is_ok());
+        assert!(w.check(OperatorVerb::Set, &resize, None).is_ok());
         let w = wf(BackfillPhase::Validating, &[]);
         assert!(
-            w.check(OperatorVerb::Set, &resize)
+            w.check(OperatorVerb::Set, &resize, None)
                 .unwrap_err()
                 .contains("cannot change in phase `validating`")
         );
         let mut w = wf(BackfillPhase::DryRun, &[]);
         w.stage = BackfillStage::Ended(BackfillOutcome::DryRun);
         assert!(
-            w.check(OperatorVerb::Set, &resize)
+            w.check(OperatorVerb::Set, &resize, None)
                 .unwrap_err()
                 .contains("cannot change in phase `dry_run`")
         );

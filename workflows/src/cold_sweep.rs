@@ -242,7 +242,8 @@ fn verdict_of(r: &UpgradeResult) -> Verdict {
             | UpgradeOutcome::TrialPassed
             | UpgradeOutcome::TrialFailed
             | UpgradeOutcome::HeldCold
-            | UpgradeOutcome::UnhealthyKept,
+            | UpgradeOutcome::UnhealthyKept
+            | UpgradeOutcome::Refused,
         )
         | Err(_) => Verdict::Failed(format!(
             "a cold run ended `{}`, which is not a cold outcome: {}",

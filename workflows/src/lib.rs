@@ -16,6 +16,8 @@ pub mod cold_sweep;
 #[allow(missing_docs)]
 pub mod backfill;
 pub mod failure;
+// The operator protocol: text, signatures, permissions, separation of duties.
+pub mod operator;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
 pub mod failover;

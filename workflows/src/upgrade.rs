@@ -8,17 +8,17 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 use steward_proto::activities::{
-    AcquireLock, ReleaseLock, UpgradeInspect, UpgradeRecord, UpgradeStep,
+    AcquireLock, ClaimStart, ReleaseLock, UpgradeInspect, UpgradeRecord, UpgradeStep,
 };
 use steward_proto::v1::{
-    AppStep, ApproveReply, ApproveRequest, LockRelease, LockRequest, OperatorAction, StepResult,
-    UpgradeInput, UpgradePlan, UpgradeResult, UpgradeStatus,
+    AppStep, ApproveReply, ApproveRequest, LockRelease, LockRequest, OperatorAction, StartClaim,
+    StepResult, UpgradeInput, UpgradePlan, UpgradeResult, UpgradeStatus,
 };
 use steward_proto::vocab::{
     Advance, Hold, OnUnhealthy, OperatorVerb, Severity, UpgradeOutcome, UpgradePhase, UpgradeStage,
     UpgradeStepKind,
 };
-use steward_proto::{ids, limits, names};
+use steward_proto::{ids, names};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
@@ -28,9 +28,10 @@ use temporalio_sdk::{
 
 use crate::alert::{NewAlert, detail};
 use crate::attributes::{self, SEARCH_ATTRIBUTES_PATCH};
+use crate::backfill::SIGNATURE_BINDING_PATCH;
+use crate::operator::{self, Seal, Starter};
 use crate::options::summarized;
 use crate::time::rfc3339;
-use crate::verify;
 use steward_proto::signing;
 
 type Rejection = Box<dyn std::error::Error + Send + Sync>;
@@ -57,6 +58,22 @@ pub struct WarmUpgrade {
     failure: StepResult,
     /// What the prune step removed.
     pruned: Vec<String>,
+    /// The run id, which an approval's signature names (an upgrade never
+    /// continues as new, so it is its chain's first).
+    chain: String,
+    /// When the server started this run: a signed start must be fresh then.
+    started: Option<SystemTime>,
+    /// Whether a Temporal Schedule started it.
+    scheduled: bool,
+    /// Whether steward's cold sweep started it as a child.
+    child: bool,
+    /// Whether the API's signature on the start held.
+    start_verified: bool,
+    /// Whether signatures are bound to the run (false for runs recorded
+    /// before the binding).
+    bound: bool,
+    /// Signatures of the approvals accepted: none counts twice.
+    signatures: Vec<String>,
 }
 
 /// Patch that introduced the per-app lease lock; histories recorded before
@@ -76,6 +93,11 @@ impl WarmUpgrade {
         Self {
             input,
             workflow_id: ctx.workflow_id().to_string(),
+            chain: ctx.first_execution_run_id().to_string(),
+            started: ctx.start_time(),
+            scheduled: operator::scheduled(ctx),
+            child: ctx.parent().is_some(),
+            bound: true,
             ..Default::default()
         }
     }
@@ -94,7 +116,15 @@ impl WarmUpgrade {
                 short(format!("inspect {}", input.app)),
             )
             .await?;
-        ctx.state_mut(|s| s.plan = plan.clone());
+        let bound = ctx.patched(SIGNATURE_BINDING_PATCH);
+        ctx.state_mut(|s| {
+            s.plan = plan.clone();
+            s.bound = bound;
+        });
+        if bound && let Some(why) = Self::judge_start(ctx).await? {
+            let last_good = plan.last_good.clone();
+            return Self::finish(ctx, UpgradeOutcome::Refused, &last_good, true, why).await;
+        }
         // Scheduled runs get timestamped workflow ids, so the id alone does
         // not keep two upgrades of one app apart: a lease lock per app does.
         if ctx.patched(APP_LOCK_PATCH) {
@@ -628,10 +658,11 @@ impl WarmUpgrade {
     #[update_validator(approve)]
     fn validate_approve(
         &self,
-        _ctx: &WorkflowContextView,
+        ctx: &WorkflowContextView,
         req: &ApproveRequest,
     ) -> Result<(), Rejection> {
-        self.check_approve(req).map_err(Into::into)
+        self.check_approve(req, operator::arrived_at(ctx))
+            .map_err(Into::into)
     }
 
     /// Operator: release a held upgrade, for this exact version only.
@@ -641,6 +672,14 @@ impl WarmUpgrade {
         ctx: &mut SyncWorkflowContext<Self>,
         req: ApproveRequest,
     ) -> ApproveReply {
+        let detail = signing::approve_detail(&req);
+        let signed = signing::Action::of(
+            &self.workflow_id,
+            &self.chain,
+            OperatorVerb::Approve.as_str(),
+            &req,
+            &detail,
+        );
         let action = OperatorAction {
             action: OperatorVerb::Approve.into(),
             operator: req.operator.clone(),
@@ -648,8 +687,11 @@ impl WarmUpgrade {
             detail: req.version.clone(),
             at: rfc3339(ctx.workflow_time().unwrap_or(SystemTime::UNIX_EPOCH)),
             credential_id: req.credential_id.clone(),
-            verified: self.signed_approval(&req).unwrap_or(false),
+            verified: operator::signed(&self.plan.verify_key, &signed, &req.signature, self.bound),
         };
+        if !req.signature.is_empty() {
+            self.signatures.push(req.signature.clone());
+        }
         self.actions.push(action.clone());
         self.approved = Some(action);
         ApproveReply {
@@ -659,16 +701,13 @@ impl WarmUpgrade {
 }
 
 impl WarmUpgrade {
-    /// Whether an approval is valid now; the reason when not.
-    pub fn check_approve(&self, req: &ApproveRequest) -> Result<(), String> {
-        if req.operator.trim().is_empty() || req.reason.trim().is_empty() {
-            return Err("an operator name and a reason are required".into());
-        }
-        for (what, text) in [("operator name", &req.operator), ("reason", &req.reason)] {
-            if let Some(refusal) = limits::operator_text_too_long(what, text) {
-                return Err(refusal);
-            }
-        }
+    /// Whether an approval arriving at `now` is valid; the reason when not.
+    pub fn check_approve(
+        &self,
+        req: &ApproveRequest,
+        now: Option<SystemTime>,
+    ) -> Result<(), String> {
+        operator::text(&req.operator, &req.reason)?;
         if self.stage != UpgradeStage::Running(UpgradePhase::Held) {
             return Err(format!(
                 "nothing to approve: the upgrade is in phase `{}`",
@@ -681,62 +720,95 @@ impl WarmUpgrade {
                 self.plan.target, req.version
             ));
         }
-        self.signed_approval(req)?;
-        self.check_member(&req.operator)
-    }
-
-    /// Whether the API signed `req` for this run: Ok(true) when it did,
-    /// Ok(false) when it is unsigned and the app allows that, the refusal
-    /// otherwise.
-    fn signed_approval(&self, req: &ApproveRequest) -> Result<bool, String> {
         let detail = signing::approve_detail(req);
         let action = signing::Action::of(
             &self.workflow_id,
+            &self.chain,
             OperatorVerb::Approve.as_str(),
             req,
             &detail,
         );
-        verify::admit(
-            &self.plan.verify_key,
-            &action,
-            &req.signature,
-            self.plan.require_verified,
+        let seal = Seal {
+            key: &self.plan.verify_key,
+            require_verified: self.plan.require_verified,
+            operators: &self.plan.operators,
+            seen: &self.signatures,
+        };
+        let verified = operator::admit(&seal, &action, &req.signature, now)
+            .map_err(|refused| refused.explain("approve", "upgrade"))?;
+        operator::may_approve(
+            &self.plan.operators,
+            &self.plan.approval_group,
+            &self.starter(),
+            &req.operator,
+            verified,
+            "upgrade",
         )
-        .map_err(|refused| match refused {
-            verify::Refused::DoesNotVerify => "the approval's signature does not verify: it was not signed by this deployment's API for this upgrade".into(),
-            verify::Refused::Required => format!(
-                "upgrades of `{}` take verified approvals only (require_verified): approve through steward's API with your operator token",
-                self.plan.app
-            ),
-        })
     }
 
-    /// Separation of duties, from the operators the inspection recorded
-    /// when the run started: the approver is declared, belongs to the
-    /// app's approval group, and did not start the upgrade. A config that
-    /// declares no operators checks none of it.
-    fn check_member(&self, operator: &str) -> Result<(), String> {
-        if self.plan.operators.is_empty() {
-            return Ok(());
+    /// Who started the upgrade, as far as it can tell.
+    fn starter(&self) -> Starter {
+        Starter::of(&self.input.operator, self.start_verified, self.scheduled)
+    }
+
+    /// Judges the start: a signature must be the API's, bound to a nonce no
+    /// other run used, and fresh when the server started the run; a person
+    /// who starts it must be allowed to. Sets `start_verified`; the refusal
+    /// ends the run before anything is touched.
+    async fn judge_start(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<Option<String>> {
+        let (input, plan, workflow_id, started) = ctx.state(|s| {
+            (
+                s.input.clone(),
+                s.plan.clone(),
+                s.workflow_id.clone(),
+                s.started,
+            )
+        });
+        if !input.signature.is_empty() {
+            let detail = signing::upgrade_start_detail(&input);
+            let action = signing::Action::of(
+                &workflow_id,
+                &input.nonce,
+                OperatorVerb::Start.as_str(),
+                &input,
+                &detail,
+            );
+            if let Err(refused) =
+                operator::admit_start(&plan.verify_key, &action, &input.signature, started)
+            {
+                return Ok(Some(refused.explain("start", "upgrade")));
+            }
+            let claim = ctx
+                .execute_activity(
+                    ClaimStart,
+                    StartClaim {
+                        nonce: input.nonce.clone(),
+                        workflow_id,
+                        run_id: ctx.run_id().to_string(),
+                    },
+                    short("claim the signed start"),
+                )
+                .await?;
+            if !claim.claimed {
+                return Ok(Some(format!(
+                    "this start's signature was already used by run {}: a signed start starts one run",
+                    claim.used_by
+                )));
+            }
+            ctx.state_mut(|s| s.start_verified = true);
         }
-        let Some(member) = self.plan.operators.iter().find(|o| o.name == operator) else {
-            return Err(format!(
-                "`{operator}` is not a declared operator of this deployment"
-            ));
-        };
-        let group = &self.plan.approval_group;
-        if !group.is_empty() && !member.groups.iter().any(|g| g == group) {
-            return Err(format!(
-                "`{operator}` is not in group `{group}`, which approves upgrades of `{}`",
-                self.plan.app
-            ));
+        let (starter, child) = ctx.state(|s| (s.starter(), s.child));
+        if starter == Starter::Schedule || child {
+            return Ok(None);
         }
-        if self.input.operator == operator {
-            return Err(format!(
-                "`{operator}` started this upgrade and cannot approve it"
-            ));
-        }
-        Ok(())
+        Ok(operator::permitted(
+            &plan.operators,
+            &plan.permissions,
+            OperatorVerb::Start.as_str(),
+            &input.operator,
+            &format!("upgrades of `{}`", plan.app),
+        )
+        .err())
     }
 }
 
@@ -844,14 +916,25 @@ fn long() -> ActivityOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::parse_rfc3339;
     use steward_proto::v1::OperatorGroups;
 
-    /// A held upgrade of `kc` to 10.8.0 that ana started, approved by
-    /// group `release`, with ana and bob in it and dan outside.
-    fn held_by_ana(require_verified: bool, verify_key: &str) -> WarmUpgrade {
+    const SIGNED_AT: &str = "2026-12-02T10:00:00Z";
+
+    fn now() -> Option<SystemTime> {
+        parse_rfc3339("2026-12-02T10:00:30Z")
+    }
+
+    /// A held upgrade of `kc` to 10.8.0 that ana started (through the API
+    /// when `verified`), approved by group `release`, with ana and bob in
+    /// it and dan outside.
+    fn held_by_ana(require_verified: bool, verify_key: &str, verified: bool) -> WarmUpgrade {
         let mut w = WarmUpgrade {
             stage: UpgradeStage::Running(UpgradePhase::Held),
             workflow_id: "warm-upgrade-kc".into(),
+            chain: "run-1".into(),
+            start_verified: verified,
+            bound: true,
             ..Default::default()
         };
         w.input.operator = "ana".into();
@@ -865,6 +948,7 @@ mod tests {
             .map(|(name, group)| OperatorGroups {
                 name: name.into(),
                 groups: vec![group.into()],
+                expires: String::new(),
             })
             .collect();
         w
@@ -880,67 +964,108 @@ mod tests {
         }
     }
 
-    /// Signs `req` for `w` as the API would, with `key`.
+    /// Signs `req` for `w`'s run as the API would, with `key`.
     fn sign(w: &WarmUpgrade, key: &ed25519_dalek::SigningKey, req: &mut ApproveRequest) {
-        use ed25519_dalek::Signer as _;
-        req.signed_at = "2026-12-02T10:00:00Z".into();
+        req.signed_at = SIGNED_AT.into();
         let detail = signing::approve_detail(req);
-        let message = signing::message(&signing::Action::of(
-            &w.workflow_id,
-            "approve",
-            &*req,
-            &detail,
-        ));
-        req.signature = hex::encode(key.sign(&message).to_bytes());
+        req.signature = operator::sign(
+            key,
+            &signing::Action::of(&w.workflow_id, &w.chain, "approve", &*req, &detail),
+        );
     }
 
     #[test]
     fn the_approver_is_declared_in_the_group_and_not_the_starter() {
-        let w = held_by_ana(false, "");
+        let w = held_by_ana(false, "", false);
         for (who, says) in [
             ("ana", "started this upgrade"),
             ("dan", "not in group `release`"),
             ("zed", "not a declared operator"),
         ] {
-            let refusal = w.check_approve(&approval(who)).unwrap_err();
+            let refusal = w.check_approve(&approval(who), now()).unwrap_err();
             assert!(refusal.contains(says), "{who}: {refusal}");
         }
-        assert_eq!(w.check_approve(&approval("bob")), Ok(()));
+        assert_eq!(w.check_approve(&approval("bob"), now()), Ok(()));
     }
 
     #[test]
     fn require_verified_takes_only_what_this_deployments_api_signed_for_this_run() {
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
-        let w = held_by_ana(true, &hex::encode(key.verifying_key().to_bytes()));
-        let refusal = w.check_approve(&approval("bob")).unwrap_err();
+        let public = hex::encode(key.verifying_key().to_bytes());
+        let w = held_by_ana(true, &public, true);
+        let refusal = w.check_approve(&approval("bob"), now()).unwrap_err();
         assert!(refusal.contains("require_verified"), "{refusal}");
         let mut signed = approval("bob");
         sign(&w, &key, &mut signed);
-        assert_eq!(w.check_approve(&signed), Ok(()));
+        assert_eq!(w.check_approve(&signed, now()), Ok(()));
         let mut forged = approval("bob");
         sign(&w, &other, &mut forged);
         assert!(
-            w.check_approve(&forged)
+            w.check_approve(&forged, now())
                 .unwrap_err()
                 .contains("does not verify")
         );
         let mut renamed = signed.clone();
         renamed.operator = "dan".into();
         assert!(
-            w.check_approve(&renamed)
+            w.check_approve(&renamed, now())
                 .unwrap_err()
                 .contains("does not verify"),
             "the signature covers the name"
         );
-        let mut elsewhere = held_by_ana(true, &hex::encode(key.verifying_key().to_bytes()));
+        let mut elsewhere = held_by_ana(true, &public, true);
         elsewhere.workflow_id = "warm-upgrade-other".into();
         assert!(
             elsewhere
-                .check_approve(&signed)
+                .check_approve(&signed, now())
                 .unwrap_err()
                 .contains("does not verify"),
-            "a signature is for one run"
+            "a signature is for one workflow"
+        );
+        let mut held_again = held_by_ana(true, &public, true);
+        held_again.chain = "run-2".into();
+        assert!(
+            held_again
+                .check_approve(&signed, now())
+                .unwrap_err()
+                .contains("does not verify"),
+            "a signature is for one run: the app held again for the same version"
+        );
+        let mut used = held_by_ana(true, &public, true);
+        used.signatures.push(signed.signature.clone());
+        assert!(
+            used.check_approve(&signed, now())
+                .unwrap_err()
+                .contains("already used"),
+            "a signature counts once"
+        );
+        assert!(
+            w.check_approve(&signed, parse_rfc3339("2026-12-02T11:00:00Z"))
+                .unwrap_err()
+                .contains("signed 3600s ago"),
+            "a stale signature"
+        );
+    }
+
+    #[test]
+    fn a_verified_approval_needs_a_verified_starter() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let public = hex::encode(key.verifying_key().to_bytes());
+        // bob typed `--by carol` on the command line, then approves through
+        // the API.
+        let mut w = held_by_ana(false, &public, false);
+        w.input.operator = "carol".into();
+        let mut signed = approval("bob");
+        sign(&w, &key, &mut signed);
+        let refusal = w.check_approve(&signed, now()).unwrap_err();
+        assert!(refusal.contains("typed name (`carol`)"), "{refusal}");
+        w.scheduled = true;
+        w.input.operator = "schedule".into();
+        assert_eq!(
+            w.check_approve(&signed, now()),
+            Ok(()),
+            "a schedule's run has no person to separate from"
         );
     }
 
@@ -957,22 +1082,25 @@ mod tests {
             reason: "read the notes".into(),
             ..Default::default()
         };
-        assert!(w.check_approve(&req("10.8.0+26.6.2")).is_ok());
+        assert!(w.check_approve(&req("10.8.0+26.6.2"), now()).is_ok());
         assert!(
-            w.check_approve(&req("10.9.0+26.6.2"))
+            w.check_approve(&req("10.9.0+26.6.2"), now())
                 .unwrap_err()
                 .contains("exact version")
         );
         assert!(
-            w.check_approve(&ApproveRequest {
-                reason: "".into(),
-                ..req("10.8.0+26.6.2")
-            })
+            w.check_approve(
+                &ApproveRequest {
+                    reason: "".into(),
+                    ..req("10.8.0+26.6.2")
+                },
+                now()
+            )
             .is_err()
         );
         w.stage = UpgradeStage::Running(UpgradePhase::Deploying);
         assert!(
-            w.check_approve(&req("10.8.0+26.6.2"))
+            w.check_approve(&req("10.8.0+26.6.2"), now())
                 .unwrap_err()
                 .contains("nothing to approve")
         );

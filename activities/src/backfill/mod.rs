@@ -163,6 +163,9 @@ impl BackfillActivities {
             operators: self.roster.operators.clone(),
             require_verified: s.require_verified,
             verify_key: self.roster.verify_key.clone(),
+            permissions: self
+                .roster
+                .grants(crate::roster::Target::Backfill(&s.name), &s.approvals),
         })
     }
 

@@ -75,6 +75,15 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX IF NOT EXISTS status_changes_by_state ON status_changes (state)",
         ],
     ),
+    (
+        6,
+        &[
+            // The nonce of every signed start with the run that used it: a
+            // start signed once starts one run.
+            "CREATE TABLE IF NOT EXISTS steward_start_claims (nonce TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, \
+         run_id TEXT NOT NULL, claimed_at_ms BIGINT NOT NULL)",
+        ],
+    ),
 ];
 
 /// The schema version this binary migrates to.

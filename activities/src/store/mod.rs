@@ -228,6 +228,34 @@ impl Store {
         })
     }
 
+    /// Claims a signed start's `nonce` for `run_id` of `workflow_id`: the
+    /// run that holds it (this one when the claim is new or was this run's
+    /// before, so a retry claims again).
+    pub async fn claim_start(
+        &self,
+        nonce: &str,
+        workflow_id: &str,
+        run_id: &str,
+        now_ms: i64,
+    ) -> Result<String, Error> {
+        sqlx::query(
+            "INSERT INTO steward_start_claims (nonce, workflow_id, run_id, claimed_at_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (nonce) DO NOTHING",
+        )
+        .bind(nonce)
+        .bind(workflow_id)
+        .bind(run_id)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT run_id FROM steward_start_claims WHERE nonce = $1")
+                .bind(nonce)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// Extends `holder`'s lease; false when the lease is no longer theirs.
     pub async fn renew_lock(
         &self,

@@ -151,6 +151,10 @@ impl UpgradeActivities {
             verify_key: self.roster.verify_key.clone(),
             advance: app.advance.into(),
             on_unhealthy: app.on_unhealthy.into(),
+            permissions: self.roster.grants(
+                crate::roster::Target::App(&app.name),
+                app.approval_group.as_slice(),
+            ),
             ..Default::default()
         };
         // A trial may name a git revision of the recipe (a branch, a

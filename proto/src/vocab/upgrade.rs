@@ -67,6 +67,9 @@ vocabulary! {
         ColdPassed = "cold-passed",
         /// A cold run whose candidate failed.
         ColdFailed = "cold-failed",
+        /// The start was refused (its signature, or who started it may not);
+        /// nothing touched.
+        Refused = "refused",
     }
 }
 

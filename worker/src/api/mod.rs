@@ -8,7 +8,6 @@ pub mod auth;
 pub mod error;
 mod page;
 pub mod routes;
-pub mod sign;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,9 +25,9 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::config::Loaded;
+use crate::ops::sign::Signer;
 use auth::Failures;
 use error::ApiError;
-use sign::Signer;
 
 /// What every request works with.
 #[derive(Debug)]

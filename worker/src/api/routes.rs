@@ -22,13 +22,14 @@ use steward_workflows::{BackfillRollout, ConsistencySweep, WarmUpgrade};
 use temporalio_client::WorkflowGetResultOptions;
 use utoipa::{IntoParams, ToSchema};
 
+use super::Api;
 use super::auth::Operator;
 use super::error::{ApiError, ApiResult, Body, ErrorBody, Params, Segments};
-use super::{Api, sign};
 use crate::cli::findings::FindingView;
 use crate::cli::inbox::Inbox;
 use crate::cli::progress::EventView;
 use crate::history::Entry;
+use crate::ops::sign;
 use crate::schedules::ScheduleRow;
 
 /// Body of `POST /consistency/sweep/remote-all`, as the runbook sends it.
@@ -177,7 +178,7 @@ fn reason(text: &str) -> ApiResult<()> {
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("a reason is required"));
     }
-    if let Some(refusal) = limits::operator_text_too_long("reason", text) {
+    if let Some(refusal) = limits::operator_text("reason", text) {
         return Err(ApiError::bad_request(refusal));
     }
     Ok(())
@@ -657,9 +658,11 @@ impl Api {
         };
         if let Some(signer) = &self.signer {
             input.signed_at = sign::now();
+            input.nonce = sign::nonce().map_err(ApiError::upstream)?;
             let detail = signing::backfill_start_detail(&input);
             input.signature = signer.sign(&signing::Action::of(
                 &ids::backfill(name),
+                &input.nonce,
                 OperatorVerb::Start.as_str(),
                 &input,
                 &detail,
@@ -694,7 +697,9 @@ impl Api {
             })?;
         known_backfill(self, name)?;
         reason(&body.reason)?;
-        let req = self.signed_request(op, &ids::backfill(name), verb, body)?;
+        let req = self
+            .signed_request::<BackfillRollout>(op, &ids::backfill(name), verb, body)
+            .await?;
         crate::cli::backfill::update(&self.client, name, verb, req)
             .await
             .map_err(refused)
@@ -712,7 +717,7 @@ impl Api {
         let id = crate::cli::upgrade::current_upgrade(&self.client, app)
             .await
             .map_err(ApiError::upstream)?;
-        let req = self.signed_approval(op, &id, body);
+        let req = self.signed_approval(op, &id, body).await?;
         self.client
             .get_workflow_handle::<WarmUpgrade>(id)
             .execute_update(WarmUpgrade::approve, req, Default::default())
@@ -774,7 +779,7 @@ impl Api {
 
     /// The operator update `verb` from `body`, as `op`, signed for run
     /// `workflow_id` when the API has its key.
-    fn signed_request(
+    async fn signed_request<W: temporalio_common::HasWorkflowDefinition>(
         &self,
         op: &Operator,
         workflow_id: &str,
@@ -809,10 +814,14 @@ impl Api {
             ..Default::default()
         };
         if let Some(signer) = &self.signer {
+            let chain = sign::chain::<W>(&self.client, workflow_id)
+                .await
+                .map_err(|e| ApiError::not_found(format!("no run of {workflow_id}: {e}")))?;
             req.signed_at = sign::now();
             let detail = signing::request_detail(verb.as_str(), &req);
             req.signature = signer.sign(&signing::Action::of(
                 workflow_id,
+                &chain,
                 verb.as_str(),
                 &req,
                 &detail,
@@ -822,12 +831,12 @@ impl Api {
     }
 
     /// An upgrade's approval from `body`, as `op`, signed for `workflow_id`.
-    fn signed_approval(
+    async fn signed_approval(
         &self,
         op: &Operator,
         workflow_id: &str,
         body: ApproveBody,
-    ) -> ApproveRequest {
+    ) -> ApiResult<ApproveRequest> {
         let mut req = ApproveRequest {
             version: body.version,
             operator: op.name.clone(),
@@ -836,16 +845,20 @@ impl Api {
             ..Default::default()
         };
         if let Some(signer) = &self.signer {
+            let chain = sign::chain::<WarmUpgrade>(&self.client, workflow_id)
+                .await
+                .map_err(|e| ApiError::not_found(format!("no run of {workflow_id}: {e}")))?;
             req.signed_at = sign::now();
             let detail = signing::approve_detail(&req);
             req.signature = signer.sign(&signing::Action::of(
                 workflow_id,
+                &chain,
                 OperatorVerb::Approve.as_str(),
                 &req,
                 &detail,
             ));
         }
-        req
+        Ok(req)
     }
 }
 

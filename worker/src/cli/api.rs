@@ -9,9 +9,10 @@ use anyhow::Context as _;
 use steward_activities::Store;
 use temporalio_client::Client;
 
-use crate::api::{self, Api, auth, sign::Signer};
+use crate::api::{self, Api, auth};
 use crate::cli::print_json;
 use crate::config::Loaded;
+use crate::ops::sign::Signer;
 use crate::{connect, serve};
 
 /// Options of `steward api`.

@@ -108,7 +108,7 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 pub fn check_operator(by: &str, reason: &str) -> anyhow::Result<()> {
     anyhow::ensure!(!reason.trim().is_empty(), "--reason must not be empty");
     for (flag, text) in [("--by", by), ("--reason", reason)] {
-        if let Some(refusal) = limits::operator_text_too_long(flag, text) {
+        if let Some(refusal) = limits::operator_text(flag, text) {
             anyhow::bail!(refusal);
         }
     }

@@ -21,6 +21,7 @@ use steward_activities::alerts::AlertSettings;
 use steward_activities::backfill::BackfillSpec;
 use steward_activities::failover::DrillSpec;
 use steward_activities::restore::RestoreSettings;
+use steward_activities::roster::PermissionRule;
 use steward_activities::sweep::{RepoConfig, SweepSettings};
 use steward_activities::upgrade::{AppSpec, ColdSweepSettings};
 use steward_proto::vocab::ScheduleKind;
@@ -124,6 +125,10 @@ pub struct Config {
     /// Operators with verified identities (`[[operators]]`).
     #[serde(default)]
     pub operators: Vec<OperatorConfig>,
+    /// Who may take which action on what (`[[permissions]]`); the defaults
+    /// when absent (`steward_activities::roster::Roster::groups`).
+    #[serde(default)]
+    pub permissions: Vec<PermissionRule>,
 }
 
 /// `[api]`: the HTTP API and the key pair that makes its operator actions

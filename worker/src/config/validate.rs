@@ -104,7 +104,41 @@ pub(super) fn check(config: &Config) -> Result<(), Refusal> {
             .or_else(|(key, m)| refuse(format!("drills[{i}].{key}"), m))?;
     }
     schedules(config, &apps, &drills)?;
-    operators(config)
+    operators(config)?;
+    permissions(config)
+}
+
+/// Each `[[permissions]]` rule names real actions on real targets, and
+/// the named backfills, apps, schedules and drills exist.
+fn permissions(config: &Config) -> Result<(), Refusal> {
+    let schedules: Vec<String> = config
+        .schedules
+        .as_ref()
+        .map(|list| list.iter().map(|s| s.name.clone()).collect())
+        .unwrap_or_default();
+    for (i, rule) in config.permissions.iter().enumerate() {
+        steward_activities::roster::check_rule(rule)
+            .or_else(|m| refuse(format!("permissions[{i}]"), m))?;
+        for on in &rule.on {
+            let Some((kind, name)) = on.split_once(':').filter(|(_, n)| *n != "*") else {
+                continue;
+            };
+            let known = match kind {
+                "backfill" => config.backfills.iter().any(|b| b.name == name),
+                "app" => config.apps.iter().any(|a| a.name == name),
+                "drill" => config.drills.iter().any(|d| d.name == name),
+                "schedule" => schedules.is_empty() || schedules.iter().any(|s| s == name),
+                _ => true,
+            };
+            if !known {
+                return refuse(
+                    format!("permissions[{i}].on"),
+                    format!("`{on}`: no {kind} named `{name}` in this config"),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn hex_of(key: &str, text: &str, bytes: usize) -> Result<(), Refusal> {

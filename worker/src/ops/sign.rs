@@ -1,7 +1,9 @@
 //! The API's signature on the operator actions it sends, with the private
 //! half of the key whose public half (`[api] verify_key`) every run's plan
-//! records: the workflow verifies it (`steward_workflows::verify`) before
-//! it counts the name as verified.
+//! records: the workflow verifies it (`steward_workflows::operator`) before
+//! it counts the name as verified. A signature names the run it is for:
+//! an update the first run of the workflow's chain (asked of the server
+//! before signing), a start a fresh nonce the run claims once.
 
 use std::path::Path;
 
@@ -78,6 +80,35 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A fresh nonce for a start's signature: 128 random bits, hex.
+pub fn nonce() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(hex::encode(bytes))
+}
+
+/// The first run id of the chain `workflow_id` runs now (the same across
+/// continue-as-new, new for every start), which an update's signature
+/// names.
+pub async fn chain<W: temporalio_common::HasWorkflowDefinition>(
+    client: &temporalio_client::Client,
+    workflow_id: &str,
+) -> Result<String, temporalio_client::errors::WorkflowInteractionError> {
+    let described = client
+        .get_workflow_handle::<W>(workflow_id)
+        .describe(Default::default())
+        .await?;
+    let info = described.raw_description.workflow_execution_info.as_ref();
+    let first = info.map(|i| i.first_run_id.clone()).unwrap_or_default();
+    Ok(if first.is_empty() {
+        info.and_then(|i| i.execution.as_ref())
+            .map(|e| e.run_id.clone())
+            .unwrap_or_default()
+    } else {
+        first
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +118,7 @@ mod tests {
         let s = Signer::generate().unwrap();
         let a = Action {
             workflow_id: "warm-upgrade-kc",
+            run: "first-run",
             verb: "approve",
             operator: "ana",
             credential_id: "c1",
