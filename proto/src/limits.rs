@@ -47,6 +47,37 @@ pub fn sweep_batch_size(repos: usize, lanes: u32, configured: u32) -> usize {
     (configured.max(1) as usize).min(fill_lanes).max(bounded)
 }
 
+/// The largest batch size an operator may set, live or at a start.
+pub const BATCH_SIZE_MAX: u32 = 1_000_000;
+
+/// The largest replication-lag limit an operator may set, in seconds (a
+/// day: past it, a lag limit throttles nothing).
+pub const MAX_LAG_SECONDS_MAX: f64 = 86_400.0;
+
+/// The refusal of a backfill's live settings, or None when they are
+/// acceptable: at least one of them (a batch size of 1 to
+/// [`BATCH_SIZE_MAX`], a lag limit above 0 and at most
+/// [`MAX_LAG_SECONDS_MAX`] seconds); 0 leaves a setting unchanged.
+pub fn live_settings(batch_size: u32, max_lag_seconds: f64) -> Option<String> {
+    if batch_size == 0 && max_lag_seconds == 0.0 {
+        return Some(
+            "nothing to set: give batch_size (1 or more) or max_lag (seconds above 0), or both"
+                .into(),
+        );
+    }
+    if batch_size > BATCH_SIZE_MAX {
+        return Some(format!(
+            "batch_size {batch_size} is over the limit of {BATCH_SIZE_MAX}"
+        ));
+    }
+    if !max_lag_seconds.is_finite() || !(0.0..=MAX_LAG_SECONDS_MAX).contains(&max_lag_seconds) {
+        return Some(format!(
+            "max_lag must be a number of seconds above 0 and at most {MAX_LAG_SECONDS_MAX}"
+        ));
+    }
+    None
+}
+
 /// Seconds a signed operator action stays acceptable after the API
 /// signed it: a signature is made for one request and sent at once, so an
 /// older one is a replay. The same bound, the other way, tolerates the
@@ -92,6 +123,25 @@ mod tests {
         assert_eq!(sweep_batch_size(10_000, 4, 25), 25);
         assert_eq!(sweep_batch_size(100_000, 4, 25), 250);
         assert_eq!(sweep_batch_size(0, 4, 25), 1);
+    }
+
+    #[test]
+    fn live_settings_take_either_or_both_within_bounds() {
+        assert_eq!(live_settings(5, 0.0), None);
+        assert_eq!(live_settings(0, 2.5), None);
+        assert_eq!(live_settings(5, 2.5), None);
+        assert!(live_settings(0, 0.0).unwrap().contains("nothing to set"));
+        assert!(
+            live_settings(BATCH_SIZE_MAX + 1, 0.0)
+                .unwrap()
+                .contains("over the limit")
+        );
+        for lag in [-1.0, f64::NAN, f64::INFINITY, 1e308] {
+            assert!(
+                live_settings(0, lag).unwrap().contains("max_lag"),
+                "{lag} refused"
+            );
+        }
     }
 
     #[test]

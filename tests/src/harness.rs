@@ -105,6 +105,26 @@ impl Harness {
         serde_json::from_str(&out).unwrap_or(serde_json::Value::Null)
     }
 
+    /// Starts `workflow` with `input` as `id` straight through Temporal, as
+    /// anyone who reaches the frontend can (no CLI, no API, no checks of
+    /// theirs); its run id.
+    pub async fn start_directly<W>(&self, workflow: W, input: W::Input, id: &str) -> String
+    where
+        W: HasWorkflowDefinition,
+        W::Input: Send,
+    {
+        let loaded = steward_worker::config::load(&self.config).expect("the test's config loads");
+        let options =
+            temporalio_client::WorkflowStartOptions::new(loaded.config.task_queue.clone(), id)
+                .build();
+        let handle = self
+            .client
+            .start_workflow(workflow, input, options)
+            .await
+            .unwrap_or_else(|e| panic!("starting {id}: {e}"));
+        handle.run_id().unwrap_or_default().to_string()
+    }
+
     /// Asks workflow `id` the query `q`.
     pub async fn query<W, Q>(&self, id: &str, q: Q) -> anyhow::Result<Q::Output>
     where

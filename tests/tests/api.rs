@@ -443,7 +443,6 @@ async fn approvals_check_membership_and_separation_of_duties_in_the_workflow() {
         err.contains("require_verified") && err.contains("API"),
         "{err}"
     );
-    let loaded = steward_worker::config::load(&e.config).unwrap();
     let unsigned = steward_proto::v1::BackfillInput {
         name: "tiny".into(),
         freeze_at: "now".into(),
@@ -451,9 +450,8 @@ async fn approvals_check_membership_and_separation_of_duties_in_the_workflow() {
         reason: "typed".into(),
         ..Default::default()
     };
-    steward_worker::cli::backfill::start(&e.client, &loaded, unsigned)
-        .await
-        .unwrap();
+    e.start_directly(BackfillRollout::run, unsigned, &ids::backfill("tiny"))
+        .await;
     let refused =
         e.h.result::<BackfillRollout>(&ids::backfill("tiny"), Duration::from_secs(60))
             .await;
@@ -701,10 +699,9 @@ async fn a_signed_action_counts_once_on_the_run_it_was_signed_for() {
     // Across runs: the first run's signed start, copied from its history
     // and sent straight to Temporal, starts a run that refuses it and
     // touches nothing.
-    let loaded = steward_worker::config::load(&e.config).unwrap();
-    let (_, copied_run) = steward_worker::cli::backfill::start(&e.client, &loaded, start.clone())
-        .await
-        .unwrap();
+    let copied_run = e
+        .start_directly(BackfillRollout::run, start.clone(), &id)
+        .await;
     let copied =
         e.h.result::<BackfillRollout>(&id, Duration::from_secs(60))
             .await;

@@ -295,12 +295,24 @@ impl Env {
             .await
     }
 
-    /// Sends an operator update the way `steward backfill <action>` does.
+    /// Sends an operator update the way `steward backfill <action>` does
+    /// (through the operations layer, as `req.operator` typed it).
     async fn update(&self, verb: OperatorVerb, req: OperatorRequest) -> Result<(), String> {
-        steward_worker::cli::backfill::update(&self.client, "bf", verb, req)
+        use steward_worker::ops::{Actor, Ops, backfill::Action};
+        let loaded = steward_worker::config::load(&self.config).unwrap();
+        let actor = Actor::typed(&loaded, &req.operator);
+        let action = Action {
+            reason: req.reason,
+            group: Some(req.group).filter(|g| !g.is_empty()),
+            batch_size: Some(req.batch_size).filter(|b| *b > 0),
+            max_lag_seconds: Some(req.max_lag_seconds).filter(|l| *l > 0.0),
+        };
+        Ops::new(loaded)
+            .with_client(self.client.clone())
+            .act_on_backfill(&actor, "bf", verb, action)
             .await
             .map(|_| ())
-            .map_err(|e| format!("{e:#}"))
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -912,17 +912,14 @@ async fn an_operator_signs_in_to_the_page_in_a_real_browser_and_approves_a_held_
     )
     .await;
     let api = steward_tests::ApiServer::start(&app.config, &app.server.address).await;
-    let (code, _, err) = app.cli(&[
-        "upgrade",
-        "run",
-        "sso",
-        "--no-wait",
-        "--reason",
-        "nightly",
-        "--by",
-        "ana",
-    ]);
-    assert_eq!(code, 0, "{err}");
+    let (code, started) = api
+        .post(
+            "/v1/upgrades/sso/start",
+            &ana.token,
+            serde_json::json!({ "reason": "nightly" }),
+        )
+        .await;
+    assert_eq!(code, 202, "{started}");
     wait_for("held", Duration::from_secs(60), || async {
         app.status().await.filter(|s| s.phase == "held")
     })
@@ -942,6 +939,11 @@ async fn an_operator_signs_in_to_the_page_in_a_real_browser_and_approves_a_held_
     let (code, _, err) = app.approve("1.4.0+5.0.0", "typed", "bob");
     assert_ne!(code, 0);
     assert!(err.contains("require_verified"), "{err}");
+    assert_eq!(
+        r_start_of(&app).await,
+        ("ana".to_string(), true),
+        "the start is ana's, verified"
+    );
 
     let browser = steward_tests::Browser::start(&keys.path().join("chromium")).await;
     browser.open(&format!("{}/", api.base)).await;
@@ -1001,6 +1003,87 @@ async fn an_operator_signs_in_to_the_page_in_a_real_browser_and_approves_a_held_
         out.contains("bob (realm table migrated)"),
         "the history names the signed-in operator: {out}"
     );
+}
+
+/// Who started the current upgrade of `sso`, and whether the API signed it,
+/// as its history shows.
+async fn r_start_of(app: &App) -> (String, bool) {
+    let timeline = app.ok(&["history", &sso(), "--json"]);
+    let started = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "workflow_started")
+        .cloned()
+        .unwrap();
+    let input = &started["detail"]["input"];
+    (
+        input["operator"].as_str().unwrap_or_default().to_string(),
+        !input["signature"].as_str().unwrap_or_default().is_empty(),
+    )
+}
+
+#[tokio::test]
+async fn a_verified_approval_of_an_upgrade_a_typed_name_started_is_refused() {
+    // bob types `--by ana` on the command line, then approves through the
+    // API as himself: separation of duties cannot see who started it.
+    let keys = temp_dir();
+    let ana = steward_tests::token("ana", &["release"], &[]);
+    let bob = steward_tests::token("bob", &["release"], &[]);
+    let top = format!(
+        "{}{}{}",
+        steward_tests::signing_key(keys.path()),
+        ana.entry,
+        bob.entry
+    );
+    let app = App::with_top(
+        "typed-start",
+        &[(BASE, "ok", ""), ("2.0.0+5.0.0", "ok", "")],
+        "approval_wait = \"10m\"\napproval_group = \"release\"",
+        &top,
+    )
+    .await;
+    let api = steward_tests::ApiServer::start(&app.config, &app.server.address).await;
+    let (code, _, err) = app.cli(&[
+        "upgrade",
+        "run",
+        "sso",
+        "--no-wait",
+        "--reason",
+        "major",
+        "--by",
+        "ana",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    wait_for("held", Duration::from_secs(60), || async {
+        app.status().await.filter(|s| s.phase == "held")
+    })
+    .await
+    .unwrap();
+    let approve = serde_json::json!({ "version": "2.0.0+5.0.0", "reason": "looks fine" });
+    let (code, answer) = api
+        .post("/v1/upgrades/sso/approve", &bob.token, approve)
+        .await;
+    assert_eq!(code, 409, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("typed name (`ana`)"),
+        "{answer}"
+    );
+    assert_eq!(app.status().await.unwrap().phase, "held", "nothing applied");
+    // The typed path compares typed names, as it always did: bob is not ana.
+    let (code, _, err) = app.approve("2.0.0+5.0.0", "typed, on my word", "bob");
+    assert_eq!(code, 0, "{err}");
+    let r = app.result().await;
+    assert_eq!(r.outcome, "upgraded", "{r:?}");
+    let approval = r
+        .operator_actions
+        .iter()
+        .find(|a| a.action == "approve")
+        .unwrap();
+    assert!(!approval.verified, "recorded as a typed name: {approval:?}");
 }
 
 // Upgrade modes: cold runs and cold-only advancement, first runs,

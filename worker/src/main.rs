@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("steward: {e:#}");
-            ExitCode::from(2)
+            cli::exit_code(&e)
         }
     }
 }

@@ -13,7 +13,6 @@ use steward_proto::activities::{
     BackfillPreconditions, BackfillReplayProbe, BackfillRollback, BackfillValidate,
     BackfillWriteEvidence, ClaimStart,
 };
-use steward_proto::names;
 use steward_proto::v1::{
     BackfillCarry, BackfillEvidence, BackfillInput, BackfillPlan, BackfillRef, BackfillResult,
     BackfillStatus, BatchRequest, CheckResult, DryRunRequest, OperatorAction, OperatorReply,
@@ -22,6 +21,7 @@ use steward_proto::v1::{
 use steward_proto::vocab::{
     BackfillOutcome, BackfillPhase, BackfillStage, OperatorVerb, Severity, SpecAction,
 };
+use steward_proto::{limits, names};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
@@ -1195,19 +1195,8 @@ impl BackfillRollout {
                 self.in_phase(&phases, verb)
             }
             OperatorVerb::Set => {
-                if req.batch_size == 0 && req.max_lag_seconds == 0.0 {
-                    return Err(
-                        "nothing to set: give batch_size=N (N > 0) or max_lag=S (S > 0)".into(),
-                    );
-                }
-                if req.batch_size > 1_000_000 {
-                    return Err(format!(
-                        "batch_size {} is over the limit of 1000000",
-                        req.batch_size
-                    ));
-                }
-                if req.max_lag_seconds < 0.0 || !req.max_lag_seconds.is_finite() {
-                    return Err("max_lag must be a positive number of seconds".into());
+                if let Some(refusal) = limits::live_settings(req.batch_size, req.max_lag_seconds) {
+                    return Err(refusal);
                 }
                 let settled = match self.stage {
                     BackfillStage::Ended(_) => true,

@@ -1,31 +1,24 @@
 //! Who is asking: the operator whose token the request carries (a bearer
 //! header, or the operator page's cookie), found by the token's SHA-256
-//! among `[[operators]]`. The config is read again for every request, so a
-//! token removed from it (or past its `expires`) stops working at once.
-//! Every refusal is counted by reason for `/metrics`.
+//! among `[[operators]]` of the config as it is now (the config watch
+//! reads the file again when it changes), so a token removed from it (or
+//! past its `expires`) stops working on the next request. Every refusal is
+//! counted by reason for `/metrics`.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use crate::config::{self, OperatorConfig};
+use crate::config::{Loaded, OperatorConfig};
+use crate::ops::Actor;
 
 /// The cookie the operator page keeps the token in.
 pub const COOKIE: &str = "steward_token";
 
-/// A verified operator.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct Operator {
-    /// The declared name, which every action is recorded under.
-    pub name: String,
-    /// Their groups.
-    pub groups: Vec<String>,
-    /// The credential's id, recorded with every action.
-    pub credential_id: String,
-}
+/// A verified operator: the token's name, groups and credential.
+pub type Operator = Actor;
 
 /// Refused requests, by reason.
 #[derive(Debug, Default)]
@@ -94,10 +87,10 @@ pub fn token_of(headers: &HeaderMap) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// The operator whose token `headers` carry, as `config_path` declares
-/// them now; a 401 naming why otherwise.
+/// The operator whose token `headers` carry, as `loaded` declares them;
+/// a 401 naming why otherwise.
 pub fn authenticate(
-    config_path: &Path,
+    loaded: &Loaded,
     headers: &HeaderMap,
     failures: &Failures,
 ) -> Result<Operator, ApiError> {
@@ -107,9 +100,7 @@ pub fn authenticate(
             "no credential: send `Authorization: Bearer <your operator token>`",
         ));
     };
-    let operators = config::load(config_path)
-        .map(|l| l.config.operators)
-        .map_err(ApiError::upstream)?;
+    let operators = &loaded.config.operators;
     let hash = token_hash(&token);
     let Some(op) = operators
         .iter()
@@ -128,10 +119,11 @@ pub fn authenticate(
             op.expires.as_deref().unwrap_or_default()
         )));
     }
-    Ok(Operator {
+    Ok(Actor {
         name: op.name.clone(),
         groups: op.groups.clone(),
         credential_id: op.credential_id(),
+        process: false,
     })
 }
 
@@ -142,7 +134,7 @@ impl axum::extract::FromRequestParts<std::sync::Arc<super::Api>> for Operator {
         parts: &mut axum::http::request::Parts,
         api: &std::sync::Arc<super::Api>,
     ) -> Result<Self, ApiError> {
-        authenticate(&api.loaded.path, &parts.headers, &api.failures)
+        authenticate(&api.config.current(), &parts.headers, &api.failures)
     }
 }
 

@@ -1,11 +1,18 @@
 //! Every refusal of the API: JSON with a message that names the problem,
-//! and the status that fits it.
+//! and the status that fits it, chosen by the variant of the operations
+//! layer's error. The extractors refuse what no route takes (a body that
+//! is not the route's JSON, a NUL byte in a path or query) the same way.
 
 use axum::Json;
+use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
+
+use crate::ops;
 
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -34,19 +41,15 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, message)
     }
 
+    /// 403: a credential, but not for this (or a request from another
+    /// origin).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
     /// 404: no such backfill, app, schedule or run.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
-    }
-
-    /// 409: the run refused the action in its current state.
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, message)
-    }
-
-    /// 502: Temporal or the state store failed underneath.
-    pub fn upstream(e: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, format!("{e:#}"))
     }
 
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
@@ -54,6 +57,20 @@ impl ApiError {
             status,
             message: message.into(),
         }
+    }
+}
+
+impl From<ops::Error> for ApiError {
+    fn from(e: ops::Error) -> Self {
+        let status = match &e {
+            ops::Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ops::Error::NotFound(_) => StatusCode::NOT_FOUND,
+            ops::Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            ops::Error::AlreadyRunning { .. } | ops::Error::Refused(_) => StatusCode::CONFLICT,
+            ops::Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ops::Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        };
+        Self::new(status, e.to_string())
     }
 }
 
@@ -81,29 +98,173 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
     }
 }
 
-impl From<axum::extract::rejection::QueryRejection> for ApiError {
-    fn from(r: axum::extract::rejection::QueryRejection) -> Self {
-        Self::bad_request(format!("bad query string: {}", r.body_text()))
-    }
-}
-
-impl From<axum::extract::rejection::PathRejection> for ApiError {
-    fn from(r: axum::extract::rejection::PathRejection) -> Self {
-        Self::bad_request(format!("bad path: {}", r.body_text()))
-    }
-}
-
 /// A JSON body, refused as a JSON [`ApiError`].
 #[derive(Debug, axum::extract::FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct Body<T>(pub T);
 
+/// Refuses a NUL byte in `text`: no name, time or filter has one, and the
+/// store would answer it with an error of its own.
+fn no_nul(text: &str, what: &str) -> ApiResult<()> {
+    if text.contains('\0') {
+        Err(ApiError::bad_request(format!(
+            "the {what} contains a NUL byte"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
 /// A query string, refused as a JSON [`ApiError`].
-#[derive(Debug, axum::extract::FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+#[derive(Debug)]
 pub struct Params<T>(pub T);
 
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let decoded: String = form_urlencoded::parse(query.as_bytes())
+            .flat_map(|(k, v)| [k.into_owned(), v.into_owned()])
+            .collect();
+        no_nul(&decoded, "query")?;
+        serde_urlencoded_from(query)
+            .map(Params)
+            .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))
+    }
+}
+
+fn serde_urlencoded_from<T: DeserializeOwned>(query: &str) -> Result<T, String> {
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{query}")
+            .parse()
+            .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?,
+    )
+    .map(|q| q.0)
+    .map_err(|r| r.body_text())
+}
+
 /// Path segments, refused as a JSON [`ApiError`].
-#[derive(Debug, axum::extract::FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
+#[derive(Debug)]
 pub struct Segments<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Segments<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let raw = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|r| ApiError::bad_request(format!("bad path: {}", r.body_text())))?;
+        for (_, value) in &raw {
+            no_nul(value, "path")?;
+        }
+        let axum::extract::Path(value) = axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|r| ApiError::bad_request(format!("bad path: {}", r.body_text())))?;
+        Ok(Segments(value))
+    }
+}
+
+/// Whole numbers as JSON Schema has them: `250` and `250.0` alike (and, in
+/// a query string, their text), within the field's type.
+pub mod whole {
+    use serde::Deserializer;
+    use serde::de::{self, Visitor};
+
+    struct Whole;
+
+    impl Visitor<'_> for Whole {
+        type Value = i128;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a whole number")
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<i128, E> {
+            Ok(v.into())
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<i128, E> {
+            Ok(v.into())
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<i128, E> {
+            if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e30 {
+                Ok(v as i128)
+            } else {
+                Err(E::custom(format!("{v} is not a whole number")))
+            }
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<i128, E> {
+            if let Ok(n) = v.parse::<i128>() {
+                return Ok(n);
+            }
+            match v.parse::<f64>() {
+                Ok(f) => self.visit_f64(f),
+                Err(_) => Err(E::custom(format!("`{v}` is not a whole number"))),
+            }
+        }
+    }
+
+    /// An optional whole number of type `T`.
+    pub fn option<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i128>,
+    {
+        let n = d.deserialize_any(Whole)?;
+        T::try_from(n)
+            .map(Some)
+            .map_err(|_| de::Error::custom(format!("{n} is out of range")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Q {
+        #[serde(default, deserialize_with = "whole::option")]
+        limit: Option<u32>,
+    }
+
+    #[test]
+    fn a_whole_number_may_be_written_as_a_float_but_not_as_a_fraction() {
+        let q: Q = serde_json::from_str(r#"{"limit": 250.0}"#).unwrap();
+        assert_eq!(q.limit, Some(250));
+        let q: Q = serde_json::from_str(r#"{"limit": 250}"#).unwrap();
+        assert_eq!(q.limit, Some(250));
+        assert!(serde_json::from_str::<Q>(r#"{"limit": 2.5}"#).is_err());
+        assert!(serde_json::from_str::<Q>(r#"{"limit": -1}"#).is_err());
+        assert!(serde_json::from_str::<Q>(r#"{"limit": 1e300}"#).is_err());
+        let q: Q = serde_json::from_str("{}").unwrap();
+        assert_eq!(q.limit, None);
+        let q: Q = serde_urlencoded_from("limit=7.0").unwrap();
+        assert_eq!(q.limit, Some(7));
+        assert!(serde_urlencoded_from::<Q>("limit=many").is_err());
+    }
+
+    #[test]
+    fn each_error_of_the_operations_layer_has_its_status() {
+        use ops::Error;
+        for (e, status) in [
+            (Error::BadRequest("x".into()), 400),
+            (Error::NotFound("x".into()), 404),
+            (Error::Forbidden("x".into()), 403),
+            (Error::Refused("x".into()), 409),
+            (
+                Error::AlreadyRunning {
+                    workflow_id: "w".into(),
+                    message: "x".into(),
+                },
+                409,
+            ),
+            (Error::Unavailable("x".into()), 503),
+            (Error::upstream("x", "y"), 502),
+        ] {
+            assert_eq!(ApiError::from(e).status.as_u16(), status);
+        }
+    }
+}

@@ -1,11 +1,15 @@
 //! `steward api`: the HTTP API on the worker's config. JSON in and out,
 //! every route behind an operator's token (`auth`), every operator action
-//! sent as that operator and signed (`sign`) so the workflow can tell it
-//! from a typed name; the operator page (`page`) on the same routes'
-//! logic; the OpenAPI document generated from the handlers.
+//! sent as that operator through the operations layer (`crate::ops`),
+//! which signs it so the workflow can tell it from a typed name; the
+//! operator page (`page`) on the same operations; the OpenAPI document
+//! generated from the handlers. The config is watched (`config::watch`):
+//! a change is in force on the next request, a broken file never reaches
+//! a client.
 
 pub mod auth;
 pub mod error;
+mod guard;
 mod page;
 pub mod routes;
 
@@ -24,7 +28,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::config::Loaded;
+use crate::config::watch::Watched;
+use crate::ops::Ops;
 use crate::ops::sign::Signer;
 use auth::Failures;
 use error::ApiError;
@@ -32,9 +37,8 @@ use error::ApiError;
 /// What every request works with.
 #[derive(Debug)]
 pub struct Api {
-    /// The config as the API started with it; `[[operators]]` alone is
-    /// read again from its file for every request.
-    pub loaded: Loaded,
+    /// The config, read again when its file changes.
+    pub config: Watched,
     /// The Temporal client.
     pub client: Client,
     /// The state store.
@@ -46,8 +50,10 @@ pub struct Api {
 }
 
 impl Api {
-    /// The API for `loaded`, with its signing key when one is configured.
-    pub fn new(loaded: Loaded, client: Client, store: Store) -> anyhow::Result<Self> {
+    /// The API for the config `config` watches, with its signing key when
+    /// one is configured.
+    pub fn new(config: Watched, client: Client, store: Store) -> anyhow::Result<Self> {
+        let loaded = config.current();
         let signer = Signer::load(loaded.config.api.signing_key_file.as_deref())?;
         if let (Some(signer), Some(key)) = (&signer, &loaded.config.api.verify_key) {
             anyhow::ensure!(
@@ -59,12 +65,20 @@ impl Api {
             );
         }
         Ok(Self {
-            loaded,
+            config,
             client,
             store,
             signer,
             failures: Failures::default(),
         })
+    }
+
+    /// The operations over the config as it is now.
+    pub fn ops(&self) -> Ops {
+        Ops::new(self.config.current())
+            .with_client(self.client.clone())
+            .with_store(self.store.clone())
+            .with_signer(self.signer.clone())
     }
 }
 
@@ -84,13 +98,22 @@ impl Api {
         routes::backfill_start,
         routes::backfill_action,
         routes::upgrade_status,
+        routes::upgrade_start,
         routes::upgrade_approve,
+        routes::cold_sweep_start,
+        routes::failover_drill_start,
+        routes::failover_drill_last,
+        routes::restore_drill_start,
+        routes::restore_drill_last,
+        routes::task_status,
         routes::schedules,
         routes::schedule_change,
         routes::alerts,
         routes::findings,
         routes::history,
         routes::inbox,
+        routes::audit_verify,
+        routes::audit_export,
     ),
     modifiers(&BearerToken)
 )]
@@ -121,7 +144,7 @@ async fn document() -> Json<utoipa::openapi::OpenApi> {
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        api.failures.prometheus(),
+        format!("{}{}", api.failures.prometheus(), api.config.prometheus()),
     )
         .into_response()
 }
@@ -151,6 +174,8 @@ pub fn router(api: Arc<Api>) -> Router {
     guarded(
         Router::new()
             .route("/", get(page::page))
+            .route("/ui/page.js", get(page::script))
+            .route("/ui/page.css", get(page::style))
             .route("/ui/signin", post(page::sign_in))
             .route("/ui/signout", post(page::sign_out))
             .route("/ui/backfills/{name}/{action}", post(page::backfill_action))
@@ -167,7 +192,14 @@ pub fn router(api: Arc<Api>) -> Router {
                 post(routes::backfill_action),
             )
             .route("/v1/upgrades/{app}", get(routes::upgrade_status))
+            .route("/v1/upgrades/{app}/start", post(routes::upgrade_start))
             .route("/v1/upgrades/{app}/approve", post(routes::upgrade_approve))
+            .route("/v1/cold-sweeps", post(routes::cold_sweep_start))
+            .route("/v1/drills/{drill}/run", post(routes::failover_drill_start))
+            .route("/v1/drills/{drill}/last", get(routes::failover_drill_last))
+            .route("/v1/restore-drill/run", post(routes::restore_drill_start))
+            .route("/v1/restore-drill/last", get(routes::restore_drill_last))
+            .route("/v1/tasks/{task_id}/status", post(routes::task_status))
             .route("/v1/schedules", get(routes::schedules))
             .route(
                 "/v1/schedules/{name}/{change}",
@@ -177,18 +209,22 @@ pub fn router(api: Arc<Api>) -> Router {
             .route("/v1/findings", get(routes::findings))
             .route("/v1/history/{workflow_id}", get(routes::history))
             .route("/v1/inbox", get(routes::inbox))
+            .route("/v1/audit/verify", get(routes::audit_verify))
+            .route("/v1/audit/export", get(routes::audit_export))
             .route("/openapi.json", get(document))
             .route("/metrics", get(metrics)),
     )
     .with_state(api)
 }
 
-/// `routes` with JSON answers for an unknown route or method, and a panic
-/// in a handler answered as a JSON 500 while the server keeps serving.
+/// `routes` with JSON answers for an unknown route or method, a panic in a
+/// handler answered as a JSON 500 while the server keeps serving, and the
+/// browser guards (`guard`) on every request.
 fn guarded<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
     routes
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn(guard::browser))
         .layer(CatchPanicLayer::custom(panicked))
 }
 
@@ -254,7 +290,7 @@ mod tests {
     fn the_document_covers_every_json_route_with_the_bearer_scheme() {
         let doc = serde_json::to_value(openapi()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 14, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 23, "{:?}", paths.keys());
         for (path, ops) in paths {
             for (method, op) in ops.as_object().unwrap() {
                 assert_eq!(

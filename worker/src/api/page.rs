@@ -1,9 +1,12 @@
-//! The operator page: `GET /`, server-rendered from the same calls as the
-//! JSON routes, with plain HTML forms for the actions (each asks for a
-//! reason) and one small script that keeps a running backfill's progress
-//! bar live from `GET /v1/backfills/{name}`. Signing in stores the token in
-//! an `HttpOnly`, `SameSite=Strict` cookie, so no other site can post a
-//! form as the operator.
+//! The operator page: `GET /`, server-rendered from the same operations as
+//! the JSON routes, with plain HTML forms for the actions (each asks for a
+//! reason) and one small script (`/ui/page.js`, the only script the page's
+//! policy allows) that keeps a running backfill's progress bar live from
+//! `GET /v1/backfills/{name}`. Signing in stores the token in an
+//! `HttpOnly`, `SameSite=Strict` cookie (`Secure` behind TLS); every form
+//! carries the session's form token and comes from the page's own origin
+//! (`guard`), so no other site, and no other port of this host, can post
+//! one as the operator.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -12,15 +15,19 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use steward_proto::names;
 use steward_proto::v1::{BackfillStatus, UpgradeStatus};
 use steward_proto::vocab::{BackfillPhase, OperatorVerb};
-use steward_proto::{ids, names};
-use steward_workflows::{BackfillRollout, WarmUpgrade};
+use steward_workflows::WarmUpgrade;
+
+use crate::ops::Ops;
+use crate::ops::findings::Filter;
 
 use super::Api;
 use super::auth::{self, COOKIE, Operator};
 use super::error::{ApiError, ApiResult, Params, Segments};
-use super::routes::{ActionRequest, ApproveBody, ReasonBody};
+use super::guard;
+use crate::ops::backfill::{Action, Start};
 
 /// A form body, refused as a JSON [`ApiError`].
 #[derive(Debug, axum::extract::FromRequest)]
@@ -46,9 +53,12 @@ pub struct SignIn {
     token: String,
 }
 
-/// An action form: the reason, and what the action takes.
+/// An action form: the session's form token, the reason, and what the
+/// action takes.
 #[derive(Debug, Deserialize)]
 pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
     reason: String,
     #[serde(default)]
     group: Option<String>,
@@ -104,10 +114,24 @@ fn esc(text: &str) -> String {
 fn document(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>{}</title>\
-         <meta name=viewport content=\"width=device-width\"><style>{STYLE}</style></head>\
+         <meta name=viewport content=\"width=device-width\"><link rel=stylesheet href=/ui/page.css></head>\
          <body>{body}</body></html>",
         esc(title)
     )
+}
+
+/// `GET /ui/page.js`: the page's one script.
+pub async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+/// `GET /ui/page.css`: the page's style.
+pub async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
 }
 
 fn sign_in_page(problem: Option<&str>) -> String {
@@ -128,7 +152,21 @@ fn sign_in_page(problem: Option<&str>) -> String {
 
 /// The operator whose cookie the request carries.
 fn signed_in(api: &Api, headers: &HeaderMap) -> Result<Operator, ApiError> {
-    auth::authenticate(&api.loaded.path, headers, &api.failures)
+    auth::authenticate(&api.config.current(), headers, &api.failures)
+}
+
+/// The operator a form was posted by: signed in, and the form carries
+/// their session's form token.
+fn poster(api: &Api, headers: &HeaderMap, csrf: &str) -> Result<Operator, ApiError> {
+    let op = signed_in(api, headers)?;
+    let token = auth::token_of(headers).unwrap_or_default();
+    if guard::csrf_ok(&token, csrf) {
+        Ok(op)
+    } else {
+        Err(ApiError::forbidden(
+            "this form does not carry your session's form token: reload the page and try again",
+        ))
+    }
 }
 
 /// `GET /`: the sign-in form, or the operator's page.
@@ -151,9 +189,11 @@ pub async fn page(
                 .into_response();
         }
     };
+    let csrf = guard::csrf_token(&auth::token_of(&headers).unwrap_or_default());
     let mut body = format!(
         "<h1>steward</h1><p>Signed in as <b id=operator>{}</b> ({}), credential <code>{}</code>. \
-         <form class=act method=post action=/ui/signout><button>Sign out</button></form></p>",
+         <form class=act method=post action=/ui/signout><input type=hidden name=csrf value=\"{csrf}\">\
+         <button>Sign out</button></form></p>",
         esc(&op.name),
         esc(&op.groups.join(", ")),
         esc(&op.credential_id)
@@ -164,12 +204,13 @@ pub async fn page(
     if let Some(e) = &flash.error {
         let _ = write!(body, "<p class=error id=error>{}</p>", esc(e));
     }
-    body.push_str(&waiting(&api).await);
-    body.push_str(&backfills(&api, &op).await);
-    body.push_str(&schedules(&api).await);
-    body.push_str(&sweeps(&api).await);
-    body.push_str(&alerts(&api));
-    let _ = write!(body, "<script>{SCRIPT}</script>");
+    let ops = api.ops();
+    body.push_str(&waiting(&ops, &csrf).await);
+    body.push_str(&backfills(&ops, &op, &csrf).await);
+    body.push_str(&schedules(&ops, &csrf).await);
+    body.push_str(&sweeps(&ops).await);
+    body.push_str(&alerts(&ops));
+    body.push_str("<script src=/ui/page.js></script>");
     Html(document("steward", &body)).into_response()
 }
 
@@ -177,21 +218,23 @@ fn reason_input() -> &'static str {
     "<input type=text name=reason placeholder=reason required>"
 }
 
-fn action_form(action: &str, id: &str, label: &str, extra: &str) -> String {
+fn action_form(action: &str, id: &str, label: &str, extra: &str, csrf: &str) -> String {
     format!(
-        "<form class=act method=post action=\"{}\">{extra}{} <button type=submit id=\"{}\">{}</button></form>",
+        "<form class=act method=post action=\"{}\"><input type=hidden name=csrf value=\"{}\">{extra}{} \
+         <button type=submit id=\"{}\">{}</button></form>",
         esc(action),
+        esc(csrf),
         reason_input(),
         esc(id),
         esc(label)
     )
 }
 
-async fn waiting(api: &Api) -> String {
+async fn waiting(ops: &Ops, csrf: &str) -> String {
     let mut out = String::from("<h2>Waiting for you</h2>");
-    let inbox = match crate::cli::inbox::inbox(&api.client).await {
+    let inbox = match ops.inbox().await {
         Ok(inbox) => inbox,
-        Err(e) => return out + &format!("<p class=error>{}</p>", esc(&format!("{e:#}"))),
+        Err(e) => return out + &format!("<p class=error>{}</p>", esc(&e.to_string())),
     };
     if inbox.runs.is_empty() && inbox.paused_schedules.is_empty() {
         out.push_str("<p class=muted id=nothing-waiting>Nothing waits for an operator.</p>");
@@ -201,7 +244,7 @@ async fn waiting(api: &Api) -> String {
         for run in &inbox.runs {
             let subject = run.subject.clone().unwrap_or_default();
             let actions = if run.workflow_type == names::WARM_UPGRADE {
-                held_upgrade(api, &run.workflow_id, &subject).await
+                held_upgrade(ops, &run.workflow_id, &subject, csrf).await
             } else {
                 "see Backfills below".to_string()
             };
@@ -219,12 +262,15 @@ async fn waiting(api: &Api) -> String {
     out
 }
 
-async fn held_upgrade(api: &Api, workflow_id: &str, app: &str) -> String {
-    let status: Result<UpgradeStatus, _> = api
-        .client
-        .get_workflow_handle::<WarmUpgrade>(workflow_id.to_string())
-        .query(WarmUpgrade::status, (), Default::default())
-        .await;
+async fn held_upgrade(ops: &Ops, workflow_id: &str, app: &str, csrf: &str) -> String {
+    let status: Result<UpgradeStatus, String> = match ops.client().await {
+        Ok(client) => client
+            .get_workflow_handle::<WarmUpgrade>(workflow_id.to_string())
+            .query(WarmUpgrade::status, (), Default::default())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     match status {
         Ok(s) if !s.hold.is_empty() => format!(
             "held ({}) from {} to {}: {}",
@@ -238,29 +284,26 @@ async fn held_upgrade(api: &Api, workflow_id: &str, app: &str) -> String {
                 &format!(
                     "<input type=hidden name=version value=\"{}\">",
                     esc(&s.target)
-                )
+                ),
+                csrf
             )
         ),
         Ok(s) => esc(&s.phase),
-        Err(e) => format!("<span class=error>{}</span>", esc(&e.to_string())),
+        Err(e) => format!("<span class=error>{}</span>", esc(&e)),
     }
 }
 
-async fn backfills(api: &Api, op: &Operator) -> String {
+async fn backfills(ops: &Ops, op: &Operator, csrf: &str) -> String {
     let mut out = String::from("<h2>Backfills</h2>");
-    if api.loaded.config.backfills.is_empty() {
+    let backfills = &ops.loaded().config.backfills;
+    if backfills.is_empty() {
         return out + "<p class=muted>None configured.</p>";
     }
     out.push_str(
         "<table><tr><th>Backfill</th><th>Phase</th><th>Progress</th><th>Actions</th></tr>",
     );
-    for b in &api.loaded.config.backfills {
-        let status: Option<BackfillStatus> = api
-            .client
-            .get_workflow_handle::<BackfillRollout>(ids::backfill(&b.name))
-            .query(BackfillRollout::status, (), Default::default())
-            .await
-            .ok();
+    for b in backfills {
+        let status: Option<BackfillStatus> = ops.backfill_status(&b.name).await.ok();
         let Some(s) = status else {
             let _ = write!(
                 out,
@@ -270,12 +313,13 @@ async fn backfills(api: &Api, op: &Operator) -> String {
                     &format!("/ui/backfills/{}/start", b.name),
                     &format!("start-{}", b.name),
                     "Start (dry run)",
-                    ""
+                    "",
+                    csrf
                 )
             );
             continue;
         };
-        let actions = backfill_actions(&b.name, &s, op);
+        let actions = backfill_actions(&b.name, &s, op, csrf);
         let _ = write!(
             out,
             "<tr data-backfill=\"{name}\"><td>{name}</td><td class=phase>{phase}</td>\
@@ -302,7 +346,7 @@ async fn backfills(api: &Api, op: &Operator) -> String {
 }
 
 /// The forms for the actions `s`'s phase takes.
-fn backfill_actions(name: &str, s: &BackfillStatus, op: &Operator) -> String {
+fn backfill_actions(name: &str, s: &BackfillStatus, op: &Operator, csrf: &str) -> String {
     if !s.outcome.is_empty() {
         return String::new();
     }
@@ -339,17 +383,19 @@ fn backfill_actions(name: &str, s: &BackfillStatus, op: &Operator) -> String {
             &format!("{verb}-{name}"),
             verb.as_str(),
             &extra,
+            csrf,
         ));
     }
     out
 }
 
-async fn schedules(api: &Api) -> String {
+async fn schedules(ops: &Ops, csrf: &str) -> String {
     let mut out = String::from("<h2>Schedules</h2>");
-    let wanted = api.loaded.schedules();
-    let rows = crate::schedules::list(&api.client)
-        .await
-        .unwrap_or_default();
+    let wanted = ops.loaded().schedules();
+    let rows = match ops.client().await {
+        Ok(client) => crate::schedules::list(client).await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
     if wanted.is_empty() {
         return out + "<p class=muted>None configured.</p>";
     }
@@ -378,21 +424,20 @@ async fn schedules(api: &Api) -> String {
                 &format!("/ui/schedules/{}/{change}", s.name),
                 &format!("{change}-{}", s.name),
                 change,
-                ""
+                "",
+                csrf
             )
         );
     }
     out + "</table>"
 }
 
-async fn sweeps(api: &Api) -> String {
+async fn sweeps(ops: &Ops) -> String {
     let mut out = String::from("<h2>Last sweep per source</h2>");
-    let events = api
-        .store
-        .progress(Some(names::SWEEP_EVENT_TYPE), 0, 200)
+    let views = ops
+        .progress(Some(names::SWEEP_EVENT_TYPE), 200)
         .await
         .unwrap_or_default();
-    let views = crate::cli::progress::events_json(&events);
     let mut seen: Vec<&str> = Vec::new();
     out.push_str("<table><tr><th>Source</th><th>When</th><th>Exit</th><th>Open findings</th><th>Run</th></tr>");
     for e in &views {
@@ -414,7 +459,11 @@ async fn sweeps(api: &Api) -> String {
     if seen.is_empty() {
         out.push_str("<p class=muted>No sweep has run yet.</p>");
     }
-    let findings = crate::cli::findings::read(&api.store, "", "", None, 50)
+    let findings = ops
+        .findings(Filter {
+            limit: Some(50),
+            ..Default::default()
+        })
         .await
         .unwrap_or_default();
     let open: Vec<_> = findings
@@ -439,9 +488,9 @@ async fn sweeps(api: &Api) -> String {
     out
 }
 
-fn alerts(api: &Api) -> String {
+fn alerts(ops: &Ops) -> String {
     let mut out = String::from("<h2>Alerts</h2>");
-    let alerts = crate::serve::alert_sink(&api.loaded).list();
+    let alerts = ops.alerts(20).unwrap_or_default();
     if alerts.is_empty() {
         return out + "<p class=muted>No alerts.</p>";
     }
@@ -472,24 +521,38 @@ fn back(outcome: ApiResult<String>) -> Response {
     Redirect::to(&format!("/?{query}")).into_response()
 }
 
-fn cookie(value: &str, max_age: Option<u32>) -> HeaderValue {
+/// Whether the request came over TLS (to steward, or to the proxy in
+/// front of it): the session cookie is then `Secure`.
+fn over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
+fn cookie(value: &str, max_age: Option<u32>, secure: bool) -> HeaderValue {
     let age = max_age
         .map(|a| format!("; Max-Age={a}"))
         .unwrap_or_default();
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/{age}"
+        "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/{age}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("steward_token=; Max-Age=0; Path=/"))
 }
 
 /// `POST /ui/signin`: checks the token, keeps it in the cookie.
-pub async fn sign_in(State(api): State<Arc<Api>>, FormBody(form): FormBody<SignIn>) -> Response {
+pub async fn sign_in(
+    State(api): State<Arc<Api>>,
+    request: HeaderMap,
+    FormBody(form): FormBody<SignIn>,
+) -> Response {
     let token = form.token.trim().to_string();
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
         headers.insert(header::AUTHORIZATION, v);
     }
-    match auth::authenticate(&api.loaded.path, &headers, &api.failures) {
+    match auth::authenticate(&api.config.current(), &headers, &api.failures) {
         Ok(_)
             if token
                 .bytes()
@@ -497,7 +560,7 @@ pub async fn sign_in(State(api): State<Arc<Api>>, FormBody(form): FormBody<SignI
         {
             let mut r = Redirect::to("/").into_response();
             r.headers_mut()
-                .insert(header::SET_COOKIE, cookie(&token, None));
+                .insert(header::SET_COOKIE, cookie(&token, None, over_tls(&request)));
             r
         }
         Ok(_) => (
@@ -516,10 +579,10 @@ pub async fn sign_in(State(api): State<Arc<Api>>, FormBody(form): FormBody<SignI
 }
 
 /// `POST /ui/signout`: forgets the cookie.
-pub async fn sign_out() -> Response {
+pub async fn sign_out(headers: HeaderMap) -> Response {
     let mut r = Redirect::to("/").into_response();
     r.headers_mut()
-        .insert(header::SET_COOKIE, cookie("", Some(0)));
+        .insert(header::SET_COOKIE, cookie("", Some(0), over_tls(&headers)));
     r
 }
 
@@ -530,24 +593,28 @@ pub async fn backfill_action(
     Segments((name, action)): Segments<(String, String)>,
     FormBody(form): FormBody<ActionForm>,
 ) -> Response {
-    let op = match signed_in(&api, &headers) {
+    let op = match poster(&api, &headers, &form.csrf) {
         Ok(op) => op,
         Err(e) => return back(Err(e)),
     };
+    let ops = api.ops();
     if action == OperatorVerb::Start.as_str() {
-        let started = api
-            .start_backfill(
-                &op,
-                &name,
-                super::routes::StartRequest {
-                    reason: form.reason,
-                    dry_run: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await;
-        return back(started.map(|s| format!("started {} (dry run)", s.workflow_id)));
+        let start = Start {
+            dry_run: true,
+            reason: form.reason,
+            ..Default::default()
+        };
+        let started = ops.start_backfill(&op, &name, start).await;
+        return back(
+            started
+                .map(|s| format!("started {} (dry run)", s.workflow_id))
+                .map_err(ApiError::from),
+        );
     }
+    let verb = match super::routes::backfill_verb(&action) {
+        Ok(verb) => verb,
+        Err(e) => return back(Err(e)),
+    };
     let batch_size = match form.batch_size.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(n) => match n.parse::<u32>() {
@@ -559,16 +626,17 @@ pub async fn backfill_action(
             }
         },
     };
-    let body = ActionRequest {
+    let body = Action {
         reason: form.reason,
         group: form.group,
         batch_size,
         max_lag_seconds: None,
     };
     back(
-        api.act_on_backfill(&op, &name, &action, body)
+        ops.act_on_backfill(&op, &name, verb, body)
             .await
-            .map(|r| format!("{action} {name}: {}", r.message)),
+            .map(|r| format!("{action} {name}: {}", r.message))
+            .map_err(ApiError::from),
     )
 }
 
@@ -579,18 +647,17 @@ pub async fn upgrade_approve(
     Segments(app): Segments<String>,
     FormBody(form): FormBody<ActionForm>,
 ) -> Response {
-    let op = match signed_in(&api, &headers) {
+    let op = match poster(&api, &headers, &form.csrf) {
         Ok(op) => op,
         Err(e) => return back(Err(e)),
     };
-    let body = ApproveBody {
-        version: form.version.unwrap_or_default(),
-        reason: form.reason,
-    };
+    let version = form.version.unwrap_or_default();
     back(
-        api.approve_upgrade(&op, &app, body)
+        api.ops()
+            .approve_upgrade(&op, &app, &version, &form.reason)
             .await
-            .map(|r| format!("{app}: {}", r.message)),
+            .map(|r| format!("{app}: {}", r.message))
+            .map_err(ApiError::from),
     )
 }
 
@@ -601,27 +668,26 @@ pub async fn schedule_change(
     Segments((name, change)): Segments<(String, String)>,
     FormBody(form): FormBody<ActionForm>,
 ) -> Response {
-    let op = match signed_in(&api, &headers) {
+    let op = match poster(&api, &headers, &form.csrf) {
         Ok(op) => op,
         Err(e) => return back(Err(e)),
     };
+    let pause = match super::routes::schedule_change_of(&change) {
+        Ok(pause) => pause,
+        Err(e) => return back(Err(e)),
+    };
     back(
-        api.change_schedule(
-            &op,
-            &name,
-            &change,
-            ReasonBody {
-                reason: form.reason,
-            },
-        )
-        .await
-        .map(|c| {
-            format!(
-                "{} {}",
-                c.schedule_id,
-                if c.paused { "paused" } else { "resumed" }
-            )
-        }),
+        api.ops()
+            .change_schedule(&op, &name, pause, &form.reason)
+            .await
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c.schedule_id,
+                    if c.paused { "paused" } else { "resumed" }
+                )
+            })
+            .map_err(ApiError::from),
     )
 }
 

@@ -1,8 +1,8 @@
 //! The API's routes: the two the runbooks call (`POST
-//! /consistency/sweep/remote-all`, `GET /progress/`) and `/v1/...` for the
-//! rest of what the CLI does. Every route takes an operator's token; every
-//! operator action is sent as that operator, signed, whatever the body
-//! says.
+//! /consistency/sweep/remote-all`, `GET /progress/`) and `/v1/...` for
+//! everything else an operator does. Each handler parses its input, calls
+//! the operations layer as the token's operator, and answers; who acts
+//! comes only from the token, never from the body.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,25 +12,32 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use steward_activities::store::archive::Entry as ArchiveEntry;
+use steward_proto::names;
 use steward_proto::v1::{
-    ApproveReply, ApproveRequest, BackfillInput, BackfillStatus, OperatorReply, OperatorRequest,
-    SweepInput, SweepResult, UpgradeStatus,
+    ApproveReply, BackfillStatus, ColdSweepResult, FailoverDrillResult, OperatorReply,
+    RestoreDrillResult, SweepResult, UpgradeResult,
 };
 use steward_proto::vocab::OperatorVerb;
-use steward_proto::{ids, limits, names, signing};
-use steward_workflows::{BackfillRollout, ConsistencySweep, WarmUpgrade};
-use temporalio_client::WorkflowGetResultOptions;
 use utoipa::{IntoParams, ToSchema};
 
 use super::Api;
 use super::auth::Operator;
-use super::error::{ApiError, ApiResult, Body, ErrorBody, Params, Segments};
-use crate::cli::findings::FindingView;
-use crate::cli::inbox::Inbox;
-use crate::cli::progress::EventView;
+use super::error::{ApiError, ApiResult, Body, ErrorBody, Params, Segments, whole};
 use crate::history::Entry;
-use crate::ops::sign;
+use crate::ops::audit::Verdict;
+use crate::ops::drills::{LastFailover, LastRestore};
+use crate::ops::findings::{Filter, FindingView};
+use crate::ops::inbox::Inbox;
+use crate::ops::progress::EventView;
+use crate::ops::schedules::ScheduleChanged;
+use crate::ops::tasks::QueuedChange;
+use crate::ops::upgrade::{ColdSweepStart, Mode, UpgradeView};
+use crate::ops::{Started, backfill, sweep, upgrade};
 use crate::schedules::ScheduleRow;
+
+/// The longest a route waits for a run's result before it answers 202.
+pub const MAX_WAIT_SECONDS: u64 = 3600;
 
 /// Body of `POST /consistency/sweep/remote-all`, as the runbook sends it.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -38,6 +45,7 @@ use crate::schedules::ScheduleRow;
 pub struct SweepRequest {
     /// Budget in seconds (default `[sweep].max_seconds`).
     #[schema(minimum = 1, maximum = 86400)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub max_seconds: Option<u32>,
     /// Source tag of the progress event (default `api`): 1 to 63
     /// lowercase letters, digits or inner `-`.
@@ -45,18 +53,30 @@ pub struct SweepRequest {
     pub source: Option<String>,
     /// Reassess every repo.
     pub full: Option<bool>,
-    /// Wait at most this long for the result (default and ceiling
-    /// `[api].sweep_wait_seconds`); past it, 202 with the workflow id.
+    /// Wait at most this long for the result (default
+    /// `[api].sweep_wait_seconds`, which is also its ceiling); past it, 202
+    /// with the workflow id.
+    #[schema(minimum = 0, maximum = 3600)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub wait_seconds: Option<u64>,
 }
 
-/// A sweep still running when the wait ended.
+/// A run still running when the wait ended.
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub struct Accepted {
-    /// The sweep's workflow id: `steward history` it, or `GET /v1/history/{id}`.
+    /// The run's workflow id: `steward history` it, or `GET /v1/history/{id}`.
     pub workflow_id: String,
     /// Its run id.
     pub run_id: String,
+}
+
+impl From<Started> for Accepted {
+    fn from(s: Started) -> Self {
+        Self {
+            workflow_id: s.workflow_id,
+            run_id: s.run_id,
+        }
+    }
 }
 
 /// Query of `GET /progress/`.
@@ -64,9 +84,11 @@ pub struct Accepted {
 #[into_params(parameter_in = Query)]
 pub struct ProgressQuery {
     /// Only events of this type, e.g. `consistency_sweep_remote_all`.
+    #[param(max_length = 200)]
     pub event_type: Option<String>,
     /// How many, newest first (1 to 1000, default 10).
     #[param(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub limit: Option<i64>,
 }
 
@@ -75,13 +97,17 @@ pub struct ProgressQuery {
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     /// Why (recorded in the history and the evidence).
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
     /// `approve`: the group approved for.
+    #[schema(max_length = 200)]
     pub group: Option<String>,
     /// `set`: the new batch size.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub batch_size: Option<u32>,
     /// `set`: the new lag limit in seconds.
+    #[schema(exclusive_minimum = 0, maximum = 86400)]
     pub max_lag_seconds: Option<f64>,
 }
 
@@ -90,14 +116,49 @@ pub struct ActionRequest {
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
     /// Why.
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
     /// Stop after the dry run.
     pub dry_run: Option<bool>,
     /// Batch size for this rollout.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub batch_size: Option<u32>,
     /// Freeze at this time (RFC 3339, or `now`); else wait for `freeze`.
     pub freeze_at: Option<String>,
+}
+
+/// Which run of an app.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    /// Upgrade the canonical deployment.
+    #[default]
+    Warm,
+    /// Try a release or git revision on the canonical data; always restore.
+    Trial,
+    /// On fresh data in a scratch folder.
+    Cold,
+}
+
+/// Body of `POST /v1/upgrades/{app}/start`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeStartRequest {
+    /// Why.
+    #[schema(min_length = 1, max_length = 2000)]
+    pub reason: String,
+    /// `warm` (default), `trial` or `cold`.
+    pub mode: Option<RunMode>,
+    /// The version, release tag or (trial) git revision; default the
+    /// latest release. A trial needs it.
+    #[schema(max_length = 255)]
+    pub version: Option<String>,
+    /// Wait at most this long for the outcome (default 0: answer at once
+    /// with 202).
+    #[schema(minimum = 0, maximum = 3600)]
+    #[serde(default, deserialize_with = "whole::option")]
+    pub wait_seconds: Option<u64>,
 }
 
 /// Body of `POST /v1/upgrades/{app}/approve`.
@@ -105,8 +166,56 @@ pub struct StartRequest {
 #[serde(deny_unknown_fields)]
 pub struct ApproveBody {
     /// The held version, exactly.
+    #[schema(min_length = 1, max_length = 255)]
     pub version: String,
     /// Why.
+    #[schema(min_length = 1, max_length = 2000)]
+    pub reason: String,
+}
+
+/// Body of `POST /v1/cold-sweeps`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ColdSweepRequest {
+    /// Only apps whose name contains this.
+    #[schema(max_length = 255)]
+    pub filter: Option<String>,
+    /// At most this many at a time (default `[cold_sweep] max_parallel`).
+    #[schema(minimum = 1, maximum = 64)]
+    #[serde(default, deserialize_with = "whole::option")]
+    pub max_parallel: Option<u32>,
+    /// At most this many in all (default `[cold_sweep] max_total`).
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(default, deserialize_with = "whole::option")]
+    pub max_total: Option<u32>,
+    /// Wait at most this long for the summary (default 0: 202 at once).
+    #[schema(minimum = 0, maximum = 3600)]
+    #[serde(default, deserialize_with = "whole::option")]
+    pub wait_seconds: Option<u64>,
+}
+
+/// Body of a drill's start.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrillRequest {
+    /// Why.
+    #[schema(min_length = 1, max_length = 2000)]
+    pub reason: Option<String>,
+    /// Wait at most this long for the outcome (default 0: 202 at once).
+    #[schema(minimum = 0, maximum = 3600)]
+    #[serde(default, deserialize_with = "whole::option")]
+    pub wait_seconds: Option<u64>,
+}
+
+/// Body of `POST /v1/tasks/{task_id}/status`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskStatusRequest {
+    /// The new status.
+    #[schema(max_length = 40)]
+    pub status: String,
+    /// Why.
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 
@@ -115,34 +224,8 @@ pub struct ApproveBody {
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     /// Why.
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
-}
-
-/// A started run.
-#[derive(Debug, serde::Serialize, ToSchema)]
-pub struct Started {
-    /// The workflow id.
-    pub workflow_id: String,
-    /// The run id.
-    pub run_id: String,
-}
-
-/// An upgrade's status and the run it was read from.
-#[derive(Debug, serde::Serialize, ToSchema)]
-pub struct UpgradeView {
-    /// The run read.
-    pub workflow_id: String,
-    /// Its status.
-    pub status: UpgradeStatus,
-}
-
-/// A schedule's state after a pause or resume.
-#[derive(Debug, serde::Serialize, ToSchema)]
-pub struct ScheduleChanged {
-    /// The schedule.
-    pub schedule_id: String,
-    /// Whether it is paused now.
-    pub paused: bool,
 }
 
 /// Query of `GET /v1/alerts`.
@@ -151,6 +234,7 @@ pub struct ScheduleChanged {
 pub struct AlertsQuery {
     /// How many, newest first (1 to 1000, default 20).
     #[param(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub limit: Option<usize>,
 }
 
@@ -159,8 +243,10 @@ pub struct AlertsQuery {
 #[into_params(parameter_in = Query)]
 pub struct FindingsParams {
     /// Only this repo.
+    #[param(max_length = 200)]
     pub repo: Option<String>,
     /// Only this check code, e.g. `C-02`.
+    #[param(max_length = 20)]
     pub check: Option<String>,
     /// Also those resolved at or after this time (RFC 3339).
     pub resolved_since: Option<String>,
@@ -174,28 +260,41 @@ pub struct HistoryQuery {
     pub run_id: Option<String>,
 }
 
-fn reason(text: &str) -> ApiResult<()> {
-    if text.trim().is_empty() {
-        return Err(ApiError::bad_request("a reason is required"));
-    }
-    if let Some(refusal) = limits::operator_text("reason", text) {
-        return Err(ApiError::bad_request(refusal));
-    }
-    Ok(())
+/// Query of `GET /v1/audit/export`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Only the runs that closed at or after this time (RFC 3339).
+    pub since: Option<String>,
 }
 
-/// A workflow's refusal or absence as the API answers it.
-fn refused(e: anyhow::Error) -> ApiError {
-    let text = format!("{e:#}");
-    let lower = text.to_lowercase();
-    if lower.contains("not found") {
-        ApiError::not_found(text)
-    } else if lower.contains("invalid argument") {
-        ApiError::bad_request(text)
-    } else if lower.contains("refused") || lower.contains("already") {
-        ApiError::conflict(text)
-    } else {
-        ApiError::upstream(text)
+/// Waits up to `wait` for `result`: its value (200), else 202 with the run.
+async fn within<T: serde::Serialize, F>(
+    wait: Duration,
+    started: Started,
+    result: F,
+) -> ApiResult<Response>
+where
+    F: std::future::Future<Output = crate::ops::Result<T>>,
+{
+    if wait.is_zero() {
+        return Ok((StatusCode::ACCEPTED, Json(Accepted::from(started))).into_response());
+    }
+    match tokio::time::timeout(wait, result).await {
+        Ok(Ok(value)) => Ok(Json(value).into_response()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Ok((StatusCode::ACCEPTED, Json(Accepted::from(started))).into_response()),
+    }
+}
+
+/// A wait as asked, within [`MAX_WAIT_SECONDS`].
+fn wait_of(asked: Option<u64>, default: u64) -> ApiResult<Duration> {
+    match asked {
+        Some(w) if w > MAX_WAIT_SECONDS => Err(ApiError::bad_request(format!(
+            "wait_seconds must be 0 to {MAX_WAIT_SECONDS}"
+        ))),
+        Some(w) => Ok(Duration::from_secs(w)),
+        None => Ok(Duration::from_secs(default)),
     }
 }
 
@@ -209,51 +308,32 @@ fn refused(e: anyhow::Error) -> ApiError {
         (status = 202, description = "Still running after the API's wait", body = Accepted),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
         (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
     ),
     security(("token" = []))
 )]
 pub async fn sweep(
     State(api): State<Arc<Api>>,
-    _op: Operator,
+    op: Operator,
     Body(body): Body<SweepRequest>,
 ) -> ApiResult<Response> {
-    if body.max_seconds == Some(0) || body.max_seconds.is_some_and(|s| s > 86_400) {
-        return Err(ApiError::bad_request("max_seconds must be 1 to 86400"));
-    }
-    let source = body.source.unwrap_or_else(|| "api".into());
-    if !crate::config::valid_name(&source) {
-        return Err(ApiError::bad_request(
-            "source must be 1 to 63 lowercase letters, digits or inner `-` (it names the sweep's workflow id)",
-        ));
-    }
-    let loaded = &api.loaded;
-    let input = SweepInput {
-        source,
-        max_seconds: body.max_seconds.unwrap_or(0),
-        full: body.full.unwrap_or(false),
-        ..Default::default()
-    };
-    let (id, run_id) = crate::cli::sweep::start(&api.client, loaded, input)
-        .await
-        .map_err(ApiError::upstream)?;
-    let handle = api
-        .client
-        .get_workflow_handle::<ConsistencySweep>(id.clone());
-    let ceiling = loaded.config.api.sweep_wait_seconds;
-    let wait = Duration::from_secs(body.wait_seconds.map_or(ceiling, |w| w.min(ceiling)));
-    match tokio::time::timeout(wait, handle.get_result(WorkflowGetResultOptions::default())).await {
-        Ok(Ok(result)) => Ok(Json(result).into_response()),
-        Ok(Err(e)) => Err(ApiError::upstream(e)),
-        Err(_) => Ok((
-            StatusCode::ACCEPTED,
-            Json(Accepted {
-                workflow_id: id,
-                run_id,
-            }),
+    let ops = api.ops();
+    let ceiling = ops.loaded().config.api.sweep_wait_seconds;
+    let wait = wait_of(body.wait_seconds, ceiling)?.min(Duration::from_secs(ceiling));
+    let started = ops
+        .start_sweep(
+            &op,
+            sweep::Start {
+                source: body.source.unwrap_or_else(|| "api".into()),
+                max_seconds: body.max_seconds,
+                full: body.full.unwrap_or(false),
+                concurrency: None,
+            },
         )
-            .into_response()),
-    }
+        .await?;
+    let result = ops.sweep_result(&started);
+    within(wait.max(Duration::from_millis(1)), started.clone(), result).await
 }
 
 /// The latest progress events, newest first (the runbook's call).
@@ -274,38 +354,22 @@ pub async fn progress(
     _op: Operator,
     Params(q): Params<ProgressQuery>,
 ) -> ApiResult<Json<Vec<EventView>>> {
-    let limit = q.limit.unwrap_or(10);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be 1 to 1000"));
-    }
-    let events = api
-        .store
-        .progress(q.event_type.as_deref().filter(|t| !t.is_empty()), 0, limit)
-        .await
-        .map_err(ApiError::upstream)?;
-    Ok(Json(crate::cli::progress::events_json(&events)))
+    Ok(Json(
+        api.ops()
+            .progress(q.event_type.as_deref(), q.limit.unwrap_or(10))
+            .await?,
+    ))
 }
 
 /// The operator the token belongs to.
 #[utoipa::path(
     get,
     path = "/v1/whoami",
-    responses((status = 200, description = "The operator the token belongs to", body = Operator), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)),
+    responses((status = 200, description = "The operator the token belongs to", body = Operator), (status = 401, body = ErrorBody)),
     security(("token" = []))
 )]
 pub async fn whoami(op: Operator) -> Json<Operator> {
     Json(op)
-}
-
-fn known_backfill(api: &Api, name: &str) -> ApiResult<()> {
-    let loaded = &api.loaded;
-    if loaded.config.backfills.iter().any(|b| b.name == name) {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!(
-            "no backfill named `{name}` in the config"
-        )))
-    }
 }
 
 /// A backfill rollout's status: phase, batches, rows, rate, ETA, actions.
@@ -316,8 +380,8 @@ fn known_backfill(api: &Api, name: &str) -> ApiResult<()> {
     responses(
         (status = 200, description = "Phase, batches, rows, rate, ETA", body = BackfillStatus),
         (status = 401, body = ErrorBody),
-        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
     ),
     security(("token" = []))
 )]
@@ -326,13 +390,7 @@ pub async fn backfill_status(
     _op: Operator,
     Segments(name): Segments<String>,
 ) -> ApiResult<Json<BackfillStatus>> {
-    known_backfill(&api, &name)?;
-    api.client
-        .get_workflow_handle::<BackfillRollout>(ids::backfill(&name))
-        .query(BackfillRollout::status, (), Default::default())
-        .await
-        .map(Json)
-        .map_err(|e| ApiError::not_found(format!("no rollout of backfill `{name}` found: {e}")))
+    Ok(Json(api.ops().backfill_status(&name).await?))
 }
 
 /// Starts a backfill rollout as the token's operator.
@@ -345,9 +403,10 @@ pub async fn backfill_status(
         (status = 200, description = "The rollout started, as the token's operator", body = Started),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
+        (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
     ),
     security(("token" = []))
 )]
@@ -357,7 +416,26 @@ pub async fn backfill_start(
     Segments(name): Segments<String>,
     Body(body): Body<StartRequest>,
 ) -> ApiResult<Json<Started>> {
-    api.start_backfill(&op, &name, body).await.map(Json)
+    let start = backfill::Start {
+        dry_run: body.dry_run.unwrap_or(false),
+        batch_size: body.batch_size,
+        freeze_at: body.freeze_at,
+        reason: body.reason,
+    };
+    Ok(Json(api.ops().start_backfill(&op, &name, start).await?))
+}
+
+/// The operator action `action` as a backfill verb.
+pub fn backfill_verb(action: &str) -> ApiResult<OperatorVerb> {
+    action
+        .parse()
+        .ok()
+        .filter(|v: &OperatorVerb| v.is_update())
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "`{action}` is not a backfill action (freeze, unfreeze, approve, pause, resume, abort, set)"
+            ))
+        })
 }
 
 /// An operator action on a running backfill rollout.
@@ -373,9 +451,10 @@ pub async fn backfill_start(
         (status = 200, description = "Accepted by the rollout, recorded as the token's operator", body = OperatorReply),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
+        (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Refused by the rollout's validator", body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
     ),
     security(("token" = []))
 )]
@@ -385,9 +464,16 @@ pub async fn backfill_action(
     Segments((name, action)): Segments<(String, String)>,
     Body(body): Body<ActionRequest>,
 ) -> ApiResult<Json<OperatorReply>> {
-    api.act_on_backfill(&op, &name, &action, body)
-        .await
-        .map(Json)
+    let verb = backfill_verb(&action)?;
+    let action = backfill::Action {
+        reason: body.reason,
+        group: body.group,
+        batch_size: body.batch_size,
+        max_lag_seconds: body.max_lag_seconds,
+    };
+    Ok(Json(
+        api.ops().act_on_backfill(&op, &name, verb, action).await?,
+    ))
 }
 
 /// An app's running (else newest) warm upgrade.
@@ -398,8 +484,8 @@ pub async fn backfill_action(
     responses(
         (status = 200, description = "The app's running, else newest, upgrade", body = UpgradeView),
         (status = 401, body = ErrorBody),
-        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
     ),
     security(("token" = []))
 )]
@@ -408,20 +494,54 @@ pub async fn upgrade_status(
     _op: Operator,
     Segments(app): Segments<String>,
 ) -> ApiResult<Json<UpgradeView>> {
-    api.known_app(&app)?;
-    let id = crate::cli::upgrade::current_upgrade(&api.client, &app)
-        .await
-        .map_err(ApiError::upstream)?;
-    let status = api
-        .client
-        .get_workflow_handle::<WarmUpgrade>(id.clone())
-        .query(WarmUpgrade::status, (), Default::default())
-        .await
-        .map_err(|e| ApiError::not_found(format!("no upgrade of `{app}` found ({id}): {e}")))?;
-    Ok(Json(UpgradeView {
-        workflow_id: id,
-        status,
-    }))
+    Ok(Json(api.ops().upgrade_status(&app).await?))
+}
+
+/// Starts an upgrade, a trial or a cold run of an app as the token's
+/// operator.
+#[utoipa::path(
+    post,
+    path = "/v1/upgrades/{app}/start",
+    params(("app" = String, Path, description = "The `[[apps]]` name")),
+    request_body = UpgradeStartRequest,
+    responses(
+        (status = 200, description = "The run's outcome, within the wait", body = UpgradeResult),
+        (status = 202, description = "Started; still running after the wait", body = Accepted),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "An upgrade of the app is running", body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn upgrade_start(
+    State(api): State<Arc<Api>>,
+    op: Operator,
+    Segments(app): Segments<String>,
+    Body(body): Body<UpgradeStartRequest>,
+) -> ApiResult<Response> {
+    let wait = wait_of(body.wait_seconds, 0)?;
+    let mode = match body.mode.unwrap_or_default() {
+        RunMode::Warm => Mode::Warm,
+        RunMode::Trial => Mode::Trial,
+        RunMode::Cold => Mode::Cold,
+    };
+    let ops = api.ops();
+    let started = ops
+        .start_upgrade(
+            &op,
+            &app,
+            upgrade::Start {
+                mode,
+                version: body.version.unwrap_or_default(),
+                reason: body.reason,
+            },
+        )
+        .await?;
+    let result = ops.upgrade_result(&started);
+    within(wait, started.clone(), result).await
 }
 
 /// Approves an app's held upgrade, for the held version only.
@@ -434,9 +554,10 @@ pub async fn upgrade_status(
         (status = 200, description = "The held upgrade released, for that version", body = ApproveReply),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
+        (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Refused by the upgrade's validator", body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
     ),
     security(("token" = []))
 )]
@@ -446,7 +567,176 @@ pub async fn upgrade_approve(
     Segments(app): Segments<String>,
     Body(body): Body<ApproveBody>,
 ) -> ApiResult<Json<ApproveReply>> {
-    api.approve_upgrade(&op, &app, body).await.map(Json)
+    Ok(Json(
+        api.ops()
+            .approve_upgrade(&op, &app, &body.version, &body.reason)
+            .await?,
+    ))
+}
+
+/// Starts the cold run of every app with a cold setup, a few at a time.
+#[utoipa::path(
+    post,
+    path = "/v1/cold-sweeps",
+    request_body = ColdSweepRequest,
+    responses(
+        (status = 200, description = "The cold sweep's summary, within the wait", body = ColdSweepResult),
+        (status = 202, description = "Started; still running after the wait", body = Accepted),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn cold_sweep_start(
+    State(api): State<Arc<Api>>,
+    op: Operator,
+    Body(body): Body<ColdSweepRequest>,
+) -> ApiResult<Response> {
+    let wait = wait_of(body.wait_seconds, 0)?;
+    let ops = api.ops();
+    let started = ops
+        .start_cold_sweep(
+            &op,
+            ColdSweepStart {
+                filter: body.filter.unwrap_or_default(),
+                max_parallel: body.max_parallel.unwrap_or(0),
+                max_total: body.max_total.unwrap_or(0),
+                source: "api".into(),
+            },
+        )
+        .await?;
+    let result = ops.cold_sweep_result(&started);
+    within(wait, started.clone(), result).await
+}
+
+/// Starts a failover drill of a `[[drills]]` service.
+#[utoipa::path(
+    post,
+    path = "/v1/drills/{drill}/run",
+    params(("drill" = String, Path, description = "The `[[drills]]` name")),
+    request_body = DrillRequest,
+    responses(
+        (status = 200, description = "The drill's outcome, within the wait", body = FailoverDrillResult),
+        (status = 202, description = "Started; still running after the wait", body = Accepted),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn failover_drill_start(
+    State(api): State<Arc<Api>>,
+    op: Operator,
+    Segments(drill): Segments<String>,
+    Body(body): Body<DrillRequest>,
+) -> ApiResult<Response> {
+    let wait = wait_of(body.wait_seconds, 0)?;
+    let ops = api.ops();
+    let reason = body.reason.unwrap_or_else(|| "failover drill".into());
+    let started = ops
+        .start_failover_drill(&op, &drill, &reason, "api")
+        .await?;
+    let result = ops.failover_result(&started);
+    within(wait, started.clone(), result).await
+}
+
+/// A service's last failover drill and its last that passed.
+#[utoipa::path(
+    get,
+    path = "/v1/drills/{drill}/last",
+    params(("drill" = String, Path, description = "The `[[drills]]` name")),
+    responses(
+        (status = 200, description = "The last drill and the last that passed", body = LastFailover),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn failover_drill_last(
+    State(api): State<Arc<Api>>,
+    _op: Operator,
+    Segments(drill): Segments<String>,
+) -> ApiResult<Json<LastFailover>> {
+    Ok(Json(api.ops().last_failover(&drill).await?))
+}
+
+/// Starts a restore drill of the state store's backups.
+#[utoipa::path(
+    post,
+    path = "/v1/restore-drill/run",
+    request_body = DrillRequest,
+    responses(
+        (status = 200, description = "The drill's outcome, within the wait", body = RestoreDrillResult),
+        (status = 202, description = "Started; still running after the wait", body = Accepted),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn restore_drill_start(
+    State(api): State<Arc<Api>>,
+    op: Operator,
+    Body(body): Body<DrillRequest>,
+) -> ApiResult<Response> {
+    let wait = wait_of(body.wait_seconds, 0)?;
+    let ops = api.ops();
+    let started = ops.start_restore_drill(&op, None, "api").await?;
+    let result = ops.restore_result(&started);
+    within(wait, started.clone(), result).await
+}
+
+/// The last verified backup and the last restore drill.
+#[utoipa::path(
+    get,
+    path = "/v1/restore-drill/last",
+    responses(
+        (status = 200, description = "The last verified backup and the last drill", body = LastRestore),
+        (status = 401, body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn restore_drill_last(
+    State(api): State<Arc<Api>>,
+    _op: Operator,
+) -> ApiResult<Json<LastRestore>> {
+    Ok(Json(api.ops().last_restore().await?))
+}
+
+/// Queues a task's status change; the next sweep writes it into the file.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{task_id}/status",
+    params(("task_id" = String, Path, description = "The task id, e.g. STATE-WP-0064-T03")),
+    request_body = TaskStatusRequest,
+    responses(
+        (status = 200, description = "The change, queued", body = QueuedChange),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn task_status(
+    State(api): State<Arc<Api>>,
+    op: Operator,
+    Segments(task_id): Segments<String>,
+    Body(body): Body<TaskStatusRequest>,
+) -> ApiResult<Json<QueuedChange>> {
+    Ok(Json(
+        api.ops()
+            .queue_status_change(&op, &task_id, &body.status, &body.reason)
+            .await?,
+    ))
 }
 
 /// steward's Temporal Schedules.
@@ -463,7 +753,7 @@ pub async fn schedules(
     crate::schedules::list(&api.client)
         .await
         .map(Json)
-        .map_err(ApiError::upstream)
+        .map_err(|e| crate::ops::Error::upstream("listing schedules", e).into())
 }
 
 /// Pauses or resumes a schedule, recording who and why.
@@ -479,8 +769,9 @@ pub async fn schedules(
         (status = 200, description = "The schedule paused or resumed", body = ScheduleChanged),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
+        (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
     ),
     security(("token" = []))
 )]
@@ -490,9 +781,23 @@ pub async fn schedule_change(
     Segments((name, change)): Segments<(String, String)>,
     Body(body): Body<ReasonBody>,
 ) -> ApiResult<Json<ScheduleChanged>> {
-    api.change_schedule(&op, &name, &change, body)
-        .await
-        .map(Json)
+    let pause = schedule_change_of(&change)?;
+    Ok(Json(
+        api.ops()
+            .change_schedule(&op, &name, pause, &body.reason)
+            .await?,
+    ))
+}
+
+/// `pause` or `resume`: whether to pause.
+pub fn schedule_change_of(change: &str) -> ApiResult<bool> {
+    match change {
+        "pause" => Ok(true),
+        "resume" => Ok(false),
+        other => Err(ApiError::not_found(format!(
+            "`{other}` is not a schedule change (pause, resume)"
+        ))),
+    }
 }
 
 /// Alerts of every workflow, newest first.
@@ -508,18 +813,7 @@ pub async fn alerts(
     _op: Operator,
     Params(q): Params<AlertsQuery>,
 ) -> ApiResult<Json<Vec<serde_json::Value>>> {
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be 1 to 1000"));
-    }
-    let loaded = &api.loaded;
-    Ok(Json(
-        crate::serve::alert_sink(loaded)
-            .list()
-            .into_iter()
-            .take(limit)
-            .collect(),
-    ))
+    Ok(Json(api.ops().alerts(q.limit.unwrap_or(20))?))
 }
 
 /// The findings ledger: open findings, and resolved ones on request.
@@ -535,34 +829,13 @@ pub async fn findings(
     _op: Operator,
     Params(q): Params<FindingsParams>,
 ) -> ApiResult<Json<Vec<FindingView>>> {
-    if let Some(check) = q.check.as_deref().filter(|c| !c.is_empty()) {
-        check
-            .parse::<steward_proto::vocab::CheckCode>()
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    }
-    let since = q
-        .resolved_since
-        .as_deref()
-        .map(|t| {
-            chrono::DateTime::parse_from_rfc3339(t)
-                .map(|d| d.timestamp_millis())
-                .map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "resolved_since `{t}` is not an RFC 3339 time like 2026-12-01T00:00:00Z"
-                    ))
-                })
-        })
-        .transpose()?;
-    crate::cli::findings::read(
-        &api.store,
-        q.repo.as_deref().unwrap_or(""),
-        q.check.as_deref().unwrap_or(""),
-        since,
-        limits::FINDINGS_PER_SWEEP,
-    )
-    .await
-    .map(Json)
-    .map_err(ApiError::upstream)
+    let filter = Filter {
+        repo: q.repo,
+        check: q.check,
+        resolved_since: q.resolved_since,
+        limit: None,
+    };
+    Ok(Json(api.ops().findings(filter).await?))
 }
 
 /// A run's audit timeline.
@@ -574,8 +847,8 @@ pub async fn findings(
         (status = 200, description = "The run's audit timeline (from the archive once the server let it go)", body = [Entry]),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
     ),
     security(("token" = []))
 )]
@@ -586,32 +859,7 @@ pub async fn history(
     Params(q): Params<HistoryQuery>,
 ) -> ApiResult<Json<Vec<Entry>>> {
     let run = q.run_id.as_deref().filter(|r| !r.is_empty());
-    if let Some(r) = run
-        && uuid::Uuid::parse_str(r).is_err()
-    {
-        return Err(ApiError::bad_request(format!(
-            "run_id `{r}` is not a run id (a UUID, as `steward history` and the progress events show)"
-        )));
-    }
-    let events = match crate::history::fetch_events(&api.client, &workflow_id, run).await {
-        Ok(events) => events,
-        Err(e) if crate::history::is_not_found(&e) => {
-            let archived = api
-                .store
-                .archived_run(&workflow_id, run)
-                .await
-                .map_err(ApiError::upstream)?
-                .ok_or_else(|| {
-                    ApiError::not_found(format!(
-                        "no run of `{workflow_id}` on the server or in the audit archive"
-                    ))
-                })?;
-            crate::history::events_of(archived.history_json.as_bytes())
-                .map_err(ApiError::upstream)?
-        }
-        Err(e) => return Err(refused(e)),
-    };
-    Ok(Json(crate::history::timeline(&events)))
+    Ok(Json(api.ops().timeline(&workflow_id, run).await?))
 }
 
 /// Everything waiting for an operator.
@@ -622,244 +870,43 @@ pub async fn history(
     security(("token" = []))
 )]
 pub async fn inbox(State(api): State<Arc<Api>>, _op: Operator) -> ApiResult<Json<Inbox>> {
-    crate::cli::inbox::inbox(&api.client)
-        .await
-        .map(Json)
-        .map_err(ApiError::upstream)
+    Ok(Json(api.ops().inbox().await?))
 }
 
-impl Api {
-    /// Starts a rollout of backfill `name` as `op`.
-    pub async fn start_backfill(
-        &self,
-        op: &Operator,
-        name: &str,
-        body: StartRequest,
-    ) -> ApiResult<Started> {
-        known_backfill(self, name)?;
-        reason(&body.reason)?;
-        if body.batch_size == Some(0) {
-            return Err(ApiError::bad_request("batch_size must be at least 1"));
-        }
-        let freeze_at = match body.freeze_at.as_deref() {
-            Some(t) => crate::cli::backfill::freeze_at(t)
-                .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
-            None => String::new(),
-        };
-        let mut input = BackfillInput {
-            name: name.to_string(),
-            dry_run: body.dry_run.unwrap_or(false),
-            batch_size: body.batch_size.unwrap_or(0),
-            freeze_at,
-            operator: op.name.clone(),
-            reason: body.reason,
-            credential_id: op.credential_id.clone(),
-            ..Default::default()
-        };
-        if let Some(signer) = &self.signer {
-            input.signed_at = sign::now();
-            input.nonce = sign::nonce().map_err(ApiError::upstream)?;
-            let detail = signing::backfill_start_detail(&input);
-            input.signature = signer.sign(&signing::Action::of(
-                &ids::backfill(name),
-                &input.nonce,
-                OperatorVerb::Start.as_str(),
-                &input,
-                &detail,
-            ));
-        }
-        let loaded = &self.loaded;
-        let (workflow_id, run_id) = crate::cli::backfill::start(&self.client, loaded, input)
-            .await
-            .map_err(refused)?;
-        Ok(Started {
-            workflow_id,
-            run_id,
-        })
-    }
+/// Recomputes the audit archive's hash chain.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/verify",
+    responses(
+        (status = 200, description = "Whether every archived run is as it was appended, and the first that is not", body = Verdict),
+        (status = 401, body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn audit_verify(State(api): State<Arc<Api>>, _op: Operator) -> ApiResult<Json<Verdict>> {
+    Ok(Json(api.ops().verify_audit().await?))
+}
 
-    /// Sends operator update `action` to backfill `name`'s rollout as `op`.
-    pub async fn act_on_backfill(
-        &self,
-        op: &Operator,
-        name: &str,
-        action: &str,
-        body: ActionRequest,
-    ) -> ApiResult<OperatorReply> {
-        let verb: OperatorVerb = action
-            .parse()
-            .ok()
-            .filter(|v: &OperatorVerb| v.is_update())
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "`{action}` is not a backfill action (freeze, unfreeze, approve, pause, resume, abort, set)"
-                ))
-            })?;
-        known_backfill(self, name)?;
-        reason(&body.reason)?;
-        let req = self
-            .signed_request::<BackfillRollout>(op, &ids::backfill(name), verb, body)
-            .await?;
-        crate::cli::backfill::update(&self.client, name, verb, req)
-            .await
-            .map_err(refused)
-    }
-
-    /// Approves the held upgrade of `app` as `op`.
-    pub async fn approve_upgrade(
-        &self,
-        op: &Operator,
-        app: &str,
-        body: ApproveBody,
-    ) -> ApiResult<ApproveReply> {
-        self.known_app(app)?;
-        reason(&body.reason)?;
-        let id = crate::cli::upgrade::current_upgrade(&self.client, app)
-            .await
-            .map_err(ApiError::upstream)?;
-        let req = self.signed_approval(op, &id, body).await?;
-        self.client
-            .get_workflow_handle::<WarmUpgrade>(id)
-            .execute_update(WarmUpgrade::approve, req, Default::default())
-            .await
-            .map_err(|e| {
-                ApiError::conflict(format!(
-                    "approve refused for `{app}`: {}",
-                    crate::cli::rejection(&e)
-                ))
-            })
-    }
-
-    /// Pauses (`change` = `pause`) or resumes schedule `name` as `op`.
-    pub async fn change_schedule(
-        &self,
-        op: &Operator,
-        name: &str,
-        change: &str,
-        body: ReasonBody,
-    ) -> ApiResult<ScheduleChanged> {
-        let pause = match change {
-            "pause" => true,
-            "resume" => false,
-            other => {
-                return Err(ApiError::not_found(format!(
-                    "`{other}` is not a schedule change (pause, resume)"
-                )));
-            }
-        };
-        reason(&body.reason)?;
-        let loaded = &self.loaded;
-        let wanted = loaded.schedules();
-        let s = wanted
-            .iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| ApiError::not_found(format!("no schedule `{name}` in the config")))?;
-        if pause {
-            crate::schedules::pause(&self.client, s, &op.name, &body.reason).await
-        } else {
-            crate::schedules::resume(&self.client, s, &format!("{}: {}", op.name, body.reason))
-                .await
-        }
-        .map_err(refused)?;
-        Ok(ScheduleChanged {
-            schedule_id: crate::schedules::schedule_id(s),
-            paused: pause,
-        })
-    }
-
-    fn known_app(&self, app: &str) -> ApiResult<()> {
-        if self.loaded.config.apps.iter().any(|a| a.name == app) {
-            Ok(())
-        } else {
-            Err(ApiError::not_found(format!(
-                "no app named `{app}` in the config"
-            )))
-        }
-    }
-
-    /// The operator update `verb` from `body`, as `op`, signed for run
-    /// `workflow_id` when the API has its key.
-    async fn signed_request<W: temporalio_common::HasWorkflowDefinition>(
-        &self,
-        op: &Operator,
-        workflow_id: &str,
-        verb: OperatorVerb,
-        body: ActionRequest,
-    ) -> ApiResult<OperatorRequest> {
-        if verb == OperatorVerb::Approve && body.group.as_deref().is_none_or(str::is_empty) {
-            return Err(ApiError::bad_request(
-                "approve needs the group approved for",
-            ));
-        }
-        if verb == OperatorVerb::Set {
-            let max_lag = body.max_lag_seconds.unwrap_or(0.0);
-            if body.batch_size.unwrap_or(0) == 0 && max_lag <= 0.0 {
-                return Err(ApiError::bad_request(
-                    "set needs batch_size (at least 1) or max_lag_seconds (positive)",
-                ));
-            }
-            if !max_lag.is_finite() || max_lag < 0.0 {
-                return Err(ApiError::bad_request(
-                    "max_lag_seconds must be a positive number",
-                ));
-            }
-        }
-        let mut req = OperatorRequest {
-            operator: op.name.clone(),
-            reason: body.reason,
-            group: body.group.unwrap_or_default(),
-            batch_size: body.batch_size.unwrap_or(0),
-            max_lag_seconds: body.max_lag_seconds.unwrap_or(0.0),
-            credential_id: op.credential_id.clone(),
-            ..Default::default()
-        };
-        if let Some(signer) = &self.signer {
-            let chain = sign::chain::<W>(&self.client, workflow_id)
-                .await
-                .map_err(|e| ApiError::not_found(format!("no run of {workflow_id}: {e}")))?;
-            req.signed_at = sign::now();
-            let detail = signing::request_detail(verb.as_str(), &req);
-            req.signature = signer.sign(&signing::Action::of(
-                workflow_id,
-                &chain,
-                verb.as_str(),
-                &req,
-                &detail,
-            ));
-        }
-        Ok(req)
-    }
-
-    /// An upgrade's approval from `body`, as `op`, signed for `workflow_id`.
-    async fn signed_approval(
-        &self,
-        op: &Operator,
-        workflow_id: &str,
-        body: ApproveBody,
-    ) -> ApiResult<ApproveRequest> {
-        let mut req = ApproveRequest {
-            version: body.version,
-            operator: op.name.clone(),
-            reason: body.reason,
-            credential_id: op.credential_id.clone(),
-            ..Default::default()
-        };
-        if let Some(signer) = &self.signer {
-            let chain = sign::chain::<WarmUpgrade>(&self.client, workflow_id)
-                .await
-                .map_err(|e| ApiError::not_found(format!("no run of {workflow_id}: {e}")))?;
-            req.signed_at = sign::now();
-            let detail = signing::approve_detail(&req);
-            req.signature = signer.sign(&signing::Action::of(
-                workflow_id,
-                &chain,
-                OperatorVerb::Approve.as_str(),
-                &req,
-                &detail,
-            ));
-        }
-        Ok(req)
-    }
+/// The archived runs, in chain order, for an auditor.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/export",
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "The archived runs, in chain order", body = [Object]),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn audit_export(
+    State(api): State<Arc<Api>>,
+    _op: Operator,
+    Params(q): Params<ExportQuery>,
+) -> ApiResult<Json<Vec<ArchiveEntry>>> {
+    Ok(Json(api.ops().export_audit(q.since.as_deref()).await?))
 }
 
 /// The event type the runbook's progress calls ask for.

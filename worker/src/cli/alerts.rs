@@ -3,8 +3,7 @@
 use std::process::ExitCode;
 
 use crate::cli::print_json;
-use crate::config::Loaded;
-use crate::serve::alert_sink;
+use crate::ops::Ops;
 
 /// Alert commands.
 #[derive(Debug, clap::Subcommand)]
@@ -17,12 +16,9 @@ pub enum Command {
     },
 }
 
-pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::List { limit } => {
-            let alerts: Vec<_> = alert_sink(&loaded).list().into_iter().take(limit).collect();
-            print_json(&alerts)?;
-        }
+        Command::List { limit } => print_json(&ops.alerts(limit)?)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ use temporalio_client::Client;
 use crate::api::{self, Api, auth};
 use crate::cli::print_json;
 use crate::config::Loaded;
+use crate::config::watch::Watched;
 use crate::ops::sign::Signer;
 use crate::{connect, serve};
 
@@ -63,7 +64,8 @@ pub(super) async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<
         }) => token(&name, groups, expires),
         Some(Command::Keygen { out }) => keygen(&out),
         None => {
-            let loaded = crate::config::load(config)?;
+            let watched = Watched::load(config)?;
+            let loaded = watched.current();
             let listen = args
                 .listen
                 .unwrap_or_else(|| loaded.config.api.listen.clone());
@@ -72,7 +74,7 @@ pub(super) async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<
             let listener = bind(&listen).await?;
             eprintln!("steward api: operator page and API at {}", url(&listener));
             api::serve(
-                Api::new(loaded, client, store)?,
+                Api::new(watched, client, store)?,
                 listener,
                 serve::shutdown_signal(),
             )
@@ -110,8 +112,13 @@ pub async fn spawn_beside_dev(
         .await
         .map_err(|e| format!("{e:#}"))?;
     let url = url(&listener);
-    let api =
-        Api::new(loaded.clone(), client.clone(), store.clone()).map_err(|e| format!("{e:#}"))?;
+    let text = std::fs::read(&loaded.path).unwrap_or_default();
+    let api = Api::new(
+        Watched::of(loaded.clone(), &text),
+        client.clone(),
+        store.clone(),
+    )
+    .map_err(|e| format!("{e:#}"))?;
     tokio::spawn(async move {
         if let Err(e) = api::serve(api, listener, std::future::pending()).await {
             eprintln!("steward dev: {e:#}");

@@ -4,12 +4,8 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use steward_activities::Store;
-use steward_activities::store::archive;
-
 use crate::cli::print_json;
-use crate::config::Loaded;
+use crate::ops::Ops;
 
 /// Audit commands.
 #[derive(Debug, clap::Subcommand)]
@@ -24,47 +20,22 @@ pub enum Command {
     },
 }
 
-pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(&loaded.database_url()).await?;
+pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Verify => {
-            let entries = store.archive_entries(None).await?;
-            match archive::verify(&entries) {
-                Ok(n) => {
-                    print_json(&serde_json::json!({
-                        "verified": true,
-                        "entries": n,
-                        "last": entries.last().map(|e| &e.entry_sha256),
-                    }))?;
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(broken) => {
-                    eprintln!("steward: the audit archive does not verify: {}", broken.why);
-                    print_json(&serde_json::json!({
-                        "verified": false,
-                        "entries": entries.len(),
-                        "first_broken": broken,
-                    }))?;
-                    Ok(ExitCode::from(1))
-                }
+            let verdict = ops.verify_audit().await?;
+            if let Some(broken) = &verdict.first_broken {
+                eprintln!("steward: the audit archive does not verify: {}", broken.why);
             }
+            print_json(&verdict)?;
+            Ok(if verdict.verified {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Export { since } => {
-            let since = since
-                .map(|t| {
-                    chrono::DateTime::parse_from_rfc3339(&t)
-                        .map(|d| {
-                            d.with_timezone(&chrono::Utc)
-                                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                        })
-                        .with_context(|| {
-                            format!(
-                                "--since `{t}` is not an RFC 3339 time like 2026-12-01T00:00:00Z"
-                            )
-                        })
-                })
-                .transpose()?;
-            let entries = store.archive_entries(since.as_deref()).await?;
+            let entries = ops.export_audit(since.as_deref()).await?;
             let mut out = std::io::stdout().lock();
             for e in &entries {
                 serde_json::to_writer(&mut out, e)?;

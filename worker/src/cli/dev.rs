@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use steward_activities::Store;
-use steward_proto::v1::SweepInput;
 
 use crate::cli::print_json;
 use crate::config::Loaded;
 use crate::devserver::{self, DevServer, DevServerOptions};
+use crate::ops::{Actor, Ops};
 use crate::{connect, namespace, schedules, serve};
 
 /// Options of `steward dev`.
@@ -106,15 +106,18 @@ async fn serve_on(
             .unwrap_or_default(),
         loaded.config.task_queue
     );
+    let ops = Ops::new(loaded.clone())
+        .with_client(client.clone())
+        .with_store(store.clone());
     let first_sweep = async {
         if !sweep_now {
             return;
         }
-        let input = SweepInput {
+        let start = crate::ops::sweep::Start {
             source: "manual".into(),
             ..Default::default()
         };
-        match crate::cli::sweep::start_and_wait(&client, loaded, input).await {
+        match super::sweep::start_and_wait(&ops, &Actor::process("steward dev"), start).await {
             Ok(result) => {
                 let _ = print_json(&result);
                 eprintln!(

@@ -3,17 +3,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use steward_activities::Store;
-use steward_proto::v1::{FailoverDrillInput, FailoverDrillResult};
 use steward_proto::vocab::FailoverOutcome;
-use steward_proto::{ids, names};
-use steward_workflows::FailoverDrill;
-use temporalio_client::WorkflowGetResultOptions;
 
 use crate::cli::print_json;
-use crate::config::Loaded;
-use crate::connect;
+use crate::ops::{Actor, Ops};
 
 /// Drill commands.
 #[derive(Debug, clap::Subcommand)]
@@ -47,16 +40,8 @@ pub enum Failover {
     },
 }
 
-pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
     let Command::Failover(cmd) = cmd;
-    let known = |drill: &str| {
-        super::configured(
-            &loaded,
-            "drill",
-            drill,
-            loaded.config.drills.iter().map(|d| d.name.as_str()),
-        )
-    };
     match cmd {
         Failover::Run {
             drill,
@@ -64,34 +49,19 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
             by,
             no_wait,
         } => {
-            known(&drill)?;
-            super::check_operator(&by, &reason)?;
-            let input = FailoverDrillInput {
-                drill: drill.clone(),
-                source: "cli".into(),
-                operator: by,
-                reason,
-            };
-            let id = ids::failover_drill(&drill, &uuid::Uuid::new_v4().simple().to_string());
-            let shown = crate::summary::failover_drill(&loaded, &input);
-            let client = connect::from_env(None).await?;
-            let handle = client
-                .start_workflow(
-                    FailoverDrill::run,
-                    input,
-                    shown.start_options(&loaded.config.task_queue, &id),
-                )
-                .await
-                .with_context(|| format!("starting {id}"))?;
+            let actor = Actor::typed(ops.loaded(), &by);
+            let started = ops
+                .start_failover_drill(&actor, &drill, &reason, "cli")
+                .await?;
             if no_wait {
-                print_json(&serde_json::json!({ "workflow_id": id, "run_id": handle.run_id() }))?;
+                print_json(&started)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            eprintln!("failover drill {id} started; waiting for it");
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .with_context(|| format!("waiting for {id}"))?;
+            eprintln!(
+                "failover drill {} started; waiting for it",
+                started.workflow_id
+            );
+            let result = ops.failover_result(&started).await?;
             print_json(&result)?;
             Ok(if FailoverOutcome::Passed == result.outcome {
                 ExitCode::SUCCESS
@@ -100,20 +70,7 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
             })
         }
         Failover::Last { drill } => {
-            known(&drill)?;
-            let store = Store::connect(&loaded.database_url()).await?;
-            let drills: Vec<FailoverDrillResult> = store
-                .progress(Some(names::FAILOVER_EVENT_TYPE), 0, 500)
-                .await?
-                .iter()
-                .filter_map(|e| serde_json::from_str::<FailoverDrillResult>(&e.detail_json).ok())
-                .filter(|r| r.drill == drill)
-                .collect();
-            let passed = drills.iter().find(|d| FailoverOutcome::Passed == d.outcome);
-            print_json(&serde_json::json!({
-                "last_drill": drills.first(),
-                "last_passed": passed,
-            }))?;
+            print_json(&ops.last_failover(&drill).await?)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -4,19 +4,19 @@
 mod alerts;
 mod api;
 mod audit;
-pub mod backfill;
+mod backfill;
 mod dev;
 mod drill;
-pub mod findings;
+mod findings;
 mod history;
-pub mod inbox;
-pub mod progress;
+mod inbox;
+mod progress;
 mod replay;
 mod restore;
 mod schedules;
-pub mod sweep;
+mod sweep;
 mod task;
-pub mod upgrade;
+mod upgrade;
 mod worker;
 
 use std::path::PathBuf;
@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Loaded};
-use steward_proto::limits;
+use crate::ops::{Error, Ops};
 
 /// steward: an operations team's recurring and risky jobs as durable
 /// Temporal workflows.
@@ -101,57 +101,22 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Refuses an operator's `--by` and `--reason` before anything is sent: an
-/// empty reason, or either over [`limits::OPERATOR_TEXT_CHARS`] (each is
-/// kept in the workflow's state and history, which must stay far below
-/// the server's payload limit).
-pub fn check_operator(by: &str, reason: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(!reason.trim().is_empty(), "--reason must not be empty");
-    for (flag, text) in [("--by", by), ("--reason", reason)] {
-        if let Some(refusal) = limits::operator_text(flag, text) {
-            anyhow::bail!(refusal);
-        }
+/// The exit code of a failed command, by what failed: 2 when the request
+/// is wrong or refused (bad input, an unknown name, not permitted, refused
+/// by the workflow, already running), 4 when Temporal or the state store
+/// failed underneath (try again), 2 for anything else.
+pub fn exit_code(e: &anyhow::Error) -> ExitCode {
+    match e.downcast_ref::<Error>() {
+        Some(Error::Upstream { .. } | Error::Unavailable(_)) => ExitCode::from(4),
+        Some(
+            Error::BadRequest(_)
+            | Error::NotFound(_)
+            | Error::Forbidden(_)
+            | Error::AlreadyRunning { .. }
+            | Error::Refused(_),
+        )
+        | None => ExitCode::from(2),
     }
-    Ok(())
-}
-
-/// The validator's reason, without the transport's wrapping
-/// (`Update failed: Failure { message: "…", … }`).
-pub fn rejection(e: &dyn std::error::Error) -> String {
-    let text = e.to_string();
-    text.split_once("message: \"")
-        .and_then(|(_, rest)| rest.split_once("\", "))
-        .map(|(m, _)| m.replace("\\\"", "\""))
-        .unwrap_or(text)
-}
-
-/// The error of a workflow start: `already` when a run with that id is
-/// still open, else the server's reason.
-pub fn start_error(e: &dyn std::fmt::Display, id: &str, already: String) -> anyhow::Error {
-    let text = e.to_string();
-    if text.to_lowercase().contains("already") {
-        anyhow::anyhow!(already)
-    } else {
-        anyhow::anyhow!("starting {id}: {text}")
-    }
-}
-
-/// Refuses `name` unless the config declares it among `names`; `what` is
-/// the kind of thing (`backfill`, `app`), `key` the config's list.
-pub fn configured<'a>(
-    loaded: &Loaded,
-    what: &str,
-    name: &str,
-    names: impl IntoIterator<Item = &'a str>,
-) -> anyhow::Result<()> {
-    let names: Vec<&str> = names.into_iter().collect();
-    anyhow::ensure!(
-        names.contains(&name),
-        "no {what} named `{name}` in {} (configured: {})",
-        loaded.path.display(),
-        names.join(", ")
-    );
-    Ok(())
 }
 
 /// A line of progress on stderr: redrawn in place on a terminal, printed
@@ -197,23 +162,24 @@ impl ProgressLine {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let loaded = || config::load(&cli.config);
+    let ops = || loaded().map(Ops::new);
     match cli.command {
         Command::Dev(args) => dev::run(loaded()?, args).await,
         Command::Worker(args) => worker::run(loaded()?, args).await,
         Command::Api(args) => api::run(&cli.config, args).await,
-        Command::Sweep(cmd) => sweep::run(loaded()?, cmd).await,
-        Command::Backfill(cmd) => backfill::run(loaded()?, cmd).await,
-        Command::Upgrade(cmd) => upgrade::run(loaded()?, cmd).await,
-        Command::Alerts(cmd) => alerts::run(loaded()?, cmd).await,
+        Command::Sweep(cmd) => sweep::run(ops()?, cmd).await,
+        Command::Backfill(cmd) => backfill::run(ops()?, cmd).await,
+        Command::Upgrade(cmd) => upgrade::run(ops()?, cmd).await,
+        Command::Alerts(cmd) => alerts::run(ops()?, cmd).await,
         Command::RestoreDrill(cmd) => restore::run(&cli.config, cmd).await,
-        Command::Drill(cmd) => drill::run(loaded()?, cmd).await,
-        Command::Progress(args) => progress::run(loaded()?, args).await,
-        Command::Findings(args) => findings::run(loaded()?, args).await,
-        Command::Task(cmd) => task::run(loaded()?, cmd).await,
-        Command::History(args) => history::run(&cli.config, args).await,
-        Command::Schedules(cmd) => schedules::run(loaded()?, cmd).await,
-        Command::Inbox => inbox::run().await,
-        Command::Audit(cmd) => audit::run(loaded()?, cmd).await,
+        Command::Drill(cmd) => drill::run(ops()?, cmd).await,
+        Command::Progress(args) => progress::run(ops()?, args).await,
+        Command::Findings(args) => findings::run(ops()?, args).await,
+        Command::Task(cmd) => task::run(ops()?, cmd).await,
+        Command::History(args) => history::run(ops()?, args).await,
+        Command::Schedules(cmd) => schedules::run(ops()?, cmd).await,
+        Command::Inbox => inbox::run(ops()?).await,
+        Command::Audit(cmd) => audit::run(ops()?, cmd).await,
         Command::ReplayCheck(args) => replay::run(args).await,
         Command::CheckConfig => check_config(loaded()?),
     }

@@ -5,15 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use steward_activities::Store;
-use steward_proto::v1::{RestoreDrillInput, RestoreDrillResult};
 use steward_proto::vocab::DrillOutcome;
-use steward_proto::{ids, names};
-use steward_workflows::RestoreDrill;
-use temporalio_client::WorkflowGetResultOptions;
 
 use crate::cli::print_json;
-use crate::connect;
+use crate::ops::{Actor, Ops};
 
 /// Restore drill commands.
 #[derive(Debug, clap::Subcommand)]
@@ -39,40 +34,20 @@ pub enum Command {
 
 /// Runs `cmd`, loading the config at `config` for the commands that need it.
 pub(super) async fn run(config: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
-    let load = || crate::config::load(config);
+    let ops = || crate::config::load(config).map(Ops::new);
     match cmd {
         Command::Keygen { out } => keygen(out),
         Command::Run { backup, by } => {
-            let loaded = load()?;
-            let backup = match backup {
-                Some(path) => {
-                    let path = std::fs::canonicalize(&path)
-                        .with_context(|| format!("backup {}", path.display()))?;
-                    path.display().to_string()
-                }
-                None => String::new(),
-            };
-            let client = connect::from_env(None).await?;
-            let id = ids::restore_drill(&uuid::Uuid::new_v4().simple().to_string());
-            let input = RestoreDrillInput {
-                source: "manual".into(),
-                backup,
-                operator: by,
-            };
-            let shown = crate::summary::restore_drill(&loaded, &input);
-            let handle = client
-                .start_workflow(
-                    RestoreDrill::run,
-                    input,
-                    shown.start_options(&loaded.config.task_queue, &id),
-                )
-                .await
-                .with_context(|| format!("starting {id}"))?;
-            eprintln!("restore drill {id} started; waiting for it");
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .with_context(|| format!("waiting for {id}"))?;
+            let ops = ops()?;
+            let actor = Actor::typed(ops.loaded(), &by);
+            let started = ops
+                .start_restore_drill(&actor, backup.as_deref(), "manual")
+                .await?;
+            eprintln!(
+                "restore drill {} started; waiting for it",
+                started.workflow_id
+            );
+            let result = ops.restore_result(&started).await?;
             print_json(&result)?;
             Ok(if DrillOutcome::Verified == result.outcome {
                 ExitCode::SUCCESS
@@ -81,18 +56,7 @@ pub(super) async fn run(config: &Path, cmd: Command) -> anyhow::Result<ExitCode>
             })
         }
         Command::Last => {
-            let store = Store::connect(&load()?.database_url()).await?;
-            let drills: Vec<RestoreDrillResult> = store
-                .progress(Some(names::RESTORE_EVENT_TYPE), 0, 200)
-                .await?
-                .iter()
-                .filter_map(|e| serde_json::from_str(&e.detail_json).ok())
-                .collect();
-            let verified = drills.iter().find(|d| DrillOutcome::Verified == d.outcome);
-            print_json(&serde_json::json!({
-                "last_verified_backup": verified,
-                "last_drill": drills.first(),
-            }))?;
+            print_json(&ops()?.last_restore().await?)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use crate::cli::print_json;
-use crate::config::Loaded;
-use crate::{connect, schedules};
+use crate::ops::{Actor, Ops};
+use crate::schedules;
 
 /// Schedule commands.
 #[derive(Debug, clap::Subcommand)]
@@ -39,47 +39,29 @@ pub enum Command {
     },
 }
 
-fn configured<'a>(
-    wanted: &'a [crate::config::ScheduleConfig],
-    name: &str,
-) -> anyhow::Result<&'a crate::config::ScheduleConfig> {
-    wanted.iter().find(|s| s.name == name).ok_or_else(|| {
-        anyhow::anyhow!(
-            "no schedule `{name}` in the config (known: {})",
-            wanted
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })
-}
-
-pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode> {
-    let client = connect::from_env(None).await?;
+pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Sync => print_json(&schedules::sync(&client, &loaded).await?)?,
-        Command::List => print_json(&schedules::list(&client).await?)?,
+        Command::Sync => {
+            let client = ops.client().await?;
+            print_json(&schedules::sync(client, ops.loaded()).await?)?
+        }
+        Command::List => print_json(&schedules::list(ops.client().await?).await?)?,
         Command::Resume { name, reason, by } => {
-            let wanted = loaded.schedules();
-            let s = configured(&wanted, &name)?;
-            let resumed_by = if reason.trim().is_empty() {
-                by
+            let reason = if reason.trim().is_empty() {
+                "resumed".to_string()
             } else {
-                super::check_operator(&by, &reason)?;
-                format!("{by}: {reason}")
+                reason
             };
-            schedules::resume(&client, s, &resumed_by).await?;
-            print_json(&serde_json::json!({ "resumed": schedules::schedule_id(s) }))?;
+            let changed = ops
+                .change_schedule(&Actor::typed(ops.loaded(), &by), &name, false, &reason)
+                .await?;
+            print_json(&changed)?;
         }
         Command::Pause { name, reason, by } => {
-            super::check_operator(&by, &reason)?;
-            let wanted = loaded.schedules();
-            let s = configured(&wanted, &name)?;
-            schedules::pause(&client, s, &by, &reason).await?;
-            print_json(
-                &serde_json::json!({ "paused": schedules::schedule_id(s), "by": by, "reason": reason }),
-            )?;
+            let changed = ops
+                .change_schedule(&Actor::typed(ops.loaded(), &by), &name, true, &reason)
+                .await?;
+            print_json(&changed)?;
         }
     }
     Ok(ExitCode::SUCCESS)

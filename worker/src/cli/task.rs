@@ -3,11 +3,8 @@
 
 use std::process::ExitCode;
 
-use steward_activities::Store;
-use steward_activities::workplan::checks::TASK_STATUSES;
-
 use crate::cli::print_json;
-use crate::config::Loaded;
+use crate::ops::{Actor, Ops};
 
 /// Task commands.
 #[derive(Debug, clap::Subcommand)]
@@ -27,7 +24,7 @@ pub enum Command {
     },
 }
 
-pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::SetStatus {
             task_id,
@@ -35,40 +32,11 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
             reason,
             by,
         } => {
-            anyhow::ensure!(
-                TASK_STATUSES.contains(&status.as_str()),
-                "status `{status}` is not one of {}",
-                TASK_STATUSES.join(", ")
-            );
-            super::check_operator(&by, &reason)?;
-            let store = Store::connect(&loaded.database_url()).await?;
-            let Some(task) = store.task_by_task_id(&task_id).await? else {
-                anyhow::bail!(
-                    "unknown task `{task_id}`: no sweep has recorded it (run `steward sweep run` first)"
-                );
-            };
-            anyhow::ensure!(
-                !task.archived,
-                "task `{task_id}` is archived: its file or block is gone"
-            );
-            let change = store
-                .queue_status_change(
-                    &task_id,
-                    &status,
-                    &reason,
-                    &by,
-                    chrono::Utc::now().timestamp_millis(),
-                )
+            let actor = Actor::typed(ops.loaded(), &by);
+            let change = ops
+                .queue_status_change(&actor, &task_id, &status, &reason)
                 .await?;
-            print_json(&serde_json::json!({
-                "id": change.id,
-                "task_id": change.task_id,
-                "status": change.status,
-                "previous_status": task.status,
-                "reason": change.reason,
-                "requested_by": change.requested_by,
-                "state": change.state,
-            }))?;
+            print_json(&change)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -2,17 +2,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use futures::StreamExt as _;
-use steward_proto::ids;
-use steward_proto::names::WARM_UPGRADE;
-use steward_proto::v1::{ApproveRequest, ColdSweepInput, UpgradeInput};
-use steward_workflows::{ColdSweep, WarmUpgrade};
-use temporalio_client::{WorkflowExecutionStatus, WorkflowGetResultOptions, WorkflowListOptions};
-
 use crate::cli::print_json;
-use crate::config::Loaded;
-use crate::connect;
+use crate::ops::upgrade::{ColdSweepStart, Mode, Start};
+use crate::ops::{Actor, Ops};
 
 /// Upgrade commands.
 #[derive(Debug, clap::Subcommand)]
@@ -80,55 +72,7 @@ pub enum Command {
     },
 }
 
-/// The upgrade of `app` that `status` and `approve` address: a running one
-/// (the newest, if a manual run and a scheduled one both are), else the
-/// newest closed one; started by hand or by a schedule. A run started a
-/// moment ago may not be listed yet, so the manual id is asked directly too.
-pub(crate) async fn current_upgrade(
-    client: &temporalio_client::Client,
-    app: &str,
-) -> anyhow::Result<String> {
-    let base = ids::warm_upgrade(app);
-    let manual = client
-        .get_workflow_handle::<WarmUpgrade>(base.clone())
-        .describe(Default::default())
-        .await
-        .ok();
-    if manual
-        .as_ref()
-        .is_some_and(|d| d.status() == WorkflowExecutionStatus::Running)
-    {
-        return Ok(base);
-    }
-    let query = format!("WorkflowType = '{WARM_UPGRADE}' AND WorkflowId STARTS_WITH '{base}'");
-    let mut runs = client.list_workflows(
-        query.clone(),
-        WorkflowListOptions::builder().limit(100).build(),
-    );
-    let mut found: Vec<(bool, Option<std::time::SystemTime>, String)> = Vec::new();
-    while let Some(run) = runs.next().await {
-        let run = run.with_context(|| format!("listing upgrades matching `{query}`"))?;
-        if ids::is_upgrade_of(app, run.id()) {
-            let running = run.status() == WorkflowExecutionStatus::Running;
-            found.push((running, run.start_time(), run.id().to_string()));
-        }
-    }
-    if let Some(d) = manual {
-        found.push((false, d.start_time(), base.clone()));
-    }
-    found.sort();
-    Ok(found.pop().map(|(_, _, id)| id).unwrap_or(base))
-}
-
-pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode> {
-    let known = |app: &str| {
-        super::configured(
-            &loaded,
-            "app",
-            app,
-            loaded.config.apps.iter().map(|a| a.name.as_str()),
-        )
-    };
+pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Run {
             app,
@@ -139,46 +83,28 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
             by,
             no_wait,
         } => {
-            known(&app)?;
-            super::check_operator(&by, &reason)?;
-            let input = UpgradeInput {
-                app: app.clone(),
-                version: trial.clone().or(version).unwrap_or_default(),
-                trial: trial.is_some(),
-                cold,
-                operator: by,
-                reason,
-                ..Default::default()
+            let mode = match (&trial, cold) {
+                (Some(_), _) => Mode::Trial,
+                (None, true) => Mode::Cold,
+                (None, false) => Mode::Warm,
             };
-            let client = connect::from_env(None).await?;
-            let id = ids::warm_upgrade(&app);
-            let spec = loaded.config.apps.iter().find(|a| a.name == app);
-            let shown = crate::summary::upgrade(spec, &input, "").await;
-            let handle = client
-                .start_workflow(
-                    WarmUpgrade::run,
-                    input,
-                    shown.start_options(&loaded.config.task_queue, &id),
-                )
-                .await
-                .map_err(|e| {
-                    super::start_error(
-                        &e,
-                        &id,
-                        format!(
-                            "an upgrade of `{app}` is already running as workflow {id}; see `steward upgrade status {app}`"
-                        ),
-                    )
-                })?;
+            let start = Start {
+                mode,
+                version: trial.or(version).unwrap_or_default(),
+                reason,
+            };
+            let started = ops
+                .start_upgrade(&Actor::typed(ops.loaded(), &by), &app, start)
+                .await?;
             if no_wait {
-                print_json(&serde_json::json!({ "workflow_id": id, "run_id": handle.run_id() }))?;
+                print_json(&started)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            eprintln!("started {id}; `steward upgrade status {app}` shows its phase");
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .with_context(|| format!("upgrade {id}"))?;
+            eprintln!(
+                "started {}; `steward upgrade status {app}` shows its phase",
+                started.workflow_id
+            );
+            let result = ops.upgrade_result(&started).await?;
             print_json(&result)?;
         }
         Command::ColdSweep {
@@ -187,48 +113,33 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
             max_total,
             no_wait,
         } => {
-            let input = ColdSweepInput {
-                filter,
-                max_parallel,
-                max_total,
-                source: "cli".into(),
-            };
             let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-            let shown = crate::summary::cold_sweep(&loaded, &input, &by);
-            let id = ids::cold_sweep(&uuid::Uuid::new_v4().simple().to_string());
-            let client = connect::from_env(None).await?;
-            let handle = client
-                .start_workflow(
-                    ColdSweep::run,
-                    input,
-                    shown.start_options(&loaded.config.task_queue, &id),
+            let started = ops
+                .start_cold_sweep(
+                    &Actor::typed(ops.loaded(), &by),
+                    ColdSweepStart {
+                        filter,
+                        max_parallel,
+                        max_total,
+                        source: "cli".into(),
+                    },
                 )
-                .await
-                .with_context(|| format!("starting cold sweep {id}"))?;
+                .await?;
             if no_wait {
-                print_json(&serde_json::json!({ "workflow_id": id, "run_id": handle.run_id() }))?;
+                print_json(&started)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            eprintln!("started {id}");
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .with_context(|| format!("cold sweep {id}"))?;
+            eprintln!("started {}", started.workflow_id);
+            let result = ops.cold_sweep_result(&started).await?;
             print_json(&result)?;
             if !result.failed.is_empty() {
                 return Ok(ExitCode::from(1));
             }
         }
         Command::Status { app } => {
-            let client = connect::from_env(None).await?;
-            let id = current_upgrade(&client, &app).await?;
-            let status = client
-                .get_workflow_handle::<WarmUpgrade>(id.clone())
-                .query(WarmUpgrade::status, (), Default::default())
-                .await
-                .with_context(|| format!("no upgrade of `{app}` found (looked for {id})"))?;
-            let mut out = serde_json::to_value(&status)?;
-            out["workflow_id"] = id.into();
+            let view = ops.upgrade_status(&app).await?;
+            let mut out = serde_json::to_value(&view.status)?;
+            out["workflow_id"] = view.workflow_id.into();
             print_json(&out)?;
         }
         Command::Approve {
@@ -237,25 +148,9 @@ pub(super) async fn run(loaded: Loaded, cmd: Command) -> anyhow::Result<ExitCode
             reason,
             by,
         } => {
-            super::check_operator(&by, &reason)?;
-            let client = connect::from_env(None).await?;
-            let id = current_upgrade(&client, &app).await?;
-            let reply = client
-                .get_workflow_handle::<WarmUpgrade>(id)
-                .execute_update(
-                    WarmUpgrade::approve,
-                    ApproveRequest {
-                        version,
-                        operator: by,
-                        reason,
-                        ..Default::default()
-                    },
-                    Default::default(),
-                )
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!("approve refused for `{app}`: {}", super::rejection(&e))
-                })?;
+            let reply = ops
+                .approve_upgrade(&Actor::typed(ops.loaded(), &by), &app, &version, &reason)
+                .await?;
             print_json(&reply)?;
         }
     }

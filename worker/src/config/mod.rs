@@ -13,6 +13,7 @@
 mod cron;
 mod paths;
 mod validate;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 
@@ -45,8 +46,12 @@ pub enum Error {
     Parse {
         /// The file.
         path: String,
-        /// toml's message, with line and key.
+        /// toml's message, with line and key (and the line itself).
         message: String,
+        /// The line at fault.
+        line: Option<usize>,
+        /// What is wrong, without the line.
+        reason: String,
     },
     /// A value that parses but is not valid.
     #[error("config {path}: {key}: {message}")]
@@ -58,6 +63,52 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+}
+
+impl Error {
+    /// The error with no value from the file in it: the line number, the
+    /// key and the kind of fault, but never a line or a quoted value (a
+    /// line may hold a database URL with its password). What a log that
+    /// others read may say.
+    pub fn redacted(&self) -> String {
+        match self {
+            Error::Read { path, source } => {
+                format!("config {path}: cannot read: {}", source.kind())
+            }
+            Error::Parse {
+                path, line, reason, ..
+            } => format!(
+                "config {path}: does not parse{}: {}",
+                line.map(|l| format!(" at line {l}")).unwrap_or_default(),
+                without_values(reason)
+            ),
+            Error::Invalid { path, key, message } => {
+                format!("config {path}: {key}: {}", without_values(message))
+            }
+        }
+    }
+}
+
+/// `text` with every quoted or backticked part replaced by `…`.
+fn without_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut open: Option<char> = None;
+    for c in text.chars() {
+        match open {
+            Some(q) if c == q => {
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None if c == '"' || c == '`' || c == '\'' => {
+                out.push(c);
+                out.push('…');
+                open = Some(c);
+            }
+            None => out.push(c),
+        }
+    }
+    out
 }
 
 /// The whole `steward.toml`.
@@ -520,6 +571,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, Error> {
     let mut config: Config = toml::from_str(text).map_err(|e| Error::Parse {
         path: shown.clone(),
         message: e.to_string().trim().replace('\n', " "),
+        line: e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1)),
+        reason: e.message().to_string(),
     })?;
     validate::check(&config).map_err(|(key, message)| Error::Invalid {
         path: shown,
@@ -545,6 +600,32 @@ mod tests {
 
     fn p(text: &str) -> Result<Loaded, Error> {
         parse(text, Path::new("/etc/steward/steward.toml"))
+    }
+
+    #[test]
+    fn a_redacted_error_names_the_line_and_key_but_no_value() {
+        let text =
+            "data_dir = \"x\"\ndatabase_url = \"postgres://steward:s3cret@db/steward\nworker = 1\n";
+        let e = p(text).unwrap_err();
+        assert!(
+            e.to_string().contains("s3cret"),
+            "the CLI shows the line: {e}"
+        );
+        let shown = e.redacted();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("line 2"), "{shown}");
+        let e = p("[worker]\nbuild_id = 7\n").unwrap_err();
+        assert!(
+            e.redacted().contains("build_id") || e.redacted().contains("line 2"),
+            "{}",
+            e.redacted()
+        );
+        let e = p("[api]\nlisten = \"s3cret:xyz\"\n").unwrap_err();
+        let shown = e.redacted();
+        assert!(
+            shown.contains("api.listen") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 
     #[test]

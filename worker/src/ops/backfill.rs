@@ -1,0 +1,256 @@
+//! Backfill rollouts: start one, send it an operator action, read its
+//! status.
+
+use steward_activities::roster::Target;
+use steward_proto::v1::{BackfillInput, BackfillStatus, OperatorReply, OperatorRequest};
+use steward_proto::vocab::OperatorVerb;
+use steward_proto::{ids, limits, signing};
+use steward_workflows::BackfillRollout;
+
+use super::{Actor, Error, Ops, Result, Started, sign, time};
+
+/// What a start asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Start {
+    /// Stop after the dry run.
+    pub dry_run: bool,
+    /// The batch size for this rollout (None: the spec's).
+    pub batch_size: Option<u32>,
+    /// Freeze at this time (RFC 3339, or `now`); None waits for `freeze`.
+    pub freeze_at: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// What an operator action carries.
+#[derive(Debug, Clone, Default)]
+pub struct Action {
+    /// Why.
+    pub reason: String,
+    /// `approve`: the group approved for.
+    pub group: Option<String>,
+    /// `set`: the new batch size.
+    pub batch_size: Option<u32>,
+    /// `set`: the new lag limit in seconds.
+    pub max_lag_seconds: Option<f64>,
+}
+
+impl Ops {
+    /// Starts a rollout of backfill `name` as `actor`.
+    pub async fn start_backfill(&self, actor: &Actor, name: &str, start: Start) -> Result<Started> {
+        let spec = self.backfill_spec(name)?;
+        super::operator_text(&actor.name, &start.reason, "reason")?;
+        if let Some(size) = start.batch_size
+            && !(1..=limits::BATCH_SIZE_MAX).contains(&size)
+        {
+            return Err(Error::BadRequest(format!(
+                "batch_size must be 1 to {}",
+                limits::BATCH_SIZE_MAX
+            )));
+        }
+        let freeze_at = start
+            .freeze_at
+            .as_deref()
+            .map(|t| time::normalized(t, "freeze_at"))
+            .transpose()?
+            .unwrap_or_default();
+        self.permit(
+            actor,
+            Target::Backfill(name),
+            OperatorVerb::Start.as_str(),
+            &spec.approvals,
+        )?;
+        let mut input = BackfillInput {
+            name: name.to_string(),
+            dry_run: start.dry_run,
+            batch_size: start.batch_size.unwrap_or(0),
+            freeze_at,
+            operator: actor.name.clone(),
+            reason: start.reason,
+            credential_id: actor.credential_id.clone(),
+            ..Default::default()
+        };
+        let id = ids::backfill(name);
+        match self.signer_for(actor) {
+            Some(signer) => {
+                input.signed_at = sign::now();
+                input.nonce = sign::nonce().map_err(|e| Error::upstream("signing the start", e))?;
+                let detail = signing::backfill_start_detail(&input);
+                input.signature = signer.sign(&signing::Action::of(
+                    &id,
+                    &input.nonce,
+                    OperatorVerb::Start.as_str(),
+                    &input,
+                    &detail,
+                ));
+            }
+            None if spec.require_verified => {
+                return Err(Error::Forbidden(format!(
+                    "backfill `{name}` takes verified operator actions only (require_verified): \
+                     start it through steward's API with your operator token \
+                     (POST /v1/backfills/{name}/start)"
+                )));
+            }
+            None => {}
+        }
+        let shown = crate::summary::backfill(self.loaded(), &input);
+        let (started, _) = self
+            .start(BackfillRollout::run, input, &id, shown, || {
+                format!(
+                    "backfill `{name}` is already running as workflow {id}; see `steward backfill status {name}`"
+                )
+            })
+            .await?;
+        Ok(started)
+    }
+
+    /// Sends operator action `verb` to backfill `name`'s rollout as
+    /// `actor`, signed when the API verified them.
+    pub async fn act_on_backfill(
+        &self,
+        actor: &Actor,
+        name: &str,
+        verb: OperatorVerb,
+        action: Action,
+    ) -> Result<OperatorReply> {
+        if !verb.is_update() {
+            return Err(Error::BadRequest(format!(
+                "`{verb}` is not an operator action on a running rollout: start one with \
+                 `steward backfill start {name}`"
+            )));
+        }
+        let spec = self.backfill_spec(name)?;
+        super::operator_text(&actor.name, &action.reason, "reason")?;
+        let group = action.group.unwrap_or_default();
+        if verb == OperatorVerb::Approve && group.trim().is_empty() {
+            return Err(Error::BadRequest(
+                "approve needs the group approved for".into(),
+            ));
+        }
+        let batch_size = action.batch_size.unwrap_or(0);
+        let max_lag_seconds = action.max_lag_seconds.unwrap_or(0.0);
+        if verb == OperatorVerb::Set
+            && let Some(refusal) = limits::live_settings(batch_size, max_lag_seconds)
+        {
+            return Err(Error::BadRequest(refusal));
+        }
+        if verb != OperatorVerb::Approve {
+            self.permit(
+                actor,
+                Target::Backfill(name),
+                verb.as_str(),
+                &spec.approvals,
+            )?;
+        }
+        let id = ids::backfill(name);
+        let mut req = OperatorRequest {
+            operator: actor.name.clone(),
+            reason: action.reason,
+            group,
+            batch_size,
+            max_lag_seconds,
+            credential_id: actor.credential_id.clone(),
+            ..Default::default()
+        };
+        match self.signer_for(actor) {
+            Some(signer) => {
+                let chain = self.chain::<BackfillRollout>(&id, name).await?;
+                req.signed_at = sign::now();
+                let detail = signing::request_detail(verb.as_str(), &req);
+                req.signature = signer.sign(&signing::Action::of(
+                    &id,
+                    &chain,
+                    verb.as_str(),
+                    &req,
+                    &detail,
+                ));
+            }
+            None if spec.require_verified => {
+                return Err(Error::Forbidden(format!(
+                    "backfill `{name}` takes verified operator actions only (require_verified): \
+                     send `{verb}` through steward's API with your operator token"
+                )));
+            }
+            None => {}
+        }
+        let handle = self
+            .client()
+            .await?
+            .get_workflow_handle::<BackfillRollout>(id.clone());
+        let context = format!("{verb} refused for backfill `{name}`");
+        super::workflow::resend_until_answered(&context, || {
+            let (handle, req) = (&handle, req.clone());
+            async move {
+                let opts = Default::default();
+                match verb {
+                    OperatorVerb::Freeze => {
+                        handle
+                            .execute_update(BackfillRollout::freeze, req, opts)
+                            .await
+                    }
+                    OperatorVerb::Unfreeze => {
+                        handle
+                            .execute_update(BackfillRollout::unfreeze, req, opts)
+                            .await
+                    }
+                    OperatorVerb::Approve => {
+                        handle
+                            .execute_update(BackfillRollout::approve, req, opts)
+                            .await
+                    }
+                    OperatorVerb::Pause => {
+                        handle
+                            .execute_update(BackfillRollout::pause, req, opts)
+                            .await
+                    }
+                    OperatorVerb::Resume => {
+                        handle
+                            .execute_update(BackfillRollout::resume, req, opts)
+                            .await
+                    }
+                    OperatorVerb::Abort => {
+                        handle
+                            .execute_update(BackfillRollout::abort, req, opts)
+                            .await
+                    }
+                    OperatorVerb::Set => {
+                        handle.execute_update(BackfillRollout::set, req, opts).await
+                    }
+                    OperatorVerb::Start => unreachable!("refused above: not an update"),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Backfill `name`'s rollout: phase, batches, rows, rate, ETA, actions.
+    pub async fn backfill_status(&self, name: &str) -> Result<BackfillStatus> {
+        self.backfill_spec(name)?;
+        let id = ids::backfill(name);
+        self.client()
+            .await?
+            .get_workflow_handle::<BackfillRollout>(id.clone())
+            .query(BackfillRollout::status, (), Default::default())
+            .await
+            .map_err(|e| match Error::query(format!("querying {id}"), e) {
+                Error::NotFound(_) => Error::NotFound(format!(
+                    "no rollout of backfill `{name}` found (start it with `steward backfill start {name}`)"
+                )),
+                other => other,
+            })
+    }
+
+    /// The first run id of the chain `id` runs now, for a signature.
+    pub(crate) async fn chain<W: temporalio_common::HasWorkflowDefinition>(
+        &self,
+        id: &str,
+        what: &str,
+    ) -> Result<String> {
+        sign::chain::<W>(self.client().await?, id)
+            .await
+            .map_err(|e| match Error::interaction(format!("reading {id}"), e) {
+                Error::NotFound(_) => Error::NotFound(format!("no run of `{what}` found ({id})")),
+                other => other,
+            })
+    }
+}

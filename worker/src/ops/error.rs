@@ -1,0 +1,167 @@
+//! The one error of the operations layer. Each variant is a kind of answer
+//! an operator gets, built from the SDK's typed errors (never from their
+//! text), so the API picks its status and the CLI its exit code by
+//! variant.
+
+use temporalio_client::errors::{
+    WorkflowGetResultError, WorkflowInteractionError, WorkflowQueryError, WorkflowStartError,
+    WorkflowUpdateError,
+};
+use temporalio_client::tonic::{Code, Status};
+
+/// What went wrong, as an operator needs to know it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request itself is wrong: a value out of range, a bad time, a
+    /// missing reason. Nothing was sent.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such backfill, app, schedule, drill or run.
+    #[error("{0}")]
+    NotFound(String),
+    /// The operator may not take this action (`[[permissions]]`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A run with that workflow id is still open.
+    #[error("{message}")]
+    AlreadyRunning {
+        /// The open run's workflow id.
+        workflow_id: String,
+        /// What it is and where to look.
+        message: String,
+    },
+    /// The run's validator refused the action, with its reason.
+    #[error("{0}")]
+    Refused(String),
+    /// The config does not load now; the detail is in the log.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Temporal or the state store failed underneath.
+    #[error("{context}: {detail}")]
+    Upstream {
+        /// What steward was doing.
+        context: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// The result of an operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An upstream failure while doing `context`.
+    pub fn upstream(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        Self::Upstream {
+            context: context.into(),
+            detail: format!("{e:#}"),
+        }
+    }
+
+    /// The store failed while doing `context`.
+    pub fn store(
+        context: impl Into<String>,
+    ) -> impl FnOnce(steward_activities::store::Error) -> Self {
+        let context = context.into();
+        move |e| Self::upstream(context, e)
+    }
+
+    /// A gRPC status from Temporal, by its code: a bad argument is the
+    /// request's fault, a missing run is not found, the rest is upstream.
+    pub fn status(context: impl Into<String>, status: &Status) -> Self {
+        let context = context.into();
+        let message = status.message().to_string();
+        match status.code() {
+            Code::InvalidArgument => Self::BadRequest(format!("{context}: {message}")),
+            Code::NotFound => Self::NotFound(format!("{context}: {message}")),
+            Code::AlreadyExists => Self::AlreadyRunning {
+                workflow_id: String::new(),
+                message: format!("{context}: {message}"),
+            },
+            _ => Self::upstream(context, message),
+        }
+    }
+
+    /// A workflow start's failure; `already` is what to say when a run
+    /// with that id is still open.
+    pub fn start(workflow_id: &str, already: String, e: WorkflowStartError) -> Self {
+        match e {
+            WorkflowStartError::AlreadyStarted { .. } => Self::AlreadyRunning {
+                workflow_id: workflow_id.to_string(),
+                message: already,
+            },
+            WorkflowStartError::Rpc(status) => {
+                Self::status(format!("starting {workflow_id}"), &status)
+            }
+            other => Self::upstream(format!("starting {workflow_id}"), other),
+        }
+    }
+
+    /// An update's failure: the validator's refusal with its own message,
+    /// a run that is gone, or the transport.
+    pub fn update(context: impl Into<String>, e: WorkflowUpdateError) -> Self {
+        let context = context.into();
+        match e {
+            WorkflowUpdateError::Failed(failure) => {
+                Self::Refused(format!("{context}: {}", failure.message))
+            }
+            WorkflowUpdateError::NotFound(status) => {
+                Self::NotFound(format!("{context}: {}", status.message()))
+            }
+            WorkflowUpdateError::Rpc(status) => Self::status(context, &status),
+            other => Self::upstream(context, other),
+        }
+    }
+
+    /// A query's failure.
+    pub fn query(context: impl Into<String>, e: WorkflowQueryError) -> Self {
+        let context = context.into();
+        match e {
+            WorkflowQueryError::NotFound(status) => {
+                Self::NotFound(format!("{context}: {}", status.message()))
+            }
+            WorkflowQueryError::Rpc(status) => Self::status(context, &status),
+            other => Self::upstream(context, other),
+        }
+    }
+
+    /// A describe, terminate or history call's failure.
+    pub fn interaction(context: impl Into<String>, e: WorkflowInteractionError) -> Self {
+        let context = context.into();
+        match e {
+            WorkflowInteractionError::NotFound(status) => {
+                Self::NotFound(format!("{context}: {}", status.message()))
+            }
+            other => Self::upstream(context, other),
+        }
+    }
+
+    /// Waiting for a run's result failed (the run failed, or the server).
+    pub fn result(context: impl Into<String>, e: WorkflowGetResultError) -> Self {
+        let context = context.into();
+        match e {
+            WorkflowGetResultError::NotFound(status) => {
+                Self::NotFound(format!("{context}: {}", status.message()))
+            }
+            other => Self::upstream(context, other),
+        }
+    }
+
+    /// Whether an update met a run that had just closed (the rollout moves
+    /// to its next run) or the server's limit of updates in flight: the
+    /// update was not applied, and sending it again is right.
+    pub fn update_worth_resending(e: &WorkflowUpdateError) -> bool {
+        match e {
+            WorkflowUpdateError::NotFound(_) => true,
+            WorkflowUpdateError::Rpc(status) => matches!(
+                status.code(),
+                Code::ResourceExhausted
+                    | Code::Aborted
+                    | Code::FailedPrecondition
+                    | Code::NotFound
+                    | Code::Unavailable
+            ),
+            _ => false,
+        }
+    }
+}
