@@ -6,8 +6,10 @@
 # The build stage needs protoc (the SDK compiles Temporal's protos); the
 # runtime stage needs every program steward's activities run: git (the
 # sweep works on git checkouts), pg_dump and psql (the restore drill of a
-# PostgreSQL state store), and curl (the compose health check scrapes the
-# metrics endpoint). tests/tests/deploy.rs keeps this list whole.
+# PostgreSQL state store), curl (the compose health check scrapes the
+# metrics endpoint) and openssl (the compose file's one-shot makes the
+# deployment's certificates with it). tests/tests/deploy.rs keeps this
+# list whole.
 FROM rust:1.92-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends protobuf-compiler \
@@ -18,7 +20,7 @@ RUN cargo build --release --locked --bin steward
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git ca-certificates curl postgresql-client \
+ && apt-get install -y --no-install-recommends git ca-certificates curl openssl postgresql-client \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home-dir /var/lib/steward --create-home steward
 COPY --from=build /src/target/release/steward /usr/local/bin/steward

@@ -64,7 +64,9 @@ impl DatabaseUrl {
     }
 
     /// A SQLite URL that creates its file (and the file's folder) when
-    /// missing; any other URL as it is.
+    /// missing; any other URL as it is. The file is private to steward
+    /// (mode 0600: it holds the audit archive, every run's history), and a
+    /// folder created for it too (0700).
     pub fn creating(&self) -> std::io::Result<String> {
         if !self.is_sqlite() {
             return Ok(self.url.clone());
@@ -73,9 +75,12 @@ impl DatabaseUrl {
             .sqlite_file()
             .as_deref()
             .and_then(Path::parent)
-            .filter(|p| !p.as_os_str().is_empty())
+            .filter(|p| !p.as_os_str().is_empty() && !p.exists())
         {
-            std::fs::create_dir_all(parent)?;
+            crate::files::private_dir(parent)?;
+        }
+        if let Some(file) = self.sqlite_file() {
+            crate::files::private_file(&file)?;
         }
         Ok(if self.url.contains("mode=") {
             self.url.clone()

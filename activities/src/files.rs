@@ -49,6 +49,31 @@ pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
+/// Makes `dir` (and its missing parents) a folder only its owner can
+/// enter: created with mode 0700, or narrowed to it when it exists.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Makes `file` one only its owner can read: created empty with mode 0600
+/// when missing, narrowed to 0600 when it exists (a database SQLite or the
+/// dev server then opens as it is; their journals take its mode).
+pub fn private_file(file: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(file)?;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+}
+
 /// Whether `program` (an argv's first element) names an executable file:
 /// a path (with a `/`) as given, a bare name on `PATH`, as `execvp` would
 /// find it.

@@ -115,6 +115,49 @@ impl ApiServer {
         )
     }
 
+    /// `method path` with exactly `headers` and `body`, redirects not
+    /// followed (a form's answer is a redirect): (status, the body, and
+    /// the `location` it points to appended after a newline).
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> (u16, String) {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = http.request(method, format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.body(body).send().await.expect("the API answers");
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let text = resp.text().await.unwrap_or_default();
+        (status, format!("{text}\n{location}"))
+    }
+
+    /// `GET path` without a credential: (status, the answer's headers).
+    pub async fn headers(&self, path: &str) -> (u16, reqwest::header::HeaderMap) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("the API answers");
+        (resp.status().as_u16(), resp.headers().clone())
+    }
+
     /// `GET path` as `token`.
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         self.call("GET", path, Some(token), None).await

@@ -779,7 +779,7 @@ async fn operators_pause_resume_resize_and_invalid_requests_are_rejected() {
     assert!(err.contains("nothing to set"), "{err}");
     let (code, _, err) = e.cli(&["backfill", "set", "bf", "batch_size=0", "--reason", "x"]);
     assert_ne!(code, 0);
-    assert!(err.contains("batch_size must be at least 1"), "{err}");
+    assert!(err.contains("nothing to set"), "{err}");
     // A reason of a megabyte: the CLI refuses it before sending, and the
     // workflow's validator refuses it from any other client, so the
     // rollout's state and history stay far below the server's limit.
@@ -787,11 +787,17 @@ async fn operators_pause_resume_resize_and_invalid_requests_are_rejected() {
     let (code, _, err) = e.cli(&["backfill", "pause", "bf", "--reason", &long]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("the --reason is 100000 characters long; at most 2000 are accepted"),
+        err.contains("the reason is 100000 characters long; at most 2000 are accepted"),
         "{err}"
     );
     let huge = "x".repeat(1 << 20);
-    let err = e.update(OperatorVerb::Pause, op(&huge)).await.unwrap_err();
+    let err = e
+        .client
+        .get_workflow_handle::<BackfillRollout>(bf())
+        .execute_update(BackfillRollout::pause, op(&huge), Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("the reason is 1048576 characters long; at most 2000 are accepted"),
         "{err}"
@@ -1246,7 +1252,7 @@ async fn unknown_backfills_and_bad_arguments_are_refused_before_anything_runs() 
     assert!(err.contains("not an RFC 3339 time"), "{err}");
     let (code, _, err) = e.cli(&["backfill", "status", "bf"]);
     assert_eq!(code, 2);
-    assert!(err.contains("backfill rollout `backfill-bf`"), "{err}");
+    assert!(err.contains("no rollout of backfill `bf` found"), "{err}");
 }
 
 /// A tiny HTTP endpoint on 127.0.0.1 that answers 200 and records each

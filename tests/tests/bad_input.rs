@@ -1,6 +1,7 @@
 //! What a user can get wrong outside the config file and what they get
-//! back: an error that names the problem, exit code 2, nothing started,
-//! and no secret in the message.
+//! back: an error that names the problem, the exit code of its kind (2 for
+//! a request that is wrong, 4 for a dependency that is not there), nothing
+//! started, and no secret in the message.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ fn an_unreachable_state_store_is_named_without_its_password() {
     let url = format!("postgres://steward:{PLANTED_SECRET}@127.0.0.1:1/steward");
     let config = write_config(dir.path(), &url, "q", &[], "");
     let (code, out, err) = run_steward(&config, "127.0.0.1:1", &["progress"]);
-    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(code, 4, "a dependency that is not there: {out}{err}");
     assert!(err.starts_with("steward: "), "{err}");
     assert!(
         err.contains("127.0.0.1:1"),
@@ -31,10 +32,10 @@ fn an_unreachable_temporal_server_is_named_and_nothing_hangs() {
     let config = write_config(dir.path(), &db, "q", &[], "");
     let started = Instant::now();
     let (code, out, err) = run_steward(&config, "127.0.0.1:1", &["sweep", "run"]);
-    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(code, 4, "a dependency that is not there: {out}{err}");
     assert!(
-        err.contains("127.0.0.1:1"),
-        "the error names the server: {err}"
+        err.contains("127.0.0.1:1") && err.contains("TEMPORAL_ADDRESS"),
+        "the error names the server and how to point at another: {err}"
     );
     assert!(
         started.elapsed() < Duration::from_secs(60),

@@ -160,6 +160,19 @@ fn dev_runs_a_first_sweep_stops_on_sigterm_and_keeps_history() {
         "persistent server database under the data dir"
     );
     assert!(dir.path().join(".steward/state.db").is_file());
+    // Every history and every signed action is in these files: steward's
+    // alone.
+    let mode = |p: &str| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(dir.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(".steward"), 0o700, "the data folder is private");
+    assert_eq!(mode(".steward/temporal.db"), 0o600, "the server's database");
+    assert_eq!(mode(".steward/state.db"), 0o600, "the state store");
 
     let status = sigterm_and_wait(&mut dev);
     assert!(status.success(), "{status:?}");

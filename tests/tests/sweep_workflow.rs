@@ -971,7 +971,7 @@ async fn a_schedule_is_paused_after_consecutive_automation_errors_and_stays_paus
     let (code, _, err) = e.cli(&["schedules", "resume", "nightly"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("no schedule `nightly` in the config (configured: sweep)"),
+        err.contains("no schedule named `nightly` in the config (configured: sweep)"),
         "{err}"
     );
 }

@@ -4,10 +4,11 @@
 //!
 //! The dev server speaks plain gRPC only, so the test puts a TLS front in
 //! front of it, as a load balancer would: it terminates TLS, demands a
-//! client certificate signed by the test's CA, records the method, the
-//! `authorization` and the `grpc-encoding` of every call and forwards the
-//! calls to the dev server. The certificates are made with the `openssl`
-//! command (Debian `openssl`).
+//! client certificate signed by the deployment's CA, records the method,
+//! the `authorization` and the `grpc-encoding` of every call and forwards
+//! the calls to the dev server. The certificates are the ones the compose
+//! file's one-shot makes (`deploy/temporal-certs.sh`, with the `openssl`
+//! command, Debian `openssl`), so the test proves they work.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,87 +24,121 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use steward_proto::v1::SweepResult;
 use steward_tests::{
     Backend, PLANTED_SECRET, RepoEntry, Server, commit_count, database, make_repo, steward_bin,
-    task_queue, temp_dir, wait_for, workplan, write_config,
+    task_queue, temp_dir, wait_for, workplan, workspace, write_config,
 };
 
-/// Runs `openssl` with `args` in `dir`; fails naming the missing tool.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
+/// Runs `program` with `args` in `dir`, which must succeed; `missing` says
+/// how to install it.
+fn must_run(dir: &Path, program: &str, args: &[&std::ffi::OsStr], missing: &str) {
+    let out = Command::new(program)
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
         .output()
-        .expect("the `openssl` command is needed for the TLS tests: apt-get install openssl");
+        .unwrap_or_else(|e| panic!("{program}: {e}: {missing}"));
     assert!(
         out.status.success(),
-        "openssl {args:?}: {}",
+        "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
 
-/// A CA, a server certificate for `localhost` and a client certificate,
-/// both signed by the CA, and a second client certificate signed by
-/// another CA.
+/// Runs `openssl` with `args` in `dir`; fails naming the missing tool.
+fn openssl(dir: &Path, args: &[&str]) {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    must_run(
+        dir,
+        "openssl",
+        &args,
+        "the `openssl` command is needed for the TLS tests: apt-get install openssl",
+    );
+}
+
+/// The deployment's certificates as the compose file's one-shot makes
+/// them (`deploy/temporal-certs.sh`: a CA, the frontend's certificate,
+/// the worker's, the API's and the setups'), and a client certificate of
+/// another CA, as someone outside the deployment would hold.
 fn certificates(dir: &Path) {
-    let days = ["-days", "2"];
-    for ca in ["ca", "rogue-ca"] {
-        let key = format!("{ca}.key");
-        let crt = format!("{ca}.crt");
-        let subject = format!("/CN=steward test {ca}");
-        let mut args = vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ];
-        args.extend(["-nodes", "-keyout", &key, "-out", &crt, "-subj", &subject]);
-        args.extend(days);
-        openssl(dir, &args);
-    }
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (name, ca, ext) in [
-        ("server", "ca", "server.ext"),
-        ("client", "ca", "client.ext"),
-        ("rogue", "rogue-ca", "client.ext"),
+    let script = workspace().join("deploy/temporal-certs.sh");
+    must_run(
+        dir,
+        "sh",
+        &[script.as_os_str(), dir.as_os_str(), "2".as_ref()],
+        "sh runs deploy/temporal-certs.sh",
+    );
+    for name in [
+        "ca.crt",
+        "server.crt",
+        "server.key",
+        "worker.crt",
+        "worker.key",
+        "api.crt",
+        "api.key",
     ] {
-        let (key, csr, crt) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.crt"),
-        );
-        let subject = format!("/CN={name}");
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &subject,
-            ],
-        );
-        let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
-        let mut args = vec![
-            "x509", "-req", "-in", &csr, "-CA", &ca_crt, "-CAkey", &ca_key,
-        ];
-        args.extend(["-CAcreateserial", "-out", &crt, "-extfile", ext]);
-        args.extend(days);
-        openssl(dir, &args);
+        assert!(dir.join(name).is_file(), "{name} made");
     }
+    // Someone outside the deployment: a CA of their own, and a client
+    // certificate it signed.
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let days = ["-days", "2"];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "rogue-ca.key", "-out", "rogue-ca.crt"],
+            &["-subj", "/CN=rogue ca"],
+            &days,
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        dir,
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "rogue.key",
+                "-out",
+                "rogue.csr",
+                "-subj",
+                "/CN=rogue",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "rogue.csr",
+                "-CA",
+                "rogue-ca.crt",
+                "-CAkey",
+                "rogue-ca.key",
+            ][..],
+            &[
+                "-CAcreateserial",
+                "-out",
+                "rogue.crt",
+                "-extfile",
+                "client.ext",
+            ],
+            &days,
+        ]
+        .concat(),
+    );
 }
 
 /// One call the TLS front forwarded.
@@ -302,7 +337,7 @@ impl Rig {
     async fn sweep(&self, config: &Path, logs: &Path) -> SweepResult {
         let (port, certs) = (self.port, &self.certs);
         let _worker = KillOnDrop(
-            steward(config, port, certs, "client", &["worker"])
+            steward(config, port, certs, "worker", &["worker"])
                 .stdout(std::fs::File::create(logs.with_extension("out")).unwrap())
                 .stderr(std::fs::File::create(logs.with_extension("err")).unwrap())
                 .spawn()
@@ -311,7 +346,7 @@ impl Rig {
         let out = tokio::task::spawn_blocking({
             let (config, certs) = (config.to_owned(), certs.to_owned());
             move || {
-                steward(&config, port, &certs, "client", &["sweep", "run"])
+                steward(&config, port, &certs, "api", &["sweep", "run"])
                     .output()
                     .unwrap()
             }
@@ -373,7 +408,11 @@ async fn the_worker_and_the_cli_reach_the_server_over_mutual_tls_with_an_api_key
     .await
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "a server it cannot reach: {stderr}"
+    );
     assert!(
         stderr.contains(&format!(
             "connecting to Temporal at https://localhost:{port}"

@@ -43,9 +43,13 @@ pub async fn from_env_with(
     })?;
     conn.grpc_compression = compression.sdk();
     let target = conn.target.to_string();
-    let connection = Connection::connect(conn)
-        .await
-        .with_context(|| format!("connecting to Temporal at {target}"))?;
+    let connection = Connection::connect(conn).await.with_context(|| {
+        format!(
+            "connecting to Temporal at {target} (the standard client config: set \
+             TEMPORAL_ADDRESS, or a temporal.toml profile, to the server `steward dev` or the \
+             cluster serves)"
+        )
+    })?;
     Client::new(connection, client).context("creating the Temporal client")
 }
 

@@ -2,6 +2,7 @@
 //! start-dev`) as a child process with a persistent SQLite file, so history
 //! survives restarts. A real Temporal server, not a mock.
 
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -141,14 +142,19 @@ impl DevServer {
             bin: opts.bin.display().to_string(),
             source,
         };
+        // The server's database holds every history and every signed
+        // action: its folder is steward's alone (the server creates the
+        // file itself, which it must: a file it did not create it takes
+        // for one it set up; `private` narrows it once it is up).
         for file in [&opts.db_file, &opts.log_file] {
-            if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent).map_err(spawn_err)?;
+            if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+                steward_activities::files::private_dir(parent).map_err(spawn_err)?;
             }
         }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&opts.log_file)
             .map_err(spawn_err)?;
         let mut cmd = Command::new(&opts.bin);
@@ -214,6 +220,7 @@ impl DevServer {
                 if let Ok(Some(status)) = server.child.try_wait() {
                     return Err(not_ready(format!("the server exited with {status}")));
                 }
+                private(&opts.db_file);
                 return Ok(server);
             }
             if Instant::now() > deadline {
@@ -251,6 +258,21 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// Narrows the server's database and its journals to mode 0600.
+fn private(db: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        if file.exists()
+            && let Err(e) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(file = %file.display(), error = %e, "cannot make the dev server's database private");
+        }
+    }
 }
 
 #[cfg(test)]

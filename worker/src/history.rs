@@ -421,16 +421,50 @@ pub fn render_text(entries: &[Entry]) -> String {
             line.push(' ');
             line.push_str(&detail);
         }
-        s.push_str(&line);
+        s.push_str(&printable(&line));
         s.push('\n');
     }
     s
+}
+
+/// `text` with every control character written as `\u{..}`: a history
+/// holds what operators typed, which a terminal must not obey (runs
+/// recorded before operator text refused control characters may hold
+/// some).
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use temporalio_common::protos::temporal::api::common::v1::{ActivityType, WorkflowType};
+
+    #[test]
+    fn the_text_timeline_never_carries_a_control_character() {
+        let e = Entry {
+            event_id: 7,
+            time: "t".into(),
+            kind: "update".into(),
+            name: "approve".into(),
+            attempt: None,
+            duration_ms: None,
+            outcome: "accepted".into(),
+            summary: "mallory (\u{1b}[2J\u{1b}[Hall clear): approve accepted".into(),
+            detail: serde_json::Value::Null,
+        };
+        let text = render_text(&[e]);
+        assert!(!text.trim_end().chars().any(char::is_control), "{text:?}");
+        assert!(text.contains("\\u{1b}[2J"), "{text}");
+    }
     use temporalio_common::protos::temporal::api::history::v1::*;
 
     fn payloads(json: &str) -> Option<Payloads> {

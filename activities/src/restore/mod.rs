@@ -69,6 +69,24 @@ pub struct RestoreSettings {
     pub rpo_seconds: f64,
 }
 
+impl RestoreSettings {
+    /// What a drill that takes a backup lacks, when it lacks something.
+    pub fn unready(&self) -> Option<&'static str> {
+        if self.recipient.is_none() {
+            return Some(
+                "restore drills write encrypted backups only: set [restore] recipient to an age \
+                 public key (`steward restore-drill keygen --out FILE` makes a key pair)",
+            );
+        }
+        if self.offsite_dir.is_none() {
+            return Some(
+                "set [restore] offsite_dir (another host's storage): the drill restores from the off-node copy",
+            );
+        }
+        None
+    }
+}
+
 impl Default for RestoreSettings {
     fn default() -> Self {
         Self {
@@ -192,7 +210,8 @@ fn sha256_file(path: &Path) -> Result<(u64, String), Error> {
     Ok((n, hex::encode(h.finalize())))
 }
 
-fn manifest_path(backup: &Path) -> PathBuf {
+/// The manifest a drill writes beside each backup it takes.
+pub fn manifest_path(backup: &Path) -> PathBuf {
     let mut name = backup.as_os_str().to_owned();
     name.push(".manifest.json");
     PathBuf::from(name)
@@ -302,19 +321,11 @@ impl RestoreActivities {
             taken.offsite_path = taken.path.clone();
             return Ok(taken);
         }
-        let recipient = self.settings.recipient.clone().ok_or_else(|| {
-            Error::Config(
-                "restore drills write encrypted backups only: set [restore] recipient to an age \
-                 public key (`steward restore-drill keygen --out FILE` makes a key pair)"
-                    .into(),
-            )
-        })?;
-        let offsite_dir = self.settings.offsite_dir.clone().ok_or_else(|| {
-            Error::Config(
-                "set [restore] offsite_dir (another host's storage): the drill restores from the off-node copy"
-                    .into(),
-            )
-        })?;
+        if let Some(missing) = self.settings.unready() {
+            return Err(Error::Config(missing.into()));
+        }
+        let recipient = self.settings.recipient.clone().unwrap_or_default();
+        let offsite_dir = self.settings.offsite_dir.clone().unwrap_or_default();
         let url = self.live_url()?;
         let live = connect_any(url.as_str()).await?;
         let sqlite = url.is_sqlite();

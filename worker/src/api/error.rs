@@ -66,8 +66,9 @@ impl From<ops::Error> for ApiError {
             ops::Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             ops::Error::NotFound(_) => StatusCode::NOT_FOUND,
             ops::Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            ops::Error::AlreadyRunning { .. } | ops::Error::Refused(_) => StatusCode::CONFLICT,
-            ops::Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ops::Error::AlreadyRunning { .. }
+            | ops::Error::Refused(_)
+            | ops::Error::RunFailed(_) => StatusCode::CONFLICT,
             ops::Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
         };
         Self::new(status, e.to_string())
@@ -98,10 +99,26 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
     }
 }
 
-/// A JSON body, refused as a JSON [`ApiError`].
-#[derive(Debug, axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body, refused as a JSON [`ApiError`]: every route takes
+/// an object (serde would also take a struct's fields as an array).
+#[derive(Debug)]
 pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(ApiError::bad_request(
+                "the body is not the JSON this route takes: a JSON object",
+            ));
+        }
+        serde_json::from_value(value).map(Body).map_err(|e| {
+            ApiError::bad_request(format!("the body is not the JSON this route takes: {e}"))
+        })
+    }
+}
 
 /// Refuses a NUL byte in `text`: no name, time or filter has one, and the
 /// store would answer it with an error of its own.
@@ -174,31 +191,39 @@ pub mod whole {
     struct Whole;
 
     impl Visitor<'_> for Whole {
-        type Value = i128;
+        type Value = Option<i128>;
 
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a whole number")
         }
 
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<i128, E> {
-            Ok(v.into())
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
         }
 
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<i128, E> {
-            Ok(v.into())
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
         }
 
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<i128, E> {
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.into()))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.into()))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
             if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e30 {
-                Ok(v as i128)
+                Ok(Some(v as i128))
             } else {
                 Err(E::custom(format!("{v} is not a whole number")))
             }
         }
 
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<i128, E> {
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
             if let Ok(n) = v.parse::<i128>() {
-                return Ok(n);
+                return Ok(Some(n));
             }
             match v.parse::<f64>() {
                 Ok(f) => self.visit_f64(f),
@@ -213,7 +238,9 @@ pub mod whole {
         D: Deserializer<'de>,
         T: TryFrom<i128>,
     {
-        let n = d.deserialize_any(Whole)?;
+        let Some(n) = d.deserialize_any(Whole)? else {
+            return Ok(None);
+        };
         T::try_from(n)
             .map(Some)
             .map_err(|_| de::Error::custom(format!("{n} is out of range")))
@@ -241,6 +268,11 @@ mod tests {
         assert!(serde_json::from_str::<Q>(r#"{"limit": 1e300}"#).is_err());
         let q: Q = serde_json::from_str("{}").unwrap();
         assert_eq!(q.limit, None);
+        let q: Q = serde_json::from_str(r#"{"limit": null}"#).unwrap();
+        assert_eq!(
+            q.limit, None,
+            "null is no value, as the schema's optional field allows"
+        );
         let q: Q = serde_urlencoded_from("limit=7.0").unwrap();
         assert_eq!(q.limit, Some(7));
         assert!(serde_urlencoded_from::<Q>("limit=many").is_err());
@@ -261,7 +293,7 @@ mod tests {
                 },
                 409,
             ),
-            (Error::Unavailable("x".into()), 503),
+            (Error::RunFailed("x".into()), 409),
             (Error::upstream("x", "y"), 502),
         ] {
             assert_eq!(ApiError::from(e).status.as_u16(), status);

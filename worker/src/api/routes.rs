@@ -39,6 +39,46 @@ use crate::schedules::ScheduleRow;
 /// The longest a route waits for a run's result before it answers 202.
 pub const MAX_WAIT_SECONDS: u64 = 3600;
 
+/// The longest name, filter or tag a query or body may carry.
+pub const MAX_NAME: usize = 200;
+
+/// A string schema with exactly these values.
+fn one_of(words: &[&str]) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(words.iter().copied()))
+        .build()
+}
+
+/// The check codes, as the ledger names them.
+fn check_codes() -> utoipa::openapi::Object {
+    one_of(steward_proto::vocab::CheckCode::WORDS)
+}
+
+/// A workplan task's statuses.
+fn task_statuses() -> utoipa::openapi::Object {
+    one_of(steward_activities::workplan::checks::TASK_STATUSES)
+}
+
+/// Refuses `text` when it is longer than `max` characters; `what` names it.
+fn at_most(text: Option<&str>, max: usize, what: &str) -> ApiResult<()> {
+    match text {
+        Some(t) if t.chars().count() > max => Err(ApiError::bad_request(format!(
+            "{what} is longer than {max} characters"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses 0 for a number whose schema starts at 1.
+fn positive(n: Option<u32>, max: u32, what: &str) -> ApiResult<u32> {
+    match n {
+        None => Ok(0),
+        Some(v) if (1..=max).contains(&v) => Ok(v),
+        Some(_) => Err(ApiError::bad_request(format!("{what} must be 1 to {max}"))),
+    }
+}
+
 /// Body of `POST /consistency/sweep/remote-all`, as the runbook sends it.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -97,7 +137,11 @@ pub struct ProgressQuery {
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     /// Why (recorded in the history and the evidence).
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub reason: String,
     /// `approve`: the group approved for.
     #[schema(max_length = 200)]
@@ -116,7 +160,11 @@ pub struct ActionRequest {
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
     /// Why.
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub reason: String,
     /// Stop after the dry run.
     pub dry_run: Option<bool>,
@@ -146,7 +194,11 @@ pub enum RunMode {
 #[serde(deny_unknown_fields)]
 pub struct UpgradeStartRequest {
     /// Why.
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub reason: String,
     /// `warm` (default), `trial` or `cold`.
     pub mode: Option<RunMode>,
@@ -169,7 +221,11 @@ pub struct ApproveBody {
     #[schema(min_length = 1, max_length = 255)]
     pub version: String,
     /// Why.
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub reason: String,
 }
 
@@ -199,7 +255,11 @@ pub struct ColdSweepRequest {
 #[serde(deny_unknown_fields)]
 pub struct DrillRequest {
     /// Why.
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub reason: Option<String>,
     /// Wait at most this long for the outcome (default 0: 202 at once).
     #[schema(minimum = 0, maximum = 3600)]
@@ -212,10 +272,14 @@ pub struct DrillRequest {
 #[serde(deny_unknown_fields)]
 pub struct TaskStatusRequest {
     /// The new status.
-    #[schema(max_length = 40)]
+    #[schema(schema_with = task_statuses)]
     pub status: String,
     /// Why.
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub reason: String,
 }
 
@@ -224,7 +288,11 @@ pub struct TaskStatusRequest {
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     /// Why.
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub reason: String,
 }
 
@@ -246,9 +314,10 @@ pub struct FindingsParams {
     #[param(max_length = 200)]
     pub repo: Option<String>,
     /// Only this check code, e.g. `C-02`.
-    #[param(max_length = 20)]
+    #[param(schema_with = check_codes)]
     pub check: Option<String>,
     /// Also those resolved at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub resolved_since: Option<String>,
 }
 
@@ -256,7 +325,10 @@ pub struct FindingsParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// A specific run (default: the latest).
+    /// A specific run (default: the latest), as a hyphenated UUID.
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub run_id: Option<String>,
 }
 
@@ -265,6 +337,7 @@ pub struct HistoryQuery {
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// Only the runs that closed at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
 }
 
@@ -309,6 +382,7 @@ fn wait_of(asked: Option<u64>, default: u64) -> ApiResult<Duration> {
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 409, description = "The run ended without a result (it failed, was cancelled, terminated or timed out)", body = ErrorBody),
         (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
     ),
     security(("token" = []))
@@ -354,6 +428,7 @@ pub async fn progress(
     _op: Operator,
     Params(q): Params<ProgressQuery>,
 ) -> ApiResult<Json<Vec<EventView>>> {
+    at_most(q.event_type.as_deref(), MAX_NAME, "event_type")?;
     Ok(Json(
         api.ops()
             .progress(q.event_type.as_deref(), q.limit.unwrap_or(10))
@@ -585,6 +660,7 @@ pub async fn upgrade_approve(
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 409, description = "The run ended without a result (it failed, was cancelled, terminated or timed out)", body = ErrorBody),
         (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
     ),
     security(("token" = []))
@@ -595,14 +671,16 @@ pub async fn cold_sweep_start(
     Body(body): Body<ColdSweepRequest>,
 ) -> ApiResult<Response> {
     let wait = wait_of(body.wait_seconds, 0)?;
+    let max_parallel = positive(body.max_parallel, 64, "max_parallel")?;
+    let max_total = positive(body.max_total, 10_000, "max_total")?;
     let ops = api.ops();
     let started = ops
         .start_cold_sweep(
             &op,
             ColdSweepStart {
                 filter: body.filter.unwrap_or_default(),
-                max_parallel: body.max_parallel.unwrap_or(0),
-                max_total: body.max_total.unwrap_or(0),
+                max_parallel,
+                max_total,
                 source: "api".into(),
             },
         )
@@ -624,6 +702,7 @@ pub async fn cold_sweep_start(
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 409, description = "The run ended without a result (it failed, was cancelled, terminated or timed out)", body = ErrorBody),
         (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
     ),
     security(("token" = []))
@@ -676,6 +755,8 @@ pub async fn failover_drill_last(
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 404, description = "No restore drill is configured", body = ErrorBody),
+        (status = 409, description = "The run ended without a result (it failed, was cancelled, terminated or timed out)", body = ErrorBody),
         (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
     ),
     security(("token" = []))
@@ -829,6 +910,7 @@ pub async fn findings(
     _op: Operator,
     Params(q): Params<FindingsParams>,
 ) -> ApiResult<Json<Vec<FindingView>>> {
+    at_most(q.repo.as_deref(), MAX_NAME, "repo")?;
     let filter = Filter {
         repo: q.repo,
         check: q.check,

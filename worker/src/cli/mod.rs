@@ -101,13 +101,15 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The exit code of a failed command, by what failed: 2 when the request
-/// is wrong or refused (bad input, an unknown name, not permitted, refused
-/// by the workflow, already running), 4 when Temporal or the state store
-/// failed underneath (try again), 2 for anything else.
+/// The exit code of a failed command, by what failed: 1 when the run
+/// ended without a result (failed, cancelled, terminated, timed out), 2
+/// when the request is wrong or refused (bad input, an unknown name, not
+/// permitted, refused by the workflow, already running), 4 when Temporal
+/// or the state store failed underneath (try again), 2 for anything else.
 pub fn exit_code(e: &anyhow::Error) -> ExitCode {
     match e.downcast_ref::<Error>() {
-        Some(Error::Upstream { .. } | Error::Unavailable(_)) => ExitCode::from(4),
+        Some(Error::RunFailed(_)) => ExitCode::from(1),
+        Some(Error::Upstream { .. }) => ExitCode::from(4),
         Some(
             Error::BadRequest(_)
             | Error::NotFound(_)
@@ -176,7 +178,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Progress(args) => progress::run(ops()?, args).await,
         Command::Findings(args) => findings::run(ops()?, args).await,
         Command::Task(cmd) => task::run(ops()?, cmd).await,
-        Command::History(args) => history::run(ops()?, args).await,
+        Command::History(args) => {
+            history::run(Ops::new(config::load_or_defaults(&cli.config)?), args).await
+        }
         Command::Schedules(cmd) => schedules::run(ops()?, cmd).await,
         Command::Inbox => inbox::run(ops()?).await,
         Command::Audit(cmd) => audit::run(ops()?, cmd).await,
@@ -196,6 +200,20 @@ fn check_config(loaded: Loaded) -> anyhow::Result<ExitCode> {
         "temporal": loaded.config.temporal,
         "audit": loaded.config.audit,
         "cold_sweep": loaded.config.cold_sweep,
+        "restore": loaded.config.restore,
+        "api": loaded.config.api,
+        "operators": loaded.config.operators.iter().map(|o| serde_json::json!({
+            "name": o.name,
+            "groups": o.groups,
+            "credential_id": o.credential_id(),
+            "expires": o.expires,
+        })).collect::<Vec<_>>(),
+        "permissions": if loaded.config.permissions.is_empty() {
+            serde_json::json!("defaults: a backfill's actions to its approving groups, an app's to its \
+                approval group, everything else to any operator with a group; no group, no action")
+        } else {
+            serde_json::to_value(&loaded.config.permissions).unwrap_or_default()
+        },
         "drills": loaded.config.drills.iter().map(|d| {
             let mut shown = serde_json::to_value(d).unwrap_or_default();
             shown["url"] = steward_activities::failover::service::Service::parse(&d.url)

@@ -26,6 +26,10 @@ pub enum Command {
         /// Repos processed at once (default: `[sweep].concurrency`).
         #[arg(long)]
         concurrency: Option<u32>,
+        /// Who starts it; defaults to $USER (with `[[operators]]` declared,
+        /// it must be one of them, allowed to start sweeps).
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
     },
     /// Per source: sweeps, completed, lock-skipped, automation errors, open findings.
     Compare {
@@ -69,8 +73,8 @@ pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
             source,
             full,
             concurrency,
+            by,
         } => {
-            let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
             let start = Start {
                 source,
                 max_seconds,

@@ -52,6 +52,9 @@ pub enum Command {
         /// At most this many in all (default `[cold_sweep] max_total`).
         #[arg(long, default_value_t = 0)]
         max_total: u32,
+        /// Who starts it; defaults to $USER.
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
         /// Start and return at once.
         #[arg(long)]
         no_wait: bool,
@@ -111,9 +114,9 @@ pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
             filter,
             max_parallel,
             max_total,
+            by,
             no_wait,
         } => {
-            let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
             let started = ops
                 .start_cold_sweep(
                     &Actor::typed(ops.loaded(), &by),

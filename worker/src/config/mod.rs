@@ -565,6 +565,18 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
     Ok(loaded)
 }
 
+/// Loads `path`, or, when there is no such file, the defaults (for the
+/// commands that need a config only for what it may add, such as
+/// `steward history`'s fallback to the audit archive). A file that is
+/// there and does not load is an error, as ever.
+pub fn load_or_defaults(path: &Path) -> Result<Loaded, Error> {
+    if path.exists() {
+        load(path)
+    } else {
+        parse("", path)
+    }
+}
+
 /// Parses and validates config text that lives at `path`.
 pub fn parse(text: &str, path: &Path) -> Result<Loaded, Error> {
     let shown = path.display().to_string();

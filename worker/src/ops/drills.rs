@@ -117,11 +117,25 @@ impl Ops {
             OperatorVerb::Start.as_str(),
             &[],
         )?;
+        if backup.is_none()
+            && let Some(missing) = self.loaded().config.restore.unready()
+        {
+            return Err(Error::NotFound(format!(
+                "no restore drill is configured: {missing}"
+            )));
+        }
         let backup = match backup {
-            Some(path) => std::fs::canonicalize(path)
-                .map_err(|e| Error::NotFound(format!("backup {}: {e}", path.display())))?
-                .display()
-                .to_string(),
+            Some(path) => {
+                let path = std::fs::canonicalize(path)
+                    .map_err(|e| Error::NotFound(format!("backup {}: {e}", path.display())))?;
+                if !steward_activities::restore::manifest_path(&path).exists() {
+                    return Err(Error::BadRequest(
+                        steward_activities::restore::Error::NoManifest(path.display().to_string())
+                            .to_string(),
+                    ));
+                }
+                path.display().to_string()
+            }
             None => String::new(),
         };
         let id = ids::restore_drill(&uuid::Uuid::new_v4().simple().to_string());

@@ -33,9 +33,10 @@ pub enum Error {
     /// The run's validator refused the action, with its reason.
     #[error("{0}")]
     Refused(String),
-    /// The config does not load now; the detail is in the log.
+    /// The run ended without a result: it failed, was cancelled,
+    /// terminated or timed out.
     #[error("{0}")]
-    Unavailable(String),
+    RunFailed(String),
     /// Temporal or the state store failed underneath.
     #[error("{context}: {detail}")]
     Upstream {
@@ -44,6 +45,20 @@ pub enum Error {
         /// What failed.
         detail: String,
     },
+}
+
+/// The messages of a failure and of every cause under it: what the
+/// workflow and the activity that failed said.
+fn messages(failure: &temporalio_common::error::IncomingError) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(failure.failure());
+    while let Some(f) = current {
+        if !f.message.is_empty() && !parts.contains(&f.message) {
+            parts.push(f.message.clone());
+        }
+        current = f.cause.as_deref();
+    }
+    parts.join(": ")
 }
 
 /// The result of an operation.
@@ -136,12 +151,25 @@ impl Error {
         }
     }
 
-    /// Waiting for a run's result failed (the run failed, or the server).
+    /// Waiting for a run's result failed: the run ended without one, or
+    /// the server.
     pub fn result(context: impl Into<String>, e: WorkflowGetResultError) -> Self {
         let context = context.into();
         match e {
             WorkflowGetResultError::NotFound(status) => {
                 Self::NotFound(format!("{context}: {}", status.message()))
+            }
+            WorkflowGetResultError::Failed(failure) => {
+                Self::RunFailed(format!("{context}: the run failed: {}", messages(&failure)))
+            }
+            WorkflowGetResultError::Cancelled { .. } => {
+                Self::RunFailed(format!("{context}: the run was cancelled"))
+            }
+            WorkflowGetResultError::Terminated { .. } => {
+                Self::RunFailed(format!("{context}: the run was terminated"))
+            }
+            WorkflowGetResultError::TimedOut => {
+                Self::RunFailed(format!("{context}: the run timed out"))
             }
             other => Self::upstream(context, other),
         }

@@ -23,7 +23,7 @@ impl Ops {
         run_id: Option<&str>,
     ) -> Result<Exported> {
         if let Some(r) = run_id
-            && uuid::Uuid::parse_str(r).is_err()
+            && (r.len() != 36 || uuid::Uuid::parse_str(r).is_err())
         {
             return Err(Error::BadRequest(format!(
                 "run_id `{r}` is not a run id (a UUID, as `steward history` and the progress events show)"
@@ -65,7 +65,7 @@ impl Ops {
                 archived: Some(entry.seq),
             }),
             None => Err(Error::NotFound(format!(
-                "no run of `{workflow_id}` on the server ({gone}) or in the audit archive"
+                "no run of `{workflow_id}` on the server ({gone}), and the audit archive does not have it either"
             ))),
         }
     }

@@ -27,8 +27,7 @@ pub fn normalized(text: &str, what: &str) -> Result<String> {
 
 /// An optional time filter (`resolved_since`, `since`) as milliseconds.
 pub fn since_ms(text: Option<&str>, what: &str) -> Result<Option<i64>> {
-    text.filter(|t| !t.is_empty())
-        .map(|t| instant(t, what).map(|d| d.timestamp_millis()))
+    text.map(|t| instant(t, what).map(|d| d.timestamp_millis()))
         .transpose()
 }
 
@@ -58,5 +57,9 @@ mod tests {
             since_ms(Some("yesterday"), "resolved_since"),
             Err(Error::BadRequest(_))
         ));
+        assert!(
+            matches!(since_ms(Some(""), "since"), Err(Error::BadRequest(_))),
+            "an empty time is no time"
+        );
     }
 }
