@@ -1075,3 +1075,43 @@ on = ["sweep"]
             .await;
     assert_eq!(done.outcome, "done", "{done:?}");
 }
+
+#[tokio::test]
+async fn a_verified_approval_of_a_rollout_a_typed_name_started_is_refused() {
+    // Without require_verified, the CLI may start a rollout with a typed
+    // name; the API's verified approval then cannot show it comes from
+    // someone else, and says so.
+    let e = env("api-typed-start", "", "").await;
+    let (code, _, err) = e.cli(&[
+        "backfill",
+        "start",
+        "tiny",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "typed",
+        "--by",
+        "ana",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    e.wait_phase("awaiting_approval").await;
+    let (code, answer) = e.approve(&e.bob, "storage").await;
+    assert_eq!(code, 409, "{answer}");
+    assert!(error_of(&answer).contains("typed name (`ana`)"), "{answer}");
+    assert!(e.status().await.approvals.is_empty(), "nothing applied");
+    let (code, _, err) = e.cli(&[
+        "backfill",
+        "approve",
+        "tiny",
+        "--group",
+        "storage",
+        "--reason",
+        "on my word",
+        "--by",
+        "bob",
+    ]);
+    assert_eq!(code, 0, "typed names compare as typed names: {err}");
+    let s = e.status().await;
+    assert_eq!(s.approvals, vec!["storage".to_string()]);
+    assert!(s.operator_actions.iter().all(|a| !a.verified), "{s:?}");
+}
