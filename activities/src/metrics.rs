@@ -34,6 +34,7 @@ pub struct Metrics {
     failover_drills: Counter,
     failover_rto: GaugeF64,
     failover_lost: GaugeF64,
+    retries: Counter,
     /// The phase each backfill was last seen in, so the old phase's gauge
     /// drops to 0 when a new one is set.
     phases: Arc<Mutex<BTreeMap<String, String>>>,
@@ -155,6 +156,12 @@ impl Metrics {
                 "Acknowledged writes the last failover drill found lost, by drill",
                 "",
             )),
+            retries: meter.counter(param(
+                "steward_retries",
+                "Work done again after it failed: a repo's pass inside a sweep batch, or an \
+                 activity attempt after the first, by step and reason",
+                "",
+            )),
             phases: Arc::default(),
             meter,
         }
@@ -266,6 +273,12 @@ impl Metrics {
         let labels = self.labels(&[("drill", drill)]);
         self.failover_rto.record(rto, &labels);
         self.failover_lost.record(lost as f64, &labels);
+    }
+
+    /// `step` failed for `reason` and is done again.
+    pub fn retry(&self, step: &str, reason: &str) {
+        self.retries
+            .add(1, &self.labels(&[("step", step), ("reason", reason)]));
     }
 
     /// A restore drill ended with `outcome` after restoring in `seconds`.

@@ -1157,3 +1157,175 @@ async fn a_worker_killed_holding_the_external_lock_releases_it_and_the_next_swee
     assert!(flock_free(&lock), "and gives it back");
     assert_every_run_closed_without_task_failures(&e.client).await;
 }
+
+/// The worker's `steward_retries` samples, from its metrics endpoint:
+/// every pass or attempt done again, by step and reason.
+fn retries(metrics_addr: &str) -> Vec<String> {
+    let text = http_get(metrics_addr, "/metrics").expect("the worker serves /metrics");
+    assert!(text.contains("steward_sweep"), "steward's metrics: {text}");
+    text.lines()
+        .filter(|l| l.starts_with("steward_retries"))
+        .filter(|l| !l.trim_end().ends_with(" 0"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A first sweep of 60 repos, each with ids to assign and a finding to
+/// open, in 16 lanes on the SQLite default, while the archiver, the guard
+/// and a backfill on the same SQLite file write too: every repo done in
+/// one pass, nothing retried, and each repo's record says what was done.
+#[tokio::test]
+async fn sixty_repos_in_sixteen_lanes_on_sqlite_need_no_second_pass_beside_other_writers() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let dir_db = temp_dir();
+    let store_file = dir_db.path().join("state.db");
+    let store_url = format!("sqlite://{}", store_file.display());
+    // The backfill's rows live in the store's own file: its batches and the
+    // sweep's lanes take the same write lock.
+    {
+        let store = Store::connect(&store_url).await.unwrap();
+        sqlx::query("CREATE TABLE bf_rows (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400) \
+             INSERT INTO bf_rows SELECT i, 0 FROM n",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+    let extra = format!(
+        r#"database_url = "{store_url}"
+[sweep]
+concurrency = 16
+batch_size = 1
+[worker]
+metrics_addr = "{metrics}"
+[audit]
+archive_seconds = 1
+[guard]
+check_seconds = 1
+
+[[backfills]]
+name = "beside"
+database_url = "{store_url}"
+count_sql = "SELECT COUNT(*) FROM bf_rows"
+next_range_sql = "SELECT MIN(id), MAX(id) FROM (SELECT id FROM bf_rows WHERE id > $1 ORDER BY id LIMIT $2) x"
+apply_sql = "UPDATE bf_rows SET v = v + 1 WHERE id BETWEEN $1 AND $2 AND $3 <> ''"
+rollback_sql = "UPDATE bf_rows SET v = 0 WHERE $1 <> ''"
+batch_size = 2
+"#
+    );
+    let mut e = env("contention", Backend::Sqlite, 60, 2, "").await;
+    // The config env() wrote, with this test's store and settings.
+    let text = read(&e.config);
+    let text = text
+        .lines()
+        .filter(|l| !l.starts_with("database_url"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replacen("schedules = []\n", &format!("schedules = []\n{extra}\n"), 1);
+    std::fs::write(&e.config, text).unwrap();
+    for (i, repo) in e.repos.iter().enumerate() {
+        std::fs::write(
+            repo.join("workplans/odd.md"),
+            workplan(&format!("ODD-{i:02}"), 1).replace("status: todo", "status: someday"),
+        )
+        .unwrap();
+        steward_tests::git(repo, &["add", "-A"]);
+        steward_tests::git(repo, &["commit", "-qm", "a task with an odd status"]);
+    }
+    e.start_worker();
+    let (code, _, err) = e.cli(&[
+        "backfill",
+        "start",
+        "beside",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "beside the sweep",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let result = run_sweep(
+        &e,
+        "sweep-contention",
+        SweepInput {
+            source: "manual".into(),
+            concurrency: 16,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        result.automation_errors.is_empty(),
+        "{:?}",
+        result.automation_errors
+    );
+    assert_eq!(result.counts().processed, 60, "{result:?}");
+    for repo in &result.repos_processed {
+        let actions = repo.actions.join(", ");
+        assert!(
+            actions.contains("task ids assigned") && actions.contains("writeback commits"),
+            "{}: what was done is on the record: {actions}",
+            repo.repo
+        );
+        assert!(
+            !actions.contains("earlier attempt"),
+            "{}: done in one pass: {actions}",
+            repo.repo
+        );
+    }
+    assert!(result.open_findings >= 60, "{result:?}");
+    let backfill =
+        e.h.result::<steward_workflows::BackfillRollout>(
+            &ids::backfill("beside"),
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(backfill.outcome, "done", "{backfill:?}");
+    assert_eq!(backfill.rows, 400);
+    let retried = retries(&metrics);
+    assert!(retried.is_empty(), "nothing was done twice: {retried:?}");
+    assert!(
+        !e.worker_log().contains("trying it again"),
+        "{}",
+        e.worker_log()
+    );
+}
+
+#[tokio::test]
+async fn a_pass_done_again_is_logged_and_counted() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut e = env(
+        "retried",
+        Backend::Sqlite,
+        2,
+        1,
+        &format!("[worker]\nmetrics_addr = \"{metrics}\"\n"),
+    )
+    .await;
+    // repo-01's workplans folder is a file: each of its passes fails.
+    std::fs::remove_dir_all(e.repos[1].join("workplans")).unwrap();
+    std::fs::write(e.repos[1].join("workplans"), "not a folder").unwrap();
+    steward_tests::commit_all(&e.repos[1], "break it");
+    e.start_worker();
+    let result = run_sweep(&e, "sweep-retried", manual()).await;
+    assert_eq!(result.automation_errors.len(), 1, "{result:?}");
+    let log = e.worker_log();
+    assert_eq!(
+        log.matches("the repo's pass failed; trying it again")
+            .count(),
+        2,
+        "two passes done again, each logged: {log}"
+    );
+    assert!(log.contains("repo-01"), "{log}");
+    let retried = retries(&metrics);
+    assert!(
+        retried.iter().any(|l| l.contains("step=\"sweep.repo\"")
+            && l.contains("reason=\"io\"")
+            && l.ends_with(" 2")),
+        "{retried:?}"
+    );
+}

@@ -37,6 +37,38 @@ pub struct Activities {
     pub failover: FailoverActivities,
     /// Claims on signed starts.
     pub claims: ClaimActivities,
+    /// Where every activity attempt after the first is counted.
+    pub metrics: steward_activities::metrics::Metrics,
+}
+
+/// Logs and counts every activity attempt after the first, so no retry is
+/// silent: the failure that caused it is in the workflow's history, the
+/// retry itself here and in `steward_retries{step="<activity>",
+/// reason="attempt"}`.
+struct Attempts(steward_activities::metrics::Metrics);
+
+impl temporalio_sdk::interceptors::ActivityInboundInterceptor for Attempts {
+    fn execute_activity<'a>(
+        &'a self,
+        input: temporalio_sdk::interceptors::ExecuteActivityInput,
+        next: temporalio_sdk::interceptors::Next<
+            'a,
+            temporalio_sdk::interceptors::ExecuteActivityInput,
+            temporalio_sdk::interceptors::ExecuteActivityOutput<'a>,
+        >,
+    ) -> temporalio_sdk::interceptors::ExecuteActivityOutput<'a> {
+        let info = input.activity_info();
+        if info.attempt > 1 {
+            tracing::warn!(
+                activity = %info.activity_type,
+                workflow = info.workflow_id.as_deref().unwrap_or_default(),
+                attempt = info.attempt,
+                "an earlier attempt of this activity failed or timed out; running it again"
+            );
+            self.0.retry(&info.activity_type, "attempt");
+        }
+        next.run(input)
+    }
 }
 
 /// Worker options for `task_queue` with all workflows and activities, as
@@ -63,6 +95,7 @@ pub fn worker_options(
         .register_activities(activities.restore)
         .register_activities(activities.failover)
         .register_activities(activities.claims)
+        .activity_inbound_interceptor(Attempts(activities.metrics))
         .workflow_interceptor(steward_workflows::operator::validator_clock())
         .build())
 }

@@ -110,6 +110,7 @@ pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics) -> Activitie
             .with_roster(roster(loaded)),
         alerts: AlertActivities::new(alert_sink(loaded).with_metrics(metrics.clone())),
         claims: ClaimActivities::new(store.clone()),
+        metrics: metrics.clone(),
         restore: RestoreActivities::new(
             loaded.database_url(),
             loaded.config.restore.clone(),

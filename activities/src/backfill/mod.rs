@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use sqlx::{Acquire as _, AnyPool, Row};
+use sqlx::{AnyPool, Row};
 use steward_proto::v1::{
     BackfillEvidence, BackfillPlan, BackfillRef, BatchRequest, BatchResult, CheckResult,
     DryRunReport, DryRunRequest, EvidenceWritten, LagReading, PreconditionsResult, ProbeResult,
@@ -249,7 +249,9 @@ impl BackfillActivities {
         let timeout = Duration::from_secs(action.timeout_seconds.max(1));
         if let Some(text) = &action.sql {
             let pool = self.pool(name).await?;
-            let mut tx = pool.begin().await.map_err(sql_err("begin"))?;
+            let mut tx = crate::store::begin_write(&pool)
+                .await
+                .map_err(sql_err("begin"))?;
             for statement in text.statements() {
                 sql::query_with_tag(statement, run_tag)
                     .execute(&mut *tx)
@@ -423,8 +425,9 @@ impl BackfillActivities {
         batch_no: u64,
         cursor: i64,
     ) -> Result<BatchResult, Error> {
-        let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
-        let mut tx = conn.begin().await.map_err(sql_err("begin"))?;
+        let mut tx = crate::store::begin_write(pool)
+            .await
+            .map_err(sql_err("begin"))?;
         let done_before = sqlx::query(
             "SELECT lo, hi, rows_written, status, error FROM steward_backfill_progress WHERE run_tag = $1 AND batch_no = $2",
         )
@@ -627,7 +630,7 @@ impl BackfillActivities {
         let s = self.spec(name)?;
         let pool = self.pool(name).await?;
         let attempt = async {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::store::begin_write(&pool).await?;
             sqlx::query(&s.rollback_sql)
                 .bind(run_tag)
                 .execute(&mut *tx)

@@ -195,7 +195,7 @@ impl Store {
     /// makes this one fail (the position is taken); it is tried again on
     /// the next pass.
     pub async fn archive(&self, e: &NewEntry<'_>) -> Result<Option<i64>, Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_write(&self.pool).await?;
         let done: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM audit_archive WHERE workflow_id = $1 AND run_id = $2",
         )

@@ -138,7 +138,7 @@ impl Store {
         run: &str,
         now_ms: i64,
     ) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_write(&self.pool).await?;
         let open: BTreeSet<(String, String, String)> = sqlx::query(
             "SELECT file, check_code, subject FROM findings WHERE repo = $1 AND resolved_ms IS NULL",
         )

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Once;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use steward_proto::v1::{LockGrant, ProgressEvent};
 use steward_proto::vocab::{ChangeState, StoreBackend};
 
@@ -51,6 +51,29 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+}
+
+impl Error {
+    /// What kind of failure it is, as a metric's label: `busy` for a
+    /// database that refused because another connection held it (SQLite's
+    /// `SQLITE_BUSY` and its extended codes, PostgreSQL's serialization and
+    /// lock failures), `connect`, or `sql`.
+    pub fn kind(&self) -> &'static str {
+        let busy = |e: &sqlx::Error| match e {
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                let c = c.as_ref();
+                c == "5" || c == "517" || c == "261" || c == "40001" || c == "55P03"
+            }),
+            sqlx::Error::PoolTimedOut => true,
+            _ => false,
+        };
+        match self {
+            Error::Sql(e) if busy(e) => "busy",
+            Error::Sql(_) => "sql",
+            Error::Connect { .. } | Error::CreateDir { .. } => "connect",
+            Error::UnsupportedUrl(_) => "config",
+        }
+    }
 }
 
 /// Handle to the state store; cheap to clone.
@@ -158,6 +181,21 @@ pub async fn connect_any(url: &str) -> Result<AnyPool, sqlx::Error> {
         })
         .connect(url)
         .await
+}
+
+/// A transaction that will write. On SQLite it takes the database's write
+/// lock at its start (`BEGIN IMMEDIATE`), so the busy timeout makes it
+/// wait for another writer, where a deferred transaction that reads and
+/// then writes would fail at once with "database is locked"
+/// (`SQLITE_BUSY`, or `SQLITE_BUSY_SNAPSHOT` when another connection
+/// committed since its read) and leave its caller to try again. On
+/// PostgreSQL, a plain `BEGIN`: its row locks already serialise writers.
+pub async fn begin_write(pool: &AnyPool) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    if pool.connect_options().database_url.scheme() == "sqlite" {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    } else {
+        pool.begin().await
+    }
 }
 
 impl Store {
@@ -453,7 +491,7 @@ impl Store {
 
     /// Archives a workstream and its tasks (records are never deleted).
     pub async fn archive_workstream(&self, id: &str, now_ms: i64) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         sqlx::query("UPDATE workstreams SET archived = 1, updated_at_ms = $1 WHERE id = $2")
             .bind(now_ms)
             .bind(id)

@@ -217,6 +217,15 @@ impl SweepActivities {
                     Err(e) => {
                         slot.error = e.to_string();
                         if attempt < ATTEMPTS {
+                            // Never silent: a pass done again is logged and
+                            // counted, whatever it costs the sweep.
+                            tracing::warn!(
+                                repo = %name,
+                                attempt,
+                                error = %e,
+                                "the repo's pass failed; trying it again"
+                            );
+                            self.metrics.retry("sweep.repo", &e.kind());
                             tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt)))
                                 .await;
                         }

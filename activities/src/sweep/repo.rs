@@ -42,6 +42,19 @@ pub enum Error {
     LockLost(String),
 }
 
+impl Error {
+    /// What kind of failure it is, as a metric's label (`store_busy`,
+    /// `store_sql`, `git`, `io`, `lock_lost`...).
+    pub fn kind(&self) -> String {
+        match self {
+            Error::Store(e) => format!("store_{}", e.kind()),
+            Error::Git(_) => "git".into(),
+            Error::Io { .. } => "io".into(),
+            Error::LockLost(_) => "lock_lost".into(),
+        }
+    }
+}
+
 pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.display().to_string(),
@@ -55,7 +68,7 @@ struct Ctx<'a> {
     repo: &'a str,
     now: i64,
     findings: Vec<Finding>,
-    actions: BTreeMap<&'static str, u32>,
+    actions: writeback::Actions,
 }
 
 impl Ctx<'_> {
@@ -70,8 +83,17 @@ impl Ctx<'_> {
         });
     }
 
-    fn act(&mut self, what: &'static str) {
-        *self.actions.entry(what).or_default() += 1;
+    fn act(&mut self, what: &str) {
+        *self.actions.entry(what.to_string()).or_default() += 1;
+    }
+
+    /// Takes in what an earlier pass of this run did (kept with its
+    /// writeback): an action this pass also counted is not counted twice.
+    fn keep(&mut self, earlier: writeback::Actions) {
+        for (what, n) in earlier {
+            let mine = self.actions.entry(what).or_default();
+            *mine = (*mine).max(n);
+        }
     }
 }
 
@@ -117,11 +139,12 @@ pub async fn process_repo(
         repo: &target.name,
         now: now_ms(),
         findings: Vec::new(),
-        actions: BTreeMap::new(),
+        actions: writeback::Actions::new(),
     };
 
     let recovered = writeback::recover(&repo, &req.lock_holder, settings).await?;
-    if recovered.is_some() {
+    if let Some((_, earlier)) = &recovered {
+        cx.keep(earlier.clone());
         cx.act("interrupted writeback committed");
     }
     let gate = pull_gate(&mut cx, &repo, &target).await?;
@@ -168,18 +191,25 @@ pub async fn process_repo(
     if writable {
         let changes = rendered(&repo, &reconciled.edits)?;
         if !changes.is_empty()
-            && let Some(commit) =
-                writeback::write_and_commit(&repo, &changes, &req.lock_holder, settings).await?
+            && let Some(commit) = writeback::write_and_commit(
+                &repo,
+                &changes,
+                &req.lock_holder,
+                settings,
+                &cx.actions,
+            )
+            .await?
         {
             outcome.commit = commit;
             cx.act("writeback commits");
         }
     }
     if outcome.commit.is_empty() {
-        if let Some(commit) = recovered {
+        if let Some((commit, _)) = recovered {
             outcome.commit = commit;
-        } else if let Some(commit) = earlier {
+        } else if let Some((commit, done)) = earlier {
             outcome.commit = commit;
+            cx.keep(done);
             cx.act("writeback committed by an earlier attempt");
         }
     }
