@@ -8,7 +8,7 @@
 # sweep works on git checkouts), pg_dump and psql (the restore drill of a
 # PostgreSQL state store), curl (the compose health check scrapes the
 # metrics endpoint) and openssl (the compose file's one-shot makes the
-# deployment's certificates with it). tests/tests/deploy.rs keeps this
+# deployment's certificates with it). tests/tests/integration/deploy.rs keeps this
 # list whole.
 FROM rust:1.92-bookworm AS build
 RUN apt-get update \

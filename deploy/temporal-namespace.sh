@@ -21,7 +21,7 @@ fi
 # A namespace just created takes a moment to be served everywhere.
 until t operator search-attribute list --namespace "$ns" >/dev/null 2>&1; do sleep 1; done
 
-# name=type, as proto/src/names.rs declares them (tests/tests/deploy.rs
+# name=type, as proto/src/names.rs declares them (tests/tests/integration/deploy.rs
 # holds the two to each other).
 for attribute in StewardPhase=Keyword StewardSubject=Keyword StewardWaiting=Bool; do
   name="${attribute%%=*}"

@@ -1,0 +1,348 @@
+//! `BackfillRollout` on a real dev server, against real SQLite files and a
+//! real PostgreSQL, with a realistic fixture: raw records with duplicates
+//! and conflicts; the backfill derives "supersedes" edges into a second
+//! table behind an idempotency unique index; ingest and outbox flags live in
+//! a control table.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use sqlx::{AnyPool, Row};
+use steward_proto::ids;
+use steward_proto::v1::{BackfillResult, BackfillStatus, OperatorRequest};
+use steward_proto::vocab::OperatorVerb;
+use steward_tests::{
+    Backend, Harness, PLANTED_SECRET, assert_every_run_closed_without_task_failures,
+    assert_no_planted_secret, assert_not_world_writable, database, read, task_queue, temp_dir,
+    wait_for, with_planted_password, write_config,
+};
+use steward_workflows::BackfillRollout;
+use temporalio_client::Client;
+
+const RECORDS: i64 = 120;
+
+/// Creates the fixture in `url`: RECORDS raw records in advisories of four
+/// versions, with duplicated (advisory, version) pairs; one poisoned record
+/// when `poison_at` is set (its payload breaks a CHECK on the edge table).
+async fn fixture(url: &str, backend: Backend, poison_at: Option<i64>) -> AnyPool {
+    let pool = steward_activities::store::connect_any(url).await.unwrap();
+    let real = if backend == Backend::Postgres {
+        "DOUBLE PRECISION"
+    } else {
+        "REAL"
+    };
+    for ddl in [
+        "CREATE TABLE raw_records (id BIGINT PRIMARY KEY, advisory TEXT NOT NULL, version BIGINT NOT NULL, payload TEXT NOT NULL)".to_string(),
+        "CREATE TABLE supersedes (older BIGINT NOT NULL, newer BIGINT NOT NULL, run_tag TEXT NOT NULL, payload_len BIGINT NOT NULL CHECK (payload_len < 1000))".into(),
+        "CREATE UNIQUE INDEX supersedes_idem ON supersedes (older, newer)".into(),
+        "CREATE TABLE control (key TEXT PRIMARY KEY, enabled BIGINT NOT NULL)".into(),
+        "INSERT INTO control (key, enabled) VALUES ('ingest', 1), ('outbox', 1)".into(),
+        "CREATE TABLE replay_log (note TEXT NOT NULL)".into(),
+        format!("CREATE TABLE fake_lag (seconds {real} NOT NULL)"),
+        "INSERT INTO fake_lag (seconds) VALUES (0)".into(),
+        // An earlier, unrelated backfill's edge: must survive every rollback.
+        "INSERT INTO supersedes (older, newer, run_tag, payload_len) VALUES (1000001, 1000002, 'earlier-run', 3)".into(),
+    ] {
+        sqlx::query(&ddl).execute(&pool).await.unwrap();
+    }
+    for id in 1..=RECORDS {
+        let advisory = format!("ADV-{}", id / 8);
+        // Versions 1..4 per advisory, and every 5th record duplicates the
+        // version of its predecessor: a conflict that yields extra edges.
+        let version = if id % 5 == 0 { (id - 1) % 4 } else { id % 4 };
+        let payload = if Some(id) == poison_at {
+            "x".repeat(2000)
+        } else {
+            format!("p{id}")
+        };
+        sqlx::query(
+            "INSERT INTO raw_records (id, advisory, version, payload) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(advisory)
+        .bind(version)
+        .bind(payload)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool
+}
+
+const EDGES: &str = "FROM raw_records a JOIN raw_records b ON b.advisory = a.advisory AND b.version = a.version + 1";
+
+/// The plain-SQL oracle: the edges the backfill must produce.
+async fn oracle(pool: &AnyPool) -> Vec<(i64, i64)> {
+    rows(pool, &format!("SELECT a.id, b.id {EDGES} ORDER BY 1, 2")).await
+}
+
+async fn rows(pool: &AnyPool, sql: &str) -> Vec<(i64, i64)> {
+    sqlx::query(sql)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get::<i64, _>(0).unwrap(),
+                r.try_get::<i64, _>(1).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A PostgreSQL `apply_sql` that takes `secs` longer per batch, so that a
+/// test can act while a run of batches is in flight.
+fn slow_apply(secs: f64) -> String {
+    format!(
+        "apply_sql = \"INSERT INTO supersedes (older, newer, run_tag, payload_len) SELECT a.id, b.id, $3, LENGTH(a.payload) {EDGES} WHERE a.id BETWEEN $1 AND $2 AND (SELECT 1 FROM pg_sleep({secs})) = 1\"\n"
+    )
+}
+
+/// Batches applied so far, as the target database records them (0 before
+/// the progress table exists).
+async fn recorded_batches(pool: &AnyPool) -> i64 {
+    sqlx::query("SELECT COUNT(*) FROM steward_backfill_progress WHERE lo IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map(|r| r.try_get::<i64, _>(0).unwrap())
+        .unwrap_or(0)
+}
+
+/// Batch activities the rollout's latest run scheduled.
+async fn batch_activities(client: &Client) -> usize {
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    steward_worker::history::fetch_events(client, &bf(), None)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|ev| {
+            matches!(&ev.attributes,
+                Some(Attributes::ActivityTaskScheduledEventAttributes(a))
+                    if a.activity_type.as_ref().is_some_and(|t| t.name == steward_proto::names::BACKFILL_BATCH))
+        })
+        .count()
+}
+
+async fn edges(pool: &AnyPool, tag_filter: &str) -> Vec<(i64, i64)> {
+    rows(
+        pool,
+        &format!("SELECT older, newer FROM supersedes WHERE run_tag {tag_filter} ORDER BY 1, 2"),
+    )
+    .await
+}
+
+/// Ordered checksum of the whole edge table, every column.
+async fn checksum(pool: &AnyPool) -> String {
+    let all = sqlx::query(
+        "SELECT older, newer, run_tag, payload_len FROM supersedes ORDER BY older, newer",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut h = Sha256::new();
+    for r in &all {
+        let line = format!(
+            "{}|{}|{}|{}\n",
+            r.try_get::<i64, _>(0).unwrap(),
+            r.try_get::<i64, _>(1).unwrap(),
+            r.try_get::<String, _>(2).unwrap(),
+            r.try_get::<i64, _>(3).unwrap()
+        );
+        h.update(line);
+    }
+    format!("{}:{}", all.len(), hex::encode(h.finalize()))
+}
+
+async fn flag(pool: &AnyPool, key: &str) -> i64 {
+    sqlx::query("SELECT enabled FROM control WHERE key = $1")
+        .bind(key)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
+/// The harness, and the backfill's own database.
+struct Env {
+    h: Harness,
+    pool: AnyPool,
+}
+
+steward_tests::derefs_to_harness!(Env);
+
+/// The workflow id of every rollout here.
+fn bf() -> String {
+    ids::backfill("bf")
+}
+
+/// A backfill `bf` over a fresh fixture, with `extra` TOML lines in the spec.
+async fn env(test: &str, backend: Backend, poison_at: Option<i64>, extra: &str) -> Env {
+    let dir = temp_dir();
+    let root = dir.path().to_path_buf();
+    let url = database(backend, &root).await;
+    let url = if backend == Backend::Sqlite {
+        format!("{url}?mode=rwc")
+    } else {
+        with_planted_password(&url)
+    };
+    let pool = fixture(&url, backend, poison_at).await;
+    let index_check = if backend == Backend::Postgres {
+        "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'supersedes_idem'"
+    } else {
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'supersedes_idem'"
+    };
+    let store = database(Backend::Sqlite, &root).await;
+    let config = write_config(
+        &root,
+        &store,
+        &task_queue(test),
+        &[],
+        &format!(
+            r#"
+[[backfills]]
+name = "bf"
+database_url = "{url}"
+{count}next_range_sql = "SELECT MIN(id), MAX(id) FROM (SELECT id FROM raw_records WHERE id > $1 ORDER BY id LIMIT $2) t"
+{apply}rollback_sql = "DELETE FROM supersedes WHERE run_tag = $1"
+freeze = {{ sql = "UPDATE control SET enabled = 0" }}
+unfreeze = {{ sql = "UPDATE control SET enabled = 1" }}
+preconditions = [{{ name = "idempotency index exists", sql = "{index_check}" }}]
+validations = [
+  {{ name = "raw records stable", sql = "SELECT COUNT(*) FROM raw_records", expect = "unchanged" }},
+  {{ name = "every edge present", sql = "SELECT COUNT(*) {EDGES} WHERE NOT EXISTS (SELECT 1 FROM supersedes s WHERE s.older = a.id AND s.newer = b.id)", expect = "= 0" }},
+  {{ name = "idempotency hit rate", sql = "SELECT CAST((SELECT COUNT(*) FROM supersedes WHERE run_tag = 'never') AS DOUBLE PRECISION) / (SELECT COUNT(*) + 1 FROM supersedes)", expect = "<= 0.001" }},
+]
+replay_probe = {{ action = {{ sql = "INSERT INTO replay_log (note) VALUES ('probe')" }}, check_sql = "SELECT COUNT(*) FROM replay_log" }}
+throttle_seconds = 1
+{batch}{extra}
+"#,
+            batch = if extra.contains("batch_size") {
+                ""
+            } else {
+                "batch_size = 10\n"
+            },
+            count = if extra.contains("count_sql") {
+                String::new()
+            } else {
+                format!("count_sql = \"SELECT COUNT(*) {EDGES}\"\n")
+            },
+            apply = if extra.contains("apply_sql") {
+                String::new()
+            } else {
+                format!(
+                    "apply_sql = \"INSERT INTO supersedes (older, newer, run_tag, payload_len) SELECT a.id, b.id, $3, LENGTH(a.payload) {EDGES} WHERE a.id BETWEEN $1 AND $2\"\n"
+                )
+            },
+        ),
+    );
+    Env {
+        h: Harness::with_worker(dir, config).await,
+        pool,
+    }
+}
+
+impl Env {
+    /// `steward backfill start bf --freeze-at now --reason go`.
+    fn start(&self) {
+        self.ok(&[
+            "backfill",
+            "start",
+            "bf",
+            "--freeze-at",
+            "now",
+            "--reason",
+            "go",
+        ]);
+    }
+
+    /// `steward backfill start bf --dry-run --freeze-at now`.
+    fn start_dry_run(&self) {
+        self.ok(&[
+            "backfill",
+            "start",
+            "bf",
+            "--dry-run",
+            "--freeze-at",
+            "now",
+            "--reason",
+            "rehearsal",
+        ]);
+    }
+
+    async fn status(&self) -> BackfillStatus {
+        self.query::<BackfillRollout, _>(&bf(), BackfillRollout::status)
+            .await
+            .unwrap()
+    }
+
+    async fn wait_phase(&self, phase: &str) -> BackfillStatus {
+        self.wait_query::<BackfillRollout, _>(
+            &bf(),
+            || BackfillRollout::status,
+            &format!("phase {phase}"),
+            Duration::from_secs(90),
+            |s| s.phase == phase,
+        )
+        .await
+    }
+
+    async fn result(&self) -> BackfillResult {
+        self.h
+            .result::<BackfillRollout>(&bf(), Duration::from_secs(180))
+            .await
+    }
+
+    /// Sends an operator update the way `steward backfill <action>` does
+    /// (through the operations layer, as `req.operator` typed it).
+    async fn update(&self, verb: OperatorVerb, req: OperatorRequest) -> Result<(), String> {
+        use steward_worker::ops::{Actor, Ops, backfill::Action};
+        let loaded = steward_worker::config::load(&self.config).unwrap();
+        let actor = Actor::typed(&loaded, &req.operator);
+        let action = Action {
+            reason: req.reason,
+            group: Some(req.group).filter(|g| !g.is_empty()),
+            batch_size: Some(req.batch_size).filter(|b| *b > 0),
+            max_lag_seconds: Some(req.max_lag_seconds).filter(|l| *l > 0.0),
+        };
+        Ops::new(loaded)
+            .with_client(self.client.clone())
+            .act_on_backfill(&actor, "bf", verb, action)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn op(reason: &str) -> OperatorRequest {
+    OperatorRequest {
+        operator: "ana".into(),
+        reason: reason.into(),
+        ..Default::default()
+    }
+}
+
+fn verify_evidence(result: &BackfillResult) -> serde_json::Value {
+    let bytes = std::fs::read(&result.evidence_path).unwrap();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    assert_eq!(sha, result.evidence_sha256);
+    let side = read(Path::new(&format!("{}.sha256", result.evidence_path)));
+    assert_eq!(
+        side,
+        format!("{sha}  report.json\n"),
+        "the SHA-256 file next to the report verifies"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&result.evidence_path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o002, 0, "evidence is not world-writable");
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+mod faults;
+mod operators;
+mod rollout;
