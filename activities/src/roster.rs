@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use steward_proto::v1::{OperatorGroups, VerbGrant};
+use steward_proto::vocab::ScheduleKind;
 
 /// The declared operators, the key that verifies their actions, and who
 /// may do what.
@@ -35,6 +36,10 @@ pub struct PermissionRule {
     /// `restore-drill`, `task`, or `*`.
     pub on: Vec<String>,
 }
+
+/// The targets a schedule also starts are named as its kind.
+const COLD_SWEEP: &str = ScheduleKind::ColdSweep.as_str();
+const RESTORE_DRILL: &str = ScheduleKind::RestoreDrill.as_str();
 
 /// What an operator acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +71,8 @@ impl Target<'_> {
             Target::Schedule(_) => "schedule",
             Target::Drill(_) => "drill",
             Target::Sweep => "sweep",
-            Target::ColdSweep => "cold-sweep",
-            Target::RestoreDrill => "restore-drill",
+            Target::ColdSweep => COLD_SWEEP,
+            Target::RestoreDrill => RESTORE_DRILL,
             Target::Task => "task",
         }
     }
@@ -109,7 +114,7 @@ pub fn verbs_of(kind: &str) -> &'static [&'static str] {
         ],
         "app" => &["start"],
         "schedule" => &["pause", "resume"],
-        "drill" | "sweep" | "cold-sweep" | "restore-drill" => &["start"],
+        "drill" | "sweep" | COLD_SWEEP | RESTORE_DRILL => &["start"],
         "task" => &["set-status"],
         _ => &[],
     }

@@ -18,3 +18,5 @@ pub mod replay;
 pub mod schedules;
 pub mod serve;
 pub mod summary;
+#[cfg(test)]
+mod tidy;

@@ -26,8 +26,10 @@ use temporalio_common::telemetry::{
 use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, Worker};
 
+use crate::api::Api;
 use crate::archive::Archiver;
 use crate::config::Loaded;
+use crate::config::watch::Watched;
 use crate::guard::Guard;
 use crate::registration::{self, Activities};
 
@@ -221,4 +223,70 @@ pub async fn run_until(
         }
     }
     run.await.context("worker shutdown")
+}
+
+/// `steward api`: serves the HTTP API and the operator page on `listen`
+/// (else `[api] listen`) for the config at `config`, watched for changes,
+/// until SIGTERM or Ctrl-C.
+pub async fn api(
+    config: &std::path::Path,
+    listen: Option<String>,
+    profile: Option<&str>,
+) -> anyhow::Result<()> {
+    let watched = Watched::load(config)?;
+    let loaded = watched.current();
+    let listen = listen.unwrap_or_else(|| loaded.config.api.listen.clone());
+    let store = Store::connect(&loaded.database_url()).await?;
+    let client = crate::connect::from_env(profile).await?;
+    let listener = bind(&listen).await?;
+    eprintln!("steward api: operator page and API at {}", url(&listener));
+    crate::api::serve(
+        Api::new(watched, client, store)?,
+        listener,
+        shutdown_signal(),
+    )
+    .await
+}
+
+/// Binds `listen`, naming the address when it cannot.
+async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!("the API cannot listen on {listen} (set `[api] listen` or pass --listen)")
+        })
+}
+
+/// The URL of `listener`.
+fn url(listener: &tokio::net::TcpListener) -> String {
+    listener
+        .local_addr()
+        .map(|a| format!("http://{a}/"))
+        .unwrap_or_else(|_| "an unknown address".into())
+}
+
+/// Serves the API beside `steward dev`'s worker until the process ends;
+/// the URL, or why it could not listen.
+pub async fn api_beside_dev(
+    loaded: &Loaded,
+    client: &Client,
+    store: &Store,
+) -> Result<String, String> {
+    let listener = bind(&loaded.config.api.listen)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let url = url(&listener);
+    let text = std::fs::read(&loaded.path).unwrap_or_default();
+    let api = Api::new(
+        Watched::of(loaded.clone(), &text),
+        client.clone(),
+        store.clone(),
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = crate::api::serve(api, listener, std::future::pending()).await {
+            eprintln!("steward dev: {e:#}");
+        }
+    });
+    Ok(url)
 }

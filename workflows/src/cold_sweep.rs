@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use steward_proto::activities::{ColdSweepPlanActivity, ColdSweepRecord};
 use steward_proto::v1::{ColdSkip, ColdSweepInput, ColdSweepResult, UpgradeInput, UpgradeResult};
-use steward_proto::vocab::{Severity, UpgradeOutcome};
+use steward_proto::vocab::{ScheduleKind, Severity, UpgradeOutcome};
 use steward_proto::{ids, names};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
@@ -120,7 +120,7 @@ impl ColdSweep {
             id: format!("{}-cold-sweep", ctx.run_id()),
             severity,
             kind: "upgrade.cold-sweep".into(),
-            subject: "cold-sweep".into(),
+            subject: ScheduleKind::ColdSweep.as_str().into(),
             message: format!(
                 "cold sweep: {} passed, {} failed, {} skipped{}",
                 result.passed.len(),
@@ -198,7 +198,7 @@ async fn run_lane(ctx: WorkflowContext<ColdSweep>) {
         let input = UpgradeInput {
             app: app.clone(),
             cold: true,
-            operator: "cold-sweep".into(),
+            operator: ScheduleKind::ColdSweep.as_str().into(),
             reason: format!("cold sweep {}", ctx.workflow_id()),
             ..Default::default()
         };

@@ -200,7 +200,7 @@ impl WarmUpgrade {
             alert(
                 ctx,
                 Severity::Warning,
-                "noop-unhealthy",
+                UpgradeOutcome::NoopUnhealthy.as_str(),
                 false,
                 format!(
                     "{app} is on the latest version {from} but unhealthy: {}",
@@ -420,7 +420,7 @@ impl WarmUpgrade {
                 alert(
                     ctx,
                     Severity::Critical,
-                    "rollback-failed",
+                    UpgradeOutcome::RollbackFailed.as_str(),
                     false,
                     format!("{app}: restoring after the trial of {target} failed"),
                     failure_detail(&verdict),
@@ -433,7 +433,7 @@ impl WarmUpgrade {
             alert(
                 ctx,
                 Severity::Warning,
-                "rolled-back",
+                UpgradeOutcome::RolledBack.as_str(),
                 true,
                 format!("{app}: {target} failed ({why}); {back}"),
                 failure_detail(&verdict),
@@ -455,7 +455,7 @@ impl WarmUpgrade {
             alert(
                 ctx,
                 Severity::Critical,
-                "rollback-failed",
+                UpgradeOutcome::RollbackFailed.as_str(),
                 false,
                 format!("{app}: {target} failed ({why}) and the rollback failed too: {how}"),
                 failure_detail(&verdict),

@@ -16,7 +16,7 @@ use steward_proto::v1::{
     DryRunReport, DryRunRequest, EvidenceWritten, LagReading, PreconditionsResult, ProbeResult,
     RollbackResult, SkippedBatch, ValidationRequest, ValidationResult,
 };
-use steward_proto::vocab::SpecAction;
+use steward_proto::vocab::{BackfillPhase, SpecAction};
 use steward_proto::{limits, names};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -786,7 +786,8 @@ impl BackfillActivities {
         ctx: ActivityContext,
         r: DryRunRequest,
     ) -> Result<DryRunReport, ActivityError> {
-        self.metrics.backfill_phase(&r.name, "dry_run");
+        self.metrics
+            .backfill_phase(&r.name, BackfillPhase::DryRun.as_str());
         crate::heartbeat::with_heartbeat(&ctx, async { self.dry_run(&r).await.map_err(failure) })
             .await
     }
@@ -838,7 +839,8 @@ impl BackfillActivities {
         ctx: ActivityContext,
         r: BackfillRef,
     ) -> Result<RollbackResult, ActivityError> {
-        self.metrics.backfill_phase(&r.name, "rolling_back");
+        self.metrics
+            .backfill_phase(&r.name, BackfillPhase::RollingBack.as_str());
         crate::heartbeat::with_heartbeat(&ctx, async {
             self.rollback(&r.name, &r.run_tag).await.map_err(failure)
         })

@@ -195,7 +195,12 @@ fn dev_runs_a_first_sweep_stops_on_sigterm_and_keeps_history() {
         serde_json::json!([]),
         "schedules kept, only updated"
     );
-    assert_eq!(docs[1]["skipped_clean"], serde_json::json!(["plans"]));
+    assert_eq!(
+        docs[1]["skipped_clean"],
+        serde_json::json!(["plans"]),
+        "the second first sweep finds the repo as the first left it: {}",
+        docs[1]
+    );
     let (code, out, err) = run_steward(&config, &address, &["history", &workflow_id, "--json"]);
     assert_eq!(code, 0, "{err}");
     let timeline: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -8,11 +8,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::HeaderMap;
-use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use crate::config::{Loaded, OperatorConfig};
 use crate::ops::Actor;
+use crate::ops::sign::token_hash;
 
 /// The cookie the operator page keeps the token in.
 pub const COOKIE: &str = "steward_token";
@@ -50,18 +50,6 @@ impl Failures {
         }
         out
     }
-}
-
-/// SHA-256 of a token, hex: what `[[operators]] token_sha256` holds.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.trim().as_bytes()))
-}
-
-/// A new random token (`stw_` and 64 hex digits).
-pub fn new_token() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(format!("stw_{}", hex::encode(bytes)))
 }
 
 /// The token a request carries: `Authorization: Bearer ...`, else the
@@ -157,9 +145,9 @@ mod tests {
         assert_eq!(token_of(&h).as_deref(), Some("stw_1"));
         h.insert("authorization", "Bearer stw_2".parse().unwrap());
         assert_eq!(token_of(&h).as_deref(), Some("stw_2"));
-        let t = new_token().unwrap();
+        let t = crate::ops::sign::new_token().unwrap();
         assert!(t.starts_with("stw_") && t.len() == 68);
         assert_eq!(token_hash(&t).len(), 64);
-        assert_ne!(new_token().unwrap(), t);
+        assert_ne!(crate::ops::sign::new_token().unwrap(), t);
     }
 }

@@ -6,15 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use steward_activities::Store;
-use temporalio_client::Client;
 
-use crate::api::{self, Api, auth};
 use crate::cli::print_json;
-use crate::config::Loaded;
-use crate::config::watch::Watched;
-use crate::ops::sign::Signer;
-use crate::{connect, serve};
+use crate::ops::sign::{self, Signer};
+use crate::serve;
 
 /// Options of `steward api`.
 #[derive(Debug, clap::Args)]
@@ -64,67 +59,10 @@ pub(super) async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<
         }) => token(&name, groups, expires),
         Some(Command::Keygen { out }) => keygen(&out),
         None => {
-            let watched = Watched::load(config)?;
-            let loaded = watched.current();
-            let listen = args
-                .listen
-                .unwrap_or_else(|| loaded.config.api.listen.clone());
-            let store = Store::connect(&loaded.database_url()).await?;
-            let client = connect::from_env(args.profile.as_deref()).await?;
-            let listener = bind(&listen).await?;
-            eprintln!("steward api: operator page and API at {}", url(&listener));
-            api::serve(
-                Api::new(watched, client, store)?,
-                listener,
-                serve::shutdown_signal(),
-            )
-            .await?;
+            serve::api(config, args.listen, args.profile.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Binds `listen`, naming the address when it cannot.
-pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| {
-            format!("the API cannot listen on {listen} (set `[api] listen` or pass --listen)")
-        })
-}
-
-/// The URL of `listener`.
-pub fn url(listener: &tokio::net::TcpListener) -> String {
-    listener
-        .local_addr()
-        .map(|a| format!("http://{a}/"))
-        .unwrap_or_else(|_| "an unknown address".into())
-}
-
-/// Serves the API beside `steward dev`'s worker until the process ends;
-/// the URL, or why it could not listen.
-pub async fn spawn_beside_dev(
-    loaded: &Loaded,
-    client: &Client,
-    store: &Store,
-) -> Result<String, String> {
-    let listener = bind(&loaded.config.api.listen)
-        .await
-        .map_err(|e| format!("{e:#}"))?;
-    let url = url(&listener);
-    let text = std::fs::read(&loaded.path).unwrap_or_default();
-    let api = Api::new(
-        Watched::of(loaded.clone(), &text),
-        client.clone(),
-        store.clone(),
-    )
-    .map_err(|e| format!("{e:#}"))?;
-    tokio::spawn(async move {
-        if let Err(e) = api::serve(api, listener, std::future::pending()).await {
-            eprintln!("steward dev: {e:#}");
-        }
-    });
-    Ok(url)
 }
 
 fn token(name: &str, groups: Vec<String>, expires: Option<String>) -> anyhow::Result<ExitCode> {
@@ -137,8 +75,8 @@ fn token(name: &str, groups: Vec<String>, expires: Option<String>) -> anyhow::Re
             format!("--expires `{t}` is not an RFC 3339 time like 2027-03-01T00:00:00Z")
         })?;
     }
-    let token = auth::new_token()?;
-    let hash = auth::token_hash(&token);
+    let token = sign::new_token()?;
+    let hash = sign::token_hash(&token);
     let entry = crate::config::OperatorConfig {
         name: name.to_string(),
         groups,

@@ -79,7 +79,7 @@ async fn serve_on(
         eprintln!("steward dev: {warning}");
     }
     let synced = schedules::sync(&client, loaded).await?;
-    let api = super::api::spawn_beside_dev(loaded, &client, &store).await;
+    let api = serve::api_beside_dev(loaded, &client, &store).await;
     if let Err(why) = &api {
         eprintln!("steward dev: no API: {why}");
     }
@@ -117,7 +117,25 @@ async fn serve_on(
             source: "manual".into(),
             ..Default::default()
         };
-        match super::sweep::start_and_wait(&ops, &Actor::process("steward dev"), start).await {
+        let first = super::sweep::start_and_wait(&ops, &Actor::process("steward dev"), start).await;
+        // A schedule that fired at the same moment holds the lock: its
+        // sweep is the first one, so it is the one shown.
+        let first = match first {
+            Ok(r) if r.lock_skipped => match ops.sweep_holding(&r.lock_holder).await {
+                Ok(Some(running)) => {
+                    eprintln!(
+                        "a scheduled sweep ({}) took the lock first; waiting for it",
+                        running.workflow_id
+                    );
+                    ops.sweep_result(&running)
+                        .await
+                        .map_err(anyhow::Error::from)
+                }
+                _ => Ok(r),
+            },
+            other => other,
+        };
+        match first {
             Ok(result) => {
                 let _ = print_json(&result);
                 eprintln!(

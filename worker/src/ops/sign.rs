@@ -80,6 +80,20 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// SHA-256 of an operator token, hex: what `[[operators]] token_sha256`
+/// holds.
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(token.trim().as_bytes()))
+}
+
+/// A new random operator token (`stw_` and 64 hex digits).
+pub fn new_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(format!("stw_{}", hex::encode(bytes)))
+}
+
 /// A fresh nonce for a start's signature: 128 random bits, hex.
 pub fn nonce() -> anyhow::Result<String> {
     let mut bytes = [0u8; 16];

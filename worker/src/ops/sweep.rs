@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use futures::StreamExt as _;
 use serde::Serialize;
 use steward_activities::roster::Target;
 use steward_proto::v1::{ProgressEvent, SweepInput, SweepResult};
@@ -89,6 +90,30 @@ impl Ops {
             .map_err(|e| {
                 Error::result(format!("sweep {} did not complete", started.workflow_id), e)
             })
+    }
+
+    /// The sweep whose run is `holder` (a sweep lock's holder), while it
+    /// runs; None when the lock is held by something else or the run ended.
+    pub async fn sweep_holding(&self, holder: &str) -> Result<Option<Started>> {
+        if uuid::Uuid::parse_str(holder).is_err() {
+            return Ok(None);
+        }
+        let query = format!(
+            "WorkflowType = '{}' AND RunId = '{holder}' AND ExecutionStatus = 'Running'",
+            names::CONSISTENCY_SWEEP
+        );
+        let mut runs = self
+            .client()
+            .await?
+            .list_workflows(query.clone(), Default::default());
+        match runs.next().await {
+            Some(Ok(run)) => Ok(Some(Started {
+                workflow_id: run.id().to_string(),
+                run_id: run.run_id().to_string(),
+            })),
+            Some(Err(e)) => Err(Error::upstream(format!("listing `{query}`"), e)),
+            None => Ok(None),
+        }
     }
 
     /// Where the sweep `started` is.
