@@ -33,6 +33,8 @@ pub mod metrics;
 pub mod restore;
 pub mod roster;
 pub mod store;
+// Declared after the SDK-macro modules, like the other plain modules.
+pub mod time;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
 pub mod sweep;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use steward_proto::v1::SweepResult;
-use steward_proto::vocab::RepoStatus;
+use steward_proto::vocab::{BackfillStage, RepoStatus};
 use temporalio_common::telemetry::metrics::{
     CoreMeter, Counter, GaugeF64, HistogramF64, MetricKeyValue, MetricParameters, NewAttributes,
     NoOpCoreMeter,
@@ -228,8 +228,9 @@ impl Metrics {
         }
     }
 
-    /// `backfill` is now in `phase`.
-    pub fn backfill_phase(&self, backfill: &str, phase: &str) {
+    /// `backfill` is now at `stage` (a phase, or its outcome once ended).
+    pub fn backfill_phase(&self, backfill: &str, stage: BackfillStage) {
+        let phase = stage.as_str();
         let previous = {
             let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
             phases.insert(backfill.to_string(), phase.to_string())

@@ -12,6 +12,7 @@
 //! pass.
 
 use std::time::{Duration, SystemTime};
+use steward_activities::time::{millis_text, ms};
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
@@ -31,10 +32,6 @@ pub struct Archiver {
     store: Store,
     client: Client,
     every: Duration,
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// How a closed run ended, as the archive spells it.
@@ -95,7 +92,7 @@ impl Archiver {
             .last_archived_close()
             .await?
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-            .map(|t| rfc3339(SystemTime::from(t) - OVERLAP));
+            .map(|t| millis_text(ms(SystemTime::from(t) - OVERLAP)));
         let query = closed_runs_query(since.as_deref());
         let mut runs = Vec::new();
         let mut stream = self
@@ -128,7 +125,7 @@ impl Archiver {
                     workflow_id: &id,
                     run_id: &run_id,
                     workflow_type: &workflow_type,
-                    close_time: &rfc3339(closed),
+                    close_time: &millis_text(ms(closed)),
                     status: status_word(status),
                     history_json: &json,
                 })

@@ -14,6 +14,7 @@
 //! raises the alert, so every alert is raised once.
 
 use std::collections::BTreeSet;
+use steward_activities::time::{now_ms, secs_text};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -101,16 +102,6 @@ pub struct Guard {
     pause_after: usize,
     schedules: Vec<(String, String)>,
     started_ms: i64,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn rfc3339_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 impl Guard {
@@ -222,7 +213,7 @@ impl Guard {
             kind: kind.into(),
             subject: subject.into(),
             message,
-            at: rfc3339_ms(now_ms()),
+            at: secs_text(now_ms()),
             detail_json: String::new(),
         };
         self.sink.raise(&alert).await.context("raising the alert")?;
@@ -240,7 +231,7 @@ impl Guard {
         let message = match last {
             Some(s) => format!(
                 "no successful consistency sweep since {} ({}), more than {}s ago",
-                rfc3339_ms(s.at_ms),
+                secs_text(s.at_ms),
                 s.result.workflow_id,
                 max_age.as_secs()
             ),

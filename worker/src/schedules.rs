@@ -4,7 +4,8 @@
 //! skip counters.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime};
+use steward_activities::time::{ms, secs_text};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
@@ -445,10 +446,6 @@ pub async fn sync(client: &Client, loaded: &Loaded) -> anyhow::Result<SyncReport
     Ok(report)
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// The steward-managed schedules on the server.
 pub async fn list(client: &Client) -> anyhow::Result<Vec<ScheduleRow>> {
     let mut rows = Vec::new();
@@ -474,7 +471,7 @@ pub async fn list(client: &Client) -> anyhow::Result<Vec<ScheduleRow>> {
                 .future_action_times()
                 .into_iter()
                 .take(3)
-                .map(rfc3339)
+                .map(|t| secs_text(ms(t)))
                 .collect(),
             actions: desc.action_count(),
             overlap_skipped: desc.overlap_skipped(),

@@ -113,7 +113,7 @@ fn vocabulary() -> Vec<&'static str> {
 /// why.
 const NOT_THE_WORD: &[(&str, &str, &str)] = &[
     (
-        "workflows/src/backfill.rs",
+        "workflows/src/backfill/mod.rs",
         "rolled-back",
         "the backfill's alert kind, spelt like the upgrade's outcome",
     ),

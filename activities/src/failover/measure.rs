@@ -3,6 +3,7 @@
 //! to read and to test.
 
 use std::collections::BTreeSet;
+use crate::time::millis_text;
 
 use steward_proto::v1::{FailoverMeasured, FailoverObserved, ProbeSpan};
 
@@ -14,12 +15,6 @@ pub const SETTLED: usize = 10;
 pub const GAP_MS: i64 = 1_000;
 /// At most this many lost marker numbers are listed.
 pub const LOST_SHOWN: usize = 50;
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
 
 fn of<'a>(log: &'a [LogRow], kind: &'a str) -> impl Iterator<Item = &'a LogRow> + 'a {
     log.iter().filter(move |r| r.kind == kind)
@@ -85,9 +80,9 @@ pub fn measure(log: &[LogRow], found: &BTreeSet<i64>) -> FailoverMeasured {
     let writes: Vec<&LogRow> = of(log, WRITE).collect();
     let failed = first_failure(log);
     if let Some(f) = failed {
-        m.first_failed_write = rfc3339(f.at_ms);
+        m.first_failed_write = millis_text(f.at_ms);
         if let Some(back) = writes.iter().find(|r| r.ok && r.at_ms > f.at_ms) {
-            m.first_write_after = rfc3339(back.at_ms);
+            m.first_write_after = millis_text(back.at_ms);
             m.rto_seconds = (back.at_ms - f.at_ms) as f64 / 1000.0;
         }
     }
@@ -111,8 +106,8 @@ pub fn measure(log: &[LogRow], found: &BTreeSet<i64>) -> FailoverMeasured {
         .map(|w| {
             format!(
                 "{} → {} ({:.1}s without a write attempt)",
-                rfc3339(w[0].at_ms),
-                rfc3339(w[1].at_ms),
+                millis_text(w[0].at_ms),
+                millis_text(w[1].at_ms),
                 (w[1].at_ms - w[0].at_ms) as f64 / 1000.0
             )
         })
@@ -120,14 +115,14 @@ pub fn measure(log: &[LogRow], found: &BTreeSet<i64>) -> FailoverMeasured {
     for p in of(log, PROBE) {
         match m.probe.last_mut() {
             Some(span) if span.ok == p.ok => {
-                span.to = rfc3339(p.at_ms);
+                span.to = millis_text(p.at_ms);
                 span.answers += 1;
                 span.detail = p.detail.clone();
             }
             _ => m.probe.push(ProbeSpan {
                 ok: p.ok,
-                from: rfc3339(p.at_ms),
-                to: rfc3339(p.at_ms),
+                from: millis_text(p.at_ms),
+                to: millis_text(p.at_ms),
                 answers: 1,
                 detail: p.detail.clone(),
             }),

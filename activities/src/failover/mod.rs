@@ -31,6 +31,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::command::Command;
+use crate::time::now_ms;
 use crate::failure::{permanent, retryable};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -52,10 +53,6 @@ pub struct FailoverActivities {
     store: Store,
     artifacts: PathBuf,
     metrics: Metrics,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl FailoverActivities {
@@ -217,7 +214,7 @@ impl FailoverActivities {
             return Ok(TriggerResult {
                 ok: done.ok,
                 message: done.detail.clone(),
-                at: measure_time(
+                at: crate::time::millis_text(
                     log.iter()
                         .find(|r| r.kind == TRIGGER && r.seq == 0)
                         .map_or(done.at_ms, |r| r.at_ms),
@@ -242,7 +239,7 @@ impl FailoverActivities {
         Ok(TriggerResult {
             ok,
             message,
-            at: measure_time(started),
+            at: crate::time::millis_text(started),
         })
     }
 
@@ -396,11 +393,6 @@ impl FailoverActivities {
     }
 }
 
-fn measure_time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
 
 /// A program's output as `: <first line>`, or nothing.
 fn shown_output(out: &[u8]) -> String {

@@ -14,7 +14,7 @@ use sqlx::postgres::PgConnection;
 use steward_proto::v1::FailoverObserved;
 
 use super::measure;
-use super::now_ms;
+use crate::time::now_ms;
 use super::service::{Service, timed};
 use super::spec::DrillSpec;
 use crate::store::Store;

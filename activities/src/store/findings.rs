@@ -111,9 +111,7 @@ fn row_from(r: &AnyRow) -> Result<LedgerRow, Error> {
             file: r.try_get("file")?,
             message: r.try_get("message")?,
             subject: r.try_get("subject")?,
-            first_seen: chrono::DateTime::from_timestamp_millis(first_seen_ms)
-                .unwrap_or_default()
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            first_seen: crate::time::secs_text(first_seen_ms),
             reason: r.try_get("reason")?,
         },
         first_seen_ms,

@@ -707,9 +707,7 @@ impl Store {
                     id: r.try_get("id")?,
                     event_type: r.try_get("event_type")?,
                     source: r.try_get("source")?,
-                    created_at: chrono::DateTime::from_timestamp_millis(ms)
-                        .unwrap_or_default()
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    created_at: crate::time::millis_text(ms),
                     workflow_id: r.try_get("workflow_id")?,
                     run_id: r.try_get("run_id")?,
                     detail_json: r.try_get("detail")?,

@@ -30,6 +30,7 @@ use external_lock::{ExternalLock, Held};
 
 use crate::failure::{permanent, retryable};
 use crate::store::Store;
+use crate::time::now_ms;
 use crate::store::findings::{FindingsQuery, Wanted};
 
 /// What the sweep's activities need: the store, the registered repos and
@@ -63,10 +64,6 @@ pub enum LockError {
 
 fn target_url(req: &RepoSweepRequest) -> &str {
     req.repo.as_ref().map_or("", |t| t.url.as_str())
-}
-
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl SweepActivities {

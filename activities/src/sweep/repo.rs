@@ -12,7 +12,8 @@ use steward_proto::v1::{Finding, RepoSweepOutcome, RepoSweepRequest, RepoTarget}
 use steward_proto::vocab::{ChangeState, CheckCode, RepoStatus};
 
 use super::writeback::{self, FileChange};
-use super::{SweepSettings, now_ms};
+use super::SweepSettings;
+use crate::time::now_ms;
 use crate::git::{self, Repo, Sync};
 use crate::store::{self, StatusChange, Store, TaskRow, Workstream};
 use crate::workplan::checks::{self, Known, RepoFile};

@@ -22,9 +22,6 @@ pub struct Unhealthy {
     pub message: String,
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
 
 /// What the check is, in words.
 pub fn describe(h: &Health) -> String {
@@ -74,7 +71,7 @@ pub async fn gate(h: &Health) -> Result<(), Unhealthy> {
     let mut streak = 0;
     let mut flaps = 0;
     let mut passed_once = false;
-    let mut last = ("no check ran".to_string(), now());
+    let mut last = ("no check ran".to_string(), crate::time::now_millis_text());
     loop {
         let in_grace = started.elapsed() < grace;
         match check_once(h).await {
@@ -87,7 +84,7 @@ pub async fn gate(h: &Health) -> Result<(), Unhealthy> {
             }
             Err(answer) => {
                 streak = 0;
-                last = (answer, now());
+                last = (answer, crate::time::now_millis_text());
                 if passed_once && !in_grace {
                     flaps += 1;
                     if flaps >= h.max_flaps {

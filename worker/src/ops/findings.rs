@@ -5,6 +5,8 @@ use steward_activities::store::findings::{FindingsQuery, LedgerRow, Wanted};
 use steward_proto::limits;
 use steward_proto::vocab::CheckCode;
 
+use steward_activities::time::secs_text;
+
 use super::{Error, Ops, Result, time};
 
 /// Which findings.
@@ -52,11 +54,6 @@ pub struct FindingView {
     pub resolved_run: Option<String>,
 }
 
-fn shown_time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 impl From<&LedgerRow> for FindingView {
     fn from(r: &LedgerRow) -> Self {
@@ -74,11 +71,11 @@ impl From<&LedgerRow> for FindingView {
             subject: f.subject.clone(),
             message: f.message.clone(),
             reason: f.reason.clone(),
-            first_seen: shown_time(r.first_seen_ms),
+            first_seen: secs_text(r.first_seen_ms),
             first_run: r.first_run.clone(),
-            last_seen: shown_time(r.last_seen_ms),
+            last_seen: secs_text(r.last_seen_ms),
             last_run: r.last_run.clone(),
-            resolved_at: r.resolved_ms.map(shown_time),
+            resolved_at: r.resolved_ms.map(secs_text),
             resolved_run: (!r.resolved_run.is_empty()).then(|| r.resolved_run.clone()),
         }
     }

@@ -8,6 +8,8 @@ use steward_proto::names;
 use steward_workflows::attributes;
 use temporalio_client::WorkflowListOptions;
 
+use steward_activities::time;
+
 use super::{Error, Ops, Result};
 
 /// The visibility query of the runs waiting for an operator.
@@ -71,10 +73,7 @@ impl Ops {
                 workflow_type: run.workflow_type().into(),
                 subject: attrs.get(&attributes::SUBJECT),
                 phase: attrs.get(&attributes::PHASE),
-                started: run.start_time().map(|t| {
-                    chrono::DateTime::<chrono::Utc>::from(t)
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                }),
+                started: run.start_time().map(|t| time::secs_text(time::ms(t))),
             });
         }
         let paused_schedules = crate::schedules::list(client)

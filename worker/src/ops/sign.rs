@@ -75,9 +75,10 @@ impl Signer {
     }
 }
 
-/// Now, as the API stamps what it signs.
+/// Now, as the API stamps what it signs (to the second, which is what a
+/// workflow reads).
 pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    steward_activities::time::now_secs_text()
 }
 
 /// SHA-256 of an operator token, hex: what `[[operators]] token_sha256`

@@ -1,0 +1,218 @@
+//! The batch engine: runs of keyset batches, each in one transaction with
+//! its progress row, so a retried batch is recognised and never applied
+//! twice.
+
+use super::*;
+
+pub(super) const PROGRESS_DDL: &str = "CREATE TABLE IF NOT EXISTS steward_backfill_progress (run_tag TEXT NOT NULL, \
+    batch_no BIGINT NOT NULL, lo BIGINT, hi BIGINT, rows_written BIGINT NOT NULL, status TEXT NOT NULL, \
+    error TEXT NOT NULL, PRIMARY KEY (run_tag, batch_no))";
+
+impl BackfillActivities {
+    /// Applies a run of consecutive batches from `req.batch_no`: at most
+    /// `max_batches`, none started after `budget_ms` or while the lag is
+    /// over `max_lag_seconds`, and none after the end of the source. Each
+    /// batch is exactly once (see [`Self::one`]), so a retried run skips
+    /// what it had applied and goes on. `applied` hears of every batch
+    /// applied now, with its rows and seconds.
+    pub async fn batches(
+        &self,
+        req: &BatchRequest,
+        mut applied: impl FnMut(u64, f64),
+    ) -> Result<BatchResult, Error> {
+        let s = self.spec(&req.name)?;
+        let pool = self.pool(&req.name).await?;
+        sqlx::query(PROGRESS_DDL)
+            .execute(&pool)
+            .await
+            .map_err(sql_err("creating steward_backfill_progress"))?;
+        let started = std::time::Instant::now();
+        let budget = Duration::from_millis(u64::from(req.budget_ms));
+        let mut run = BatchResult {
+            cursor: req.cursor,
+            lo: req.cursor,
+            hi: req.cursor,
+            ..Default::default()
+        };
+        for i in 0..u64::from(req.max_batches.max(1)) {
+            if i > 0 {
+                if started.elapsed() >= budget {
+                    break;
+                }
+                if s.lag_sql.is_some() && self.lag(&req.name).await?.seconds > req.max_lag_seconds {
+                    break;
+                }
+            }
+            let at = std::time::Instant::now();
+            let b = self
+                .one(s, &pool, req, req.batch_no + i, run.cursor)
+                .await?;
+            if b.applied_now && !b.done {
+                applied(b.rows, at.elapsed().as_secs_f64());
+            }
+            run.applied_now |= b.applied_now;
+            run.batches += 1;
+            if b.done {
+                run.done = true;
+                break;
+            }
+            if i == 0 {
+                run.lo = b.lo;
+            }
+            run.hi = b.hi;
+            run.rows += b.rows;
+            run.cursor = b.cursor;
+            if !b.error.is_empty() {
+                run.skipped.push(SkippedBatch {
+                    lo: b.lo,
+                    hi: b.hi,
+                    error: b
+                        .error
+                        .chars()
+                        .take(limits::FINDING_MESSAGE_CHARS)
+                        .collect(),
+                });
+            }
+        }
+        Ok(run)
+    }
+    /// Applies batch `batch_no` from `cursor`. Exactly once: the
+    /// transaction that applies the range also records `(run_tag,
+    /// batch_no)` in `steward_backfill_progress`; a retry finds the row and
+    /// returns what was recorded without applying anything.
+    async fn one(
+        &self,
+        s: &BackfillSpec,
+        pool: &AnyPool,
+        req: &BatchRequest,
+        batch_no: u64,
+        cursor: i64,
+    ) -> Result<BatchResult, Error> {
+        let mut tx = crate::store::begin_write(pool)
+            .await
+            .map_err(sql_err("begin"))?;
+        let done_before = sqlx::query(
+            "SELECT lo, hi, rows_written, status, error FROM steward_backfill_progress WHERE run_tag = $1 AND batch_no = $2",
+        )
+        .bind(&req.run_tag)
+        .bind(batch_no as i64)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(sql_err("reading steward_backfill_progress"))?;
+        if let Some(row) = done_before {
+            let lo: Option<i64> = row.try_get("lo").map_err(sql_err("progress row"))?;
+            let hi: Option<i64> = row.try_get("hi").map_err(sql_err("progress row"))?;
+            let rows: i64 = row
+                .try_get("rows_written")
+                .map_err(sql_err("progress row"))?;
+            let error: String = row.try_get("error").map_err(sql_err("progress row"))?;
+            return Ok(BatchResult {
+                applied_now: false,
+                done: lo.is_none(),
+                lo: lo.unwrap_or(cursor),
+                hi: hi.unwrap_or(cursor),
+                rows: rows.max(0) as u64,
+                cursor: hi.unwrap_or(cursor),
+                error,
+                ..Default::default()
+            });
+        }
+        let range = sqlx::query(&s.next_range_sql)
+            .bind(cursor)
+            .bind(i64::from(req.batch_size.max(1)))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sql_err("next_range_sql"))?;
+        let bounds = range.and_then(|r| {
+            let lo = r.try_get::<Option<i64>, _>(0).ok().flatten()?;
+            let hi = r.try_get::<Option<i64>, _>(1).ok().flatten()?;
+            Some((lo, hi))
+        });
+        let record = |lo: Option<i64>,
+                      hi: Option<i64>,
+                      rows: i64,
+                      status: &'static str,
+                      error: String| {
+            sqlx::query(
+                "INSERT INTO steward_backfill_progress (run_tag, batch_no, lo, hi, rows_written, status, error) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(req.run_tag.clone())
+            .bind(batch_no as i64)
+            .bind(lo)
+            .bind(hi)
+            .bind(rows)
+            .bind(status)
+            .bind(error)
+        };
+        let Some((lo, hi)) = bounds else {
+            record(None, None, 0, "done", String::new())
+                .execute(&mut *tx)
+                .await
+                .map_err(sql_err("recording the end"))?;
+            tx.commit().await.map_err(sql_err("commit"))?;
+            return Ok(BatchResult {
+                applied_now: true,
+                done: true,
+                lo: cursor,
+                hi: cursor,
+                rows: 0,
+                cursor,
+                error: String::new(),
+                ..Default::default()
+            });
+        };
+        let applied = sqlx::query(&s.apply_sql)
+            .bind(lo)
+            .bind(hi)
+            .bind(&req.run_tag)
+            .execute(&mut *tx)
+            .await;
+        match applied {
+            Ok(done) => {
+                let rows = done.rows_affected() as i64;
+                record(Some(lo), Some(hi), rows, "applied", String::new())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sql_err("recording the batch"))?;
+                tx.commit().await.map_err(sql_err("commit"))?;
+                Ok(BatchResult {
+                    applied_now: true,
+                    done: false,
+                    lo,
+                    hi,
+                    rows: rows as u64,
+                    cursor: hi,
+                    error: String::new(),
+                    ..Default::default()
+                })
+            }
+            Err(e) => {
+                let message = e.to_string();
+                tx.rollback().await.map_err(sql_err("rollback"))?;
+                if req.stop_on_error {
+                    return Err(Error::BatchFailed {
+                        batch_no,
+                        lo,
+                        hi,
+                        message,
+                    });
+                }
+                record(Some(lo), Some(hi), 0, "failed", message.clone())
+                    .execute(pool)
+                    .await
+                    .map_err(sql_err("recording the failed batch"))?;
+                Ok(BatchResult {
+                    applied_now: true,
+                    done: false,
+                    lo,
+                    hi,
+                    rows: 0,
+                    cursor: hi,
+                    error: message,
+                    ..Default::default()
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! What the rollout checks around its batches: the preconditions, the dry
+//! run's count, the replication lag, the validations.
+
+use super::*;
+
+impl BackfillActivities {
+    /// Preconditions, and the values of `unchanged` validations before the
+    /// run. Read-only (plus the idempotent progress table DDL).
+    pub async fn preconditions(&self, name: &str) -> Result<PreconditionsResult, Error> {
+        let s = self.spec(name)?;
+        let pool = self.pool(name).await?;
+        let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
+        sqlx::query(PROGRESS_DDL)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql_err("creating steward_backfill_progress"))?;
+        let mut out = PreconditionsResult::default();
+        for p in &s.preconditions {
+            let r = sql::scalar(&mut conn, &p.sql, "").await;
+            out.checks.push(match r {
+                Ok(v) => CheckResult {
+                    name: p.name.clone(),
+                    ok: v.truthy(),
+                    value: v.text,
+                    expect: "true".into(),
+                    message: String::new(),
+                },
+                Err(e) => CheckResult {
+                    name: p.name.clone(),
+                    ok: false,
+                    value: String::new(),
+                    expect: "true".into(),
+                    message: e.to_string(),
+                },
+            });
+        }
+        for v in &s.validations {
+            if parse_expect(&v.expect) == Ok(Expect::Unchanged) {
+                let value = sql::scalar(&mut conn, &v.sql, "")
+                    .await
+                    .map_err(sql_err(format!("baseline of `{}`", v.name)))?;
+                out.baseline.push(CheckResult {
+                    name: v.name.clone(),
+                    ok: true,
+                    value: value.text,
+                    expect: v.expect.clone(),
+                    message: String::new(),
+                });
+            }
+        }
+        Ok(out)
+    }
+    /// Counts the records the backfill will write and writes the dry-run
+    /// report with its SHA-256. Idempotent: reads, then rewrites the same
+    /// report file.
+    pub async fn dry_run(&self, req: &DryRunRequest) -> Result<DryRunReport, Error> {
+        let s = self.spec(&req.name)?;
+        let pool = self.pool(&req.name).await?;
+        let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
+        let counted = sql::scalar(&mut conn, &s.count_sql, &req.run_tag)
+            .await
+            .map_err(sql_err("count_sql"))?;
+        let counted = counted.number.unwrap_or(0.0).max(0.0) as u64;
+        let within = s
+            .expected_count
+            .is_none_or(|e| counted.abs_diff(e) <= s.count_tolerance);
+        let report = serde_json::json!({
+            "backfill": s.name,
+            "spec_sha256": s.sha256(),
+            "run_tag": req.run_tag,
+            "counted": counted,
+            "expected": s.expected_count,
+            "tolerance": s.count_tolerance,
+            "within_tolerance": within,
+        });
+        let bytes = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        let path = self
+            .artifacts
+            .join(&req.name)
+            .join(&req.evidence_dir)
+            .join("dry-run.json");
+        write_private(&path, &bytes).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(DryRunReport {
+            expected: s.expected_count.unwrap_or(0),
+            has_expected: s.expected_count.is_some(),
+            counted,
+            within_tolerance: within,
+            report_path: path.display().to_string(),
+            report_sha256: hex::encode(Sha256::digest(&bytes)),
+        })
+    }
+    /// The replication lag in seconds (0 without `lag_sql`). Read-only.
+    pub async fn lag(&self, name: &str) -> Result<LagReading, Error> {
+        let s = self.spec(name)?;
+        let Some(lag_sql) = &s.lag_sql else {
+            return Ok(LagReading { seconds: 0.0 });
+        };
+        let pool = self.pool(name).await?;
+        let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
+        let v = sql::scalar(&mut conn, lag_sql, "")
+            .await
+            .map_err(sql_err("lag_sql"))?;
+        Ok(LagReading {
+            seconds: v.number.unwrap_or(0.0),
+        })
+    }
+    /// Runs the validations. Read-only.
+    pub async fn validate(&self, req: &ValidationRequest) -> Result<ValidationResult, Error> {
+        let s = self.spec(&req.name)?;
+        let pool = self.pool(&req.name).await?;
+        let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
+        let mut out = ValidationResult::default();
+        for v in &s.validations {
+            let expect = parse_expect(&v.expect).map_err(Error::Action)?;
+            let got = sql::scalar(&mut conn, &v.sql, &req.run_tag).await;
+            let check = match got {
+                Err(e) => CheckResult {
+                    name: v.name.clone(),
+                    ok: false,
+                    value: String::new(),
+                    expect: v.expect.clone(),
+                    message: e.to_string(),
+                },
+                Ok(value) => {
+                    let n = value.number;
+                    let ok = match expect {
+                        Expect::Unchanged => req
+                            .baseline
+                            .iter()
+                            .find(|b| b.name == v.name)
+                            .is_some_and(|b| b.value == value.text),
+                        Expect::Equal(x) => n == Some(x),
+                        Expect::AtMost(x) => n.is_some_and(|n| n <= x),
+                        Expect::AtLeast(x) => n.is_some_and(|n| n >= x),
+                    };
+                    let message = match expect {
+                        Expect::Unchanged => format!(
+                            "before: {}",
+                            req.baseline
+                                .iter()
+                                .find(|b| b.name == v.name)
+                                .map(|b| b.value.as_str())
+                                .unwrap_or("?")
+                        ),
+                        _ => String::new(),
+                    };
+                    CheckResult {
+                        name: v.name.clone(),
+                        ok,
+                        value: value.text,
+                        expect: v.expect.clone(),
+                        message,
+                    }
+                }
+            };
+            out.checks.push(check);
+        }
+        Ok(out)
+    }
+}
