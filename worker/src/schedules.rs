@@ -69,7 +69,7 @@ pub struct SyncReport {
 }
 
 /// One schedule as `steward schedules list` shows it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ScheduleRow {
     /// Schedule id.
     pub id: String,

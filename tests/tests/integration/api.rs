@@ -1115,3 +1115,72 @@ async fn a_verified_approval_of_a_rollout_a_typed_name_started_is_refused() {
     assert_eq!(s.approvals, vec!["storage".to_string()]);
     assert!(s.operator_actions.iter().all(|a| !a.verified), "{s:?}");
 }
+
+/// The page as `who` sees it.
+async fn page(e: &Env, who: &Token) -> String {
+    let (code, page) = e.api.call("GET", "/", Some(&who.token), None).await;
+    assert_eq!(code, 200, "{page}");
+    page.as_str().expect("the page is HTML").to_string()
+}
+
+#[tokio::test]
+async fn the_page_lists_rollouts_from_visibility_and_an_operator_reads_their_own_change_at_once()
+{
+    let e = env("api-shared-reads", "", "").await;
+    let never = page(&e, &e.ana).await;
+    assert!(
+        never.contains("no rollout") && never.contains("id=\"start-tiny\""),
+        "{never}"
+    );
+    e.start_tiny().await;
+    e.wait_phase("awaiting_approval").await;
+    // The running rollout, as its search attributes say: its phase, the
+    // operator's own approving group offered (ana is in storage only),
+    // and the row the script keeps live.
+    let running = wait_for("the page to show the rollout", Duration::from_secs(30), || async {
+        let p = page(&e, &e.ana).await;
+        p.contains("data-backfill=\"tiny\"").then_some(p)
+    })
+    .await
+    .unwrap();
+    assert!(running.contains("<td class=phase>awaiting_approval</td>"), "{running}");
+    assert!(running.contains("<option>storage</option>"), "{running}");
+    assert!(!running.contains("<option>security</option>"), "{running}");
+    assert!(running.contains("id=\"abort-tiny\"") && !running.contains("id=\"start-tiny\""));
+    // Reads are shared between requests for a moment; a change made
+    // through the API is read back at once all the same.
+    let (code, before) = e.api.get("/v1/backfills/tiny", &e.ana.token).await;
+    assert_eq!(code, 200, "{before}");
+    assert_eq!(before["approvals"], json!([]), "{before}");
+    let (code, answer) = e.approve(&e.bob, "storage").await;
+    assert_eq!(code, 200, "{answer}");
+    let (_, after) = e.api.get("/v1/backfills/tiny", &e.ana.token).await;
+    assert_eq!(after["approvals"], json!(["storage"]), "{after}");
+    let (code, answer) = e.act(&e.ana, "abort", "not tonight").await;
+    assert_eq!(code, 200, "{answer}");
+    e.wait_phase("rolled_back_frozen").await;
+    wait_for("the page to offer unfreeze", Duration::from_secs(30), || async {
+        let p = page(&e, &e.ana).await;
+        (p.contains("<td class=phase>rolled_back_frozen</td>")
+            && p.contains("id=\"unfreeze-tiny\""))
+        .then_some(())
+    })
+    .await
+    .unwrap();
+    let (code, answer) = e.act(&e.ana, "unfreeze", "rolled back, ingest on").await;
+    assert_eq!(code, 200, "{answer}");
+    // Closed: how it ended, and a start again.
+    let ended = wait_for("the page to show the end", Duration::from_secs(60), || async {
+        let p = page(&e, &e.ana).await;
+        (!p.contains("data-backfill=")).then_some(p)
+    })
+    .await
+    .unwrap();
+    let outcome = e.status().await.outcome;
+    assert!(!outcome.is_empty());
+    assert!(
+        ended.contains(&format!("<td class=phase>{outcome} <span class=muted>")),
+        "{outcome}: {ended}"
+    );
+    assert!(ended.contains("id=\"start-tiny\""), "{ended}");
+}

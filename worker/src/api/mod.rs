@@ -12,6 +12,7 @@ pub mod error;
 mod guard;
 mod page;
 pub mod routes;
+mod shared;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use steward_activities::Store;
@@ -29,7 +30,12 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::config::watch::Watched;
-use crate::ops::Ops;
+use crate::ops::backfill::Rollout;
+use crate::ops::inbox::Inbox;
+use crate::ops::{self, Ops};
+use crate::schedules::ScheduleRow;
+use shared::Shared;
+use steward_proto::v1::{BackfillStatus, UpgradeStatus};
 use crate::ops::sign::Signer;
 use auth::Failures;
 use error::ApiError;
@@ -47,6 +53,29 @@ pub struct Api {
     pub signer: Option<Signer>,
     /// Refused credentials, for `/metrics`.
     pub failures: Failures,
+    /// Reads shared between requests.
+    reads: Reads,
+}
+
+/// The reads concurrent requests share (`shared`): each one a query to a
+/// run or a visibility call.
+#[derive(Debug, Default)]
+struct Reads {
+    backfill: Shared<BackfillStatus>,
+    upgrade: Shared<UpgradeStatus>,
+    inbox: Shared<Inbox>,
+    schedules: Shared<Vec<ScheduleRow>>,
+    rollouts: Shared<Vec<Rollout>>,
+}
+
+impl Reads {
+    fn forget(&self) {
+        self.backfill.forget();
+        self.upgrade.forget();
+        self.inbox.forget();
+        self.schedules.forget();
+        self.rollouts.forget();
+    }
 }
 
 impl Api {
@@ -70,7 +99,48 @@ impl Api {
             store,
             signer,
             failures: Failures::default(),
+            reads: Reads::default(),
         })
+    }
+
+    /// Backfill `name`'s status (shared).
+    pub async fn backfill_status(&self, name: &str) -> Result<BackfillStatus, ops::Error> {
+        self.reads
+            .backfill
+            .get(name, || async { self.ops().backfill_status(name).await })
+            .await
+    }
+
+    /// The status of `app`'s upgrade run `id` (shared).
+    pub async fn upgrade_run_status(&self, app: &str, id: &str) -> Result<UpgradeStatus, ops::Error> {
+        self.reads
+            .upgrade
+            .get(id, || async { self.ops().upgrade_run_status(app, id).await })
+            .await
+    }
+
+    /// Everything waiting for an operator (shared).
+    pub async fn inbox(&self) -> Result<Inbox, ops::Error> {
+        self.reads
+            .inbox
+            .get("", || async { self.ops().inbox().await })
+            .await
+    }
+
+    /// The schedules steward manages (shared).
+    pub async fn schedules(&self) -> Result<Vec<ScheduleRow>, ops::Error> {
+        self.reads
+            .schedules
+            .get("", || async { self.ops().schedules().await })
+            .await
+    }
+
+    /// The newest rollout of every backfill (shared).
+    pub async fn rollouts(&self) -> Result<Vec<Rollout>, ops::Error> {
+        self.reads
+            .rollouts
+            .get("", || async { self.ops().rollouts().await })
+            .await
     }
 
     /// The operations over the config as it is now.
@@ -212,9 +282,28 @@ pub fn router(api: Arc<Api>) -> Router {
             .route("/v1/audit/verify", get(routes::audit_verify))
             .route("/v1/audit/export", get(routes::audit_export))
             .route("/openapi.json", get(document))
-            .route("/metrics", get(metrics)),
+            .route("/metrics", get(metrics))
+            .layer(axum::middleware::from_fn_with_state(
+                api.clone(),
+                forget_on_change,
+            )),
     )
     .with_state(api)
+}
+
+/// Forgets the shared reads once a request that may change something is
+/// answered, so its operator reads the change at once.
+async fn forget_on_change(
+    State(api): State<Arc<Api>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let answer = next.run(req).await;
+    if changes {
+        api.reads.forget();
+    }
+    answer
 }
 
 /// `routes` with JSON answers for an unknown route or method, a panic in a

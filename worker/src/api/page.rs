@@ -16,11 +16,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use steward_proto::names;
-use steward_proto::v1::{BackfillStatus, UpgradeStatus};
+use steward_activities::backfill::BackfillSpec;
 use steward_proto::vocab::{BackfillPhase, OperatorVerb};
-use steward_workflows::WarmUpgrade;
 
 use crate::ops::Ops;
+use crate::ops::backfill::Rollout;
 use crate::ops::findings::Filter;
 
 use super::Api;
@@ -91,7 +91,7 @@ for (const row of document.querySelectorAll('[data-backfill]')) {
     } catch (e) { /* the next tick tries again */ }
     setTimeout(tick, 2000);
   };
-  setTimeout(tick, 2000);
+  tick();
 }
 "#;
 
@@ -205,9 +205,9 @@ pub async fn page(
         let _ = write!(body, "<p class=error id=error>{}</p>", esc(e));
     }
     let ops = api.ops();
-    body.push_str(&waiting(&ops, &csrf).await);
-    body.push_str(&backfills(&ops, &op, &csrf).await);
-    body.push_str(&schedules(&ops, &csrf).await);
+    body.push_str(&waiting(&api, &csrf).await);
+    body.push_str(&backfills(&api, &ops, &op, &csrf).await);
+    body.push_str(&schedules(&api, &ops, &csrf).await);
     body.push_str(&sweeps(&ops).await);
     body.push_str(&alerts(&ops));
     body.push_str("<script src=/ui/page.js></script>");
@@ -230,9 +230,9 @@ fn action_form(action: &str, id: &str, label: &str, extra: &str, csrf: &str) -> 
     )
 }
 
-async fn waiting(ops: &Ops, csrf: &str) -> String {
+async fn waiting(api: &Api, csrf: &str) -> String {
     let mut out = String::from("<h2>Waiting for you</h2>");
-    let inbox = match ops.inbox().await {
+    let inbox = match api.inbox().await {
         Ok(inbox) => inbox,
         Err(e) => return out + &format!("<p class=error>{}</p>", esc(&e.to_string())),
     };
@@ -244,7 +244,7 @@ async fn waiting(ops: &Ops, csrf: &str) -> String {
         for run in &inbox.runs {
             let subject = run.subject.clone().unwrap_or_default();
             let actions = if run.workflow_type == names::WARM_UPGRADE {
-                held_upgrade(ops, &run.workflow_id, &subject, csrf).await
+                held_upgrade(api, &run.workflow_id, &subject, csrf).await
             } else {
                 "see Backfills below".to_string()
             };
@@ -262,16 +262,10 @@ async fn waiting(ops: &Ops, csrf: &str) -> String {
     out
 }
 
-async fn held_upgrade(ops: &Ops, workflow_id: &str, app: &str, csrf: &str) -> String {
-    let status: Result<UpgradeStatus, String> = match ops.client().await {
-        Ok(client) => client
-            .get_workflow_handle::<WarmUpgrade>(workflow_id.to_string())
-            .query(WarmUpgrade::status, (), Default::default())
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match status {
+/// What a held upgrade waits for, and the form that approves it: the one
+/// run the page asks itself (a hold is rare and needs its target version).
+async fn held_upgrade(api: &Api, workflow_id: &str, app: &str, csrf: &str) -> String {
+    match api.upgrade_run_status(app, workflow_id).await {
         Ok(s) if !s.hold.is_empty() => format!(
             "held ({}) from {} to {}: {}",
             esc(&s.hold),
@@ -289,87 +283,85 @@ async fn held_upgrade(ops: &Ops, workflow_id: &str, app: &str, csrf: &str) -> St
             )
         ),
         Ok(s) => esc(&s.phase),
-        Err(e) => format!("<span class=error>{}</span>", esc(&e)),
+        Err(e) => format!("<span class=error>{}</span>", esc(&e.to_string())),
     }
 }
 
-async fn backfills(ops: &Ops, op: &Operator, csrf: &str) -> String {
+/// Every configured backfill with its newest rollout, from one visibility
+/// query: a running one with its phase, its actions and a progress bar the
+/// script fills from its status; else how the last one ended and a start.
+async fn backfills(api: &Api, ops: &Ops, op: &Operator, csrf: &str) -> String {
     let mut out = String::from("<h2>Backfills</h2>");
-    let backfills = &ops.loaded().config.backfills;
-    if backfills.is_empty() {
+    let specs = &ops.loaded().config.backfills;
+    if specs.is_empty() {
         return out + "<p class=muted>None configured.</p>";
     }
+    let rollouts = match api.rollouts().await {
+        Ok(rollouts) => rollouts,
+        Err(e) => return out + &format!("<p class=error>{}</p>", esc(&e.to_string())),
+    };
     out.push_str(
         "<table><tr><th>Backfill</th><th>Phase</th><th>Progress</th><th>Actions</th></tr>",
     );
-    for b in backfills {
-        let status: Option<BackfillStatus> = ops.backfill_status(&b.name).await.ok();
-        let Some(s) = status else {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td class=muted>no rollout</td><td></td><td>{}</td></tr>",
-                esc(&b.name),
-                action_form(
-                    &format!("/ui/backfills/{}/start", b.name),
-                    &format!("start-{}", b.name),
-                    "Start (dry run)",
-                    "",
-                    csrf
-                )
-            );
-            continue;
-        };
-        let actions = backfill_actions(&b.name, &s, op, csrf);
-        let _ = write!(
-            out,
-            "<tr data-backfill=\"{name}\"><td>{name}</td><td class=phase>{phase}</td>\
-             <td><progress max=\"{max}\" value=\"{value}\"></progress> <span class=rows>{rows} of {expected} rows, {batches} batches</span></td>\
-             <td>{actions}</td></tr>",
-            name = esc(&b.name),
-            phase = esc(if s.outcome.is_empty() {
-                &s.phase
-            } else {
-                &s.outcome
-            }),
-            max = s.expected.max(1),
-            value = s.rows.min(s.expected.max(1)),
-            rows = s.rows,
-            expected = if s.expected > 0 {
-                s.expected.to_string()
-            } else {
-                "?".into()
-            },
-            batches = s.batches,
-        );
+    for spec in specs {
+        let name = esc(&spec.name);
+        match rollouts.iter().find(|r| r.name == spec.name) {
+            Some(r) if r.running => {
+                let _ = write!(
+                    out,
+                    "<tr data-backfill=\"{name}\"><td>{name}</td><td class=phase>{phase}</td>\
+                     <td><progress></progress> <span class=rows></span></td><td>{actions}</td></tr>",
+                    phase = esc(if r.phase.is_empty() { "starting" } else { &r.phase }),
+                    actions = backfill_actions(spec, r, op, csrf),
+                );
+            }
+            last => {
+                let ended = match last {
+                    Some(r) => format!(
+                        "{} <span class=muted>{}</span>",
+                        esc(&r.phase),
+                        esc(r.closed.as_deref().unwrap_or(""))
+                    ),
+                    None => "<span class=muted>no rollout</span>".into(),
+                };
+                let _ = write!(
+                    out,
+                    "<tr><td>{name}</td><td class=phase>{ended}</td><td></td><td>{}</td></tr>",
+                    action_form(
+                        &format!("/ui/backfills/{}/start", spec.name),
+                        &format!("start-{}", spec.name),
+                        "Start (dry run)",
+                        "",
+                        csrf
+                    )
+                );
+            }
+        }
     }
     out + "</table>"
 }
 
-/// The forms for the actions `s`'s phase takes.
-fn backfill_actions(name: &str, s: &BackfillStatus, op: &Operator, csrf: &str) -> String {
-    if !s.outcome.is_empty() {
-        return String::new();
-    }
-    let Ok(phase) = s.phase.parse::<BackfillPhase>() else {
+/// The forms for the actions running rollout `r`'s phase takes; approve
+/// offers the operator's approving groups (the run refuses a group that
+/// has approved already, and says so).
+fn backfill_actions(spec: &BackfillSpec, r: &Rollout, op: &Operator, csrf: &str) -> String {
+    let Ok(phase) = r.phase.parse::<BackfillPhase>() else {
         return String::new();
     };
+    let paused = steward_workflows::backfill::paused_by_attributes(phase, r.waiting);
     let mut out = String::new();
-    for verb in steward_workflows::backfill::verbs_in(phase, s.paused) {
+    for verb in steward_workflows::backfill::verbs_in(phase, paused) {
         let extra = match verb {
             OperatorVerb::Approve => {
-                let open: Vec<&String> = s
-                    .approvals_required
+                let options: String = spec
+                    .approvals
                     .iter()
-                    .filter(|g| !s.approvals.contains(g))
                     .filter(|g| op.groups.is_empty() || op.groups.contains(g))
-                    .collect();
-                if open.is_empty() {
-                    continue;
-                }
-                let options: String = open
-                    .iter()
                     .map(|g| format!("<option>{}</option>", esc(g)))
                     .collect();
+                if options.is_empty() {
+                    continue;
+                }
                 format!("<select name=group>{options}</select>")
             }
             OperatorVerb::Set => {
@@ -379,8 +371,8 @@ fn backfill_actions(name: &str, s: &BackfillStatus, op: &Operator, csrf: &str) -
             _ => String::new(),
         };
         out.push_str(&action_form(
-            &format!("/ui/backfills/{name}/{verb}"),
-            &format!("{verb}-{name}"),
+            &format!("/ui/backfills/{}/{verb}", spec.name),
+            &format!("{verb}-{}", spec.name),
             verb.as_str(),
             &extra,
             csrf,
@@ -389,13 +381,10 @@ fn backfill_actions(name: &str, s: &BackfillStatus, op: &Operator, csrf: &str) -
     out
 }
 
-async fn schedules(ops: &Ops, csrf: &str) -> String {
+async fn schedules(api: &Api, ops: &Ops, csrf: &str) -> String {
     let mut out = String::from("<h2>Schedules</h2>");
     let wanted = ops.loaded().schedules();
-    let rows = match ops.client().await {
-        Ok(client) => crate::schedules::list(client).await.unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
+    let rows = api.schedules().await.unwrap_or_default();
     if wanted.is_empty() {
         return out + "<p class=muted>None configured.</p>";
     }

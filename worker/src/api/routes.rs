@@ -465,7 +465,7 @@ pub async fn backfill_status(
     _op: Operator,
     Segments(name): Segments<String>,
 ) -> ApiResult<Json<BackfillStatus>> {
-    Ok(Json(api.ops().backfill_status(&name).await?))
+    Ok(Json(api.backfill_status(&name).await?))
 }
 
 /// Starts a backfill rollout as the token's operator.
@@ -831,10 +831,7 @@ pub async fn schedules(
     State(api): State<Arc<Api>>,
     _op: Operator,
 ) -> ApiResult<Json<Vec<ScheduleRow>>> {
-    crate::schedules::list(&api.client)
-        .await
-        .map(Json)
-        .map_err(|e| crate::ops::Error::upstream("listing schedules", e).into())
+    Ok(Json(api.schedules().await?))
 }
 
 /// Pauses or resumes a schedule, recording who and why.
@@ -952,7 +949,7 @@ pub async fn history(
     security(("token" = []))
 )]
 pub async fn inbox(State(api): State<Arc<Api>>, _op: Operator) -> ApiResult<Json<Inbox>> {
-    Ok(Json(api.ops().inbox().await?))
+    Ok(Json(api.inbox().await?))
 }
 
 /// Recomputes the audit archive's hash chain.

@@ -1,11 +1,14 @@
 //! Backfill rollouts: start one, send it an operator action, read its
 //! status.
 
+use futures::StreamExt as _;
 use steward_activities::roster::Target;
+use steward_activities::time as clock;
 use steward_proto::v1::{BackfillInput, BackfillStatus, OperatorReply, OperatorRequest};
 use steward_proto::vocab::OperatorVerb;
 use steward_proto::{ids, limits, signing};
-use steward_workflows::BackfillRollout;
+use steward_workflows::{BackfillRollout, attributes};
+use temporalio_client::{WorkflowExecutionStatus, WorkflowListOptions};
 
 use super::{Actor, Error, Ops, Result, Started, sign, time};
 
@@ -252,5 +255,84 @@ impl Ops {
                 Error::NotFound(_) => Error::NotFound(format!("no run of `{what}` found ({id})")),
                 other => other,
             })
+    }
+}
+
+/// A backfill's newest rollout as visibility shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Rollout {
+    /// The `[[backfills]]` name.
+    pub name: String,
+    /// The rollout's workflow id.
+    pub workflow_id: String,
+    /// Whether it is still running.
+    pub running: bool,
+    /// Its phase (or, closed, its outcome) as it last said; empty when it
+    /// has not said yet.
+    pub phase: String,
+    /// Whether it waits for an operator.
+    pub waiting: bool,
+    /// When it closed (RFC 3339), when it has.
+    pub closed: Option<String>,
+}
+
+impl Ops {
+    /// The newest rollout of every configured backfill that has one, from
+    /// one visibility query (the runs it continued as are left out).
+    pub async fn rollouts(&self) -> Result<Vec<Rollout>> {
+        let names: Vec<&str> = self
+            .loaded
+            .config
+            .backfills
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Names are [a-z0-9-] (config validation), so they need no quoting.
+        let query = format!(
+            "WorkflowId IN ({}) AND ExecutionStatus != 'ContinuedAsNew'",
+            names
+                .iter()
+                .map(|n| format!("'{}'", ids::backfill(n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let client = self.client().await?;
+        let mut newest: Vec<(Rollout, i64)> = Vec::new();
+        let mut stream = client.list_workflows(
+            query.clone(),
+            WorkflowListOptions::builder().limit(1000).build(),
+        );
+        while let Some(run) = stream.next().await {
+            let run = run.map_err(|e| Error::upstream(format!("listing `{query}`"), e))?;
+            let Some(name) = names.iter().find(|n| ids::backfill(n) == run.id()) else {
+                continue;
+            };
+            let running = run.status() == WorkflowExecutionStatus::Running;
+            let closed_ms = run.close_time().map(clock::ms);
+            // A running rollout first, else the one closed last.
+            let rank = if running {
+                i64::MAX
+            } else {
+                closed_ms.unwrap_or(0)
+            };
+            let attrs = run.search_attributes();
+            let rollout = Rollout {
+                name: name.to_string(),
+                workflow_id: run.id().into(),
+                running,
+                phase: attrs.get(&attributes::PHASE).unwrap_or_default(),
+                waiting: running && attrs.get(&attributes::WAITING).unwrap_or(false),
+                closed: closed_ms.map(clock::secs_text),
+            };
+            match newest.iter_mut().find(|(r, _)| r.name == rollout.name) {
+                Some(kept) if kept.1 >= rank => {}
+                Some(kept) => *kept = (rollout, rank),
+                None => newest.push((rollout, rank)),
+            }
+        }
+        Ok(newest.into_iter().map(|(r, _)| r).collect())
     }
 }

@@ -21,7 +21,7 @@ pub fn waiting_query() -> String {
 }
 
 /// A run waiting for an operator.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct WaitingRun {
     /// The run.
     pub workflow_id: String,
@@ -38,7 +38,7 @@ pub struct WaitingRun {
 }
 
 /// A paused schedule.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PausedSchedule {
     /// The schedule.
     pub schedule_id: String,
@@ -49,7 +49,7 @@ pub struct PausedSchedule {
 }
 
 /// Everything waiting for an operator.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Inbox {
     /// Runs, from one visibility query.
     pub runs: Vec<WaitingRun>,
@@ -76,9 +76,9 @@ impl Ops {
                 started: run.start_time().map(|t| time::secs_text(time::ms(t))),
             });
         }
-        let paused_schedules = crate::schedules::list(client)
-            .await
-            .map_err(|e| Error::upstream("listing schedules", e))?
+        let paused_schedules = self
+            .schedules()
+            .await?
             .into_iter()
             .filter(|s| s.paused)
             .map(|s| PausedSchedule {

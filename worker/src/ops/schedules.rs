@@ -4,6 +4,7 @@ use steward_activities::roster::Target;
 
 use super::{Actor, Error, Ops, Result};
 use crate::config::ScheduleConfig;
+use crate::schedules::ScheduleRow;
 
 /// A schedule's state after a pause or resume.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -19,6 +20,13 @@ pub struct ScheduleChanged {
 }
 
 impl Ops {
+    /// The schedules steward manages, as the server has them.
+    pub async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+        crate::schedules::list(self.client().await?)
+            .await
+            .map_err(|e| Error::upstream("listing schedules", e))
+    }
+
     /// The configured schedule `name`.
     pub fn schedule(&self, name: &str) -> Result<ScheduleConfig> {
         let wanted = self.loaded().schedules();

@@ -170,10 +170,18 @@ impl Ops {
     pub async fn upgrade_status(&self, app: &str) -> Result<UpgradeView> {
         self.app_spec(app)?;
         let id = self.current_upgrade(app).await?;
-        let status = self
-            .client()
+        let status = self.upgrade_run_status(app, &id).await?;
+        Ok(UpgradeView {
+            workflow_id: id,
+            status,
+        })
+    }
+
+    /// The status of `app`'s upgrade run `id`.
+    pub async fn upgrade_run_status(&self, app: &str, id: &str) -> Result<UpgradeStatus> {
+        self.client()
             .await?
-            .get_workflow_handle::<WarmUpgrade>(id.clone())
+            .get_workflow_handle::<WarmUpgrade>(id.to_string())
             .query(WarmUpgrade::status, (), Default::default())
             .await
             .map_err(|e| match Error::query(format!("querying {id}"), e) {
@@ -181,11 +189,7 @@ impl Ops {
                     Error::NotFound(format!("no upgrade of `{app}` found (looked for {id})"))
                 }
                 other => other,
-            })?;
-        Ok(UpgradeView {
-            workflow_id: id,
-            status,
-        })
+            })
     }
 
     /// Approves `app`'s held upgrade to `version` as `actor`.

@@ -981,6 +981,13 @@ fn enter(ctx: &WorkflowContext<BackfillRollout>, phase: BackfillPhase) {
     mark(ctx);
 }
 
+/// Whether a rollout in `phase` that its `StewardWaiting` attribute says
+/// waits (`waiting`) is paused: the one reason an executing rollout waits
+/// ([`waits`]). What the operator page reads instead of a query per run.
+pub fn paused_by_attributes(phase: BackfillPhase, waiting: bool) -> bool {
+    waiting && phase == BackfillPhase::Executing
+}
+
 /// Whether the rollout, where it is, waits for an operator.
 fn waits(stage: BackfillStage, paused: bool) -> bool {
     paused
@@ -1092,5 +1099,27 @@ fn batches_summary(r: &BatchRequest) -> String {
         format!("batch {} from id {}", r.batch_no, r.cursor)
     } else {
         format!("batches {}–{last} from id {}", r.batch_no, r.cursor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_reads_paused_from_the_attributes_as_the_run_sets_them() {
+        for phase in BackfillPhase::ALL.iter().copied() {
+            let stage = BackfillStage::Running(phase);
+            for paused in [false, true] {
+                // What the run sets, read back: paused only while executing,
+                // the one phase that offers pause and resume.
+                let offered = verbs_in(phase, paused).contains(&OperatorVerb::Resume);
+                assert_eq!(
+                    paused_by_attributes(phase, waits(stage, paused)),
+                    offered,
+                    "{phase:?} paused={paused}"
+                );
+            }
+        }
     }
 }
