@@ -48,7 +48,10 @@ mod tests {
     fn times_are_written_in_utc_to_the_second_or_millisecond() {
         assert_eq!(secs_text(1_000), "1970-01-01T00:00:01Z");
         assert_eq!(millis_text(1_234), "1970-01-01T00:00:01.234Z");
-        assert_eq!(ms(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(5)), 5);
+        assert_eq!(
+            ms(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(5)),
+            5
+        );
         assert!(now_ms() > 1_700_000_000_000);
         assert_eq!(now_secs_text().len(), 20);
     }

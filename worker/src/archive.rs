@@ -78,7 +78,7 @@ impl Archiver {
     /// Passes every `every` until dropped; a failed pass is logged and
     /// tried again next time.
     pub async fn run(self) {
-        crate::serve::periodically(self.every, "archive pass", || async {
+        crate::periodic::periodically(self.every, "archive pass", || async {
             self.pass().await.map(|_| ())
         })
         .await

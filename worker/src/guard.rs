@@ -14,8 +14,8 @@
 //! raises the alert, so every alert is raised once.
 
 use std::collections::BTreeSet;
-use steward_activities::time::{now_ms, secs_text};
 use std::time::Duration;
+use steward_activities::time::{now_ms, secs_text};
 
 use anyhow::Context as _;
 use steward_activities::Store;
@@ -127,7 +127,7 @@ impl Guard {
     /// Checks every `check_seconds` until dropped. A failed check is
     /// logged and tried again next time.
     pub async fn run(self) {
-        crate::serve::periodically(self.every, "guard check", || self.check()).await
+        crate::periodic::periodically(self.every, "guard check", || self.check()).await
     }
 
     /// One look at the recorded sweeps.

@@ -110,13 +110,6 @@ pub fn events_of(json: &[u8]) -> anyhow::Result<Vec<HistoryEvent>> {
     )
 }
 
-/// Whether `e` says the server has no such workflow run (deleted, or
-/// past the namespace's retention).
-pub fn is_not_found(e: &anyhow::Error) -> bool {
-    let text = format!("{e:#}").to_lowercase();
-    text.contains("not found") || text.contains("notfound")
-}
-
 /// Decodes payloads into JSON values: JSON payloads as their value,
 /// anything else as a note of its encoding and size.
 pub fn decode_payloads(p: Option<&Payloads>) -> Value {

@@ -13,6 +13,7 @@ pub mod guard;
 pub mod history;
 pub mod namespace;
 pub mod ops;
+pub mod periodic;
 pub mod registration;
 pub mod replay;
 pub mod schedules;

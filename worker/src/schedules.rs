@@ -4,8 +4,8 @@
 //! skip counters.
 
 use std::collections::BTreeSet;
-use steward_activities::time::{ms, secs_text};
 use std::time::Duration;
+use steward_activities::time::{ms, secs_text};
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
@@ -29,33 +29,11 @@ use temporalio_common::protos::temporal::api::workflowservice::v1::{
     DescribeScheduleRequest, UpdateScheduleRequest,
 };
 
-use crate::config::{Loaded, ScheduleConfig, default_source, default_timezone};
+use crate::config::{Loaded, ScheduleConfig};
 use crate::summary::{self, Summary};
 
 /// Missed ticks older than this are skipped, never replayed in a burst.
 pub const CATCHUP_WINDOW: Duration = Duration::from_secs(60);
-
-/// The schedules when the config declares none: the sweep every 15
-/// minutes and a nightly full sweep, both in UTC.
-pub fn defaults() -> Vec<ScheduleConfig> {
-    let sweep = |name: &str, cron: &str, full: bool| ScheduleConfig {
-        name: name.into(),
-        workflow: ScheduleKind::Sweep,
-        app: None,
-        filter: None,
-        drill: None,
-        cron: cron.into(),
-        timezone: default_timezone(),
-        full,
-        max_seconds: 0,
-        source: default_source(),
-        paused: false,
-    };
-    vec![
-        sweep("sweep", "*/15 * * * *", false),
-        sweep("sweep-nightly-full", "30 2 * * *", true),
-    ]
-}
 
 /// What a sync changed.
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]

@@ -33,24 +33,6 @@ use crate::config::watch::Watched;
 use crate::guard::Guard;
 use crate::registration::{self, Activities};
 
-/// Runs `pass` every `every`, the first at once, until dropped: what runs
-/// beside the worker (the guard, the archiver). A failed pass is logged as
-/// `what` and tried again next time; a slow one delays the next.
-pub async fn periodically<F, Fut>(every: std::time::Duration, what: &str, mut pass: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = pass().await {
-            tracing::warn!("{what} failed: {e:#}");
-        }
-    }
-}
-
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -191,7 +173,7 @@ pub async fn run_until(
     tokio::pin!(archiver);
     let folders = loaded.watched_folders();
     let gauge = metrics.clone();
-    let disks = periodically(
+    let disks = crate::periodic::periodically(
         std::time::Duration::from_secs(loaded.config.guard.check_seconds.max(1)),
         "measuring free disk space",
         move || {

@@ -171,7 +171,6 @@ impl BackfillActivities {
                 .grants(crate::roster::Target::Backfill(&s.name), &s.approvals),
         })
     }
-
 }
 
 #[activities]

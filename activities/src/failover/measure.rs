@@ -2,8 +2,8 @@
 //! found on the service afterwards: pure functions, so the rules are easy
 //! to read and to test.
 
-use std::collections::BTreeSet;
 use crate::time::millis_text;
+use std::collections::BTreeSet;
 
 use steward_proto::v1::{FailoverMeasured, FailoverObserved, ProbeSpan};
 

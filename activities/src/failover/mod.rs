@@ -31,11 +31,11 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::command::Command;
-use crate::time::now_ms;
 use crate::failure::{permanent, retryable};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::drill_log::TRIGGER;
+use crate::time::now_ms;
 use service::{Service, timed};
 pub use spec::{DrillSpec, Probe};
 
@@ -392,7 +392,6 @@ impl FailoverActivities {
         Ok(r)
     }
 }
-
 
 /// A program's output as `: <first line>`, or nothing.
 fn shown_output(out: &[u8]) -> String {

@@ -14,11 +14,11 @@ use sqlx::postgres::PgConnection;
 use steward_proto::v1::FailoverObserved;
 
 use super::measure;
-use crate::time::now_ms;
 use super::service::{Service, timed};
 use super::spec::DrillSpec;
 use crate::store::Store;
 use crate::store::drill_log::{LogRow, PROBE, WRITE};
+use crate::time::now_ms;
 
 const WRITE_EVERY: Duration = Duration::from_millis(100);
 const PROBE_EVERY: Duration = Duration::from_millis(500);

@@ -193,7 +193,6 @@ impl RestoreActivities {
         })?;
         Ok(DatabaseUrl::parse(&creating).map_err(store::Error::from)?)
     }
-
 }
 
 /// A missing manifest or a config that lacks keys will not change by

@@ -167,16 +167,14 @@ impl RestoreActivities {
             });
         }
         let shown_target = format!("database {scratch_db} on {}", admin_url.redacted());
-        let connected = match tokio::time::timeout(
-            Duration::from_secs(10),
-            connect_any(admin_url.as_str()),
-        )
-        .await
-        {
-            Ok(Ok(admin)) => Ok(admin),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("no connection within 10s".to_string()),
-        };
+        let connected =
+            match tokio::time::timeout(Duration::from_secs(10), connect_any(admin_url.as_str()))
+                .await
+            {
+                Ok(Ok(admin)) => Ok(admin),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no connection within 10s".to_string()),
+            };
         let admin = match connected {
             Ok(admin) => admin,
             Err(why) => {

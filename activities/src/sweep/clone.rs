@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::repo::{Error, io};
+use super::error::{Error, io};
 use super::writeback::{self, SWEEP_TRAILER};
 use crate::git::Repo;
 

@@ -4,6 +4,7 @@
 //! the record of the sweep.
 
 mod clone;
+mod error;
 pub mod external_lock;
 mod repo;
 mod settings;
@@ -23,15 +24,16 @@ use steward_proto::{ids, limits, names};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-pub use repo::{Error as RepoError, clean_at_plan, fingerprint, process_repo};
+pub use error::Error as RepoError;
+pub use repo::{clean_at_plan, fingerprint, process_repo};
 pub use settings::{RepoConfig, SweepSettings};
 
 use external_lock::{ExternalLock, Held};
 
 use crate::failure::{permanent, retryable};
 use crate::store::Store;
-use crate::time::now_ms;
 use crate::store::findings::{FindingsQuery, Wanted};
+use crate::time::now_ms;
 
 /// What the sweep's activities need: the store, the registered repos and
 /// the sweep settings.

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::SweepSettings;
-use super::repo::{Error, io};
+use super::error::{Error, io};
 use crate::git::Repo;
 
 /// The git trailer naming the sweep run that made a writeback commit.

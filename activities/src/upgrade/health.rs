@@ -22,7 +22,6 @@ pub struct Unhealthy {
     pub message: String,
 }
 
-
 /// What the check is, in words.
 pub fn describe(h: &Health) -> String {
     match (&h.url, &h.command) {

@@ -1124,8 +1124,7 @@ async fn page(e: &Env, who: &Token) -> String {
 }
 
 #[tokio::test]
-async fn the_page_lists_rollouts_from_visibility_and_an_operator_reads_their_own_change_at_once()
-{
+async fn the_page_lists_rollouts_from_visibility_and_an_operator_reads_their_own_change_at_once() {
     let e = env("api-shared-reads", "", "").await;
     let never = page(&e, &e.ana).await;
     assert!(
@@ -1137,13 +1136,20 @@ async fn the_page_lists_rollouts_from_visibility_and_an_operator_reads_their_own
     // The running rollout, as its search attributes say: its phase, the
     // operator's own approving group offered (ana is in storage only),
     // and the row the script keeps live.
-    let running = wait_for("the page to show the rollout", Duration::from_secs(30), || async {
-        let p = page(&e, &e.ana).await;
-        p.contains("data-backfill=\"tiny\"").then_some(p)
-    })
+    let running = wait_for(
+        "the page to show the rollout",
+        Duration::from_secs(30),
+        || async {
+            let p = page(&e, &e.ana).await;
+            p.contains("data-backfill=\"tiny\"").then_some(p)
+        },
+    )
     .await
     .unwrap();
-    assert!(running.contains("<td class=phase>awaiting_approval</td>"), "{running}");
+    assert!(
+        running.contains("<td class=phase>awaiting_approval</td>"),
+        "{running}"
+    );
     assert!(running.contains("<option>storage</option>"), "{running}");
     assert!(!running.contains("<option>security</option>"), "{running}");
     assert!(running.contains("id=\"abort-tiny\"") && !running.contains("id=\"start-tiny\""));
@@ -1159,21 +1165,29 @@ async fn the_page_lists_rollouts_from_visibility_and_an_operator_reads_their_own
     let (code, answer) = e.act(&e.ana, "abort", "not tonight").await;
     assert_eq!(code, 200, "{answer}");
     e.wait_phase("rolled_back_frozen").await;
-    wait_for("the page to offer unfreeze", Duration::from_secs(30), || async {
-        let p = page(&e, &e.ana).await;
-        (p.contains("<td class=phase>rolled_back_frozen</td>")
-            && p.contains("id=\"unfreeze-tiny\""))
-        .then_some(())
-    })
+    wait_for(
+        "the page to offer unfreeze",
+        Duration::from_secs(30),
+        || async {
+            let p = page(&e, &e.ana).await;
+            (p.contains("<td class=phase>rolled_back_frozen</td>")
+                && p.contains("id=\"unfreeze-tiny\""))
+            .then_some(())
+        },
+    )
     .await
     .unwrap();
     let (code, answer) = e.act(&e.ana, "unfreeze", "rolled back, ingest on").await;
     assert_eq!(code, 200, "{answer}");
     // Closed: how it ended, and a start again.
-    let ended = wait_for("the page to show the end", Duration::from_secs(60), || async {
-        let p = page(&e, &e.ana).await;
-        (!p.contains("data-backfill=")).then_some(p)
-    })
+    let ended = wait_for(
+        "the page to show the end",
+        Duration::from_secs(60),
+        || async {
+            let p = page(&e, &e.ana).await;
+            (!p.contains("data-backfill=")).then_some(p)
+        },
+    )
     .await
     .unwrap();
     let outcome = e.status().await.outcome;

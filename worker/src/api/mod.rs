@@ -32,13 +32,13 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use crate::config::watch::Watched;
 use crate::ops::backfill::Rollout;
 use crate::ops::inbox::Inbox;
+use crate::ops::sign::Signer;
 use crate::ops::{self, Ops};
 use crate::schedules::ScheduleRow;
-use shared::Shared;
-use steward_proto::v1::{BackfillStatus, UpgradeStatus};
-use crate::ops::sign::Signer;
 use auth::Failures;
 use error::ApiError;
+use shared::Shared;
+use steward_proto::v1::{BackfillStatus, UpgradeStatus};
 
 /// What every request works with.
 #[derive(Debug)]
@@ -112,10 +112,16 @@ impl Api {
     }
 
     /// The status of `app`'s upgrade run `id` (shared).
-    pub async fn upgrade_run_status(&self, app: &str, id: &str) -> Result<UpgradeStatus, ops::Error> {
+    pub async fn upgrade_run_status(
+        &self,
+        app: &str,
+        id: &str,
+    ) -> Result<UpgradeStatus, ops::Error> {
         self.reads
             .upgrade
-            .get(id, || async { self.ops().upgrade_run_status(app, id).await })
+            .get(id, || async {
+                self.ops().upgrade_run_status(app, id).await
+            })
             .await
     }
 

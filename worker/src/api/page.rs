@@ -15,8 +15,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use steward_proto::names;
 use steward_activities::backfill::BackfillSpec;
+use steward_proto::names;
 use steward_proto::vocab::{BackfillPhase, OperatorVerb};
 
 use crate::ops::Ops;
@@ -311,7 +311,11 @@ async fn backfills(api: &Api, ops: &Ops, op: &Operator, csrf: &str) -> String {
                     out,
                     "<tr data-backfill=\"{name}\"><td>{name}</td><td class=phase>{phase}</td>\
                      <td><progress></progress> <span class=rows></span></td><td>{actions}</td></tr>",
-                    phase = esc(if r.phase.is_empty() { "starting" } else { &r.phase }),
+                    phase = esc(if r.phase.is_empty() {
+                        "starting"
+                    } else {
+                        &r.phase
+                    }),
                     actions = backfill_actions(spec, r, op, csrf),
                 );
             }

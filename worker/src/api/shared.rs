@@ -92,17 +92,28 @@ mod tests {
             shared.get("k", fetch)
         );
         assert_eq!((a, b, c), (Ok(1), Ok(1), Ok(1)));
-        assert_eq!(shared.get("k", fetch).await, Ok(1), "fresh: not asked again");
+        assert_eq!(
+            shared.get("k", fetch).await,
+            Ok(1),
+            "fresh: not asked again"
+        );
         assert_eq!(shared.get("other", fetch).await, Ok(2), "keys apart");
         shared.forget();
-        assert_eq!(shared.get("k", fetch).await, Ok(3), "forgotten: asked again");
+        assert_eq!(
+            shared.get("k", fetch).await,
+            Ok(3),
+            "forgotten: asked again"
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
     async fn a_failure_is_not_kept_and_an_answer_goes_stale() {
         let shared: Shared<u32> = Shared::default();
-        assert_eq!(shared.get("k", || async { Err::<u32, _>("down") }).await, Err("down"));
+        assert_eq!(
+            shared.get("k", || async { Err::<u32, _>("down") }).await,
+            Err("down")
+        );
         assert_eq!(shared.get("k", || async { Ok::<_, &str>(7) }).await, Ok(7));
         tokio::time::sleep(FRESH + Duration::from_millis(50)).await;
         assert_eq!(shared.get("k", || async { Ok::<_, &str>(8) }).await, Ok(8));

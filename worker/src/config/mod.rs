@@ -426,11 +426,33 @@ fn default_task_queue() -> String {
 fn default_kind() -> ScheduleKind {
     ScheduleKind::Sweep
 }
-pub(crate) fn default_timezone() -> String {
+fn default_timezone() -> String {
     "UTC".into()
 }
-pub(crate) fn default_source() -> String {
+fn default_source() -> String {
     "schedule".into()
+}
+
+/// The schedules when the config declares none: the sweep every 15
+/// minutes and a nightly full sweep, both in UTC.
+pub fn default_schedules() -> Vec<ScheduleConfig> {
+    let sweep = |name: &str, cron: &str, full: bool| ScheduleConfig {
+        name: name.into(),
+        workflow: ScheduleKind::Sweep,
+        app: None,
+        filter: None,
+        drill: None,
+        cron: cron.into(),
+        timezone: default_timezone(),
+        full,
+        max_seconds: 0,
+        source: default_source(),
+        paused: false,
+    };
+    vec![
+        sweep("sweep", "*/15 * * * *", false),
+        sweep("sweep-nightly-full", "30 2 * * *", true),
+    ]
 }
 
 /// A loaded, validated config and where it came from.
@@ -519,7 +541,7 @@ impl Loaded {
         self.config
             .schedules
             .clone()
-            .unwrap_or_else(crate::schedules::defaults)
+            .unwrap_or_else(default_schedules)
     }
 }
 

@@ -46,8 +46,7 @@ impl Ops {
 
     /// The archived runs (chain order) that closed at or after `since`.
     pub async fn export_audit(&self, since: Option<&str>) -> Result<Vec<Entry>> {
-        let since =
-            time::since_ms(since, "since")?.map(steward_activities::time::millis_text);
+        let since = time::since_ms(since, "since")?.map(steward_activities::time::millis_text);
         self.store()
             .await?
             .archive_entries(since.as_deref())

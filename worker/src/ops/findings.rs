@@ -54,7 +54,6 @@ pub struct FindingView {
     pub resolved_run: Option<String>,
 }
 
-
 impl From<&LedgerRow> for FindingView {
     fn from(r: &LedgerRow) -> Self {
         let f = &r.finding;
