@@ -238,3 +238,84 @@ fn dev_without_a_temporal_binary_says_how_to_install_it() {
         "steward: temporal binary /nonexistent/temporal does not exist"
     );
 }
+
+/// Copies `from` into `to`, folders and all.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_demos_first_sweep_lists_what_it_did_to_every_repo() {
+    // `./scripts/demo` on a fresh machine: the example repos made from
+    // their templates, the example config, `steward dev --sweep-now`.
+    let dir = temp_dir();
+    let examples = dir.path().join("examples");
+    let shipped = steward_tests::workspace().join("examples");
+    copy_tree(&shipped.join("templates"), &examples.join("templates"));
+    std::fs::copy(shipped.join("make-repos"), examples.join("make-repos")).unwrap();
+    let config = examples.join("steward.toml");
+    let text = std::fs::read_to_string(shipped.join("steward.toml")).unwrap();
+    assert!(
+        !text.contains("[api]"),
+        "the test gives the API a free port"
+    );
+    std::fs::write(
+        &config,
+        format!("{text}\n[api]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let made = Command::new(examples.join("make-repos")).output().unwrap();
+    assert!(made.status.success(), "{made:?}");
+
+    let (mut dev, _, docs) = start_dev_ready(&config, 2);
+    let first = &docs[1];
+    assert_eq!(first["exit_code"], 0, "{first}");
+    assert_eq!(
+        first["skipped_missing"],
+        serde_json::json!(["retired-tools"])
+    );
+    let processed = first["repos_processed"].as_array().unwrap();
+    let mut names: Vec<&str> = processed
+        .iter()
+        .map(|r| r["repo"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["custodian", "docs-site", "state-hub"], "{first}");
+    for repo in processed {
+        let actions: Vec<&str> = repo["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        // What the pass did, never only that a pass did something, and
+        // on the first sweep there ever was, no pass done twice.
+        assert!(
+            actions
+                .iter()
+                .any(|a| !a.starts_with("writeback") && !a.starts_with("pushed")),
+            "{}: {actions:?}",
+            repo["repo"]
+        );
+        assert!(
+            !actions.iter().any(|a| a.contains("earlier attempt")),
+            "{}: {actions:?}",
+            repo["repo"]
+        );
+        assert!(
+            !repo["commit"].as_str().unwrap().is_empty(),
+            "{}: {repo}",
+            repo["repo"]
+        );
+    }
+    assert!(sigterm_and_wait(&mut dev).success());
+}
