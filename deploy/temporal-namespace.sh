@@ -23,7 +23,7 @@ until t operator search-attribute list --namespace "$ns" >/dev/null 2>&1; do sle
 
 # name=type, as proto/src/names.rs declares them (tests/tests/integration/deploy.rs
 # holds the two to each other).
-for attribute in StewardPhase=Keyword StewardSubject=Keyword StewardWaiting=Bool; do
+for attribute in StewardPhase=Keyword StewardSubject=Keyword StewardWaiting=Bool StewardHostWait=KeywordList; do
   name="${attribute%%=*}"
   type="${attribute#*=}"
   if ! t operator search-attribute list --namespace "$ns" | grep -qw "$name"; then

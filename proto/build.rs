@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/steward/v1/upgrade.proto",
         "proto/steward/v1/restore.proto",
         "proto/steward/v1/drill.proto",
+        "proto/steward/v1/placement.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

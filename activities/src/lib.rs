@@ -30,6 +30,9 @@ pub mod http;
 pub mod metrics;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
+pub mod placement;
+// The SDK macros add undocumented marker constants to the impl blocks.
+#[allow(missing_docs)]
 pub mod restore;
 pub mod roster;
 pub mod store;

@@ -35,6 +35,7 @@ pub struct Metrics {
     failover_rto: GaugeF64,
     failover_lost: GaugeF64,
     retries: Counter,
+    host_workers: GaugeF64,
     /// The phase each backfill was last seen in, so the old phase's gauge
     /// drops to 0 when a new one is set.
     phases: Arc<Mutex<BTreeMap<String, String>>>,
@@ -162,6 +163,11 @@ impl Metrics {
                  activity attempt after the first, by step and reason",
                 "",
             )),
+            host_workers: meter.gauge_f64(param(
+                "steward_host_workers",
+                "Workers polling each host's task queue, for the hosts `runs_on` pins steps to",
+                "",
+            )),
             phases: Arc::default(),
             meter,
         }
@@ -274,6 +280,12 @@ impl Metrics {
         let labels = self.labels(&[("drill", drill)]);
         self.failover_rto.record(rto, &labels);
         self.failover_lost.record(lost as f64, &labels);
+    }
+
+    /// `n` workers poll the queue of `host`.
+    pub fn host_workers(&self, host: &str, n: usize) {
+        self.host_workers
+            .record(n as f64, &self.labels(&[("host", host)]));
     }
 
     /// `step` failed for `reason` and is done again.

@@ -21,6 +21,7 @@ use crate::v1::{
     RecordSweepRequest, RepoSweepOutcome, RepoSweepRequest, SweepBatchOutcome, SweepBatchRequest,
     SweepPlan,
 };
+use crate::v1::{Placement, PlacementRequest};
 use crate::v1::{StartClaim, StartClaimed};
 use temporalio_common::ActivityDefinition;
 
@@ -53,6 +54,10 @@ declare_activity!(
     /// Claim a signed start's nonce for this run: a start signed once
     /// starts one run.
     ClaimStart, names::CLAIM_START, StartClaim => StartClaimed
+);
+declare_activity!(
+    /// The host whose workers run a run's pinned steps, from the config.
+    Place, names::PLACE, PlacementRequest => Placement
 );
 declare_activity!(
     /// The repos to sweep, in the order they should be started.

@@ -148,10 +148,25 @@ pub const SA_SUBJECT: &str = "StewardSubject";
 /// Search attribute: whether the run waits for an operator.
 pub const SA_WAITING: &str = "StewardWaiting";
 
+/// Search attribute: the hosts whose workers a run's pinned steps wait
+/// for (set only while one waits past `[worker] host_wait_alert`).
+pub const SA_HOST_WAIT: &str = "StewardHostWait";
+
 /// The custom search attributes steward's workflows set, with their
 /// Temporal types, as `steward dev` and the compose setup register them.
-pub const SEARCH_ATTRIBUTES: [(&str, &str); 3] = [
+pub const SEARCH_ATTRIBUTES: [(&str, &str); 4] = [
     (SA_PHASE, "Keyword"),
     (SA_SUBJECT, "Keyword"),
     (SA_WAITING, "Bool"),
+    (SA_HOST_WAIT, "KeywordList"),
 ];
+
+/// Activity: where a run's pinned steps run.
+pub const PLACE: &str = "steward.place";
+
+/// The task queue of `host`'s workers beside the shared `task_queue`:
+/// pinned steps go there, and only workers with `[worker] host` set to
+/// `host` poll it.
+pub fn host_queue(task_queue: &str, host: &str) -> String {
+    format!("{task_queue}@{host}")
+}

@@ -11,6 +11,7 @@ pub mod connect;
 pub mod devserver;
 pub mod guard;
 pub mod history;
+pub mod hostcheck;
 pub mod namespace;
 pub mod ops;
 pub mod periodic;

@@ -115,11 +115,7 @@ pub async fn ensure_search_attributes(client: &Client) -> anyhow::Result<Vec<Str
         .iter()
         .filter(|(name, _)| !have.contains_key(*name))
         .map(|(name, kind)| {
-            let kind = IndexedValueType::from_str_name(&format!(
-                "INDEXED_VALUE_TYPE_{}",
-                kind.to_uppercase()
-            ))
-            .unwrap_or(IndexedValueType::Keyword);
+            let kind = indexed_type(kind).unwrap_or(IndexedValueType::Keyword);
             (name.to_string(), kind as i32)
         })
         .collect();
@@ -143,6 +139,18 @@ pub async fn ensure_search_attributes(client: &Client) -> anyhow::Result<Vec<Str
     Ok(added)
 }
 
+/// The Temporal type `kind` names (`Keyword`, `KeywordList`, `Bool`).
+fn indexed_type(kind: &str) -> Option<IndexedValueType> {
+    let mut upper = String::new();
+    for (i, c) in kind.chars().enumerate() {
+        if i > 0 && c.is_ascii_uppercase() {
+            upper.push('_');
+        }
+        upper.push(c.to_ascii_uppercase());
+    }
+    IndexedValueType::from_str_name(&format!("INDEXED_VALUE_TYPE_{upper}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,11 +165,11 @@ mod tests {
     #[test]
     fn every_search_attribute_has_a_temporal_type() {
         for (name, kind) in names::SEARCH_ATTRIBUTES {
-            let t = IndexedValueType::from_str_name(&format!(
-                "INDEXED_VALUE_TYPE_{}",
-                kind.to_uppercase()
-            ));
-            assert!(t.is_some(), "{name}: {kind}");
+            assert!(indexed_type(kind).is_some(), "{name}: {kind}");
         }
+        assert_eq!(
+            indexed_type("KeywordList"),
+            Some(IndexedValueType::KeywordList)
+        );
     }
 }

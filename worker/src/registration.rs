@@ -8,6 +8,7 @@ use steward_activities::alerts::AlertActivities;
 use steward_activities::backfill::BackfillActivities;
 use steward_activities::claims::ClaimActivities;
 use steward_activities::failover::FailoverActivities;
+use steward_activities::placement::PlacementActivities;
 use steward_activities::restore::RestoreActivities;
 use steward_activities::upgrade::UpgradeActivities;
 use steward_workflows::{
@@ -37,6 +38,8 @@ pub struct Activities {
     pub failover: FailoverActivities,
     /// Claims on signed starts.
     pub claims: ClaimActivities,
+    /// Where pinned steps run.
+    pub placement: PlacementActivities,
     /// Where every activity attempt after the first is counted.
     pub metrics: steward_activities::metrics::Metrics,
 }
@@ -95,9 +98,45 @@ pub fn worker_options(
         .register_activities(activities.restore)
         .register_activities(activities.failover)
         .register_activities(activities.claims)
+        .register_activities(activities.placement)
         .activity_inbound_interceptor(Attempts(activities.metrics))
         .workflow_interceptor(steward_workflows::operator::validator_clock())
+        .maybe_client_identity_override(identity(process))
         .build())
+}
+
+/// The options of a worker on its host's own task queue (`host_queue`):
+/// every activity, no workflow, so it polls for the steps pinned to its
+/// host only.
+pub fn host_worker_options(
+    host_queue: &str,
+    activities: Activities,
+    process: &WorkerConfig,
+) -> anyhow::Result<WorkerOptions> {
+    Ok(WorkerOptions::new(host_queue)
+        .deployment_options(WorkerDeploymentOptions::from_build_id(process.build_id()))
+        .graceful_shutdown_period(Duration::from_secs(process.graceful_shutdown_seconds))
+        .register_activities(activities.sweep)
+        .register_activities(activities.backfill)
+        .register_activities(activities.upgrade)
+        .register_activities(activities.alerts)
+        .register_activities(activities.restore)
+        .register_activities(activities.failover)
+        .register_activities(activities.claims)
+        .register_activities(activities.placement)
+        .activity_inbound_interceptor(Attempts(activities.metrics))
+        .maybe_client_identity_override(identity(process))
+        .build())
+}
+
+/// How the worker names itself in every history it writes: the SDK's
+/// `<pid>@<machine>`, and the host it says it is, when it says one.
+fn identity(process: &WorkerConfig) -> Option<String> {
+    let host = process.host.as_ref()?;
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    Some(format!("{}@{machine} host {host}", std::process::id()))
 }
 
 /// Replayer options with every workflow, for determinism checks.

@@ -16,9 +16,12 @@ use temporalio_client::Client;
 
 use steward_activities::claims::ClaimActivities;
 use steward_activities::metrics::Metrics;
+use steward_activities::placement::PlacementActivities;
 use steward_activities::restore::RestoreActivities;
 use steward_activities::roster::Roster;
+use steward_proto::names;
 use steward_proto::v1::OperatorGroups;
+use steward_proto::vocab::PlacementKind;
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{
     PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
@@ -31,6 +34,7 @@ use crate::archive::Archiver;
 use crate::config::Loaded;
 use crate::config::watch::Watched;
 use crate::guard::Guard;
+use crate::hostcheck::HostCheck;
 use crate::registration::{self, Activities};
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -78,16 +82,20 @@ pub fn roster(loaded: &Loaded) -> Roster {
 
 /// The activities of `loaded` over `store`, recording into `metrics`.
 pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics) -> Activities {
+    let wait = loaded.config.worker.host_wait_alert_seconds();
     Activities {
         sweep: SweepActivities::new(
             store.clone(),
             loaded.config.repos.clone(),
             loaded.config.sweep.clone(),
         )
-        .with_metrics(metrics.clone()),
+        .with_metrics(metrics.clone())
+        .with_host_wait_alert(wait),
         backfill: BackfillActivities::new(loaded.config.backfills.clone(), loaded.artifacts_dir())
             .with_metrics(metrics.clone())
-            .with_roster(roster(loaded)),
+            .with_roster(roster(loaded))
+            .with_host_wait_alert(wait),
+        placement: placement(loaded),
         upgrade: UpgradeActivities::new(loaded.config.apps.clone(), store.clone())
             .with_cold_sweep(loaded.config.cold_sweep.clone())
             .with_metrics(metrics.clone())
@@ -111,6 +119,19 @@ pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics) -> Activitie
         )
         .with_metrics(metrics.clone()),
     }
+}
+
+/// Where the config pins apps, drills and the restore drill.
+fn placement(loaded: &Loaded) -> PlacementActivities {
+    let c = &loaded.config;
+    let mut p = PlacementActivities::new(c.worker.host_wait_alert_seconds());
+    for a in &c.apps {
+        p = p.pin(PlacementKind::App, &a.name, a.runs_on.as_deref());
+    }
+    for d in &c.drills {
+        p = p.pin(PlacementKind::Drill, &d.name, d.runs_on.as_deref());
+    }
+    p.pin(PlacementKind::Restore, "", c.restore.runs_on.as_deref())
 }
 
 /// The SDK runtime, with a Prometheus endpoint when `[worker].metrics_addr`
@@ -165,7 +186,7 @@ pub async fn run_until(
     .run();
     tokio::pin!(guard);
     let archiver = Archiver::new(
-        store,
+        store.clone(),
         client.clone(),
         std::time::Duration::from_secs(loaded.config.audit.archive_seconds),
     )
@@ -189,20 +210,71 @@ pub async fn run_until(
         },
     );
     tokio::pin!(disks);
+    let hosts = std::sync::Arc::new(tokio::sync::Mutex::new(HostCheck::new(
+        crate::ops::Ops::new(loaded.clone())
+            .with_client(client.clone())
+            .with_store(store.clone()),
+        metrics.clone(),
+    )));
+    let host_check = crate::periodic::periodically(
+        std::time::Duration::from_secs(loaded.config.guard.check_seconds.max(1)),
+        "checking the workers of each host",
+        move || {
+            let hosts = hosts.clone();
+            async move { hosts.lock().await.check().await }
+        },
+    );
+    tokio::pin!(host_check);
     eprintln!("worker build id `{}`", loaded.config.worker.build_id());
+    // A worker on a host also polls the host's own queue, for the steps
+    // pinned there; it stops when the worker stops.
+    let mut on_host = match &loaded.config.worker.host {
+        Some(host) => {
+            let queue = names::host_queue(&loaded.config.task_queue, host);
+            eprintln!("worker on host `{host}`: also polling `{queue}`");
+            let options = registration::host_worker_options(
+                &queue,
+                activities(loaded, store.clone(), &metrics),
+                &loaded.config.worker,
+            )?;
+            Some(
+                Worker::new(&runtime, client.clone(), options)
+                    .context("creating the host's worker")?,
+            )
+        }
+        None => None,
+    };
     let mut worker = Worker::new(&runtime, client, options).context("creating the worker")?;
     let shutdown = worker.shutdown_handle();
+    let host_shutdown = on_host.as_ref().map(|w| w.shutdown_handle());
+    let host_run = async {
+        match on_host.as_mut() {
+            Some(w) => w.run().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(host_run);
     let run = worker.run();
     tokio::pin!(run);
     tokio::select! {
         result = &mut run => return result.context("worker stopped"),
+        result = &mut host_run => return result.context("the host's worker stopped"),
         () = &mut guard => unreachable!("the guard checks until it is dropped"),
         () = &mut archiver => unreachable!("the archiver passes until it is dropped"),
         () = &mut disks => unreachable!("the disk gauge measures until it is dropped"),
+        () = &mut host_check => unreachable!("the host check checks until it is dropped"),
         _ = stop => {
             tracing::info!("shutting down the worker");
             shutdown();
+            if let Some(stop_host) = &host_shutdown {
+                stop_host();
+            }
         }
+    }
+    if host_shutdown.is_some() {
+        let (shared, host) = tokio::join!(run, host_run);
+        host.context("the host's worker shutdown")?;
+        return shared.context("worker shutdown");
     }
     run.await.context("worker shutdown")
 }

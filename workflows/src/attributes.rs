@@ -19,6 +19,10 @@ pub const PHASE: SearchAttributeKey<String> = SearchAttributeKey::keyword(names:
 pub const SUBJECT: SearchAttributeKey<String> = SearchAttributeKey::keyword(names::SA_SUBJECT);
 /// `StewardWaiting`: whether the run waits for an operator.
 pub const WAITING: SearchAttributeKey<bool> = SearchAttributeKey::bool(names::SA_WAITING);
+/// `StewardHostWait`: the hosts whose workers the run's pinned steps wait
+/// for (`crate::hosts`).
+pub const HOST_WAIT: SearchAttributeKey<Vec<String>> =
+    SearchAttributeKey::keyword_list(names::SA_HOST_WAIT);
 
 /// The updates that say what the run is about, where it is, and whether
 /// it waits for an operator.

@@ -18,7 +18,9 @@ use steward_proto::v1::{
     FailoverDrillInput, FailoverDrillResult, FailoverMeasured, FailoverObserved, FailoverPreflight,
     FailoverStatus, FailoverStep, LockRelease, LockRequest, RecoveryResult, TriggerResult,
 };
-use steward_proto::vocab::{FailoverOutcome, FailoverPhase, FailoverStage, Severity, probe_line};
+use steward_proto::vocab::{
+    FailoverOutcome, FailoverPhase, FailoverStage, PlacementKind, Severity, probe_line,
+};
 use steward_proto::{ids, names};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join;
@@ -29,6 +31,7 @@ use temporalio_sdk::{
 
 use crate::alert::{NewAlert, detail};
 use crate::failure::failure_message;
+use crate::hosts;
 use crate::options::summarized;
 use crate::time::rfc3339;
 
@@ -86,6 +89,7 @@ impl FailoverDrill {
             return Self::finish(ctx, result, false).await;
         }
 
+        let pins = hosts::place(ctx, "failover", PlacementKind::Drill, &input.drill).await?;
         let pre = ctx
             .execute_activity(
                 FailoverPreflightActivity,
@@ -137,7 +141,9 @@ impl FailoverDrill {
                 pre.trigger.join(" "),
                 pre.observe_seconds
             ));
-            ctx.execute_activity(
+            pins.run(
+                ctx,
+                &input.drill,
                 FailoverTrigger,
                 step.clone(),
                 summarized(
@@ -173,8 +179,10 @@ impl FailoverDrill {
         let mut after = measured.hosts.clone();
         if pre.has_recovery {
             enter(ctx, FailoverPhase::Recovering);
-            let recovery = ctx
-                .execute_activity(
+            let recovery = pins
+                .run(
+                    ctx,
+                    &input.drill,
                     FailoverRecover,
                     step.clone(),
                     summarized(heartbeating(600, 3), "run the recovery command"),

@@ -16,6 +16,7 @@ pub mod cold_sweep;
 #[allow(missing_docs)]
 pub mod backfill;
 pub mod failure;
+pub mod hosts;
 // The operator protocol: text, signatures, permissions, separation of duties.
 pub mod operator;
 // The SDK macros add undocumented marker constants to the impl blocks.

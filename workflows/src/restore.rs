@@ -10,12 +10,13 @@ use serde_json::Map;
 use steward_proto::activities::{RestoreBackup, RestoreRecord, RestoreVerify};
 use steward_proto::names;
 use steward_proto::v1::{RestoreDrillInput, RestoreDrillResult};
-use steward_proto::vocab::{DrillOutcome, DrillPhase, Severity};
+use steward_proto::vocab::{DrillOutcome, DrillPhase, PlacementKind, Severity};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult};
 
 use crate::alert::NewAlert;
 use crate::failure::failure_message;
+use crate::hosts;
 use crate::options::summarized;
 use crate::time::rfc3339;
 
@@ -51,8 +52,15 @@ impl RestoreDrill {
         } else {
             format!("read the manifest of {}", input.backup)
         };
-        let backup = ctx
-            .execute_activity(RestoreBackup, input.clone(), summarized(long(), what))
+        let pins = hosts::place(ctx, "restore", PlacementKind::Restore, "").await?;
+        let backup = pins
+            .run(
+                ctx,
+                "state store",
+                RestoreBackup,
+                input.clone(),
+                summarized(long(), what),
+            )
             .await?;
         ctx.state_mut(|s| s.phase = DrillPhase::Restoring);
         let restore = match ctx

@@ -28,6 +28,7 @@ use temporalio_sdk::{
     WorkflowResult, workflows::join_all,
 };
 
+use crate::hosts::Pins;
 use crate::options::summarized;
 
 /// Default budget when neither the input nor the config sets one.
@@ -161,7 +162,9 @@ impl ConsistencySweep {
                 let size = limits::sweep_batch_size(targets.len(), concurrency, plan.batch_size);
                 let batch = Batching {
                     names: plan.names.clone(),
-                    size,
+                    ranges: batch_ranges(&plan.names, &plan.hosts, size),
+                    hosts: plan.hosts.clone(),
+                    pins: Pins::new("sweep", "", plan.host_wait_alert_seconds),
                     full: input.full,
                     holder: holder.clone(),
                     ttl,
@@ -330,7 +333,11 @@ async fn run_lane(
 #[derive(Debug, Clone)]
 struct Batching {
     names: Vec<String>,
-    size: usize,
+    /// Each batch's `[from, to)` in `names`: one host's repos each.
+    ranges: Vec<(usize, usize)>,
+    /// The host of each of `names` (empty when none is pinned).
+    hosts: Vec<String>,
+    pins: Pins,
     full: bool,
     holder: String,
     ttl: u32,
@@ -351,16 +358,16 @@ async fn run_batch_lane(ctx: WorkflowContext<ConsistencySweep>, b: Batching) {
         if budget_spent(b.started, now, b.max_seconds) {
             return;
         }
-        let from = ctx.state_mut(|s| {
+        let next = ctx.state_mut(|s| {
             let i = s.next_repo;
             s.next_repo += 1;
-            i * b.size
+            i
         });
-        if from >= b.names.len() {
+        let Some(&(from, to)) = b.ranges.get(next) else {
             return;
-        }
-        let to = (from + b.size).min(b.names.len());
+        };
         let repos = b.names[from..to].to_vec();
+        let host = b.hosts.get(from).cloned().unwrap_or_default();
         let summary = if repos.len() == 1 {
             format!("repo {}", repos[0])
         } else {
@@ -375,8 +382,16 @@ async fn run_batch_lane(ctx: WorkflowContext<ConsistencySweep>, b: Batching) {
             deadline_ms,
         };
         let options = crate::options::heartbeating(600 + 120 * (to - from) as u64, 3);
-        let outcome = ctx
-            .execute_activity(SweepBatch, request, summarized(options, summary))
+        let outcome = b
+            .pins
+            .run_at(
+                &ctx,
+                &host,
+                &summary,
+                SweepBatch,
+                request,
+                summarized(options, summary.clone()),
+            )
             .await;
         let (done, total) = ctx.state_mut(|s| {
             match outcome {
@@ -404,6 +419,25 @@ async fn run_batch_lane(ctx: WorkflowContext<ConsistencySweep>, b: Batching) {
         });
         ctx.set_current_details(format!("sweeping: {done} of {total} repos done"));
     }
+}
+
+/// The batches of `names`: runs of `size` within each host's repos (the
+/// plan groups them by host; `hosts` is empty when none is pinned), so a
+/// batch never mixes hosts.
+fn batch_ranges(names: &[String], hosts: &[String], size: usize) -> Vec<(usize, usize)> {
+    let size = size.max(1);
+    let host = |i: usize| hosts.get(i).map_or("", String::as_str);
+    let mut ranges = Vec::new();
+    let mut from = 0;
+    while from < names.len() {
+        let mut to = from + 1;
+        while to < names.len() && to - from < size && host(to) == host(from) {
+            to += 1;
+        }
+        ranges.push((from, to));
+        from = to;
+    }
+    ranges
 }
 
 /// The whole lists the record step needs when the result's were cut.
@@ -534,6 +568,22 @@ mod tests {
             name: name.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn batches_keep_their_size_and_never_mix_hosts() {
+        let names: Vec<String> = (0..7).map(|i| format!("r{i}")).collect();
+        // None pinned: runs of the size, as before hosts.
+        assert_eq!(batch_ranges(&names, &[], 3), [(0, 3), (3, 6), (6, 7)]);
+        let hosts: Vec<String> = ["", "", "a", "a", "a", "a", "b"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        assert_eq!(
+            batch_ranges(&names, &hosts, 3),
+            [(0, 2), (2, 5), (5, 6), (6, 7)]
+        );
+        assert!(batch_ranges(&[], &[], 3).is_empty());
     }
 
     #[test]

@@ -96,6 +96,7 @@ pub struct BackfillActivities {
     artifacts: PathBuf,
     metrics: crate::metrics::Metrics,
     roster: crate::roster::Roster,
+    host_wait_alert_seconds: u32,
 }
 
 impl BackfillActivities {
@@ -107,7 +108,15 @@ impl BackfillActivities {
             artifacts,
             metrics: Default::default(),
             roster: Default::default(),
+            host_wait_alert_seconds: 300,
         }
+    }
+
+    /// The same activities, telling every plan how long a pinned action
+    /// may wait for a worker of its host before the rollout says so.
+    pub fn with_host_wait_alert(mut self, seconds: u32) -> Self {
+        self.host_wait_alert_seconds = seconds;
+        self
     }
 
     /// The same activities, handing `roster` to every rollout's plan.
@@ -169,6 +178,8 @@ impl BackfillActivities {
             permissions: self
                 .roster
                 .grants(crate::roster::Target::Backfill(&s.name), &s.approvals),
+            action_hosts: s.action_hosts(),
+            host_wait_alert_seconds: self.host_wait_alert_seconds,
         })
     }
 }

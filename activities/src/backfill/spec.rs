@@ -63,6 +63,10 @@ pub struct Action {
     /// Timeout in seconds.
     #[serde(default = "default_action_timeout")]
     pub timeout_seconds: u64,
+    /// The host whose workers run the action (a command that exists on one host) (`[worker] host`); unset: any
+    /// worker.
+    #[serde(default)]
+    pub runs_on: Option<String>,
 }
 
 fn default_action_timeout() -> u64 {
@@ -282,6 +286,30 @@ pub fn parse_expect(text: &str) -> Result<Expect, String> {
 }
 
 impl BackfillSpec {
+    /// The host each pinned action runs on, by the `SpecAction` word its
+    /// reference carries (the replay probe's action under `probe`).
+    pub fn action_hosts(&self) -> std::collections::HashMap<String, String> {
+        use steward_proto::vocab::SpecAction;
+        [
+            (SpecAction::Freeze, self.freeze.as_ref()),
+            (SpecAction::Unfreeze, self.unfreeze.as_ref()),
+            (SpecAction::Snapshot, self.snapshot.as_ref()),
+            (SpecAction::Restore, self.restore.as_ref()),
+            (
+                SpecAction::Probe,
+                self.replay_probe.as_ref().map(|p| &p.action),
+            ),
+            // The rollback runs the `restore` action when its SQL fails.
+            (SpecAction::Rollback, self.restore.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(which, action)| {
+            let host = action?.runs_on.clone()?;
+            Some((which.as_str().to_string(), host))
+        })
+        .collect()
+    }
+
     /// Checks values that parse but are invalid; returns (key, message).
     pub fn check(&self) -> Result<(), (String, String)> {
         let e = |k: &str, m: String| Err((k.to_string(), m));
@@ -370,6 +398,7 @@ mod tests {
             http: None,
             command: None,
             timeout_seconds: 1,
+            runs_on: None,
         };
         assert!(none.check().is_err());
         let cmd = Action {

@@ -57,6 +57,11 @@ fn default_marker_table() -> String {
 pub struct DrillSpec {
     /// Name, `[a-z0-9-]`.
     pub name: String,
+    /// The host whose workers run the trigger and the recovery (`pg_ctl promote` on
+    /// the standby's machine) (`[worker] host`); unset: any
+    /// worker.
+    #[serde(default)]
+    pub runs_on: Option<String>,
     /// What is drilled; `failover` is the one kind.
     #[serde(default = "default_kind")]
     pub kind: String,

@@ -40,6 +40,10 @@ pub struct RestoreSettings {
     pub rto_seconds: f64,
     /// RPO target: the oldest a restored backup may be, in seconds.
     pub rpo_seconds: f64,
+    /// The host whose workers take the backup and its off-node copy
+    /// (`[worker] host`); unset: any worker. A SQLite store is a file on
+    /// one host: pin its backups there.
+    pub runs_on: Option<String>,
 }
 
 impl RestoreSettings {
@@ -73,6 +77,7 @@ impl Default for RestoreSettings {
             target_dir: None,
             rto_seconds: 900.0,
             rpo_seconds: 26.0 * 3600.0,
+            runs_on: None,
         }
     }
 }

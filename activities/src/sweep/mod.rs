@@ -10,7 +10,7 @@ mod repo;
 mod settings;
 mod writeback;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -46,6 +46,30 @@ pub struct SweepActivities {
     external: ExternalLock,
     /// Holders whose external lock a watcher of this process looks after.
     watching: Arc<Mutex<BTreeSet<String>>>,
+    host_wait_alert_seconds: u32,
+}
+
+/// Groups `plan.names` by the host each runs on (`pinned`; any worker
+/// otherwise), hosts in the order their first repo comes, and sets
+/// `plan.hosts` beside them: a batch then holds one host's repos.
+fn place(plan: &mut SweepPlan, pinned: &BTreeMap<&str, &str>) {
+    let host = |name: &String| pinned.get(name.as_str()).copied().unwrap_or("");
+    let mut order: Vec<&str> = Vec::new();
+    for name in &plan.names {
+        if !order.contains(&host(name)) {
+            order.push(host(name));
+        }
+    }
+    let mut names = Vec::with_capacity(plan.names.len());
+    let mut hosts = Vec::with_capacity(plan.names.len());
+    for h in order {
+        for name in plan.names.iter().filter(|n| host(n) == h) {
+            names.push(name.clone());
+            hosts.push(h.to_string());
+        }
+    }
+    plan.names = names;
+    plan.hosts = hosts;
 }
 
 /// Why the sweep's lock could not be taken.
@@ -78,7 +102,15 @@ impl SweepActivities {
             repos,
             settings,
             metrics: Default::default(),
+            host_wait_alert_seconds: 300,
         }
+    }
+
+    /// The same activities, telling every plan how long a pinned repo's
+    /// batch may wait for a worker of its host before the sweep says so.
+    pub fn with_host_wait_alert(mut self, seconds: u32) -> Self {
+        self.host_wait_alert_seconds = seconds;
+        self
     }
 
     /// The same activities, recording sweep metrics into `metrics`.
@@ -117,12 +149,19 @@ impl SweepActivities {
             return Ok(plan);
         }
         let full = req.full;
+        let pinned: BTreeMap<&str, &str> = ordered
+            .iter()
+            .filter_map(|r| Some((r.name.as_str(), r.runs_on.as_deref()?)))
+            .collect();
         let targets: Vec<RepoTarget> = ordered.into_iter().map(RepoConfig::target).collect();
         let checks = targets.into_iter().map(|t| {
             let store = self.store.clone();
+            // A repo pinned to a host is read on that host only: its
+            // activity finds it clean there.
+            let here = !pinned.contains_key(t.name.as_str());
             async move {
                 // A repo that cannot be checked here is left to its activity.
-                let clean = !full && clean_at_plan(&store, &t).await.unwrap_or(false);
+                let clean = here && !full && clean_at_plan(&store, &t).await.unwrap_or(false);
                 (t.name, clean)
             }
         });
@@ -137,6 +176,10 @@ impl SweepActivities {
             } else {
                 plan.names.push(name);
             }
+        }
+        if !pinned.is_empty() {
+            place(&mut plan, &pinned);
+            plan.host_wait_alert_seconds = self.host_wait_alert_seconds;
         }
         Ok(plan)
     }

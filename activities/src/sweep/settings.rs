@@ -26,6 +26,10 @@ pub struct RepoConfig {
     /// Push writeback commits to the remote.
     #[serde(default)]
     pub push: bool,
+    /// The host whose workers run the repo's sweep: a `path` that exists on one host (`[worker] host`); unset: any
+    /// worker.
+    #[serde(default)]
+    pub runs_on: Option<String>,
 }
 
 impl RepoConfig {

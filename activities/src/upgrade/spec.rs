@@ -105,6 +105,11 @@ pub struct ColdSpec {
 pub struct AppSpec {
     /// Name, `[a-z0-9-]`; the workflow id is `warm-upgrade-<name>`.
     pub name: String,
+    /// The host whose workers run every step that touches the app or its volume,
+    /// and the inspection that reads its snapshot folder (`[worker] host`); unset: any
+    /// worker.
+    #[serde(default)]
+    pub runs_on: Option<String>,
     /// Git repo whose tags are the releases.
     pub recipe_repo: PathBuf,
     /// Path of a version's release notes in the repo at its tag, with

@@ -226,6 +226,19 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// What a run places its pinned steps by (`steward.place`).
+    pub enum PlacementKind ("placement kind") {
+        /// An `[[apps]]` entry: every step that touches the app or its
+        /// volume.
+        App = "app",
+        /// A `[[drills]]` entry: the trigger and the recovery.
+        Drill = "drill",
+        /// `[restore]`: the backup and its off-node copy.
+        Restore = "restore",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,6 +188,7 @@ impl Api {
         routes::findings,
         routes::history,
         routes::inbox,
+        routes::workers,
         routes::audit_verify,
         routes::audit_export,
     ),
@@ -285,6 +286,7 @@ pub fn router(api: Arc<Api>) -> Router {
             .route("/v1/findings", get(routes::findings))
             .route("/v1/history/{workflow_id}", get(routes::history))
             .route("/v1/inbox", get(routes::inbox))
+            .route("/v1/workers", get(routes::workers))
             .route("/v1/audit/verify", get(routes::audit_verify))
             .route("/v1/audit/export", get(routes::audit_export))
             .route("/openapi.json", get(document))
@@ -385,7 +387,7 @@ mod tests {
     fn the_document_covers_every_json_route_with_the_bearer_scheme() {
         let doc = serde_json::to_value(openapi()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 23, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 24, "{:?}", paths.keys());
         for (path, ops) in paths {
             for (method, op) in ops.as_object().unwrap() {
                 assert_eq!(

@@ -243,7 +243,12 @@ async fn waiting(api: &Api, csrf: &str) -> String {
         out.push_str("<table><tr><th>Run</th><th>Where</th><th>Since</th><th>Action</th></tr>");
         for run in &inbox.runs {
             let subject = run.subject.clone().unwrap_or_default();
-            let actions = if run.workflow_type == names::WARM_UPGRADE {
+            let actions = if !run.waiting_for_hosts.is_empty() {
+                format!(
+                    "start a worker with <code>[worker] host</code> = {}",
+                    esc(&run.waiting_for_hosts.join(" or "))
+                )
+            } else if run.workflow_type == names::WARM_UPGRADE {
                 held_upgrade(api, &run.workflow_id, &subject, csrf).await
             } else {
                 "see Backfills below".to_string()

@@ -33,6 +33,7 @@ use crate::ops::progress::EventView;
 use crate::ops::schedules::ScheduleChanged;
 use crate::ops::tasks::QueuedChange;
 use crate::ops::upgrade::{ColdSweepStart, Mode, UpgradeView};
+use crate::ops::workers::Workers;
 use crate::ops::{Started, backfill, sweep, upgrade};
 use crate::schedules::ScheduleRow;
 
@@ -950,6 +951,21 @@ pub async fn history(
 )]
 pub async fn inbox(State(api): State<Arc<Api>>, _op: Operator) -> ApiResult<Json<Inbox>> {
     Ok(Json(api.inbox().await?))
+}
+
+/// The workers polling the shared task queue and each host's.
+#[utoipa::path(
+    get,
+    path = "/v1/workers",
+    responses(
+        (status = 200, description = "The workers of the shared queue and of each host's", body = Workers),
+        (status = 401, body = ErrorBody),
+        (status = 502, description = "Temporal failed", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn workers(State(api): State<Arc<Api>>, _op: Operator) -> ApiResult<Json<Workers>> {
+    Ok(Json(api.ops().workers().await?))
 }
 
 /// Recomputes the audit archive's hash chain.

@@ -18,6 +18,7 @@ mod sweep;
 mod task;
 mod upgrade;
 mod worker;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,8 @@ pub enum Command {
     History(history::Args),
     /// Everything that waits for an operator: held upgrades, backfills waiting, paused schedules.
     Inbox,
+    /// The workers polling the shared task queue and each host's (`[worker] host`, `runs_on`).
+    Workers,
     /// The audit archive of closed runs: verify its hash chain, export it.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -183,6 +186,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Schedules(cmd) => schedules::run(ops()?, cmd).await,
         Command::Inbox => inbox::run(ops()?).await,
+        Command::Workers => workers::run(ops()?).await,
         Command::Audit(cmd) => audit::run(ops()?, cmd).await,
         Command::ReplayCheck(args) => replay::run(args).await,
         Command::CheckConfig => check_config(loaded()?),
@@ -194,6 +198,12 @@ fn check_config(loaded: Loaded) -> anyhow::Result<ExitCode> {
         "config": loaded.path,
         "database_url": steward_activities::dburl::redact(&loaded.database_url()),
         "task_queue": loaded.config.task_queue,
+        "worker": loaded.config.worker,
+        "hosts": loaded.config.hosts().into_iter().map(|(host, pinned)| serde_json::json!({
+            "host": host,
+            "task_queue": steward_proto::names::host_queue(&loaded.config.task_queue, &host),
+            "pinned": pinned,
+        })).collect::<Vec<_>>(),
         "repos": loaded.config.repos,
         "sweep": loaded.config.sweep,
         "schedules": loaded.schedules(),

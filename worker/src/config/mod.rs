@@ -319,6 +319,13 @@ pub struct WorkerConfig {
     pub metrics_addr: Option<String>,
     /// Compression of the worker's gRPC messages to Temporal.
     pub grpc_compression: GrpcCompression,
+    /// The host this worker runs on, as `runs_on` names it: the worker
+    /// polls the shared task queue and this host's own (`<task_queue>@<host>`),
+    /// where the steps pinned to the host go. None: the shared queue only.
+    pub host: Option<String>,
+    /// How long a step pinned to a host may wait for a worker of that host
+    /// before its run says so and raises an alert (`90s`, `5m`).
+    pub host_wait_alert: String,
 }
 
 /// `[worker] grpc_compression`: how the worker's gRPC messages travel.
@@ -347,11 +354,21 @@ impl Default for WorkerConfig {
             max_cached_workflows: 1000,
             metrics_addr: None,
             grpc_compression: GrpcCompression::None,
+            host: None,
+            host_wait_alert: "5m".into(),
         }
     }
 }
 
 impl WorkerConfig {
+    /// Seconds a pinned step waits for its host before it is told.
+    pub fn host_wait_alert_seconds(&self) -> u32 {
+        steward_activities::duration::parse(&self.host_wait_alert)
+            .ok()
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or(300)
+    }
+
     /// The build id: configured, or `steward-<crate version>`.
     pub fn build_id(&self) -> String {
         self.build_id
@@ -462,6 +479,55 @@ pub struct Loaded {
     pub path: PathBuf,
     /// Its contents, with relative paths resolved.
     pub config: Config,
+}
+
+impl Config {
+    /// Everything pinned to a host (`runs_on`): the key that pins it
+    /// (`apps[0].runs_on`) and the host, in the config's order.
+    pub fn pinned(&self) -> Vec<(String, &str)> {
+        let mut pins: Vec<(String, &Option<String>)> = Vec::new();
+        for (i, r) in self.repos.iter().enumerate() {
+            pins.push((format!("repos[{i}].runs_on"), &r.runs_on));
+        }
+        for (i, a) in self.apps.iter().enumerate() {
+            pins.push((format!("apps[{i}].runs_on"), &a.runs_on));
+        }
+        for (i, d) in self.drills.iter().enumerate() {
+            pins.push((format!("drills[{i}].runs_on"), &d.runs_on));
+        }
+        for (i, b) in self.backfills.iter().enumerate() {
+            let actions = [
+                ("freeze", &b.freeze),
+                ("unfreeze", &b.unfreeze),
+                ("snapshot", &b.snapshot),
+                ("restore", &b.restore),
+            ];
+            for (action, a) in actions {
+                if let Some(a) = a {
+                    pins.push((format!("backfills[{i}].{action}.runs_on"), &a.runs_on));
+                }
+            }
+            if let Some(p) = &b.replay_probe {
+                pins.push((
+                    format!("backfills[{i}].replay_probe.action.runs_on"),
+                    &p.action.runs_on,
+                ));
+            }
+        }
+        pins.push(("restore.runs_on".into(), &self.restore.runs_on));
+        pins.into_iter()
+            .filter_map(|(key, host)| Some((key, host.as_deref()?)))
+            .collect()
+    }
+
+    /// The hosts steps are pinned to, each with what pins it there.
+    pub fn hosts(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut hosts: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (key, host) in self.pinned() {
+            hosts.entry(host.to_string()).or_default().push(key);
+        }
+        hosts
+    }
 }
 
 impl Loaded {

@@ -225,6 +225,48 @@ fn worker_and_guard(config: &Config) -> Result<(), Refusal> {
     if config.worker.max_cached_workflows == 0 {
         return refuse("worker.max_cached_workflows", "must be at least 1");
     }
+    match steward_activities::duration::parse(&config.worker.host_wait_alert) {
+        Ok(s) if s >= 1 && s <= u64::from(u32::MAX) => {}
+        Ok(_) => return refuse("worker.host_wait_alert", "must be at least 1s"),
+        Err(e) => return refuse("worker.host_wait_alert", e),
+    }
+    hosts(config)
+}
+
+/// Whether `host` may name a host: `[a-z0-9.-]`, 1 to 63 characters, not
+/// starting or ending with `-` or `.` (it becomes part of a task queue's
+/// name).
+pub fn valid_host(host: &str) -> bool {
+    (1..=63).contains(&host.len())
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !host.starts_with(['-', '.'])
+        && !host.ends_with(['-', '.'])
+}
+
+/// Every host the config names is a valid one, and a repo given by `url`
+/// (cloned by every worker) is not pinned.
+fn hosts(config: &Config) -> Result<(), Refusal> {
+    let named = config
+        .worker
+        .host
+        .iter()
+        .map(|h| ("worker.host".to_string(), h.as_str()))
+        .chain(config.pinned());
+    for (key, host) in named {
+        if !valid_host(host) {
+            return refuse(key, format!("`{host}` must match [a-z0-9.-]{{1,63}}"));
+        }
+    }
+    for (i, r) in config.repos.iter().enumerate() {
+        if r.runs_on.is_some() && r.url.is_some() {
+            return refuse(
+                format!("repos[{i}].runs_on"),
+                "a repo given by `url` is cloned by every worker and runs anywhere: pin a `path` repo",
+            );
+        }
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Everything that waits for an operator: runs whose `StewardWaiting`
 //! search attribute says so (a held upgrade, a backfill waiting for its
-//! freeze, an approval, an unfreeze or a resume), from one visibility
+//! freeze, an approval, an unfreeze or a resume) or whose pinned steps wait
+//! for a host with no worker (`StewardHostWait`), from one visibility
 //! query, and the schedules that are paused.
 
 use futures::StreamExt as _;
@@ -12,11 +13,13 @@ use steward_activities::time;
 
 use super::{Error, Ops, Result};
 
-/// The visibility query of the runs waiting for an operator.
+/// The visibility query of the runs waiting for an operator, or for a
+/// worker of a host their pinned steps need.
 pub fn waiting_query() -> String {
     format!(
-        "ExecutionStatus = 'Running' AND {} = true",
-        names::SA_WAITING
+        "ExecutionStatus = 'Running' AND ({} = true OR {} IS NOT NULL)",
+        names::SA_WAITING,
+        names::SA_HOST_WAIT
     )
 }
 
@@ -35,6 +38,9 @@ pub struct WaitingRun {
     pub phase: Option<String>,
     /// When it started (RFC 3339).
     pub started: Option<String>,
+    /// The hosts whose workers its pinned steps wait for (`runs_on`):
+    /// start a worker there.
+    pub waiting_for_hosts: Vec<String>,
 }
 
 /// A paused schedule.
@@ -74,6 +80,7 @@ impl Ops {
                 subject: attrs.get(&attributes::SUBJECT),
                 phase: attrs.get(&attributes::PHASE),
                 started: run.start_time().map(|t| time::secs_text(time::ms(t))),
+                waiting_for_hosts: attrs.get(&attributes::HOST_WAIT).unwrap_or_default(),
             });
         }
         let paused_schedules = self

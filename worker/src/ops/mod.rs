@@ -24,6 +24,7 @@ pub mod sweep;
 pub mod tasks;
 pub mod time;
 pub mod upgrade;
+pub mod workers;
 mod workflow;
 
 use std::sync::Arc;

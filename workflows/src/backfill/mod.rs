@@ -31,10 +31,14 @@ use temporalio_sdk::{
 
 use crate::alert::{NewAlert, detail};
 use crate::attributes::{self, SEARCH_ATTRIBUTES_PATCH};
+use crate::hosts::Pins;
 use crate::operator::{self, Seal, Starter};
 use crate::options::summarized;
 use crate::time::{parse_rfc3339, rfc3339};
 use steward_proto::signing;
+use temporalio_common::ActivityDefinition;
+use temporalio_common::data_converters::TemporalDeserializable;
+use temporalio_common::error::ActivityExecutionError;
 
 mod protocol;
 
@@ -98,6 +102,8 @@ pub struct BackfillRollout {
     /// Whether signatures are bound to the run (false for runs recorded
     /// before the binding).
     bound: bool,
+    /// Where pinned actions run (`runs_on`), and which hosts they wait for.
+    pins: Pins,
 }
 
 #[workflow_methods]
@@ -143,6 +149,7 @@ impl BackfillRollout {
             s.input = input.clone();
             s.plan = plan.clone();
             s.bound = bound;
+            s.pins = Pins::new("backfill", "", plan.host_wait_alert_seconds);
         });
         let refused_start = if resumed {
             None
@@ -264,14 +271,16 @@ impl BackfillRollout {
         enter(ctx, BackfillPhase::Frozen);
         let tag = ctx.state(|s| s.carry.run_tag.clone());
         ctx.set_current_details(format!("frozen: running backfill `{name}`"));
-        ctx.execute_activity(
+        on_its_host(
+            ctx,
             BackfillAction,
             spec_ref(&name, &tag, SpecAction::Freeze),
             short("freeze ingest"),
         )
         .await?;
         if plan.has_snapshot {
-            ctx.execute_activity(
+            on_its_host(
+                ctx,
                 BackfillAction,
                 spec_ref(&name, &tag, SpecAction::Snapshot),
                 long("snapshot before the backfill"),
@@ -550,13 +559,13 @@ impl BackfillRollout {
         let mut probe = None;
         if plan.has_replay_probe {
             enter(ctx, BackfillPhase::ReplayProbe);
-            let p = ctx
-                .execute_activity(
-                    BackfillReplayProbe,
-                    spec_ref(&name, &tag, SpecAction::Probe),
-                    long("replay probe after the unfreeze"),
-                )
-                .await?;
+            let p = on_its_host(
+                ctx,
+                BackfillReplayProbe,
+                spec_ref(&name, &tag, SpecAction::Probe),
+                long("replay probe after the unfreeze"),
+            )
+            .await?;
             if !p.ok {
                 alert(
                     ctx,
@@ -595,13 +604,13 @@ impl BackfillRollout {
     ) -> WorkflowResult<BackfillResult> {
         let (name, tag) = ctx.state(|s| (s.input.name.clone(), s.carry.run_tag.clone()));
         enter(ctx, BackfillPhase::RollingBack);
-        let rb = ctx
-            .execute_activity(
-                BackfillRollback,
-                spec_ref(&name, &tag, SpecAction::Rollback),
-                long(format!("roll back what run {tag} wrote")),
-            )
-            .await?;
+        let rb = on_its_host(
+            ctx,
+            BackfillRollback,
+            spec_ref(&name, &tag, SpecAction::Rollback),
+            long(format!("roll back what run {tag} wrote")),
+        )
+        .await?;
         if !rb.rolled_back {
             let msg = if rb.restored {
                 format!(
@@ -1021,13 +1030,41 @@ async fn unfreeze(
     tag: &str,
 ) -> WorkflowResult<()> {
     enter(ctx, BackfillPhase::Unfreezing);
-    ctx.execute_activity(
+    on_its_host(
+        ctx,
         BackfillAction,
         spec_ref(name, tag, SpecAction::Unfreeze),
         short("unfreeze ingest"),
     )
     .await?;
     Ok(())
+}
+
+/// Runs `activity` on the action `reference` names where the spec pins it
+/// (`runs_on`), else on any worker.
+async fn on_its_host<AD>(
+    ctx: &WorkflowContext<BackfillRollout>,
+    activity: AD,
+    reference: BackfillRef,
+    options: ActivityOptions,
+) -> Result<AD::Output, ActivityExecutionError>
+where
+    AD: ActivityDefinition<Input = BackfillRef> + Clone,
+    AD::Output: TemporalDeserializable,
+{
+    let (pins, host) = ctx.state(|s| {
+        (
+            s.pins.clone(),
+            s.plan
+                .action_hosts
+                .get(&reference.action)
+                .cloned()
+                .unwrap_or_default(),
+        )
+    });
+    let name = reference.name.clone();
+    pins.run_at(ctx, &host, &name, activity, reference, options)
+        .await
 }
 
 fn time(ctx: &WorkflowContext<BackfillRollout>) -> SystemTime {

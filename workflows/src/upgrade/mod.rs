@@ -26,8 +26,8 @@ use steward_proto::v1::{
     UpgradeInput, UpgradePlan, UpgradeResult, UpgradeStatus,
 };
 use steward_proto::vocab::{
-    Advance, Hold, OnUnhealthy, OperatorVerb, Severity, UpgradeOutcome, UpgradePhase, UpgradeStage,
-    UpgradeStepKind,
+    Advance, Hold, OnUnhealthy, OperatorVerb, PlacementKind, Severity, UpgradeOutcome,
+    UpgradePhase, UpgradeStage, UpgradeStepKind,
 };
 use steward_proto::{ids, names, signing};
 use temporalio_macros::{workflow, workflow_methods};
@@ -40,6 +40,7 @@ use temporalio_sdk::{
 use crate::alert::{NewAlert, detail};
 use crate::attributes::{self, SEARCH_ATTRIBUTES_PATCH};
 use crate::backfill::SIGNATURE_BINDING_PATCH;
+use crate::hosts::{self, Pins};
 use crate::operator;
 use crate::options::summarized;
 use crate::time::rfc3339;
@@ -77,6 +78,8 @@ pub struct WarmUpgrade {
     scheduled: bool,
     /// Whether steward's cold sweep started it as a child.
     child: bool,
+    /// Where the steps that touch the app run.
+    pins: Pins,
     /// Whether the API's signature on the start held.
     start_verified: bool,
     /// Whether signatures are bound to the run (false for runs recorded
@@ -209,8 +212,12 @@ impl WarmUpgrade {
         let attributes = ctx.patched(SEARCH_ATTRIBUTES_PATCH);
         ctx.state_mut(|s| s.attributes = attributes);
         enter(ctx, UpgradePhase::Inspecting);
-        let plan = ctx
-            .execute_activity(
+        let pins = hosts::place(ctx, "upgrade", PlacementKind::App, &input.app).await?;
+        ctx.state_mut(|s| s.pins = pins.clone());
+        let plan = pins
+            .run(
+                ctx,
+                &input.app,
                 UpgradeInspect,
                 input.clone(),
                 short(format!("inspect {}", input.app)),
@@ -793,7 +800,9 @@ fn short(summary: impl Into<String>) -> ActivityOptions {
 async fn run_step(ctx: &WorkflowContext<WarmUpgrade>, step: AppStep) -> WorkflowResult<StepResult> {
     let summary = format!("{} {} {}", step.step, step.app, step.version);
     let options = summarized(long(), summary.trim_end());
-    Ok(ctx.execute_activity(UpgradeStep, step, options).await?)
+    let pins = ctx.state(|s| s.pins.clone());
+    let app = step.app.clone();
+    Ok(pins.run(ctx, &app, UpgradeStep, step, options).await?)
 }
 
 /// Steps heartbeat, so a worker killed mid-step is noticed in 10 s and the

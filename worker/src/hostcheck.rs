@@ -1,0 +1,54 @@
+//! The poll check beside every worker: for each host the config pins
+//! steps to (`runs_on`), whether any worker polls its queue. A host with
+//! none is logged at warn once until a worker polls again (its pinned
+//! steps wait, and their runs say so after `[worker] host_wait_alert`);
+//! `steward_host_workers{host}` counts them all the time.
+
+use std::collections::BTreeSet;
+
+use steward_activities::metrics::Metrics;
+
+use crate::ops::Ops;
+
+/// What the check remembers between passes: the hosts already told.
+#[derive(Debug)]
+pub struct HostCheck {
+    ops: Ops,
+    metrics: Metrics,
+    told: BTreeSet<String>,
+}
+
+impl HostCheck {
+    /// A check over `ops`'s config and client.
+    pub fn new(ops: Ops, metrics: Metrics) -> Self {
+        Self {
+            ops,
+            metrics,
+            told: BTreeSet::new(),
+        }
+    }
+
+    /// One pass.
+    pub async fn check(&mut self) -> anyhow::Result<()> {
+        if self.ops.loaded().config.hosts().is_empty() {
+            return Ok(());
+        }
+        let workers = self.ops.workers().await?;
+        for h in workers.hosts {
+            self.metrics.host_workers(&h.host, h.workers.len());
+            if !h.workers.is_empty() {
+                self.told.remove(&h.host);
+            } else if !h.pinned.is_empty() && self.told.insert(h.host.clone()) {
+                tracing::warn!(
+                    "no worker polls host `{}` ({}), which {} pin steps to: they wait until a \
+                     worker with `[worker] host = \"{}\"` runs",
+                    h.host,
+                    h.task_queue,
+                    h.pinned.join(", "),
+                    h.host
+                );
+            }
+        }
+        Ok(())
+    }
+}
