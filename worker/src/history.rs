@@ -162,6 +162,8 @@ pub fn timeline(events: &[HistoryEvent]) -> Vec<Entry> {
         at: Option<i64>,
         input: Value,
         attempt: Option<i64>,
+        /// The identity of the worker that ran the last attempt.
+        worker: String,
     }
     let mut scheduled: BTreeMap<i64, Scheduled> = BTreeMap::new();
     let mut timers: BTreeMap<i64, Option<i64>> = BTreeMap::new();
@@ -190,6 +192,9 @@ pub fn timeline(events: &[HistoryEvent]) -> Vec<Entry> {
             );
             if let (Some(s), Value::Object(map)) = (&s, &mut en.detail) {
                 map.insert("input".into(), s.input.clone());
+                if !s.worker.is_empty() {
+                    map.insert("worker".into(), s.worker.clone().into());
+                }
             }
             en.attempt = s.as_ref().and_then(|s| s.attempt);
             en.duration_ms = s.and_then(|s| Some(millis(e)? - s.at?));
@@ -224,12 +229,14 @@ pub fn timeline(events: &[HistoryEvent]) -> Vec<Entry> {
                         at: millis(e),
                         input: decode_payloads(a.input.as_ref()),
                         attempt: None,
+                        worker: String::new(),
                     },
                 );
             }
             Attributes::ActivityTaskStartedEventAttributes(a) => {
                 if let Some(s) = scheduled.get_mut(&a.scheduled_event_id) {
                     s.attempt = Some(i64::from(a.attempt));
+                    s.worker = a.identity.clone();
                 }
             }
             Attributes::ActivityTaskCompletedEventAttributes(a) => {
