@@ -204,7 +204,10 @@ impl Pins {
             .cloned()
             .collect();
         if hosts.is_empty() {
-            ctx.upsert_search_attributes([attributes::HOST_WAIT.value_unset()]);
+            // An empty list removes the attribute on the server; the
+            // SDK's unset sends an empty payload, which the server refuses
+            // for a keyword list (the workflow task fails).
+            ctx.upsert_search_attributes([attributes::HOST_WAIT.value_set(Vec::new())]);
             ctx.set_current_details("");
         } else {
             ctx.set_current_details(format!("waiting for a worker on host {}", hosts.join(", ")));

@@ -66,6 +66,17 @@ impl App {
     /// `[[operators]]`). In `extra` and `top`, `{home}` is the app's home
     /// and `{root}` the test's folder.
     async fn with_top(test: &str, releases: &[(&str, &str, &str)], extra: &str, top: &str) -> App {
+        Self::on(Backend::Sqlite, test, releases, extra, top).await
+    }
+
+    /// The same, with the state store on `backend`.
+    async fn on(
+        backend: Backend,
+        test: &str,
+        releases: &[(&str, &str, &str)],
+        extra: &str,
+        top: &str,
+    ) -> App {
         let dir = temp_dir();
         let root = dir.path().to_path_buf();
         let home = root.join("app");
@@ -121,7 +132,7 @@ impl App {
                 home.display()
             )
         };
-        let store = database(Backend::Sqlite, &root).await;
+        let store = database(backend, &root).await;
         let config = root.join("steward.toml");
         std::fs::write(
             &config,
@@ -420,5 +431,6 @@ asserts = [["test", "-f", "{{scratch}}/data/version.txt"]]
 
 mod approvals;
 mod faults;
+mod hosts;
 mod modes;
 mod warm;
