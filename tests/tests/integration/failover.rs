@@ -336,3 +336,49 @@ async fn a_standby_that_fell_behind_loses_acknowledged_writes_and_the_drill_coun
     assert_eq!(alerts[0]["severity"], "critical");
     assert_eq!(alerts[0]["detail"]["lost_writes"], m.lost_writes);
 }
+
+#[tokio::test]
+async fn a_drill_pinned_to_the_database_host_runs_its_trigger_there_only() {
+    let pair = PgPair::start(true).await;
+    let trigger = pair.failover_script();
+    let e = env(
+        "failover-hosts",
+        pair,
+        &["sh", trigger.to_str().unwrap()],
+        "runs_on = \"db\"\n\n[worker]\nhost = \"app\"\n",
+    )
+    .await;
+    let text = steward_tests::read(&e.config);
+    let data = format!("data_dir = \"{}\"", e.root.join("data").display());
+    assert!(text.contains(&data) && text.contains("host = \"app\""));
+    let db = e.root.join("db.toml");
+    std::fs::write(
+        &db,
+        text.replace(
+            &data,
+            &format!("data_dir = \"{}\"", e.root.join("data-db").display()),
+        )
+        .replace("host = \"app\"", "host = \"db\""),
+    )
+    .unwrap();
+    let _db = steward_tests::Steward::worker(&db, &e.server.address);
+
+    let (code, r) = e.drill();
+    assert_eq!((code, r.outcome.as_str()), (0, "passed"), "{r:#?}");
+    let timeline = e.ok(&["history", &r.workflow_id, "--json"]);
+    let triggers: Vec<&str> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["name"] == steward_proto::names::FAILOVER_TRIGGER)
+        .map(|x| x["detail"]["worker"].as_str().unwrap_or_default())
+        .collect();
+    assert!(!triggers.is_empty(), "{timeline}");
+    for worker in &triggers {
+        assert!(
+            worker.ends_with("host db"),
+            "the trigger ran on `{worker}`: {triggers:?}"
+        );
+    }
+    steward_tests::assert_every_run_closed_without_task_failures(&e.client).await;
+}

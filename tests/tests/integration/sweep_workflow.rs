@@ -1329,3 +1329,82 @@ async fn a_pass_done_again_is_logged_and_counted() {
         "{retried:?}"
     );
 }
+
+#[tokio::test]
+async fn path_repos_pinned_to_two_hosts_are_each_swept_by_a_worker_of_their_host() {
+    let mut e = env(
+        "hosts-sweep",
+        Backend::Postgres,
+        5,
+        1,
+        "[worker]\nhost = \"h1\"\n",
+    )
+    .await;
+    // repo-00..01 live on h1, repo-02..03 on h2, repo-04 anywhere.
+    let pins = ["h1", "h1", "h2", "h2", ""];
+    let mut text = read(&e.config);
+    for (i, host) in pins.iter().enumerate().filter(|(_, h)| !h.is_empty()) {
+        let name = format!("name = \"repo-{i:02}\"\n");
+        assert!(text.contains(&name));
+        text = text.replace(&name, &format!("{name}runs_on = \"{host}\"\n"));
+    }
+    std::fs::write(&e.config, &text).unwrap();
+    let h2 = e.root.join("h2.toml");
+    let data = format!("data_dir = \"{}\"", e.root.join("data").display());
+    assert!(text.contains(&data));
+    std::fs::write(
+        &h2,
+        text.replace(
+            &data,
+            &format!("data_dir = \"{}\"", e.root.join("data-h2").display()),
+        )
+        .replace("host = \"h1\"", "host = \"h2\""),
+    )
+    .unwrap();
+    let (code, out, err) = e.cli(&["check-config"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("h1") && out.contains("h2"),
+        "the hosts named: {out}"
+    );
+    e.start_worker();
+    let _h2 = Steward::worker(&h2, &e.server.address);
+
+    let swept = e.ok(&["sweep", "run"]);
+    assert!(
+        swept["skipped_missing"]
+            .as_array()
+            .is_none_or(|missing| missing.is_empty()),
+        "{swept}"
+    );
+    let processed: Vec<&str> = swept["repos_processed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["repo"].as_str())
+        .collect();
+    assert_eq!(processed.len(), 5, "every repo had ids to assign: {swept}");
+    let id = swept["workflow_id"].as_str().unwrap();
+    let timeline = e.ok(&["history", id, "--json"]);
+    let mut seen = Vec::new();
+    for entry in timeline.as_array().unwrap() {
+        if entry["name"] != steward_proto::names::SWEEP_BATCH {
+            continue;
+        }
+        let worker = entry["detail"]["worker"].as_str().unwrap_or_default();
+        for repo in entry["detail"]["input"]["repos"].as_array().unwrap() {
+            let i: usize = repo.as_str().unwrap()["repo-".len()..].parse().unwrap();
+            if !pins[i].is_empty() {
+                assert!(
+                    worker.ends_with(&format!("host {}", pins[i])),
+                    "{repo} is on {} and was swept by `{worker}`",
+                    pins[i]
+                );
+            }
+            seen.push(i);
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, vec![0, 1, 2, 3, 4], "{timeline}");
+    assert_every_run_closed_without_task_failures(&e.client).await;
+}
