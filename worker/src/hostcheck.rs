@@ -33,10 +33,18 @@ impl HostCheck {
         if self.ops.loaded().config.hosts().is_empty() {
             return Ok(());
         }
+        let own = self.ops.loaded().config.worker.host.clone();
         let workers = self.ops.workers().await?;
         for h in workers.hosts {
-            self.metrics.host_workers(&h.host, h.workers.len());
-            if !h.workers.is_empty() {
+            // This worker polls its own host's queue, though the server may
+            // not have seen its first poll yet.
+            let polling = if own.as_deref() == Some(h.host.as_str()) {
+                h.workers.len().max(1)
+            } else {
+                h.workers.len()
+            };
+            self.metrics.host_workers(&h.host, polling);
+            if polling > 0 {
                 self.told.remove(&h.host);
             } else if !h.pinned.is_empty() && self.told.insert(h.host.clone()) {
                 tracing::warn!(

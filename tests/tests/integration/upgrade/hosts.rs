@@ -15,7 +15,7 @@ async fn two_hosts(test: &str, wait_alert: &str) -> (App, Steward) {
         Backend::Postgres,
         test,
         &[(BASE, "ok", ""), ("1.1.0+5.1.0", "ok", "")],
-        "runs_on = \"app1\"\n",
+        "runs_on = \"app1\"\n\n[[repos]]\nname = \"far\"\npath = \"{root}/far\"\nruns_on = \"far\"\n",
         &top,
     )
     .await;
@@ -144,7 +144,24 @@ async fn an_app_pinned_to_its_host_runs_every_step_there_and_workers_lists_both_
     }
     let (code, out, err) = app.cli(&["check-config"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("app1"), "check-config names the host: {out}");
+    assert!(
+        out.contains("app1") && out.contains("far"),
+        "check-config names the hosts: {out}"
+    );
+    // No worker runs on `far`, where a repo is pinned: each worker's poll
+    // check says so once; a worker never warns about its own host.
+    let warning = "no worker polls host `far`";
+    wait_for(
+        "the poll check's warning",
+        Duration::from_secs(30),
+        || async { app.worker_log().contains(warning).then_some(()) },
+    )
+    .await
+    .unwrap();
+    let log = app.worker_log();
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
+    assert!(log.contains("repos[0].runs_on"), "{log}");
+    assert!(!log.contains("no worker polls host `app1`"), "{log}");
 }
 
 #[tokio::test]
