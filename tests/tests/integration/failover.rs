@@ -357,11 +357,11 @@ async fn a_drill_pinned_to_the_database_host_runs_its_trigger_there_only() {
         text.replace(
             &data,
             &format!("data_dir = \"{}\"", e.root.join("data-db").display()),
-        )
-        .replace("host = \"app\"", "host = \"db\""),
+        ),
     )
     .unwrap();
-    let _db = steward_tests::Steward::worker(&db, &e.server.address);
+    // The same config on the database's host, which --host names.
+    let _db = steward_tests::Steward::worker_with(&db, &e.server.address, &["--host", "db"]);
 
     let (code, r) = e.drill();
     assert_eq!((code, r.outcome.as_str()), (0, "passed"), "{r:#?}");

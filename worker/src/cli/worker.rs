@@ -28,6 +28,10 @@ pub struct ProcessArgs {
     /// else `steward-<version>`).
     #[arg(long, env = "STEWARD_BUILD_ID")]
     build_id: Option<String>,
+    /// The host this worker runs on (default `[worker].host`): it also
+    /// polls the host's own queue, for the steps pinned there (`runs_on`).
+    #[arg(long, env = "STEWARD_HOST")]
+    host: Option<String>,
 }
 
 impl ProcessArgs {
@@ -47,6 +51,14 @@ impl ProcessArgs {
                 "--build-id must be 1 to 255 characters"
             );
             loaded.config.worker.build_id = Some(id.clone());
+        }
+        if let Some(host) = self.host.as_deref().filter(|h| !h.is_empty()) {
+            anyhow::ensure!(
+                crate::config::valid_host(host),
+                "--host `{host}` is not a host name: lowercase letters, digits, `-` and `.`, \
+                 1 to 63 characters"
+            );
+            loaded.config.worker.host = Some(host.to_string());
         }
         Ok(())
     }

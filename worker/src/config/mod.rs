@@ -28,7 +28,7 @@ use steward_activities::upgrade::{AppSpec, ColdSweepSettings};
 use steward_proto::vocab::ScheduleKind;
 
 pub use cron::{check_cron, cron_interval};
-pub use validate::valid_name;
+pub use validate::{valid_host, valid_name};
 
 /// Config errors; each names the file and the key at fault.
 #[derive(Debug, thiserror::Error)]
