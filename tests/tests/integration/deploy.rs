@@ -274,6 +274,60 @@ fn the_worker_config_loads_and_agrees_with_the_compose_services() {
 }
 
 #[test]
+fn the_host_worker_is_the_worker_with_a_host_of_its_own_and_its_own_data() {
+    let doc = compose();
+    let (steward, db1) = (service(&doc, "steward"), service(&doc, "steward-db1"));
+    assert_eq!(
+        strings(&db1["profiles"]),
+        ["hosts"],
+        "started only when asked for"
+    );
+    let host = env(db1, "STEWARD_HOST");
+    assert!(config::valid_host(host), "{host}");
+    for key in [
+        "image",
+        "command",
+        "stop_signal",
+        "stop_grace_period",
+        "healthcheck",
+    ] {
+        assert_eq!(db1[key], steward[key], "{key} as the shared workers'");
+    }
+    for key in ["STEWARD_CONFIG", "STEWARD_METRICS_ADDR", "TEMPORAL_ADDRESS"] {
+        assert_eq!(env(db1, key), env(steward, key), "{key}");
+    }
+    let data_dir = config::parse(
+        &std::fs::read_to_string(mounted_config(&doc)).unwrap(),
+        Path::new("/etc/steward/steward.toml"),
+    )
+    .unwrap()
+    .config
+    .data_dir
+    .display()
+    .to_string();
+    let volume_at = |s: &Value| {
+        strings(&s["volumes"])
+            .into_iter()
+            .find(|v| v.split(':').nth(1) == Some(data_dir.as_str()))
+            .and_then(|v| v.split(':').next().map(str::to_string))
+    };
+    let own = volume_at(db1).expect("its data dir is a volume");
+    assert_ne!(Some(own.clone()), volume_at(steward), "its own data");
+    assert!(
+        doc["volumes"]
+            .as_mapping()
+            .unwrap()
+            .contains_key(own.as_str())
+    );
+    assert!(
+        !strings(&db1["volumes"])
+            .iter()
+            .any(|v| v.starts_with("repos:")),
+        "the shared workers' repos are not on its host"
+    );
+}
+
+#[test]
 fn the_dockerfile_builds_the_worker_in_stages_with_what_it_needs() {
     let text = std::fs::read_to_string(workspace().join("Dockerfile")).unwrap();
     let froms: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
