@@ -22,9 +22,9 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git ca-certificates curl openssl postgresql-client \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --home-dir /var/lib/steward --create-home steward
+ && useradd --system --uid 10001 --user-group --home-dir /var/lib/steward --create-home steward
 COPY --from=build /src/target/release/steward /usr/local/bin/steward
-USER steward
+USER 10001
 WORKDIR /var/lib/steward
 ENV STEWARD_CONFIG=/etc/steward/steward.toml
 ENTRYPOINT ["steward"]

@@ -349,7 +349,10 @@ fn the_dockerfile_builds_the_worker_in_stages_with_what_it_needs() {
         runtime_stage
             .contains("COPY --from=build /src/target/release/steward /usr/local/bin/steward")
     );
-    assert!(runtime_stage.contains("USER steward"), "not root");
+    assert!(
+        runtime_stage.contains("USER 10001"),
+        "not root, by number (Kubernetes checks runAsNonRoot on it)"
+    );
     assert!(runtime_stage.contains("ENTRYPOINT [\"steward\"]"));
 
     // The Rust image is at least the workspace's rust-version.

@@ -15,6 +15,7 @@ mod dev;
 mod failover;
 mod findings;
 mod fuzz_corpus;
+mod kubernetes;
 mod replay;
 mod restore;
 mod schedules;
