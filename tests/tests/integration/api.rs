@@ -1206,3 +1206,59 @@ async fn the_page_lists_rollouts_from_visibility_and_an_operator_reads_their_own
     );
     assert!(ended.contains("id=\"start-tiny\""), "{ended}");
 }
+
+#[tokio::test]
+async fn a_second_api_replica_serves_the_same_session_when_the_first_is_killed() {
+    let mut e = env("api-replicas", "", "").await;
+    let second = ApiServer::start(&e.config, &e.server.address).await;
+    let cookie = format!("steward_token={}", e.ana.token);
+    let page = |api: &ApiServer| {
+        let cookie = cookie.clone();
+        let base = api.base.clone();
+        async move {
+            let resp = reqwest::Client::new()
+                .get(format!("{base}/"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .expect("the page answers");
+            (
+                resp.status().as_u16(),
+                resp.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (code, first_page) = page(&e.api).await;
+    assert_eq!(code, 200, "{first_page}");
+    assert!(
+        first_page.contains("ana"),
+        "signed in on the first: {first_page}"
+    );
+
+    e.api.process.kill9();
+    let (code, page_after) = page(&second).await;
+    assert_eq!(code, 200, "{page_after}");
+    assert!(page_after.contains("ana"), "the same session on the second");
+    let (code, me) = second.get("/v1/whoami", &e.ana.token).await;
+    assert_eq!((code, me["name"].as_str()), (200, Some("ana")), "{me}");
+    // An action through the second is signed with the deployment's key,
+    // as the first would have: the run verifies it.
+    let (code, started) = second
+        .post(
+            "/v1/backfills/tiny/start",
+            &e.ana.token,
+            json!({ "reason": "after the first replica died", "freeze_at": "now" }),
+        )
+        .await;
+    assert_eq!(code, 200, "{started}");
+    let start = wait_for("the start recorded", Duration::from_secs(30), || async {
+        e.status()
+            .await
+            .operator_actions
+            .into_iter()
+            .find(|a| a.action == "start")
+    })
+    .await
+    .unwrap();
+    assert!(start.verified && start.operator == "ana", "{start:?}");
+}
