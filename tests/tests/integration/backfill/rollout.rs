@@ -620,3 +620,63 @@ async fn command_and_http_actions_run_and_alerts_reach_the_webhook() {
     );
     assert_not_world_writable(&e.config.with_file_name("data"));
 }
+
+#[tokio::test]
+async fn a_freeze_command_pinned_to_its_host_runs_on_that_hosts_worker_only() {
+    let mut e = env("action-host", Backend::Sqlite, None, "batch_size = 50").await;
+    let marker = e.config.with_file_name("frozen-marker");
+    let data = format!(
+        "data_dir = \"{}\"",
+        e.config.with_file_name("data").display()
+    );
+    let cfg = read(&e.config).replace(
+        "freeze = { sql = \"UPDATE control SET enabled = 0\" }",
+        &format!(
+            "freeze = {{ command = [\"touch\", \"{}\"], runs_on = \"ingest1\" }}",
+            marker.display()
+        ),
+    ) + "\n[worker]\nhost = \"app1\"\n";
+    assert!(cfg.contains("runs_on") && cfg.contains(&data));
+    std::fs::write(&e.config, &cfg).unwrap();
+    let ingest = e.config.with_file_name("ingest1.toml");
+    let ingest_data = format!(
+        "data_dir = \"{}\"",
+        e.config.with_file_name("data-ingest1").display()
+    );
+    std::fs::write(&ingest, cfg.replace(&data, &ingest_data)).unwrap();
+    e.worker().kill9();
+    e.start_worker();
+    let _ingest =
+        steward_tests::Steward::worker_with(&ingest, &e.server.address, &["--host", "ingest1"]);
+
+    e.start();
+    let result = e.result().await;
+    assert_eq!(result.outcome, "done", "{result:?}");
+    assert!(marker.is_file(), "the freeze command ran");
+    let timeline = e.ok(&["history", &bf(), "--json"]);
+    let freezes: Vec<&str> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| {
+            x["name"] == steward_proto::names::BACKFILL_ACTION
+                && x["detail"]["input"]["action"] == "freeze"
+        })
+        .map(|x| x["detail"]["worker"].as_str().unwrap_or_default())
+        .collect();
+    assert!(!freezes.is_empty(), "{timeline}");
+    for worker in &freezes {
+        assert!(
+            worker.ends_with("host ingest1"),
+            "the freeze ran on `{worker}`"
+        );
+    }
+    // The other actions are not pinned: the shared queue's workers take them.
+    let others = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["name"] == steward_proto::names::BACKFILL_ACTION)
+        .count();
+    assert!(others > freezes.len(), "{timeline}");
+}
