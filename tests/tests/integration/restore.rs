@@ -14,7 +14,7 @@ use steward_activities::restore::crypt;
 use steward_activities::restore::{TABLES, figures};
 use steward_tests::{
     BACKENDS, Backend, PgCluster, PgRoot, RepoEntry, Server, Steward, assert_no_planted_secret,
-    database, make_repo, run_steward, task_queue, temp_dir, with_planted_password, workplan,
+    database, make_repo, read, run_steward, task_queue, temp_dir, with_planted_password, workplan,
     write_config,
 };
 
@@ -795,4 +795,50 @@ fn keygen_needs_no_config_writes_a_private_identity_and_never_overwrites_it() {
         before,
         "never overwritten"
     );
+}
+
+#[tokio::test]
+async fn a_restore_drill_pinned_to_its_host_backs_up_and_copies_off_node_there_only() {
+    let dir = temp_dir();
+    let root = dir.path();
+    let (config, _k, server, _worker, _db) =
+        sqlite_env("restore-host", root, "runs_on = \"vault\"\n").await;
+    let text = read(&config);
+    let data = format!("data_dir = \"{}\"", root.join("data").display());
+    assert!(text.contains(&data));
+    let vault = root.join("vault.toml");
+    std::fs::write(
+        &vault,
+        text.replace(
+            &data,
+            &format!("data_dir = \"{}\"", root.join("data-vault").display()),
+        ),
+    )
+    .unwrap();
+    let _vault = Steward::worker_with(&vault, &server.address, &["--host", "vault"]);
+
+    let (code, result, err) = drill(&config, &server.address, &[]);
+    assert_eq!(
+        (code, result["outcome"].as_str()),
+        (0, Some("verified")),
+        "{result} {err}"
+    );
+    let id = result["workflow_id"].as_str().unwrap();
+    let (code, out, err) = run_steward(&config, &server.address, &["history", id, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let timeline: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let backups: Vec<&str> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["name"] == steward_proto::names::RESTORE_BACKUP)
+        .map(|x| x["detail"]["worker"].as_str().unwrap_or_default())
+        .collect();
+    assert!(!backups.is_empty(), "{timeline}");
+    for worker in &backups {
+        assert!(
+            worker.ends_with("host vault"),
+            "the backup ran on `{worker}`"
+        );
+    }
 }
