@@ -10,6 +10,7 @@ pub mod config;
 pub mod connect;
 pub mod devserver;
 pub mod guard;
+pub mod health;
 pub mod history;
 pub mod hostcheck;
 pub mod namespace;

@@ -101,7 +101,7 @@ pub fn worker_options(
         .register_activities(activities.placement)
         .activity_inbound_interceptor(Attempts(activities.metrics))
         .workflow_interceptor(steward_workflows::operator::validator_clock())
-        .maybe_client_identity_override(identity(process))
+        .client_identity_override(identity(process))
         .build())
 }
 
@@ -125,18 +125,21 @@ pub fn host_worker_options(
         .register_activities(activities.claims)
         .register_activities(activities.placement)
         .activity_inbound_interceptor(Attempts(activities.metrics))
-        .maybe_client_identity_override(identity(process))
+        .client_identity_override(identity(process))
         .build())
 }
 
-/// How the worker names itself in every history it writes: the SDK's
-/// `<pid>@<machine>`, and the host it says it is, when it says one.
-fn identity(process: &WorkerConfig) -> Option<String> {
-    let host = process.host.as_ref()?;
+/// How the worker names itself in every history it writes and to the
+/// server's task-queue descriptions: `<pid>@<machine>` as the SDK would,
+/// and the host it says it is, when it says one.
+pub fn identity(process: &WorkerConfig) -> String {
     let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
-    Some(format!("{}@{machine} host {host}", std::process::id()))
+    match &process.host {
+        Some(host) => format!("{}@{machine} host {host}", std::process::id()),
+        None => format!("{}@{machine}", std::process::id()),
+    }
 }
 
 /// Replayer options with every workflow, for determinism checks.

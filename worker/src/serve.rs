@@ -225,6 +225,25 @@ pub async fn run_until(
         },
     );
     tokio::pin!(host_check);
+    let _probes = match &loaded.config.worker.health_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("serving the worker's probes on {addr}"))?;
+            eprintln!(
+                "probes at http://{}/healthz and /readyz",
+                listener.local_addr()?
+            );
+            let ops = crate::ops::Ops::new(loaded.clone())
+                .with_client(client.clone())
+                .with_store(store.clone());
+            let identity = registration::identity(&loaded.config.worker);
+            Some(AbortOnDrop(tokio::spawn(crate::health::serve(
+                listener, ops, identity,
+            ))))
+        }
+        None => None,
+    };
     eprintln!("worker build id `{}`", loaded.config.worker.build_id());
     // A worker on a host also polls the host's own queue, for the steps
     // pinned there; it stops when the worker stops.
@@ -343,4 +362,13 @@ pub async fn api_beside_dev(
         }
     });
     Ok(url)
+}
+
+/// A spawned task that stops when its holder is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

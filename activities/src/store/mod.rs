@@ -227,6 +227,12 @@ impl Store {
         self.backend
     }
 
+    /// Whether the database answers a query now (the probes' check).
+    pub async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// The pool, for tests and maintenance commands.
     pub fn pool(&self) -> &AnyPool {
         &self.pool

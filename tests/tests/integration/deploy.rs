@@ -168,7 +168,7 @@ fn every_service_is_there_with_health_checks_and_healthy_dependencies() {
     assert!(
         strings(&api["healthcheck"]["test"])
             .join(" ")
-            .contains("127.0.0.1:8234/openapi.json")
+            .contains("127.0.0.1:8234/readyz")
     );
     assert_eq!(
         env(api, "STEWARD_CONFIG"),
@@ -254,8 +254,20 @@ fn the_worker_config_loads_and_agrees_with_the_compose_services() {
     );
     let port = metrics.rsplit(':').next().unwrap();
     assert!(strings(&steward["expose"]).contains(&port.to_string()));
+    // The probe: the worker's readiness, where the config serves it.
+    let health = loaded
+        .config
+        .worker
+        .health_addr
+        .as_deref()
+        .expect("the worker serves its probes");
+    let health_port = health.rsplit(':').next().unwrap();
+    assert!(strings(&steward["expose"]).contains(&health_port.to_string()));
     let probe = strings(&steward["healthcheck"]["test"]).join(" ");
-    assert!(probe.contains(&format!(":{port}/metrics")), "{probe}");
+    assert!(
+        probe.contains(&format!("127.0.0.1:{health_port}/readyz")),
+        "{probe}"
+    );
 
     // Shutdown: compose waits longer than the worker's grace period.
     let grace = steward["stop_grace_period"].as_str().unwrap();

@@ -265,16 +265,29 @@ fn the_manifests_agree_with_the_config_and_the_image() {
     assert!(grace > cfg.worker.graceful_shutdown_seconds);
     let c = container(&worker);
     assert_eq!(strings(&c["args"]), ["worker"]);
-    let metrics_port: u64 = cfg
-        .worker
-        .metrics_addr
-        .as_deref()
-        .and_then(|a| a.rsplit(':').next())
-        .and_then(|p| p.parse().ok())
-        .expect("the config serves metrics");
-    assert_eq!(c["ports"][0]["containerPort"].as_u64(), Some(metrics_port));
-    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/metrics");
-    assert_eq!(c["livenessProbe"]["httpGet"]["port"], c["ports"][0]["name"]);
+    let port_of = |addr: &Option<String>| -> u64 {
+        addr.as_deref()
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .expect("an address in the config")
+    };
+    let port_named = |name: &Value| -> Option<u64> {
+        c["ports"]
+            .as_sequence()?
+            .iter()
+            .find(|p| &p["name"] == name)?["containerPort"]
+            .as_u64()
+    };
+    let metrics = &Value::from("metrics");
+    assert_eq!(port_named(metrics), Some(port_of(&cfg.worker.metrics_addr)));
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(c[probe]["httpGet"]["path"], path, "{probe}");
+        assert_eq!(
+            port_named(&c[probe]["httpGet"]["port"]),
+            Some(port_of(&cfg.worker.health_addr)),
+            "{probe} where the config serves the probes"
+        );
+    }
 
     // A worker per node that needs one: on that node, named after it.
     let db1 = resource("Deployment", "steward-worker-db1");
@@ -309,7 +322,8 @@ fn the_manifests_agree_with_the_config_and_the_image() {
         service["spec"]["ports"][0]["targetPort"],
         a["ports"][0]["name"]
     );
-    assert!(a["readinessProbe"]["httpGet"]["path"].is_string());
+    assert_eq!(a["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(a["livenessProbe"]["httpGet"]["path"], "/healthz");
     let key = &env(a, "STEWARD_API_SIGNING_KEY").unwrap()["valueFrom"]["secretKeyRef"];
     assert_eq!(key["name"], "steward");
 

@@ -191,6 +191,8 @@ impl Api {
         routes::workers,
         routes::audit_verify,
         routes::audit_export,
+        routes::healthz,
+        routes::readyz,
     ),
     modifiers(&BearerToken)
 )]
@@ -289,6 +291,8 @@ pub fn router(api: Arc<Api>) -> Router {
             .route("/v1/workers", get(routes::workers))
             .route("/v1/audit/verify", get(routes::audit_verify))
             .route("/v1/audit/export", get(routes::audit_export))
+            .route("/healthz", get(routes::healthz))
+            .route("/readyz", get(routes::readyz))
             .route("/openapi.json", get(document))
             .route("/metrics", get(metrics))
             .layer(axum::middleware::from_fn_with_state(
@@ -387,8 +391,16 @@ mod tests {
     fn the_document_covers_every_json_route_with_the_bearer_scheme() {
         let doc = serde_json::to_value(openapi()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 24, "{:?}", paths.keys());
-        for (path, ops) in paths {
+        assert_eq!(paths.len(), 26, "{:?}", paths.keys());
+        // The probes answer anyone: a kubelet or a load balancer holds no
+        // token.
+        let probes = ["/healthz", "/readyz"];
+        for probe in probes {
+            let op = &paths[probe]["get"];
+            assert!(op["security"].is_null(), "{probe} takes no token");
+            assert!(op["responses"]["200"].is_object(), "{probe}");
+        }
+        for (path, ops) in paths.iter().filter(|(p, _)| !probes.contains(&p.as_str())) {
             for (method, op) in ops.as_object().unwrap() {
                 assert_eq!(
                     op["security"][0]["token"],

@@ -28,6 +28,7 @@ use crate::history::Entry;
 use crate::ops::audit::Verdict;
 use crate::ops::drills::{LastFailover, LastRestore};
 use crate::ops::findings::{Filter, FindingView};
+use crate::ops::health::{Check, Readiness};
 use crate::ops::inbox::Inbox;
 use crate::ops::progress::EventView;
 use crate::ops::schedules::ScheduleChanged;
@@ -966,6 +967,54 @@ pub async fn inbox(State(api): State<Arc<Api>>, _op: Operator) -> ApiResult<Json
 )]
 pub async fn workers(State(api): State<Arc<Api>>, _op: Operator) -> ApiResult<Json<Workers>> {
     Ok(Json(api.ops().workers().await?))
+}
+
+/// The answer of `/healthz`.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct Alive {
+    /// Always `ok`: the process answers.
+    pub status: String,
+}
+
+/// Whether the process runs (a liveness probe): no credential, no check
+/// of what it depends on.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    responses((status = 200, description = "The process answers", body = Alive))
+)]
+pub async fn healthz() -> Json<Alive> {
+    Json(Alive {
+        status: "ok".into(),
+    })
+}
+
+/// Whether the API can serve (a readiness probe): the config is loaded,
+/// the state store and Temporal answer. No credential.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    responses(
+        (status = 200, description = "Every check passed", body = Readiness),
+        (status = 503, description = "A check failed; each is named with what it found", body = Readiness),
+    )
+)]
+pub async fn readyz(State(api): State<Arc<Api>>) -> (StatusCode, Json<Readiness>) {
+    let ops = api.ops();
+    let config = match api.config.fault_now() {
+        None => Check::passed("config", api.config.path().display().to_string()),
+        // The last good config serves: the file's fault is for its
+        // editor, not a reason to take the API out of service.
+        Some(why) => Check::passed("config", format!("{why}; the last good config serves")),
+    };
+    let (store, temporal) = tokio::join!(ops.store_check(), ops.temporal_check());
+    let answer = Readiness::of(vec![config, store, temporal]);
+    let code = if answer.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(answer))
 }
 
 /// Recomputes the audit archive's hash chain.

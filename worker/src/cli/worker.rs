@@ -24,6 +24,9 @@ pub struct ProcessArgs {
     /// Serve Prometheus metrics on this address (`host:port`).
     #[arg(long, env = "STEWARD_METRICS_ADDR")]
     metrics_addr: Option<String>,
+    /// Serve the probes `/healthz` and `/readyz` on this address (`host:port`).
+    #[arg(long, env = "STEWARD_HEALTH_ADDR")]
+    health_addr: Option<String>,
     /// Build id reported to the server (default `[worker].build_id`,
     /// else `steward-<version>`).
     #[arg(long, env = "STEWARD_BUILD_ID")]
@@ -37,13 +40,26 @@ pub struct ProcessArgs {
 impl ProcessArgs {
     /// Applies the overrides to `loaded`, checked like the config is.
     pub fn apply(&self, loaded: &mut Loaded) -> anyhow::Result<()> {
-        if let Some(addr) = &self.metrics_addr {
-            addr.parse::<std::net::SocketAddr>().map_err(|_| {
-                anyhow::anyhow!(
-                    "--metrics-addr `{addr}` is not host:port (for example 0.0.0.0:9464)"
-                )
-            })?;
-            loaded.config.worker.metrics_addr = Some(addr.clone());
+        for (flag, addr, example, into) in [
+            (
+                "--metrics-addr",
+                &self.metrics_addr,
+                "0.0.0.0:9464",
+                &mut loaded.config.worker.metrics_addr,
+            ),
+            (
+                "--health-addr",
+                &self.health_addr,
+                "0.0.0.0:9465",
+                &mut loaded.config.worker.health_addr,
+            ),
+        ] {
+            if let Some(addr) = addr {
+                addr.parse::<std::net::SocketAddr>().map_err(|_| {
+                    anyhow::anyhow!("{flag} `{addr}` is not host:port (for example {example})")
+                })?;
+                *into = Some(addr.clone());
+            }
         }
         if let Some(id) = &self.build_id {
             anyhow::ensure!(

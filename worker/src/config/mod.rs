@@ -317,6 +317,9 @@ pub struct WorkerConfig {
     /// Address of the Prometheus endpoint (`host:port`); none by default.
     /// `--metrics-addr` overrides it.
     pub metrics_addr: Option<String>,
+    /// Address of the worker's probes (`/healthz`, `/readyz`; `host:port`);
+    /// none by default. `--health-addr` overrides it.
+    pub health_addr: Option<String>,
     /// Compression of the worker's gRPC messages to Temporal.
     pub grpc_compression: GrpcCompression,
     /// The host this worker runs on, as `runs_on` names it: the worker
@@ -353,6 +356,7 @@ impl Default for WorkerConfig {
             graceful_shutdown_seconds: 30,
             max_cached_workflows: 1000,
             metrics_addr: None,
+            health_addr: None,
             grpc_compression: GrpcCompression::None,
             host: None,
             host_wait_alert: "5m".into(),

@@ -197,13 +197,26 @@ fn operators(config: &Config) -> Result<(), Refusal> {
 }
 
 fn worker_and_guard(config: &Config) -> Result<(), Refusal> {
-    if let Some(addr) = &config.worker.metrics_addr
-        && addr.parse::<std::net::SocketAddr>().is_err()
-    {
-        return refuse(
+    for (key, addr, example) in [
+        (
             "worker.metrics_addr",
-            format!("`{addr}` is not host:port (for example 0.0.0.0:9464)"),
-        );
+            &config.worker.metrics_addr,
+            "0.0.0.0:9464",
+        ),
+        (
+            "worker.health_addr",
+            &config.worker.health_addr,
+            "0.0.0.0:9465",
+        ),
+    ] {
+        if let Some(addr) = addr
+            && addr.parse::<std::net::SocketAddr>().is_err()
+        {
+            return refuse(
+                key,
+                format!("`{addr}` is not host:port (for example {example})"),
+            );
+        }
     }
     if let Some(id) = &config.worker.build_id
         && (id.trim().is_empty() || id.len() > 255)

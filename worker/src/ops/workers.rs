@@ -22,6 +22,9 @@ pub struct Poller {
     pub build_id: String,
     /// When it last polled (RFC 3339).
     pub last_poll: String,
+    /// The same, in ms since the epoch (0: not said).
+    #[serde(skip)]
+    pub last_poll_ms: i64,
 }
 
 /// A host and the workers polling its queue.
@@ -81,7 +84,7 @@ impl Ops {
     }
 
     /// The workers the server saw polling `queue` for `kind` tasks lately.
-    async fn pollers(&self, queue: &str, kind: TaskQueueType) -> Result<Vec<Poller>> {
+    pub(super) async fn pollers(&self, queue: &str, kind: TaskQueueType) -> Result<Vec<Poller>> {
         let client = self.client().await?;
         let mut service = client.connection().workflow_service();
         let answer = service
@@ -101,13 +104,16 @@ impl Ops {
         let mut pollers: Vec<Poller> = answer
             .pollers
             .into_iter()
-            .map(|p| Poller {
-                build_id: p.deployment_options.map(|d| d.build_id).unwrap_or_default(),
-                last_poll: p
+            .map(|p| {
+                let ms = p
                     .last_access_time
-                    .map(|t| clock::secs_text(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000))
-                    .unwrap_or_default(),
-                identity: p.identity,
+                    .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+                Poller {
+                    build_id: p.deployment_options.map(|d| d.build_id).unwrap_or_default(),
+                    last_poll: ms.map(clock::secs_text).unwrap_or_default(),
+                    last_poll_ms: ms.unwrap_or_default(),
+                    identity: p.identity,
+                }
             })
             .collect();
         pollers.sort_by(|a, b| a.identity.cmp(&b.identity));
