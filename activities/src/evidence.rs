@@ -20,6 +20,17 @@ pub struct Written {
     pub sha256: String,
 }
 
+/// The folder of a run's evidence: its start time (`:` made `-`) and its
+/// run id, so two runs started in the same second never share one.
+pub fn folder(started_at: &str, run_id: &str) -> String {
+    let started = started_at.replace(':', "-");
+    if run_id.is_empty() {
+        started
+    } else {
+        format!("{started}-{run_id}")
+    }
+}
+
 /// The paths the evidence of a run goes to in `dir`.
 pub fn paths(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("report.json"), dir.join("report.md"))
@@ -43,4 +54,17 @@ pub fn write(dir: &Path, json: &[u8], markdown: &str) -> Result<Written, String>
         markdown: md_path,
         sha256: sha,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_started_in_the_same_second_get_folders_of_their_own() {
+        let at = "2026-12-07T05:00:00Z";
+        assert_ne!(folder(at, "run-a"), folder(at, "run-b"));
+        assert_eq!(folder(at, "run-a"), "2026-12-07T05-00-00Z-run-a");
+        assert_eq!(folder(at, ""), "2026-12-07T05-00-00Z");
+    }
 }

@@ -354,7 +354,7 @@ impl FailoverActivities {
         })
     }
 
-    /// Writes `failover/<drill>/<started>/report.json`, `report.md` and
+    /// Writes `failover/<drill>/<started>-<run id>/report.json`, `report.md` and
     /// `report.json.sha256`, the progress event and the metrics.
     pub async fn record(
         &self,
@@ -364,7 +364,7 @@ impl FailoverActivities {
             .artifacts
             .join("failover")
             .join(&r.drill)
-            .join(r.started_at.replace(':', "-"));
+            .join(crate::evidence::folder(&r.started_at, &r.run_id));
         let mut r = r.clone();
         let (json_path, md_path) = crate::evidence::paths(&dir);
         r.evidence_json = json_path.display().to_string();

@@ -99,7 +99,18 @@ impl Service {
             None if self.userinfo.is_empty() => String::new(),
             None => format!("{}@", self.userinfo),
         };
-        format!("postgres://{user}{}/{}", self.hosts.join(","), self.path)
+        // Writes go where libpq's `target_session_attrs=read-write` sends
+        // them: said, since that is how the drill connects.
+        let query = if self.query.is_empty() {
+            "target_session_attrs=read-write".to_string()
+        } else {
+            format!("{}&target_session_attrs=read-write", self.query)
+        };
+        format!(
+            "postgres://{user}{}/{}?{query}",
+            self.hosts.join(","),
+            self.path
+        )
     }
 
     /// A connection to `host`, within [`HOST_TIMEOUT`].
@@ -211,7 +222,8 @@ mod tests {
         );
         assert_eq!(
             s.redacted(),
-            "postgres://app:***@10.0.0.1:5433,db2:5432/state"
+            "postgres://app:***@10.0.0.1:5433,db2:5432/state?sslmode=disable&target_session_attrs=read-write",
+            "shown as the drill connects: every host, every parameter, the password hidden"
         );
         assert!(Service::parse("mysql://x/y").is_err());
         assert!(Service::parse("postgres:///db").is_err());

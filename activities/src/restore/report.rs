@@ -21,7 +21,7 @@ impl RestoreActivities {
         let dir = self
             .artifacts
             .join("restore")
-            .join(r.started_at.replace(':', "-"));
+            .join(crate::evidence::folder(&r.started_at, &r.run_id));
         crate::evidence::write(
             &dir,
             &serde_json::to_vec_pretty(r).unwrap_or_default(),

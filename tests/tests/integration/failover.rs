@@ -363,8 +363,23 @@ async fn a_drill_pinned_to_the_database_host_runs_its_trigger_there_only() {
     // The same config on the database's host, which --host names.
     let _db = steward_tests::Steward::worker_with(&db, &e.server.address, &["--host", "db"]);
 
+    // check-config shows the drill's URL as the drill connects.
+    let shown = e.ok(&["check-config"]);
+    let url = shown["drills"][0]["url"].as_str().unwrap();
+    assert!(
+        url.contains(&e.pair.primary.host())
+            && url.contains(&e.pair.standby.host())
+            && url.ends_with("target_session_attrs=read-write"),
+        "{url}"
+    );
+
     let (code, r) = e.drill();
     assert_eq!((code, r.outcome.as_str()), (0, "passed"), "{r:#?}");
+    assert!(
+        r.evidence_json.contains(&r.run_id),
+        "the evidence folder is the run's own: {}",
+        r.evidence_json
+    );
     let timeline = e.ok(&["history", &r.workflow_id, "--json"]);
     let triggers: Vec<&str> = timeline
         .as_array()

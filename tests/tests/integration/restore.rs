@@ -262,9 +262,11 @@ async fn drills_verify_encrypted_offsite_backups_in_an_isolated_target_and_catch
         );
 
         // The evidence names RTO and RPO, with the report's hash.
-        let evidence = root
-            .join("data/artifacts/restore")
-            .join(result["started_at"].as_str().unwrap().replace(':', "-"));
+        let evidence = root.join("data/artifacts/restore").join(format!(
+            "{}-{}",
+            result["started_at"].as_str().unwrap().replace(':', "-"),
+            result["run_id"].as_str().unwrap()
+        ));
         let md = std::fs::read_to_string(evidence.join("report.md")).unwrap();
         assert!(
             md.contains("| RTO (restore start → health queries pass)"),
