@@ -94,6 +94,12 @@ impl Command {
 
     /// Runs it to the end; its stdout when it exits 0.
     pub async fn run(&self) -> Result<Vec<u8>, Error> {
+        self.run_both().await.map(|(stdout, _)| stdout)
+    }
+
+    /// Runs it to the end; its stdout and stderr (secrets hidden) when it
+    /// exits 0.
+    pub async fn run_both(&self) -> Result<(Vec<u8>, String), Error> {
         let Some((program, args)) = self.argv.split_first() else {
             return Err(Error::Empty);
         };
@@ -121,12 +127,12 @@ impl Command {
             source,
             hint: self.hint.clone(),
         })?;
-        if output.status.success() {
-            return Ok(output.stdout);
-        }
         let mut stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         for (secret, shown) in &self.hidden {
             stderr = stderr.replace(secret.as_str(), shown);
+        }
+        if output.status.success() {
+            return Ok((output.stdout, stderr));
         }
         let stderr = stderr.trim();
         let tail: String = {

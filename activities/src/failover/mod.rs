@@ -226,12 +226,12 @@ impl FailoverActivities {
             .await?;
         let outcome = Command::new(d.trigger.iter().cloned())
             .timeout(COMMAND_TIMEOUT)
-            .run()
+            .run_both()
             .await;
         let (ok, message) = match outcome {
-            Ok(out) => (
+            Ok((out, err)) => (
                 true,
-                format!("ran `{}`{}", d.trigger.join(" "), shown_output(&out)),
+                format!("ran `{}`{}", d.trigger.join(" "), shown_output(&out, &err)),
             ),
             Err(e) => (false, e.to_string()),
         };
@@ -335,12 +335,12 @@ impl FailoverActivities {
         };
         let outcome = Command::new(argv.iter().cloned())
             .timeout(COMMAND_TIMEOUT)
-            .run()
+            .run_both()
             .await;
         let (ok, message) = match outcome {
-            Ok(out) => (
+            Ok((out, err)) => (
                 true,
-                format!("ran `{}`{}", argv.join(" "), shown_output(&out)),
+                format!("ran `{}`{}", argv.join(" "), shown_output(&out, &err)),
             ),
             Err(e) => (false, e.to_string()),
         };
@@ -394,13 +394,39 @@ impl FailoverActivities {
 }
 
 /// A program's output as `: <first line>`, or nothing.
-fn shown_output(out: &[u8]) -> String {
-    let text = String::from_utf8_lossy(out);
-    match text.lines().find(|l| !l.trim().is_empty()) {
-        Some(line) => format!(": {}", line.trim()),
-        None => String::new(),
+/// A script's output as its drill keeps it: the last
+/// [`OUTPUT_TAIL_CHARS`] characters of its stdout and of its stderr, each
+/// said when cut.
+fn shown_output(stdout: &[u8], stderr: &str) -> String {
+    let mut shown = String::new();
+    for (name, text) in [
+        ("stdout", String::from_utf8_lossy(stdout).into_owned()),
+        ("stderr", stderr.to_string()),
+    ] {
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let n = text.chars().count();
+        let tail: String = text
+            .chars()
+            .skip(n.saturating_sub(OUTPUT_TAIL_CHARS))
+            .collect();
+        let cut = if n > OUTPUT_TAIL_CHARS {
+            " (its end)"
+        } else {
+            ""
+        };
+        shown.push_str(&format!("\n{name}{cut}:\n{tail}"));
     }
+    shown
 }
+
+/// How much of each of a script's outputs a drill keeps.
+const OUTPUT_TAIL_CHARS: usize = 2000;
+
+/// What a report shows for a figure the drill did not measure.
+const NOT_MEASURED: &str = "not measured";
 
 /// The drill report as an operator reads it.
 pub fn markdown(r: &FailoverDrillResult) -> String {
@@ -435,13 +461,25 @@ pub fn markdown(r: &FailoverDrillResult) -> String {
     line(String::new());
     line("| | measured | target |".into());
     line("| --- | --- | --- |".into());
+    // A drill refused, or whose writes never failed or were never
+    // verified, measured nothing: it says so rather than print zeros.
+    let rto = if m.first_failed_write.is_empty() || m.first_write_after.is_empty() {
+        NOT_MEASURED.to_string()
+    } else {
+        format!("{:.2} s", m.rto_seconds)
+    };
+    let rpo = if r.measured.is_none() || m.verified_on.is_empty() {
+        NOT_MEASURED.to_string()
+    } else {
+        format!("{} writes, {:.2} s", m.lost_writes, m.rpo_seconds)
+    };
     line(format!(
-        "| RTO (first failed write → first write after) | {:.2} s | {:.2} s |",
-        m.rto_seconds, pre.rto_seconds
+        "| RTO (first failed write → first write after) | {rto} | {:.2} s |",
+        pre.rto_seconds
     ));
     line(format!(
-        "| RPO (acknowledged writes lost) | {} writes, {:.2} s | {:.2} s |",
-        m.lost_writes, m.rpo_seconds, pre.rpo_seconds
+        "| RPO (acknowledged writes lost) | {rpo} | {:.2} s |",
+        pre.rpo_seconds
     ));
     line(String::new());
     line("## Before".into());
@@ -453,7 +491,11 @@ pub fn markdown(r: &FailoverDrillResult) -> String {
     }
     line(String::new());
     line("## During".into());
-    line(format!("- trigger at {}: {}", t.at, t.message));
+    if t.at.is_empty() {
+        line("- the trigger did not run".into());
+    } else {
+        line(format!("- trigger at {}: {}", t.at, t.message));
+    }
     line(format!(
         "- writes: {} attempted, {} acknowledged, {} failed; observation ended: {}",
         o.writes_attempted, o.writes_acknowledged, o.writes_failed, o.ended
@@ -471,7 +513,11 @@ pub fn markdown(r: &FailoverDrillResult) -> String {
     }
     line(String::new());
     line("## After".into());
-    line(format!("- markers verified on {}", m.verified_on));
+    if m.verified_on.is_empty() {
+        line(format!("- markers: {NOT_MEASURED}"));
+    } else {
+        line(format!("- markers verified on {}", m.verified_on));
+    }
     for h in &m.hosts {
         line(format!("- {} {} {}", h.host, h.role, h.detail));
     }
@@ -565,5 +611,73 @@ impl FailoverActivities {
         r: FailoverDrillResult,
     ) -> Result<FailoverDrillResult, ActivityError> {
         self.record(&r).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use steward_proto::v1::{FailoverMeasured, FailoverPreflight};
+
+    #[test]
+    fn a_refused_drill_says_not_measured_instead_of_zeros() {
+        let refused = FailoverDrillResult {
+            drill: "db".into(),
+            outcome: "refused".into(),
+            preflight: Some(FailoverPreflight {
+                rto_seconds: 30.0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let md = markdown(&refused);
+        assert!(
+            md.contains(
+                "| RTO (first failed write → first write after) | not measured | 30.00 s |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| RPO (acknowledged writes lost) | not measured |"),
+            "{md}"
+        );
+        assert!(md.contains("the trigger did not run"), "{md}");
+        assert!(!md.contains("0.00 s |  30"), "{md}");
+
+        let measured = FailoverDrillResult {
+            measured: Some(FailoverMeasured {
+                rto_seconds: 0.25,
+                first_failed_write: "2026-12-07T05:00:00.100Z".into(),
+                first_write_after: "2026-12-07T05:00:00.350Z".into(),
+                verified_on: "127.0.0.1:5433".into(),
+                ..Default::default()
+            }),
+            ..refused
+        };
+        let md = markdown(&measured);
+        assert!(md.contains("| 0.25 s | 30.00 s |"), "{md}");
+        assert!(md.contains("| 0 writes, 0.00 s |"), "{md}");
+        assert!(md.contains("markers verified on 127.0.0.1:5433"), "{md}");
+    }
+
+    #[test]
+    fn a_scripts_output_is_kept_whole_up_to_a_bound_from_both_streams() {
+        let shown = shown_output(
+            b"waiting for server to shut down.... done\nserver stopped\n",
+            "Cluster is not running.\n",
+        );
+        assert_eq!(
+            shown,
+            "\nstdout:\nwaiting for server to shut down.... done\nserver stopped\nstderr:\nCluster is not running."
+        );
+        let long = "x".repeat(OUTPUT_TAIL_CHARS) + "the end";
+        let shown = shown_output(long.as_bytes(), "");
+        assert!(shown.starts_with("\nstdout (its end):\n"), "{shown}");
+        assert!(shown.ends_with("the end"));
+        assert_eq!(
+            shown.chars().count(),
+            "\nstdout (its end):\n".len() + OUTPUT_TAIL_CHARS
+        );
+        assert_eq!(shown_output(b"", "  \n"), "");
     }
 }
