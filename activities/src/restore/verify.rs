@@ -126,8 +126,11 @@ impl RestoreActivities {
                 ..Default::default()
             });
         }
+        let begun = Instant::now();
+        let mut restore_seconds = 0.0;
         let outcome = async {
             Self::unseal(source, identity, &scratch).await?;
+            restore_seconds = begun.elapsed().as_secs_f64();
             read_restored(
                 &format!("sqlite://{}?mode=rw", scratch.display()),
                 true,
@@ -137,7 +140,11 @@ impl RestoreActivities {
         }
         .await;
         remove_sqlite_files(&scratch);
-        Ok(restored(scratch.display().to_string(), outcome))
+        Ok(restored(
+            scratch.display().to_string(),
+            outcome,
+            restore_seconds,
+        ))
     }
     async fn verify_postgres(
         &self,
@@ -200,6 +207,8 @@ impl RestoreActivities {
         let plain_dir = std::env::temp_dir().join(format!("steward-restore-{tag}"));
         let plain = plain_dir.join("restore.sql");
         let _ = std::fs::remove_dir_all(&plain_dir);
+        let begun = Instant::now();
+        let mut restore_seconds = 0.0;
         let outcome = async {
             Self::unseal(source, identity, &plain).await?;
             let file = plain.display().to_string();
@@ -218,6 +227,7 @@ impl RestoreActivities {
             )
             .await
             .map_err(|e| format!("the backup does not restore: {e}"))?;
+            restore_seconds = begun.elapsed().as_secs_f64();
             read_restored(
                 scratch_url.as_str(),
                 false,
@@ -234,7 +244,7 @@ impl RestoreActivities {
         .await;
         admin.close().await;
         dropped?;
-        Ok(restored(shown_target, outcome))
+        Ok(restored(shown_target, outcome, restore_seconds))
     }
 }
 
@@ -255,16 +265,20 @@ async fn read_restored(
     Ok((tables, health))
 }
 
-/// What the restore into `target` found, or why it failed.
+/// What the restore into `target` found, or why it failed; the restore
+/// itself (decrypting and loading, before the health queries) took
+/// `restore_seconds`.
 fn restored(
     target: String,
     outcome: Result<(Vec<TableFigures>, Vec<HealthCheck>), String>,
+    restore_seconds: f64,
 ) -> RestoreVerified {
     match outcome {
         Ok((tables, health)) => RestoreVerified {
             target,
             tables,
             health,
+            restore_seconds,
             ..Default::default()
         },
         Err(error) => RestoreVerified {
