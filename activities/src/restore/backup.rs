@@ -20,9 +20,20 @@ impl RestoreActivities {
                 path: manifest.display().to_string(),
                 source: std::io::Error::other(e),
             })?;
-            // The file named is the one restored, wherever it was copied.
+            // The file named is the one restored; it is the off-node copy
+            // only when it lies in the off-node folder.
             taken.path = path.display().to_string();
-            taken.offsite_path = taken.path.clone();
+            taken.named = true;
+            let offsite = self.settings.offsite_dir.as_ref().is_some_and(|dir| {
+                let (dir, file) = (dir.canonicalize(), path.canonicalize());
+                matches!((dir, file), (Ok(d), Ok(f)) if f.starts_with(&d))
+            });
+            taken.offsite_path = if offsite {
+                taken.path.clone()
+            } else {
+                String::new()
+            };
+            taken.offsite_error.clear();
             return Ok(taken);
         }
         if let Some(missing) = self.settings.unready() {
@@ -115,6 +126,7 @@ impl RestoreActivities {
             recipient,
             offsite_path: String::new(),
             offsite_error: String::new(),
+            named: false,
         };
         let manifest = manifest_path(&path);
         crate::files::write_private(

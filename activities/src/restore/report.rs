@@ -89,7 +89,7 @@ pub fn markdown(r: &RestoreDrillResult) -> String {
             b.taken_at,
             b.sha256
         ),
-        format!("- restored from: `{}`", v.source),
+        format!("- restored from: `{}` ({})", v.source, v.source_kind),
         format!("- decrypted with: `{}`", v.decrypted_with),
         format!("- isolated target: {}", v.target),
         String::new(),

@@ -14,15 +14,27 @@ impl RestoreActivities {
     /// that does not restore is reported in `error`.
     pub async fn verify(&self, backup: &BackupTaken, tag: &str) -> Result<RestoreVerified, Error> {
         let tag = name_part(tag, 24);
-        // An encrypted backup is restored from its off-node copy only; one
-        // from before encryption (named with --backup) from where it is.
-        let source = PathBuf::from(if backup.encrypted || !backup.offsite_path.is_empty() {
-            &backup.offsite_path
+        // A backup the drill took is restored from its off-node copy only;
+        // one named with --backup from where it is, said to be local unless
+        // it lies in the off-node folder.
+        let (source, source_kind) = if !backup.offsite_path.is_empty() {
+            let kind = if backup.named {
+                "the backup named, off-node"
+            } else {
+                "the off-node copy"
+            };
+            (PathBuf::from(&backup.offsite_path), kind)
+        } else if backup.named || !backup.encrypted {
+            (
+                PathBuf::from(&backup.path),
+                "the backup named, a local file",
+            )
         } else {
-            &backup.path
-        });
+            (PathBuf::new(), "the off-node copy")
+        };
         let targets = RestoreVerified {
             source: source.display().to_string(),
+            source_kind: source_kind.into(),
             rto_target_seconds: self.settings.rto_seconds,
             rpo_target_seconds: self.settings.rpo_seconds,
             ..Default::default()
@@ -90,6 +102,7 @@ impl RestoreActivities {
         verified.mismatches = mismatches;
         verified.rpo_seconds = rpo;
         verified.source = targets.source;
+        verified.source_kind = targets.source_kind;
         verified.rto_target_seconds = targets.rto_target_seconds;
         verified.rpo_target_seconds = targets.rpo_target_seconds;
         verified.decrypted_with = identity

@@ -189,6 +189,7 @@ async fn drills_verify_encrypted_offsite_backups_in_an_isolated_target_and_catch
             offsite.display().to_string(),
             "{restore}"
         );
+        assert_eq!(restore["source_kind"], "the off-node copy", "{restore}");
         assert_eq!(restore["decrypted_with"], k.identity.display().to_string());
         assert!(
             restore["mismatches"].as_array().unwrap().is_empty(),
@@ -292,11 +293,7 @@ async fn drills_verify_encrypted_offsite_backups_in_an_isolated_target_and_catch
         let copy = offsite.with_file_name("tampered.age");
         crypt::encrypt_file(&plain, &copy, &k.recipient).unwrap();
         std::fs::remove_file(&plain).unwrap();
-        std::fs::copy(
-            format!("{}.manifest.json", offsite.display()),
-            format!("{}.manifest.json", copy.display()),
-        )
-        .unwrap();
+        copy_manifest(&offsite, &copy);
         let (code, bad, _) = drill(
             &config,
             &server.address,
@@ -304,6 +301,10 @@ async fn drills_verify_encrypted_offsite_backups_in_an_isolated_target_and_catch
         );
         assert_eq!(code, 1, "{bad}");
         assert_eq!(bad["outcome"], "mismatch", "{bad}");
+        assert_eq!(
+            bad["restore"]["source_kind"], "the backup named, off-node",
+            "{bad}"
+        );
         let mismatches = bad["restore"]["mismatches"].to_string();
         assert!(
             mismatches.contains("backup file changed since it was taken"),
@@ -353,6 +354,42 @@ async fn drills_verify_encrypted_offsite_backups_in_an_isolated_target_and_catch
             last["last_verified_backup"]["backup"]["path"],
             backup["path"]
         );
+        // A backup named with --backup from a local folder verifies, and is
+        // said to be a local file: never called the off-node copy, here or
+        // in `last`.
+        let local = root.join("local-copy.age");
+        std::fs::copy(&offsite, &local).unwrap();
+        copy_manifest(&offsite, &local);
+        let (code, named, err) = drill(
+            &config,
+            &server.address,
+            &["--backup", local.to_str().unwrap()],
+        );
+        assert_eq!(
+            (code, named["outcome"].as_str()),
+            (0, Some("verified")),
+            "{named} {err}"
+        );
+        assert_eq!(
+            (
+                named["restore"]["source"].as_str(),
+                named["restore"]["source_kind"].as_str(),
+                named["backup"]["named"].as_bool(),
+                named["backup"]["offsite_path"].as_str().unwrap_or_default(),
+            ),
+            (
+                local.to_str(),
+                Some("the backup named, a local file"),
+                Some(true),
+                ""
+            ),
+            "{named}"
+        );
+        let (_, out, _) = run_steward(&config, &server.address, &["restore-drill", "last"]);
+        assert!(
+            !out.contains(&format!("\"offsite_path\": \"{}\"", local.display())),
+            "{out}"
+        );
 
         // The store's password is in the config only.
         for (i, r) in [&result, &bad, &broken].into_iter().enumerate() {
@@ -382,6 +419,16 @@ async fn drills_verify_encrypted_offsite_backups_in_an_isolated_target_and_catch
         );
         drop(target);
     }
+}
+
+/// Gives `copy` the manifest of `backup`, so a drill reads it as that
+/// backup (`--backup <copy>`).
+fn copy_manifest(backup: &Path, copy: &Path) {
+    std::fs::copy(
+        format!("{}.manifest.json", backup.display()),
+        format!("{}.manifest.json", copy.display()),
+    )
+    .unwrap();
 }
 
 /// A SQLite store with a drill set up as `more` adds to `[restore]`, a
@@ -446,11 +493,7 @@ async fn a_wrong_key_or_a_tampered_backup_fails_named_alerted_and_clean() {
     let copy_of = |name: &str| {
         let copy = offsite.with_file_name(name);
         std::fs::copy(&offsite, &copy).unwrap();
-        std::fs::copy(
-            format!("{}.manifest.json", offsite.display()),
-            format!("{}.manifest.json", copy.display()),
-        )
-        .unwrap();
+        copy_manifest(&offsite, &copy);
         copy
     };
     let mut cases: Vec<(&str, PathBuf, &str)> = Vec::new();
