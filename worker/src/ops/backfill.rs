@@ -181,7 +181,7 @@ impl Ops {
             .await?
             .get_workflow_handle::<BackfillRollout>(id.clone());
         let context = format!("{verb} refused for backfill `{name}`");
-        super::workflow::resend_until_answered(&context, || {
+        super::workflow::resend_until_answered(&id, &context, || {
             let (handle, req) = (&handle, req.clone());
             async move {
                 let opts = Default::default();
