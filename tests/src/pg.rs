@@ -323,49 +323,39 @@ impl PgPair {
         )
     }
 
-    /// A trigger script in the pair's folder: crash the primary, promote
-    /// the standby. Idempotent, as a drill's trigger must be.
+    /// A trigger in the pair's folder: the shipped example
+    /// (`examples/drills/pg-failover.sh`) on the pair, crashing the
+    /// primary and promoting the standby.
     pub fn failover_script(&self) -> PathBuf {
-        let ctl = pg_bin().join("pg_ctl");
-        let run = if is_root() {
-            "runuser -u postgres -- "
-        } else {
-            ""
-        };
         self.script(
             "failover.sh",
             &format!(
-                "if {run}{ctl} -D {p} status >/dev/null; then {run}{ctl} -D {p} -m immediate -w stop; fi\n\
-                 if [ -f {s}/standby.signal ]; then {run}{ctl} -D {s} -w promote; fi\n",
-                ctl = ctl.display(),
+                "PG_CTL={ctl} exec sh {example} {s} {p}\n",
+                ctl = pg_bin().join("pg_ctl").display(),
+                example = crate::workspace()
+                    .join("examples/drills/pg-failover.sh")
+                    .display(),
                 p = self.primary.data.display(),
                 s = self.standby.data.display(),
             ),
         )
     }
 
-    /// A recovery script in the pair's folder: the crashed primary comes
-    /// back as a standby of the promoted one (a fresh `pg_basebackup`).
+    /// A recovery in the pair's folder: the shipped example
+    /// (`examples/drills/pg-rejoin.sh`), bringing the crashed primary back
+    /// as a standby of the promoted one.
     pub fn rebuild_script(&self) -> PathBuf {
         let bin = pg_bin();
-        let run = if is_root() {
-            "runuser -u postgres -- "
-        } else {
-            ""
-        };
-        let p = self.primary.data.display();
         self.script(
             "rebuild.sh",
             &format!(
-                "if ! {run}{ctl} -D {p} status >/dev/null; then
-                 rm -rf {p}
-                 {run}{bb} -h 127.0.0.1 -p {sport} -U postgres -D {p} -R -X stream
-                 printf \"port = {pport}\\n\" >> {p}/postgresql.conf
-                 {run}{ctl} -D {p} -l {p}.log -w start
-                 fi
-",
+                "PG_CTL={ctl} PG_BASEBACKUP={bb} exec sh {example} {p} 127.0.0.1 {sport} {pport}\n",
                 ctl = bin.join("pg_ctl").display(),
                 bb = bin.join("pg_basebackup").display(),
+                example = crate::workspace()
+                    .join("examples/drills/pg-rejoin.sh")
+                    .display(),
+                p = self.primary.data.display(),
                 sport = self.standby.port,
                 pport = self.primary.port,
             ),

@@ -131,6 +131,19 @@ async fn a_promotion_fails_over_within_the_targets_keeps_every_acknowledged_writ
     assert!(pre.created_table);
     let recovery = r.recovery.clone().unwrap();
     assert!(recovery.ran && recovery.ok, "{recovery:#?}");
+    // The shipped scripts ran, and their output is kept, not just its
+    // first line: the rejoin's own words and pg_ctl's after them.
+    let trigger = r.trigger.clone().unwrap();
+    assert!(
+        trigger
+            .message
+            .contains("pg-failover: promoting the standby"),
+        "{trigger:#?}"
+    );
+    assert!(
+        recovery.message.contains("pg-rejoin: rebuilding") && recovery.message.lines().count() > 2,
+        "{recovery:#?}"
+    );
     assert_eq!(
         r.left,
         format!("changed: {primary}: primary → standby; {standby}: standby → primary"),
