@@ -27,6 +27,40 @@ pub async fn from_env(profile: Option<&str>) -> anyhow::Result<Client> {
     from_env_with(profile, GrpcCompression::None).await
 }
 
+/// The file where `steward dev` says where its server listens, in the
+/// config's data dir, for the commands run beside it.
+pub fn dev_address_file(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("dev-server.address")
+}
+
+/// Connects as the standard client config says; when nothing says where
+/// (no `TEMPORAL_ADDRESS`, no `TEMPORAL_PROFILE`) and `steward dev` runs
+/// for this data dir, to its server.
+pub async fn for_data_dir(data_dir: &std::path::Path) -> anyhow::Result<Client> {
+    let told = |var: &str| std::env::var(var).is_ok_and(|v| !v.trim().is_empty());
+    let file = dev_address_file(data_dir);
+    if !told("TEMPORAL_ADDRESS")
+        && !told("TEMPORAL_PROFILE")
+        && let Ok(address) = std::fs::read_to_string(&file)
+    {
+        let address = address.trim();
+        let namespace = std::env::var("TEMPORAL_NAMESPACE")
+            .ok()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| "default".into());
+        return to_address(address, &namespace, GrpcCompression::None)
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to the server `steward dev` said it runs at {address} (in {}): \
+                     is `steward dev` still running? Set TEMPORAL_ADDRESS to use another server",
+                    file.display()
+                )
+            });
+    }
+    from_env(None).await
+}
+
 /// Connects with the standard client config and `compression` (the
 /// worker's is `[worker] grpc_compression`).
 pub async fn from_env_with(

@@ -174,8 +174,32 @@ fn dev_runs_a_first_sweep_stops_on_sigterm_and_keeps_history() {
     assert_eq!(mode(".steward/temporal.db"), 0o600, "the server's database");
     assert_eq!(mode(".steward/state.db"), 0o600, "the state store");
 
+    // A command run beside it, told nothing of where the server is, finds
+    // the one steward dev said it runs.
+    let told = dir.path().join(".steward/dev-server.address");
+    assert_eq!(std::fs::read_to_string(&told).unwrap().trim(), address);
+    let beside = Command::new(steward_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["schedules", "list"])
+        .env_remove("TEMPORAL_ADDRESS")
+        .env_remove("TEMPORAL_PROFILE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        beside.status.success()
+            && String::from_utf8_lossy(&beside.stdout).contains("steward-sweep-nightly-full"),
+        "{}",
+        String::from_utf8_lossy(&beside.stderr)
+    );
+
     let status = sigterm_and_wait(&mut dev);
     assert!(status.success(), "{status:?}");
+    assert!(
+        !told.exists(),
+        "the address is forgotten when steward dev stops"
+    );
     assert!(
         std::net::TcpStream::connect(&address).is_err(),
         "the server stopped with steward dev"

@@ -55,8 +55,21 @@ pub(super) async fn run(mut loaded: Loaded, args: Args) -> anyhow::Result<ExitCo
         headless: args.headless,
     };
     let server = DevServer::start(&opts).await?;
+    // The commands run beside it (`steward inbox`, `steward backfill ...`)
+    // find the server here when nothing else says where.
+    let told = connect::dev_address_file(data);
+    if let Err(e) =
+        steward_activities::files::write_private(&told, format!("{}\n", server.address).as_bytes())
+    {
+        eprintln!(
+            "steward dev: warning: {}: {e}; other commands need TEMPORAL_ADDRESS={}",
+            told.display(),
+            server.address
+        );
+    }
     let outcome = serve_on(&loaded, &server, store, args.sweep_now).await;
     eprintln!("stopping the Temporal dev server");
+    let _ = std::fs::remove_file(&told);
     server.stop().await;
     outcome
 }

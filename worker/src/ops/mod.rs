@@ -89,11 +89,12 @@ impl Ops {
         &self.loaded
     }
 
-    /// The Temporal client (the standard client config).
+    /// The Temporal client: the standard client config, or the server
+    /// `steward dev` runs for this config when nothing else says where.
     pub async fn client(&self) -> Result<&Client> {
         self.client
             .get_or_try_init(|| async {
-                crate::connect::from_env(None)
+                crate::connect::for_data_dir(&self.loaded.config.data_dir)
                     .await
                     .map_err(|e| Error::upstream("connecting to Temporal", e))
             })
