@@ -154,21 +154,24 @@ impl FailoverActivities {
         )
         .await
         .map_err(retryable)?;
+        // Every streaming standby is recorded with its lag, within the
+        // limit or not, so a refusal shows how far behind they were.
         let mut seen = Vec::new();
+        let mut within = false;
         for row in &standbys {
             let name: String = row.try_get(0).unwrap_or_default();
             let addr: String = row.try_get(1).unwrap_or_default();
             let state: String = row.try_get(2).unwrap_or_default();
             let lag: i64 = row.try_get(3).unwrap_or(-1);
             let line = format!("{name}@{addr} {state}, replay lag {lag} bytes");
-            if state == "streaming" && lag >= 0 && lag as u64 <= max_lag {
-                pre.streaming.push(line);
+            if state == "streaming" && lag >= 0 {
+                within |= lag as u64 <= max_lag;
                 pre.max_lag_bytes_seen = pre.max_lag_bytes_seen.max(lag as u64);
-            } else {
-                seen.push(line);
+                pre.streaming.push(line.clone());
             }
+            seen.push(line);
         }
-        if pre.streaming.is_empty() {
+        if !within {
             pre.refusal = if seen.is_empty() {
                 format!(
                     "no standby is streaming from the primary {primary} (pg_stat_replication is empty)"

@@ -237,6 +237,44 @@ async fn a_worker_killed_mid_drill_still_ends_with_a_measured_verified_result() 
 }
 
 #[tokio::test]
+async fn a_standby_behind_its_lag_bound_is_refused_with_how_far_behind_it_was() {
+    let pair = PgPair::start(false).await;
+    // The standby keeps streaming but stops replaying; the primary writes
+    // a few MiB meanwhile.
+    pair.standby.psql("SELECT pg_wal_replay_pause()");
+    pair.primary.psql(
+        "CREATE TABLE ballast AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 5000) g",
+    );
+    let trigger = pair.failover_script();
+    let e = env(
+        "failover-lagging",
+        pair,
+        &["sh", trigger.to_str().unwrap()],
+        "max_standby_lag = \"1MiB\"\n",
+    )
+    .await;
+    let (code, r) = e.drill();
+    assert_eq!((code, r.outcome.as_str()), (1, "refused"), "{r:#?}");
+    let pre = r.preflight.clone().unwrap();
+    assert_eq!(
+        pre.streaming.len(),
+        1,
+        "the lagging standby is listed: {pre:#?}"
+    );
+    assert!(
+        pre.max_lag_bytes_seen > 1024 * 1024,
+        "how far behind it was: {pre:#?}"
+    );
+    assert!(
+        r.message.contains("within max_standby_lag 1MiB") && r.message.contains("replay lag"),
+        "{}",
+        r.message
+    );
+    assert!(e.pair.primary.running(), "the trigger never ran");
+    e.pair.standby.psql("SELECT pg_wal_replay_resume()");
+}
+
+#[tokio::test]
 async fn a_standby_that_is_not_streaming_is_refused_at_preflight_and_nothing_is_touched() {
     let pair = PgPair::start(false).await;
     pair.standby.crash();
