@@ -36,6 +36,8 @@ pub struct Metrics {
     failover_lost: GaugeF64,
     retries: Counter,
     host_workers: GaugeF64,
+    standbys_streaming: GaugeF64,
+    standby_lag: GaugeF64,
     /// The phase each backfill was last seen in, so the old phase's gauge
     /// drops to 0 when a new one is set.
     phases: Arc<Mutex<BTreeMap<String, String>>>,
@@ -168,6 +170,17 @@ impl Metrics {
                 "Workers polling each host's task queue, for the hosts `runs_on` pins steps to",
                 "",
             )),
+            standbys_streaming: meter.gauge_f64(param(
+                "steward_drill_standbys_streaming",
+                "Standbys streaming from the primary of each drilled service (-1: no primary \
+                 reachable), checked outside drills",
+                "",
+            )),
+            standby_lag: meter.gauge_f64(param(
+                "steward_drill_standby_lag_bytes",
+                "Replay lag of each standby of a drilled service, in bytes",
+                "By",
+            )),
             phases: Arc::default(),
             meter,
         }
@@ -280,6 +293,21 @@ impl Metrics {
         let labels = self.labels(&[("drill", drill)]);
         self.failover_rto.record(rto, &labels);
         self.failover_lost.record(lost as f64, &labels);
+    }
+
+    /// The drilled service `drill` has `n` streaming standbys (-1: no
+    /// primary was reachable).
+    pub fn standbys_streaming(&self, drill: &str, n: i64) {
+        self.standbys_streaming
+            .record(n as f64, &self.labels(&[("drill", drill)]));
+    }
+
+    /// Standby `standby` of `drill` lags `bytes` behind its primary.
+    pub fn standby_lag(&self, drill: &str, standby: &str, bytes: i64) {
+        self.standby_lag.record(
+            bytes as f64,
+            &self.labels(&[("drill", drill), ("standby", standby)]),
+        );
     }
 
     /// `n` workers poll the queue of `host`.

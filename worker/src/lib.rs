@@ -18,6 +18,7 @@ pub mod ops;
 pub mod periodic;
 pub mod registration;
 pub mod replay;
+pub mod replication;
 pub mod schedules;
 pub mod serve;
 pub mod summary;

@@ -225,6 +225,18 @@ pub async fn run_until(
         },
     );
     tokio::pin!(host_check);
+    let replication = std::sync::Arc::new(tokio::sync::Mutex::new(
+        crate::replication::ReplicationWatch::new(loaded, metrics.clone()),
+    ));
+    let replication_check = crate::periodic::periodically(
+        std::time::Duration::from_secs(loaded.config.guard.check_seconds.max(1)),
+        "reading the replication of the drilled services",
+        move || {
+            let replication = replication.clone();
+            async move { replication.lock().await.check().await }
+        },
+    );
+    tokio::pin!(replication_check);
     let _probes = match &loaded.config.worker.health_addr {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -282,6 +294,7 @@ pub async fn run_until(
         () = &mut archiver => unreachable!("the archiver passes until it is dropped"),
         () = &mut disks => unreachable!("the disk gauge measures until it is dropped"),
         () = &mut host_check => unreachable!("the host check checks until it is dropped"),
+        () = &mut replication_check => unreachable!("the replication watch runs until it is dropped"),
         _ = stop => {
             tracing::info!("shutting down the worker");
             shutdown();

@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::Row as _;
 use steward_proto::names;
 use steward_proto::v1::{
     FailoverDrillInput, FailoverDrillResult, FailoverMeasured, FailoverObserved, FailoverPreflight,
@@ -145,31 +144,18 @@ impl FailoverActivities {
             return Ok(pre);
         };
         let mut c = service.connect(&primary).await.map_err(retryable)?;
-        let standbys = timed(
-            sqlx::query(
-                "SELECT COALESCE(application_name, ''), COALESCE(client_addr::text, 'local'), COALESCE(state, ''), \
-                 COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), -1)::bigint FROM pg_stat_replication",
-            )
-            .fetch_all(&mut c),
-        )
-        .await
-        .map_err(retryable)?;
+        let standbys = service::standbys(&mut c).await.map_err(retryable)?;
         // Every streaming standby is recorded with its lag, within the
         // limit or not, so a refusal shows how far behind they were.
         let mut seen = Vec::new();
         let mut within = false;
-        for row in &standbys {
-            let name: String = row.try_get(0).unwrap_or_default();
-            let addr: String = row.try_get(1).unwrap_or_default();
-            let state: String = row.try_get(2).unwrap_or_default();
-            let lag: i64 = row.try_get(3).unwrap_or(-1);
-            let line = format!("{name}@{addr} {state}, replay lag {lag} bytes");
-            if state == "streaming" && lag >= 0 {
-                within |= lag as u64 <= max_lag;
-                pre.max_lag_bytes_seen = pre.max_lag_bytes_seen.max(lag as u64);
-                pre.streaming.push(line.clone());
+        for s in &standbys {
+            if s.streaming() {
+                within |= s.lag_bytes as u64 <= max_lag;
+                pre.max_lag_bytes_seen = pre.max_lag_bytes_seen.max(s.lag_bytes as u64);
+                pre.streaming.push(s.line());
             }
-            seen.push(line);
+            seen.push(s.line());
         }
         if !within {
             pre.refusal = if seen.is_empty() {

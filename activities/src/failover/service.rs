@@ -189,6 +189,56 @@ impl Service {
     }
 }
 
+/// A standby as its primary sees it (`pg_stat_replication`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standby {
+    /// `application_name@client_addr`.
+    pub name: String,
+    /// `streaming`, `catchup`, ...
+    pub state: String,
+    /// Replay lag in bytes (-1: not known).
+    pub lag_bytes: i64,
+}
+
+impl Standby {
+    /// Whether it streams with a known lag.
+    pub fn streaming(&self) -> bool {
+        self.state == "streaming" && self.lag_bytes >= 0
+    }
+
+    /// One line for a report.
+    pub fn line(&self) -> String {
+        format!(
+            "{} {}, replay lag {} bytes",
+            self.name, self.state, self.lag_bytes
+        )
+    }
+}
+
+/// The standbys the primary on `c` serves.
+pub async fn standbys(c: &mut PgConnection) -> Result<Vec<Standby>, String> {
+    let rows = timed(
+        sqlx::query(
+            "SELECT COALESCE(application_name, ''), COALESCE(client_addr::text, 'local'), COALESCE(state, ''), \
+             COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), -1)::bigint FROM pg_stat_replication",
+        )
+        .fetch_all(c),
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| Standby {
+            name: format!(
+                "{}@{}",
+                row.try_get::<String, _>(0).unwrap_or_default(),
+                row.try_get::<String, _>(1).unwrap_or_default()
+            ),
+            state: row.try_get(2).unwrap_or_default(),
+            lag_bytes: row.try_get(3).unwrap_or(-1),
+        })
+        .collect())
+}
+
 /// A query (or any database call) within [`HOST_TIMEOUT`], its error as
 /// one line.
 pub async fn timed<T>(

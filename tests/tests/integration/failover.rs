@@ -448,3 +448,56 @@ async fn a_drill_pinned_to_the_database_host_runs_its_trigger_there_only() {
     }
     steward_tests::assert_every_run_closed_without_task_failures(&e.client).await;
 }
+
+/// The value of the first sample of `name` whose labels hold `label` in
+/// the worker's /metrics at `addr`.
+fn sample(addr: &str, name: &str, label: &str) -> Option<f64> {
+    let text = steward_tests::http_get(addr, "/metrics")?;
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn the_worker_watches_the_drilled_services_replication_between_drills() {
+    let pair = PgPair::start(false).await;
+    let trigger = pair.failover_script();
+    let metrics = format!("127.0.0.1:{}", steward_tests::free_port());
+    let e = env(
+        "failover-watch",
+        pair,
+        &["sh", trigger.to_str().unwrap()],
+        &format!("\n[worker]\nmetrics_addr = \"{metrics}\"\n\n[guard]\ncheck_seconds = 1\n"),
+    )
+    .await;
+    let drill = "drill=\"statehub-db\"";
+    wait_for("one standby streaming", Duration::from_secs(60), || async {
+        (sample(&metrics, "steward_drill_standbys_streaming", drill)? == 1.0).then_some(())
+    })
+    .await
+    .unwrap();
+    let lag = sample(&metrics, "steward_drill_standby_lag_bytes", drill)
+        .expect("the standby's lag is measured");
+    assert!(lag >= 0.0, "{lag}");
+
+    // The standby stops: none streams; the primary stops: none answers.
+    e.pair.standby.crash();
+    wait_for("no standby streaming", Duration::from_secs(60), || async {
+        (sample(&metrics, "steward_drill_standbys_streaming", drill)? == 0.0).then_some(())
+    })
+    .await
+    .unwrap();
+    e.pair.primary.crash();
+    wait_for("no primary", Duration::from_secs(60), || async {
+        (sample(&metrics, "steward_drill_standbys_streaming", drill)? == -1.0).then_some(())
+    })
+    .await
+    .unwrap();
+    let log = e.worker_log();
+    assert_eq!(
+        log.matches("drill `statehub-db`: cannot read its replication")
+            .count(),
+        1,
+        "told once: {log}"
+    );
+}
