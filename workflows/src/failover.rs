@@ -36,6 +36,10 @@ use crate::options::summarized;
 use crate::time::rfc3339;
 
 /// The failover drill workflow.
+/// Patch that made a drill whose preflight failed record its failure and
+/// release its lease instead of failing the run.
+pub const FAILED_PREFLIGHT_PATCH: &str = "steward-failover-failed-preflight";
+
 #[workflow]
 #[derive(Default)]
 pub struct FailoverDrill {
@@ -90,7 +94,7 @@ impl FailoverDrill {
         }
 
         let pins = hosts::place(ctx, "failover", PlacementKind::Drill, &input.drill).await?;
-        let pre = ctx
+        let pre = match ctx
             .execute_activity(
                 FailoverPreflightActivity,
                 input.clone(),
@@ -99,7 +103,20 @@ impl FailoverDrill {
                     format!("preflight of {}", input.drill),
                 ),
             )
-            .await?;
+            .await
+        {
+            Ok(pre) => pre,
+            // A drill that fails before it begins (one the worker's config
+            // does not have, a service it cannot parse) still leaves its
+            // evidence, progress event and alert, and lets go of its lease.
+            Err(e) if ctx.patched(FAILED_PREFLIGHT_PATCH) => {
+                result.outcome = FailoverOutcome::Failed.into();
+                result.message = format!("the preflight failed: {}", failure_message(&e));
+                result.left = "as found (nothing was done)".into();
+                return Self::finish(ctx, result, true).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
         result.preflight = Some(pre.clone());
         if !pre.refusal.is_empty() {
             result.outcome = FailoverOutcome::Refused.into();

@@ -501,3 +501,44 @@ async fn the_worker_watches_the_drilled_services_replication_between_drills() {
         "told once: {log}"
     );
 }
+
+#[tokio::test]
+async fn a_drill_that_fails_before_it_begins_leaves_evidence_and_lets_go_of_its_lease() {
+    let pair = PgPair::start(true).await;
+    let trigger = pair.failover_script();
+    let mut e = env(
+        "failover-unknown",
+        pair,
+        &["sh", trigger.to_str().unwrap()],
+        "",
+    )
+    .await;
+    // The worker runs on a config without the drill (one not yet rolled
+    // out); the CLI's has it.
+    let full = steward_tests::read(&e.config);
+    let without = e.config.with_file_name("worker.toml");
+    let cut = full.find("[[drills]]").expect("the drill's table");
+    std::fs::write(&without, &full[..cut]).unwrap();
+    e.worker = Some(steward_tests::Steward::worker(&without, &e.server.address));
+
+    let (code, r) = e.drill();
+    assert_eq!((code, r.outcome.as_str()), (1, "failed"), "{r:#?}");
+    assert!(r.message.contains("the preflight failed"), "{}", r.message);
+    assert_eq!(r.left, "as found (nothing was done)");
+    assert!(
+        std::path::Path::new(&r.evidence_json).is_file(),
+        "evidence written: {r:#?}"
+    );
+    assert_eq!(e.alerts_of("failover.failed").len(), 1);
+    let (code, last, err) = e.cli(&["drill", "failover", "last", "statehub-db"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        last.contains("the preflight failed"),
+        "the progress event: {last}"
+    );
+
+    // The worker gets the drill: the next one is not refused for a lease.
+    e.worker = Some(steward_tests::Steward::worker(&e.config, &e.server.address));
+    let (code, r) = e.drill();
+    assert_eq!((code, r.outcome.as_str()), (0, "passed"), "{r:#?}");
+}
