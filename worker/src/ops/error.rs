@@ -61,6 +61,10 @@ fn messages(failure: &temporalio_common::error::IncomingError) -> String {
     parts.join(": ")
 }
 
+/// The failure the server completes an update with when its run closed
+/// (continued as new) before the update completed: no validator's word.
+const SERVER_ABORTED_UPDATE: &str = "workflow update was aborted";
+
 /// The result of an operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -176,11 +180,15 @@ impl Error {
     }
 
     /// Whether an update met a run that had just closed (the rollout moves
-    /// to its next run) or the server's limit of updates in flight: the
-    /// update was not applied, and sending it again is right.
+    /// to its next run), the server's limit of updates in flight, or the
+    /// server's abort of an update whose run closed before the update
+    /// completed: the update did not complete on any run, and sending it
+    /// again is right (its validator refuses it if the first one's effect
+    /// was carried over).
     pub fn update_worth_resending(e: &WorkflowUpdateError) -> bool {
         match e {
             WorkflowUpdateError::NotFound(_) => true,
+            WorkflowUpdateError::Failed(f) => f.message == SERVER_ABORTED_UPDATE,
             WorkflowUpdateError::Rpc(status) => matches!(
                 status.code(),
                 Code::ResourceExhausted
@@ -191,5 +199,36 @@ impl Error {
             ),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use temporalio_common::protos::temporal::api::failure::v1::Failure;
+
+    use super::*;
+
+    #[test]
+    fn an_update_the_server_aborted_is_sent_again_and_a_validators_refusal_is_not() {
+        let failed = |message: &str| {
+            WorkflowUpdateError::Failed(Box::new(Failure {
+                message: message.into(),
+                ..Default::default()
+            }))
+        };
+        assert!(Error::update_worth_resending(&failed(
+            "workflow update was aborted"
+        )));
+        assert!(!Error::update_worth_resending(&failed(
+            "backfill `bf` is already paused"
+        )));
+        assert!(Error::update_worth_resending(&WorkflowUpdateError::Rpc(
+            Status::resource_exhausted(
+                "limit on number of concurrent in-flight updates has been reached (10)"
+            )
+        )));
+        assert!(!Error::update_worth_resending(&WorkflowUpdateError::Rpc(
+            Status::invalid_argument("bad")
+        )));
     }
 }
