@@ -887,7 +887,14 @@ async fn a_page_on_another_port_cannot_act_as_the_signed_in_operator() {
         .await;
     browser.click("#start-tiny").await;
     assert!(browser.text("#notice").await.contains("started"));
-    assert_eq!(e.status().await.operator_actions[0].operator, "ana");
+    // The start is recorded by the run's first workflow task, which may
+    // come a moment after the page says it started.
+    let start = wait_for("the start recorded", Duration::from_secs(30), || async {
+        e.status().await.operator_actions.into_iter().next()
+    })
+    .await
+    .unwrap();
+    assert_eq!(start.operator, "ana");
 }
 
 #[tokio::test]
