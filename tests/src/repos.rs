@@ -1,6 +1,7 @@
 //! Git repos for tests: made, written, committed, counted; and workplans
 //! to put in them.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -90,7 +91,9 @@ pub fn workplan(id: &str, tasks: usize) -> String {
 }
 
 /// A real git server on loopback: `git daemon` serving the bare repos in
-/// a folder, pushes allowed, killed on drop.
+/// a folder, pushes allowed, killed on drop. `git` starts the daemon as a
+/// child of its own, so it runs in a process group of its own and the
+/// whole group is killed.
 pub struct GitDaemon {
     child: std::process::Child,
     /// `git://127.0.0.1:PORT`.
@@ -114,6 +117,7 @@ impl GitDaemon {
             .arg(root)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("git daemon (Debian's git-daemon-run or git's own `git daemon`)");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -138,7 +142,10 @@ impl GitDaemon {
 
 impl Drop for GitDaemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: kill(2) on the process group our own child leads.
+        unsafe {
+            libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL);
+        }
         let _ = self.child.wait();
     }
 }
