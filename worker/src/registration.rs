@@ -81,7 +81,7 @@ pub fn worker_options(
     activities: Activities,
     process: &WorkerConfig,
 ) -> anyhow::Result<WorkerOptions> {
-    Ok(WorkerOptions::new(task_queue)
+    let mut options = WorkerOptions::new(task_queue)
         .deployment_options(WorkerDeploymentOptions::from_build_id(process.build_id()))
         .max_cached_workflows(process.max_cached_workflows)
         .graceful_shutdown_period(Duration::from_secs(process.graceful_shutdown_seconds))
@@ -91,18 +91,11 @@ pub fn worker_options(
         .register_workflow::<RestoreDrill>()?
         .register_workflow::<ColdSweep>()?
         .register_workflow::<FailoverDrill>()?
-        .register_activities(activities.sweep)
-        .register_activities(activities.backfill)
-        .register_activities(activities.upgrade)
-        .register_activities(activities.alerts)
-        .register_activities(activities.restore)
-        .register_activities(activities.failover)
-        .register_activities(activities.claims)
-        .register_activities(activities.placement)
-        .activity_inbound_interceptor(Attempts(activities.metrics))
         .workflow_interceptor(steward_workflows::operator::validator_clock())
         .client_identity_override(identity(process))
-        .build())
+        .build();
+    register_activities(&mut options, activities);
+    Ok(options)
 }
 
 /// The options of a worker on its host's own task queue (`host_queue`):
@@ -112,10 +105,19 @@ pub fn host_worker_options(
     host_queue: &str,
     activities: Activities,
     process: &WorkerConfig,
-) -> anyhow::Result<WorkerOptions> {
-    Ok(WorkerOptions::new(host_queue)
+) -> WorkerOptions {
+    let mut options = WorkerOptions::new(host_queue)
         .deployment_options(WorkerDeploymentOptions::from_build_id(process.build_id()))
         .graceful_shutdown_period(Duration::from_secs(process.graceful_shutdown_seconds))
+        .client_identity_override(identity(process))
+        .build();
+    register_activities(&mut options, activities);
+    options
+}
+
+/// Every activity, each attempt after the first counted as a retry.
+fn register_activities(options: &mut WorkerOptions, activities: Activities) {
+    options
         .register_activities(activities.sweep)
         .register_activities(activities.backfill)
         .register_activities(activities.upgrade)
@@ -124,9 +126,7 @@ pub fn host_worker_options(
         .register_activities(activities.failover)
         .register_activities(activities.claims)
         .register_activities(activities.placement)
-        .activity_inbound_interceptor(Attempts(activities.metrics))
-        .client_identity_override(identity(process))
-        .build())
+        .activity_inbound_interceptor(Attempts(activities.metrics));
 }
 
 /// How the worker names itself in every history it writes and to the

@@ -267,7 +267,7 @@ pub async fn run_until(
                 &queue,
                 activities(loaded, store.clone(), &metrics),
                 &loaded.config.worker,
-            )?;
+            );
             Some(
                 Worker::new(&runtime, client.clone(), options)
                     .context("creating the host's worker")?,
