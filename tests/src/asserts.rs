@@ -134,3 +134,23 @@ pub fn assert_not_world_writable(root: &Path) {
     assert!(files > 0, "no files under {}", root.display());
     assert!(bad.is_empty(), "world-writable: {bad:?}");
 }
+
+/// Asserts that `activity` ran in a `steward history --json` timeline and
+/// every attempt of it on a worker of `host` (its identity ends
+/// `host <host>`).
+pub fn assert_ran_only_on(timeline: &serde_json::Value, activity: &str, host: &str) {
+    let workers: Vec<&str> = timeline
+        .as_array()
+        .expect("a timeline")
+        .iter()
+        .filter(|x| x["name"] == activity)
+        .map(|x| x["detail"]["worker"].as_str().unwrap_or_default())
+        .collect();
+    assert!(!workers.is_empty(), "{activity} ran: {timeline}");
+    for worker in &workers {
+        assert!(
+            worker.ends_with(&format!("host {host}")),
+            "{activity} ran on `{worker}`, not on host {host}: {workers:?}"
+        );
+    }
+}

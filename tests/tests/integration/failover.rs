@@ -432,20 +432,7 @@ async fn a_drill_pinned_to_the_database_host_runs_its_trigger_there_only() {
         r.evidence_json
     );
     let timeline = e.ok(&["history", &r.workflow_id, "--json"]);
-    let triggers: Vec<&str> = timeline
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|x| x["name"] == steward_proto::names::FAILOVER_TRIGGER)
-        .map(|x| x["detail"]["worker"].as_str().unwrap_or_default())
-        .collect();
-    assert!(!triggers.is_empty(), "{timeline}");
-    for worker in &triggers {
-        assert!(
-            worker.ends_with("host db"),
-            "the trigger ran on `{worker}`: {triggers:?}"
-        );
-    }
+    steward_tests::assert_ran_only_on(&timeline, steward_proto::names::FAILOVER_TRIGGER, "db");
     steward_tests::assert_every_run_closed_without_task_failures(&e.client).await;
 }
 

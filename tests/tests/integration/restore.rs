@@ -876,18 +876,5 @@ async fn a_restore_drill_pinned_to_its_host_backs_up_and_copies_off_node_there_o
     let (code, out, err) = run_steward(&config, &server.address, &["history", id, "--json"]);
     assert_eq!(code, 0, "{err}");
     let timeline: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let backups: Vec<&str> = timeline
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|x| x["name"] == steward_proto::names::RESTORE_BACKUP)
-        .map(|x| x["detail"]["worker"].as_str().unwrap_or_default())
-        .collect();
-    assert!(!backups.is_empty(), "{timeline}");
-    for worker in &backups {
-        assert!(
-            worker.ends_with("host vault"),
-            "the backup ran on `{worker}`"
-        );
-    }
+    steward_tests::assert_ran_only_on(&timeline, steward_proto::names::RESTORE_BACKUP, "vault");
 }
