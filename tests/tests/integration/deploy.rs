@@ -32,7 +32,8 @@ fn env<'a>(service: &'a Value, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("environment {key} is set: {service:?}"))
 }
 
-fn strings(v: &Value) -> Vec<String> {
+/// The strings of a YAML sequence (none when it is not one).
+pub(super) fn strings(v: &Value) -> Vec<String> {
     v.as_sequence()
         .map(|s| {
             s.iter()

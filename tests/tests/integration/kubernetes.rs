@@ -10,6 +10,8 @@ use std::process::Command;
 
 use serde_yaml::Value;
 use steward_tests::workspace;
+
+use super::deploy::strings;
 use steward_worker::config::{self, Config};
 
 /// The Kubernetes version the manifests are validated against: the oldest
@@ -24,16 +26,6 @@ fn kustomization() -> Value {
     let text = std::fs::read_to_string(deploy().join("kustomization.yaml"))
         .expect("deploy/kustomization.yaml");
     serde_yaml::from_str(&text).expect("the kustomization is YAML")
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_sequence()
-        .map(|s| {
-            s.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Every resource the kustomization lists, with the file it is in.
