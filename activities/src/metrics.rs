@@ -38,6 +38,8 @@ pub struct Metrics {
     host_workers: GaugeF64,
     standbys_streaming: GaugeF64,
     standby_lag: GaugeF64,
+    store_failovers: Counter,
+    store_failover_seconds: GaugeF64,
     /// The phase each backfill was last seen in, so the old phase's gauge
     /// drops to 0 when a new one is set.
     phases: Arc<Mutex<BTreeMap<String, String>>>,
@@ -181,6 +183,16 @@ impl Metrics {
                 "Replay lag of each standby of a drilled service, in bytes",
                 "By",
             )),
+            store_failovers: meter.counter(param(
+                "steward_store_failovers",
+                "Failovers of the state store this process followed, by the host it writes to now",
+                "",
+            )),
+            store_failover_seconds: meter.gauge_f64(param(
+                "steward_store_failover_seconds",
+                "The last failover's RTO as this process saw it: from the old primary's last answer to the switch",
+                "s",
+            )),
             phases: Arc::default(),
             meter,
         }
@@ -308,6 +320,13 @@ impl Metrics {
             bytes as f64,
             &self.labels(&[("drill", drill), ("standby", standby)]),
         );
+    }
+
+    /// The store failed over to `host` after `seconds`.
+    pub fn store_failover(&self, host: &str, seconds: f64) {
+        let labels = self.labels(&[("host", host)]);
+        self.store_failovers.add(1, &labels);
+        self.store_failover_seconds.record(seconds, &labels);
     }
 
     /// `n` workers poll the queue of `host`.

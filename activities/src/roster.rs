@@ -60,6 +60,8 @@ pub enum Target<'a> {
     RestoreDrill,
     /// Workplan tasks (status changes).
     Task,
+    /// The leases workflows take (release by hand).
+    Lock,
 }
 
 impl Target<'_> {
@@ -74,6 +76,7 @@ impl Target<'_> {
             Target::ColdSweep => COLD_SWEEP,
             Target::RestoreDrill => RESTORE_DRILL,
             Target::Task => "task",
+            Target::Lock => "lock",
         }
     }
 
@@ -116,6 +119,7 @@ pub fn verbs_of(kind: &str) -> &'static [&'static str] {
         "schedule" => &["pause", "resume"],
         "drill" | "sweep" | COLD_SWEEP | RESTORE_DRILL => &["start"],
         "task" => &["set-status"],
+        "lock" => &["release"],
         _ => &[],
     }
 }

@@ -81,7 +81,7 @@ pub fn roster(loaded: &Loaded) -> Roster {
 }
 
 /// The activities of `loaded` over `store`, recording into `metrics`.
-pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics) -> Activities {
+pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics, client: &Client) -> Activities {
     let wait = loaded.config.worker.host_wait_alert_seconds();
     Activities {
         sweep: SweepActivities::new(
@@ -90,7 +90,10 @@ pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics) -> Activitie
             loaded.config.sweep.clone(),
         )
         .with_metrics(metrics.clone())
-        .with_host_wait_alert(wait),
+        .with_host_wait_alert(wait)
+        .with_holder_runs(std::sync::Arc::new(crate::ops::locks::TemporalRuns(
+            client.clone(),
+        ))),
         backfill: BackfillActivities::new(loaded.config.backfills.clone(), loaded.artifacts_dir())
             .with_metrics(metrics.clone())
             .with_roster(roster(loaded))
@@ -172,9 +175,10 @@ pub async fn run_until(
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (runtime, metrics) = runtime(loaded)?;
+    store.record_failovers_into(&metrics);
     let options = registration::worker_options(
         &loaded.config.task_queue,
-        activities(loaded, store.clone(), &metrics),
+        activities(loaded, store.clone(), &metrics, &client),
         &loaded.config.worker,
     )?;
     let guard = Guard::new(
@@ -265,7 +269,7 @@ pub async fn run_until(
             eprintln!("worker on host `{host}`: also polling `{queue}`");
             let options = registration::host_worker_options(
                 &queue,
-                activities(loaded, store.clone(), &metrics),
+                activities(loaded, store.clone(), &metrics, &client),
                 &loaded.config.worker,
             );
             Some(
@@ -328,6 +332,32 @@ pub async fn api(
     eprintln!("steward api: operator page and API at {}", url(&listener));
     crate::api::serve(
         Api::new(watched, client, store)?,
+        listener,
+        shutdown_signal(),
+    )
+    .await
+}
+
+/// `steward api read-only`: the store-backed routes over `database_url`
+/// opened read-only, on `listen`, until SIGTERM or Ctrl-C.
+pub async fn read_only_api(database_url: &str, listen: &str) -> anyhow::Result<()> {
+    use crate::api::read_only;
+    let token = std::env::var(read_only::TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .with_context(|| {
+            format!(
+                "set {} to the token every route but /healthz will ask for",
+                read_only::TOKEN_ENV
+            )
+        })?;
+    let store = Store::open_read_only(database_url).await?;
+    let listener = bind(listen).await?;
+    eprintln!("{}{}", read_only::LISTENING, url(&listener));
+    read_only::serve(
+        store,
+        steward_activities::dburl::redact(database_url),
+        &token,
         listener,
         shutdown_signal(),
     )

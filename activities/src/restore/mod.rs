@@ -17,6 +17,7 @@ pub mod crypt;
 mod figures;
 pub mod offsite;
 mod report;
+pub mod served;
 mod settings;
 mod verify;
 
@@ -153,6 +154,8 @@ pub struct RestoreActivities {
     artifacts: PathBuf,
     store: Store,
     metrics: Metrics,
+    /// The `steward` program the restored copy is served with.
+    api_program: PathBuf,
 }
 
 impl RestoreActivities {
@@ -175,7 +178,16 @@ impl RestoreActivities {
             artifacts,
             store,
             metrics: Metrics::default(),
+            // The worker is the `steward` binary: it serves the copy too.
+            api_program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("steward")),
         }
+    }
+
+    /// The same activities, serving a restored copy with `program`
+    /// (`steward`) instead of this process's own binary.
+    pub fn with_api_program(mut self, program: PathBuf) -> Self {
+        self.api_program = program;
+        self
     }
 
     /// The same activities, recording drill outcomes into `metrics`.

@@ -145,6 +145,7 @@ impl RestoreActivities {
             Self::unseal(source, identity, &scratch).await?;
             restore_seconds = begun.elapsed().as_secs_f64();
             read_restored(
+                &self.api_program,
                 &format!("sqlite://{}?mode=rw", scratch.display()),
                 true,
                 "the backup does not restore",
@@ -242,6 +243,7 @@ impl RestoreActivities {
             .map_err(|e| format!("the backup does not restore: {e}"))?;
             restore_seconds = begun.elapsed().as_secs_f64();
             read_restored(
+                &self.api_program,
                 scratch_url.as_str(),
                 false,
                 "the restored database does not open",
@@ -261,9 +263,11 @@ impl RestoreActivities {
     }
 }
 
-/// The restored copy's figures and health, read from `url`; `unopened`
-/// names the failure when it does not open.
+/// The restored copy's figures and health, read from `url`, and whether
+/// steward (`api`) serves from it; `unopened` names the failure when it
+/// does not open.
 async fn read_restored(
+    api: &Path,
     url: &str,
     sqlite: bool,
     unopened: &str,
@@ -272,9 +276,10 @@ async fn read_restored(
         .await
         .map_err(|e| format!("{unopened}: {e}"))?;
     let tables = figures(&pool).await;
-    let health = health(&pool, sqlite).await;
+    let mut health = health(&pool, sqlite).await;
     pool.close().await;
     let tables = tables.map_err(|e| format!("the backup does not restore: {e}"))?;
+    health.push(super::served::check(api, url).await);
     Ok((tables, health))
 }
 

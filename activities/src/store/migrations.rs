@@ -84,6 +84,17 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
          run_id TEXT NOT NULL, claimed_at_ms BIGINT NOT NULL)",
         ],
     ),
+    (
+        7,
+        &[
+            // Every lease released by an operator or taken over from a run
+            // that had closed: which, whose, by whom, why, when.
+            "CREATE TABLE IF NOT EXISTS steward_lock_events (id TEXT PRIMARY KEY, name TEXT NOT NULL, \
+         holder TEXT NOT NULL, action TEXT NOT NULL, by_whom TEXT NOT NULL, reason TEXT NOT NULL, \
+         at_ms BIGINT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS steward_lock_events_by_time ON steward_lock_events (at_ms)",
+        ],
+    ),
 ];
 
 /// The schema version this binary migrates to.

@@ -11,13 +11,16 @@
 pub mod archive;
 pub mod drill_log;
 pub mod findings;
+pub mod locks;
 pub(crate) mod migrations;
+pub mod primary;
+pub mod summary;
 
 /// The schema version this binary migrates the store to.
 pub const SCHEMA_VERSION: i64 = migrations::LATEST;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
@@ -32,6 +35,24 @@ pub enum Error {
     /// The database refused or failed a statement.
     #[error("state store: {0}")]
     Sql(#[from] sqlx::Error),
+    /// A PostgreSQL server that is a standby: steward writes.
+    #[error(
+        "state store {url}: the server is a read-only standby (in recovery): point database_url \
+         at the primary, or name every host of the cluster with target_session_attrs=read-write \
+         (postgres://user@host1:5432,host2:5432/db?target_session_attrs=read-write)"
+    )]
+    Standby {
+        /// The URL, password redacted.
+        url: String,
+    },
+    /// No host of a cluster's URL accepts writes.
+    #[error("state store {url}: no host accepts writes: {why}")]
+    NoPrimary {
+        /// The URL, password redacted.
+        url: String,
+        /// Each host and what it said.
+        why: String,
+    },
     /// The database could not be reached or opened.
     #[error("state store {url}: cannot connect: {source}")]
     Connect {
@@ -43,6 +64,17 @@ pub enum Error {
     /// The URL names neither SQLite nor PostgreSQL.
     #[error("state store: {0}")]
     UnsupportedUrl(#[from] Unsupported),
+    /// A store opened read-only was migrated by a newer steward.
+    #[error(
+        "state store {url}: schema version {version} is newer than this binary's {}",
+        SCHEMA_VERSION
+    )]
+    NewerSchema {
+        /// The URL, password redacted.
+        url: String,
+        /// The store's version.
+        version: i64,
+    },
     /// The SQLite file's folder could not be created.
     #[error("state store: cannot create {path}: {source}")]
     CreateDir {
@@ -70,8 +102,11 @@ impl Error {
         match self {
             Error::Sql(e) if busy(e) => "busy",
             Error::Sql(_) => "sql",
-            Error::Connect { .. } | Error::CreateDir { .. } => "connect",
-            Error::UnsupportedUrl(_) => "config",
+            Error::Connect { .. }
+            | Error::CreateDir { .. }
+            | Error::Standby { .. }
+            | Error::NoPrimary { .. } => "connect",
+            Error::UnsupportedUrl(_) | Error::NewerSchema { .. } => "config",
         }
     }
 }
@@ -81,6 +116,11 @@ impl Error {
 pub struct Store {
     pool: AnyPool,
     backend: StoreBackend,
+    /// For a PostgreSQL store named by its cluster's hosts: the primary,
+    /// followed through a failover (`primary.rs`).
+    primary: Option<Arc<primary::Follower>>,
+    /// Held by every clone; the follower's watch ends with the last.
+    _alive: Arc<()>,
 }
 
 /// A workstream (one workplan file) as the store holds it.
@@ -210,16 +250,90 @@ impl Store {
                 .unwrap_or_default(),
             source,
         })?;
+        let (url, follower) = match primary::cluster(&parsed) {
+            Some(service) => {
+                let (follower, host_url) =
+                    primary::Follower::find(service)
+                        .await
+                        .map_err(|why| Error::NoPrimary {
+                            url: parsed.redacted(),
+                            why,
+                        })?;
+                (host_url, Some(follower))
+            }
+            None => (url, None),
+        };
         let pool = connect_any(&url).await.map_err(|source| Error::Connect {
             url: parsed.redacted(),
             source,
         })?;
+        if !parsed.is_sqlite() {
+            let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                .fetch_one(&pool)
+                .await?;
+            if standby {
+                pool.close().await;
+                return Err(Error::Standby {
+                    url: parsed.redacted(),
+                });
+            }
+        }
+        let alive = Arc::new(());
+        if let Some(f) = &follower {
+            f.clone().watch(pool.clone(), Arc::downgrade(&alive));
+        }
         let store = Self {
             pool,
             backend: parsed.backend(),
+            primary: follower,
+            _alive: alive,
         };
         migrations::run(&store.pool, store.backend).await?;
         Ok(store)
+    }
+
+    /// Opens an existing store read-only, without migrating it: every
+    /// session refuses writes (`PRAGMA query_only` on SQLite, read-only
+    /// transactions on PostgreSQL), so a restored copy is looked at, never
+    /// changed. Refused when the store is newer than this binary.
+    pub async fn open_read_only(url: &str) -> Result<Self, Error> {
+        let parsed = DatabaseUrl::parse(url)?;
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let sqlite = parsed.is_sqlite();
+        let pool = AnyPoolOptions::new()
+            .max_connections(2)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(if sqlite {
+                        "PRAGMA query_only = ON"
+                    } else {
+                        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+                    })
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(|source| Error::Connect {
+                url: parsed.redacted(),
+                source,
+            })?;
+        let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM steward_schema")
+            .fetch_one(&pool)
+            .await?;
+        if version.is_some_and(|v| v > SCHEMA_VERSION) {
+            return Err(Error::NewerSchema {
+                url: parsed.redacted(),
+                version: version.unwrap_or_default(),
+            });
+        }
+        Ok(Self {
+            pool,
+            backend: parsed.backend(),
+            primary: None,
+            _alive: Arc::new(()),
+        })
     }
 
     /// The backend behind this store.

@@ -33,6 +33,7 @@ use external_lock::{ExternalLock, Held};
 use crate::failure::{permanent, retryable};
 use crate::store::Store;
 use crate::store::findings::{FindingsQuery, Wanted};
+use crate::store::locks::HolderRuns;
 use crate::time::now_ms;
 
 /// What the sweep's activities need: the store, the registered repos and
@@ -47,6 +48,9 @@ pub struct SweepActivities {
     /// Holders whose external lock a watcher of this process looks after.
     watching: Arc<Mutex<BTreeSet<String>>>,
     host_wait_alert_seconds: u32,
+    /// Asks Temporal whether a lease's holder has closed; without it a
+    /// lease is only ever taken once it has expired.
+    holders: Option<Arc<dyn HolderRuns>>,
 }
 
 /// Groups `plan.names` by the host each runs on (`pinned`; any worker
@@ -103,7 +107,15 @@ impl SweepActivities {
             settings,
             metrics: Default::default(),
             host_wait_alert_seconds: 300,
+            holders: None,
         }
+    }
+
+    /// The same activities, taking over a lease whose holder's run has
+    /// closed (as `holders` tells) instead of waiting for it to lapse.
+    pub fn with_holder_runs(mut self, holders: Arc<dyn HolderRuns>) -> Self {
+        self.holders = Some(holders);
+        self
     }
 
     /// The same activities, telling every plan how long a pinned repo's
@@ -285,10 +297,13 @@ impl SweepActivities {
     /// lease back and reports the holder as `external:PATH`. Other locks
     /// (an upgrade's) are the lease alone.
     pub async fn acquire(&self, req: &LockRequest) -> Result<LockGrant, LockError> {
-        let grant = self
+        let mut grant = self
             .store
             .acquire_lock(&req.name, &req.holder, req.ttl_seconds, now_ms())
             .await?;
+        if !grant.acquired {
+            grant = self.take_over(req, grant).await?;
+        }
         if !grant.acquired || req.name != ids::SWEEP_LOCK {
             return Ok(grant);
         }
@@ -313,6 +328,51 @@ impl SweepActivities {
                 })
             }
         }
+    }
+
+    /// The lease `refused` named, taken over when its holder is a run that
+    /// Temporal says has closed (a run that ended without releasing it:
+    /// killed, terminated, or from before every ending released): recorded
+    /// in the lease events and logged. Otherwise `refused` as it was.
+    async fn take_over(
+        &self,
+        req: &LockRequest,
+        refused: LockGrant,
+    ) -> Result<LockGrant, crate::store::Error> {
+        let Some(holders) = &self.holders else {
+            return Ok(refused);
+        };
+        if uuid::Uuid::parse_str(&refused.holder).is_err()
+            || holders.closed(&refused.holder).await != Some(true)
+        {
+            return Ok(refused);
+        }
+        let reason = format!("the run holding it ({}) has closed", refused.holder);
+        let now = now_ms();
+        let taken = self
+            .store
+            .take_over_lease(
+                &req.name,
+                &refused.holder,
+                &req.holder,
+                req.ttl_seconds,
+                &reason,
+                now,
+            )
+            .await?;
+        if !taken {
+            // Someone else moved first: ask again as an ordinary acquire.
+            return self
+                .store
+                .acquire_lock(&req.name, &req.holder, req.ttl_seconds, now)
+                .await;
+        }
+        tracing::warn!(lock = %req.name, from = %refused.holder, to = %req.holder, "lease taken over: {reason}");
+        Ok(LockGrant {
+            acquired: true,
+            holder: req.holder.clone(),
+            expires_at_ms: now + i64::from(req.ttl_seconds) * 1000,
+        })
     }
 
     /// Releases the lease, and the external lock if this process has it.

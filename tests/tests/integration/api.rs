@@ -328,6 +328,22 @@ async fn the_runbooks_curl_calls_work_against_the_api() {
         let (code, answer) = e.api.get(path, t).await;
         assert_eq!(code, 200, "{path}: {answer}");
     }
+    // The store at a glance: the bridge's sweep and the CLI's, the one
+    // repo with its workstream, nothing waiting.
+    let (code, summary) = e.api.get("/v1/summary", t).await;
+    assert_eq!(code, 200, "{summary}");
+    assert_eq!(summary["repos"], 1, "{summary}");
+    assert_eq!(summary["workstreams"], 1, "{summary}");
+    assert!(
+        summary["last_sweep"]["bridge"]["workflow_id"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("sweep-bridge-")),
+        "{summary}"
+    );
+    assert!(summary["last_sweep"]["manual"].is_object(), "{summary}");
+    assert_eq!(summary["runs_waiting"], 0, "{summary}");
+    let (code, _) = e.api.get("/v1/summary", "stw_not-a-token").await;
+    assert_eq!(code, 401);
     let (_, me) = e.api.get("/v1/whoami", t).await;
     assert_eq!(
         (me["name"].as_str(), me["credential_id"].as_str()),

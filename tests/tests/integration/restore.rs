@@ -203,6 +203,19 @@ async fn drills_verify_encrypted_offsite_backups_in_an_isolated_target_and_catch
                 .all(|h| h["ok"] == true),
             "{restore}"
         );
+        // steward's own API, started read-only on the restored copy,
+        // served the restored figures.
+        let served = restore["health"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == "served")
+            .unwrap_or_else(|| panic!("{backend:?}: no served check: {restore}"));
+        let said = served["detail"].as_str().unwrap();
+        assert!(
+            said.contains("/v1/summary") && said.contains("2 workstreams, 5 tasks"),
+            "{backend:?}: {said}"
+        );
         let rto = restore["rto_seconds"].as_f64().unwrap();
         let rpo = restore["rpo_seconds"].as_f64().unwrap();
         assert!(rto > 0.0 && rto < 900.0, "{restore}");
@@ -877,4 +890,102 @@ async fn a_restore_drill_pinned_to_its_host_backs_up_and_copies_off_node_there_o
     assert_eq!(code, 0, "{err}");
     let timeline: serde_json::Value = serde_json::from_str(&out).unwrap();
     steward_tests::assert_ran_only_on(&timeline, steward_proto::names::RESTORE_BACKUP, "vault");
+}
+
+/// `steward api read-only`: no Temporal, no config; `/healthz` for anyone,
+/// the rest for the one token it was given; the store is opened so that
+/// nothing can write to it. A program that is not steward's API fails the
+/// drill's served check, named.
+#[tokio::test]
+async fn the_read_only_api_serves_a_copy_with_its_token_only_and_cannot_write() {
+    use steward_activities::restore::served;
+    use steward_activities::store::Workstream;
+    let dir = temp_dir();
+    let url = format!("sqlite://{}", dir.path().join("copy.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    let ws = Workstream {
+        id: "ws-1".into(),
+        workplan_id: "RO-1".into(),
+        repo: "repo".into(),
+        path: "workplans/RO-1.md".into(),
+        title: "Read only".into(),
+        status: "active".into(),
+        ..Default::default()
+    };
+    store.upsert_workstream(&ws, 1).await.unwrap();
+    store.pool().close().await;
+
+    let refused = std::process::Command::new(steward_tests::steward_bin())
+        .args(["api", "read-only"])
+        .env(served::DATABASE_URL_ENV, &url)
+        .env_remove(served::TOKEN_ENV)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains(served::TOKEN_ENV), "{said}");
+
+    let mut api = tokio::process::Command::new(steward_tests::steward_bin())
+        .args(["api", "read-only"])
+        .env(served::DATABASE_URL_ENV, &url)
+        .env(served::TOKEN_ENV, "the-token")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(api.stderr.take().unwrap()));
+    let base = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the API says where it listens");
+        if let Some(base) = line.strip_prefix(served::LISTENING) {
+            break base.trim().to_string();
+        }
+    };
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = http.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(get("healthz", None).await.unwrap().status(), 200);
+    for token in [None, Some("another-token")] {
+        let answer = get("v1/summary", token).await.unwrap();
+        assert_eq!(answer.status(), 401, "{token:?}");
+        assert!(answer.text().await.unwrap().contains(served::TOKEN_ENV));
+    }
+    let ready = get("readyz", Some("the-token")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(ready.text().await.unwrap().contains("read-only"));
+    let summary: serde_json::Value = get("v1/summary", Some("the-token"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(summary["workstreams"], 1, "{summary}");
+    assert_eq!(summary["open_findings"], 0, "{summary}");
+    api.kill().await.unwrap();
+
+    // What the API opens refuses every write.
+    let copy = Store::open_read_only(&url).await.unwrap();
+    let wrote = copy.upsert_workstream(&ws, 2).await;
+    assert!(wrote.is_err(), "a read-only store wrote");
+
+    let not_steward = served::check(Path::new("/bin/true"), &url).await;
+    assert!(!not_steward.ok);
+    assert!(
+        not_steward.detail.contains("did not start"),
+        "{}",
+        not_steward.detail
+    );
+    let served = served::check(&steward_tests::steward_bin(), &url).await;
+    assert!(served.ok, "{}", served.detail);
+    assert!(served.detail.contains("1 workstreams"), "{}", served.detail);
 }

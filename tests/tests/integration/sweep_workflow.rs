@@ -276,6 +276,99 @@ async fn sweep_skips_when_lock_is_held_and_runs_once_the_lease_expired() {
 }
 
 #[tokio::test]
+async fn a_lease_whose_run_has_closed_is_taken_over_and_an_operator_releases_one_on_record() {
+    let e = env("takeover", Backend::Sqlite, 1, 1, "").await;
+    let _worker = Steward::worker(&e.config, &e.server.address);
+    let first = run_sweep(&e, "sweep-takeover-1", manual()).await;
+    assert!(!first.lock_skipped);
+
+    // The first run ended without letting go (as a run terminated or
+    // killed mid-way leaves it): its lease still has an hour to run.
+    let store = Store::connect(&e.db).await.unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    store
+        .acquire_lock(ids::SWEEP_LOCK, &first.run_id, 3600, now)
+        .await
+        .unwrap();
+    let listed = e.ok(&["locks", "list"]);
+    let lock = &listed["locks"][0];
+    assert_eq!(lock["name"], ids::SWEEP_LOCK, "{listed}");
+    assert_eq!(lock["holder"], first.run_id.as_str(), "{listed}");
+    assert_eq!(lock["workflow_id"], "sweep-takeover-1", "{listed}");
+    assert_eq!(lock["run_status"], "completed", "{listed}");
+
+    let second = run_sweep(&e, "sweep-takeover-2", manual()).await;
+    assert!(
+        !second.lock_skipped,
+        "a lease whose run has closed is taken over, not waited out"
+    );
+    assert_eq!(
+        second.repos_processed.len() + second.skipped_clean.len(),
+        1,
+        "{second:?}"
+    );
+    let listed = e.ok(&["locks", "list"]);
+    assert_eq!(
+        listed["locks"],
+        serde_json::json!([]),
+        "released at the end"
+    );
+    let event = &listed["events"][0];
+    assert_eq!(event["action"], "taken-over", "{listed}");
+    assert_eq!(event["holder"], first.run_id.as_str(), "{listed}");
+    assert_eq!(event["by"], second.run_id.as_str(), "{listed}");
+    assert!(
+        event["reason"].as_str().unwrap().contains("has closed"),
+        "{listed}"
+    );
+
+    // A holder that is no run Temporal knows is never taken over: the
+    // sweep skips, and an operator releases it, on record.
+    store
+        .acquire_lock(ids::SWEEP_LOCK, "old-timer-host", 3600, now)
+        .await
+        .unwrap();
+    let third = run_sweep(&e, "sweep-takeover-3", manual()).await;
+    assert!(third.lock_skipped);
+    assert_eq!(third.lock_holder, "old-timer-host");
+    let (code, _, err) = e.cli(&["locks", "release", ids::SWEEP_LOCK, "--by", "alice"]);
+    assert_eq!(code, 2, "a release needs a reason: {err}");
+    assert!(err.contains("--reason"), "{err}");
+    let released = e.ok(&[
+        "locks",
+        "release",
+        ids::SWEEP_LOCK,
+        "--reason",
+        "the old timer host was retired",
+        "--by",
+        "alice",
+    ]);
+    assert_eq!(released["holder"], "old-timer-host", "{released}");
+    let listed = e.ok(&["locks", "list"]);
+    let event = &listed["events"][0];
+    assert_eq!(event["action"], "released", "{listed}");
+    assert_eq!(event["by"], "alice", "{listed}");
+    assert_eq!(
+        event["reason"], "the old timer host was retired",
+        "{listed}"
+    );
+    assert_eq!(event["holder"], "old-timer-host", "{listed}");
+    let (code, _, err) = e.cli(&[
+        "locks",
+        "release",
+        ids::SWEEP_LOCK,
+        "--reason",
+        "again",
+        "--by",
+        "alice",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no lease named `consistency-sweep`"), "{err}");
+    let fourth = run_sweep(&e, "sweep-takeover-4", manual()).await;
+    assert!(!fourth.lock_skipped);
+}
+
+#[tokio::test]
 async fn overlapping_sweeps_one_runs_one_is_lock_skipped() {
     let e = env("overlap", Backend::Sqlite, 12, 2, "").await;
     // 12 repos one at a time, 0.5 s each: the first sweep holds the lock

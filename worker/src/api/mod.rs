@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 mod guard;
 mod page;
+pub mod read_only;
 pub mod routes;
 mod shared;
 
@@ -189,6 +190,7 @@ impl Api {
         routes::history,
         routes::inbox,
         routes::workers,
+        routes::summary,
         routes::audit_verify,
         routes::audit_export,
         routes::healthz,
@@ -289,6 +291,7 @@ pub fn router(api: Arc<Api>) -> Router {
             .route("/v1/history/{workflow_id}", get(routes::history))
             .route("/v1/inbox", get(routes::inbox))
             .route("/v1/workers", get(routes::workers))
+            .route("/v1/summary", get(routes::summary))
             .route("/v1/audit/verify", get(routes::audit_verify))
             .route("/v1/audit/export", get(routes::audit_export))
             .route("/healthz", get(routes::healthz))

@@ -30,6 +30,7 @@ use crate::ops::drills::{LastFailover, LastRestore};
 use crate::ops::findings::{Filter, FindingView};
 use crate::ops::health::{Check, Readiness};
 use crate::ops::inbox::Inbox;
+use crate::ops::overview::Overview;
 use crate::ops::progress::EventView;
 use crate::ops::schedules::ScheduleChanged;
 use crate::ops::tasks::QueuedChange;
@@ -967,6 +968,21 @@ pub async fn inbox(State(api): State<Arc<Api>>, _op: Operator) -> ApiResult<Json
 )]
 pub async fn workers(State(api): State<Arc<Api>>, _op: Operator) -> ApiResult<Json<Workers>> {
     Ok(Json(api.ops().workers().await?))
+}
+
+/// The store at a glance and how many runs wait for an operator.
+#[utoipa::path(
+    get,
+    path = "/v1/summary",
+    responses(
+        (status = 200, description = "Repos, workstreams, tasks, open findings, pending changes, the last sweep of each source, runs waiting", body = Overview),
+        (status = 401, body = ErrorBody),
+        (status = 502, description = "Temporal or the state store failed", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn summary(State(api): State<Arc<Api>>, _op: Operator) -> ApiResult<Json<Overview>> {
+    Ok(Json(api.ops().overview().await?))
 }
 
 /// The answer of `/healthz`.

@@ -41,6 +41,19 @@ pub enum Command {
         #[arg(long)]
         expires: Option<String>,
     },
+    /// Serve `/healthz`, `/readyz` and `/v1/summary` over a store opened
+    /// read-only, without Temporal or a config: to look at a restored copy
+    /// (the restore drill does). Every route but `/healthz` needs the token
+    /// given in STEWARD_READ_ONLY_TOKEN.
+    ReadOnly {
+        /// The store; give it in the environment to keep its password out
+        /// of the process list.
+        #[arg(long, env = steward_activities::restore::served::DATABASE_URL_ENV, hide_env_values = true)]
+        database_url: String,
+        /// Listen on this address (a free loopback port by default).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
     /// A new signing key pair: writes the private key to FILE (mode 0600)
     /// and prints the public key for `[api] verify_key`.
     Keygen {
@@ -58,6 +71,13 @@ pub(super) async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<
             expires,
         }) => token(&name, groups, expires),
         Some(Command::Keygen { out }) => keygen(&out),
+        Some(Command::ReadOnly {
+            database_url,
+            listen,
+        }) => {
+            serve::read_only_api(&database_url, &listen).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         None => {
             serve::api(config, args.listen, args.profile.as_deref()).await?;
             Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@ mod drill;
 mod findings;
 mod history;
 mod inbox;
+mod locks;
 mod progress;
 mod replay;
 mod restore;
@@ -84,6 +85,9 @@ pub enum Command {
     History(history::Args),
     /// Everything that waits for an operator: held upgrades, backfills waiting, paused schedules.
     Inbox,
+    /// The leases workflows hold (sweep, upgrades, drills); release one by hand.
+    #[command(subcommand)]
+    Locks(locks::Command),
     /// The workers polling the shared task queue and each host's (`[worker] host`, `runs_on`).
     Workers,
     /// The audit archive of closed runs: verify its hash chain, export it.
@@ -96,6 +100,24 @@ pub enum Command {
     ReplayCheck(replay::Args),
     /// Validate the config and print what it resolves to.
     CheckConfig,
+}
+
+/// Who takes an operator action and why, as every such command asks.
+#[derive(Debug, clap::Args)]
+pub struct Recorded {
+    /// Why (recorded with the action).
+    #[arg(long)]
+    pub reason: String,
+    /// Who acts; defaults to $USER.
+    #[arg(long, env = "USER", default_value = "unknown")]
+    pub by: String,
+}
+
+impl Recorded {
+    /// The actor: the name typed, with the groups the config gives it.
+    pub fn actor(&self, ops: &Ops) -> crate::ops::Actor {
+        crate::ops::Actor::typed(ops.loaded(), &self.by)
+    }
 }
 
 /// Prints `value` as pretty JSON on stdout.
@@ -187,6 +209,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedules(cmd) => schedules::run(ops()?, cmd).await,
         Command::Inbox => inbox::run(ops()?).await,
         Command::Workers => workers::run(ops()?).await,
+        Command::Locks(cmd) => locks::run(ops()?, cmd).await,
         Command::Audit(cmd) => audit::run(ops()?, cmd).await,
         Command::ReplayCheck(args) => replay::run(args).await,
         Command::CheckConfig => check_config(loaded()?),

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::cli::print_json;
+use crate::cli::{Recorded, print_json};
 use crate::ops::{Actor, Ops};
 use crate::schedules;
 
@@ -30,12 +30,8 @@ pub enum Command {
     Pause {
         /// The schedule's name in the config.
         name: String,
-        /// Why.
-        #[arg(long)]
-        reason: String,
-        /// Who; defaults to $USER.
-        #[arg(long, env = "USER", default_value = "unknown")]
-        by: String,
+        #[command(flatten)]
+        why: Recorded,
     },
 }
 
@@ -57,7 +53,8 @@ pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
                 .await?;
             print_json(&changed)?;
         }
-        Command::Pause { name, reason, by } => {
+        Command::Pause { name, why } => {
+            let Recorded { reason, by } = why;
             let changed = ops
                 .change_schedule(&Actor::typed(ops.loaded(), &by), &name, true, &reason)
                 .await?;

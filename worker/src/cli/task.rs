@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use crate::cli::print_json;
-use crate::ops::{Actor, Ops};
+use crate::cli::{Recorded, print_json};
+use crate::ops::Ops;
 
 /// Task commands.
 #[derive(Debug, clap::Subcommand)]
@@ -15,12 +15,8 @@ pub enum Command {
         task_id: String,
         /// The new status.
         status: String,
-        /// Why (recorded with the change).
-        #[arg(long)]
-        reason: String,
-        /// Who asks; defaults to $USER.
-        #[arg(long, env = "USER", default_value = "unknown")]
-        by: String,
+        #[command(flatten)]
+        why: Recorded,
     },
 }
 
@@ -29,12 +25,10 @@ pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::SetStatus {
             task_id,
             status,
-            reason,
-            by,
+            why,
         } => {
-            let actor = Actor::typed(ops.loaded(), &by);
             let change = ops
-                .queue_status_change(&actor, &task_id, &status, &reason)
+                .queue_status_change(&why.actor(&ops), &task_id, &status, &why.reason)
                 .await?;
             print_json(&change)?;
         }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::cli::print_json;
+use crate::cli::{Recorded, print_json};
 use crate::ops::upgrade::{ColdSweepStart, Mode, Start};
 use crate::ops::{Actor, Ops};
 
@@ -66,12 +66,8 @@ pub enum Command {
         /// The held version.
         #[arg(long)]
         version: String,
-        /// Why.
-        #[arg(long)]
-        reason: String,
-        /// Who; defaults to $USER.
-        #[arg(long, env = "USER", default_value = "unknown")]
-        by: String,
+        #[command(flatten)]
+        why: Recorded,
     },
 }
 
@@ -145,14 +141,9 @@ pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
             out["workflow_id"] = view.workflow_id.into();
             print_json(&out)?;
         }
-        Command::Approve {
-            app,
-            version,
-            reason,
-            by,
-        } => {
+        Command::Approve { app, version, why } => {
             let reply = ops
-                .approve_upgrade(&Actor::typed(ops.loaded(), &by), &app, &version, &reason)
+                .approve_upgrade(&why.actor(&ops), &app, &version, &why.reason)
                 .await?;
             print_json(&reply)?;
         }

@@ -39,6 +39,15 @@ impl Check {
         }
     }
 
+    /// A check that failed.
+    pub fn failed(name: &str, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+
     /// `check`, failed when it errs or takes longer than [`CHECK_TIMEOUT`].
     async fn timed(name: &str, check: impl Future<Output = Result<String, String>>) -> Self {
         let (ok, detail) = match tokio::time::timeout(CHECK_TIMEOUT, check).await {
@@ -85,9 +94,17 @@ impl Ops {
                 .ping()
                 .await
                 .map_err(|e| Error::upstream("querying the state store", e).to_string())?;
-            Ok(steward_activities::dburl::redact(
-                &self.loaded().database_url(),
-            ))
+            let url = steward_activities::dburl::redact(&self.loaded().database_url());
+            Ok(match (store.primary_host(), store.failovers().last()) {
+                (Some(host), Some(f)) => format!(
+                    "{url}: writing to {host} (failed over from {} after {:.1} s at {})",
+                    f.from,
+                    f.seconds,
+                    steward_activities::time::millis_text(f.at_ms)
+                ),
+                (Some(host), None) => format!("{url}: writing to {host}"),
+                _ => url,
+            })
         })
         .await
     }

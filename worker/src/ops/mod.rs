@@ -18,6 +18,8 @@ pub mod findings;
 pub mod health;
 pub mod history;
 pub mod inbox;
+pub mod locks;
+pub mod overview;
 pub mod progress;
 pub mod schedules;
 pub mod sign;
@@ -194,6 +196,7 @@ fn shown(target: Target<'_>) -> String {
         Target::ColdSweep => "the cold sweep".into(),
         Target::RestoreDrill => "the restore drill".into(),
         Target::Task => "tasks".into(),
+        Target::Lock => "leases".into(),
     }
 }
 
