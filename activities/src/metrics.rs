@@ -38,6 +38,7 @@ pub struct Metrics {
     host_workers: GaugeF64,
     standbys_streaming: GaugeF64,
     standby_lag: GaugeF64,
+    standby_lag_seconds: GaugeF64,
     store_failovers: Counter,
     store_failover_seconds: GaugeF64,
     /// The phase each backfill was last seen in, so the old phase's gauge
@@ -183,6 +184,11 @@ impl Metrics {
                 "Replay lag of each standby of a drilled service, in bytes",
                 "By",
             )),
+            standby_lag_seconds: meter.gauge_f64(param(
+                "steward_drill_standby_lag_seconds",
+                "Replay lag of each standby of a drilled service, in seconds (replay_lag)",
+                "s",
+            )),
             store_failovers: meter.counter(param(
                 "steward_store_failovers",
                 "Failovers of the state store this process followed, by the host it writes to now",
@@ -315,11 +321,10 @@ impl Metrics {
     }
 
     /// Standby `standby` of `drill` lags `bytes` behind its primary.
-    pub fn standby_lag(&self, drill: &str, standby: &str, bytes: i64) {
-        self.standby_lag.record(
-            bytes as f64,
-            &self.labels(&[("drill", drill), ("standby", standby)]),
-        );
+    pub fn standby_lag(&self, drill: &str, standby: &str, bytes: i64, seconds: f64) {
+        let labels = self.labels(&[("drill", drill), ("standby", standby)]);
+        self.standby_lag.record(bytes as f64, &labels);
+        self.standby_lag_seconds.record(seconds, &labels);
     }
 
     /// The store failed over to `host` after `seconds`.

@@ -14,6 +14,20 @@ pub struct RepoEntry<'a> {
     pub push: bool,
 }
 
+/// Entries for local repos (no remote): `names[i]` at `paths[i]`.
+pub fn local_repos<'a>(names: &'a [String], paths: &'a [PathBuf]) -> Vec<RepoEntry<'a>> {
+    names
+        .iter()
+        .zip(paths)
+        .map(|(name, path)| RepoEntry {
+            name,
+            path,
+            remote: None,
+            push: false,
+        })
+        .collect()
+}
+
 /// Writes a `steward.toml` under `dir` and returns its path.
 pub fn write_config(
     dir: &Path,

@@ -1,7 +1,8 @@
 //! The replication of every drilled service, watched beside the worker
 //! between drills: how many standbys stream from the primary and how far
 //! each lags (`steward_drill_standbys_streaming{drill}`,
-//! `steward_drill_standby_lag_bytes{drill, standby}`), so an alert can
+//! `steward_drill_standby_lag_bytes{drill, standby}` and
+//! `steward_drill_standby_lag_seconds{drill, standby}`), so an alert can
 //! fire before a drill's preflight refuses. A service with no reachable
 //! primary counts -1 streaming and is logged at warn once until it is back.
 
@@ -51,7 +52,8 @@ impl ReplicationWatch {
                     let streaming = standbys.iter().filter(|s| s.streaming()).count();
                     self.metrics.standbys_streaming(drill, streaming as i64);
                     for s in &standbys {
-                        self.metrics.standby_lag(drill, &s.name, s.lag_bytes);
+                        self.metrics
+                            .standby_lag(drill, &s.name, s.lag_bytes, s.lag_seconds);
                     }
                 }
                 Err(why) => {

@@ -187,6 +187,10 @@ impl BackfillActivities {
                     ..Default::default()
                 })
             }
+            // The server went away or turned read-only under the batch (a
+            // failover): nothing was applied; the attempt is retried, on
+            // the new primary, with the same run tag and batch number.
+            Err(e) if crate::store::unavailable(&e) => Err(sql_err("applying the batch")(e)),
             Err(e) => {
                 let message = e.to_string();
                 tx.rollback().await.map_err(sql_err("rollback"))?;

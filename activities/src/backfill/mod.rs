@@ -87,12 +87,15 @@ fn failure(e: Error) -> ActivityError {
     }
 }
 
-/// The backfill activities: specs by name, a pool per target database and
-/// the evidence folder.
+/// The backfill activities: specs by name, a pool per target database
+/// (on a cluster's primary, followed through a failover) and the evidence
+/// folder.
 #[derive(Debug)]
 pub struct BackfillActivities {
     specs: BTreeMap<String, BackfillSpec>,
     pools: Mutex<HashMap<String, AnyPool>>,
+    /// The pools' primaries are followed while the activities live.
+    alive: std::sync::Arc<()>,
     artifacts: PathBuf,
     metrics: crate::metrics::Metrics,
     roster: crate::roster::Roster,
@@ -105,6 +108,7 @@ impl BackfillActivities {
         Self {
             specs: specs.into_iter().map(|s| (s.name.clone(), s)).collect(),
             pools: Mutex::new(HashMap::new()),
+            alive: Default::default(),
             artifacts,
             metrics: Default::default(),
             roster: Default::default(),
@@ -143,16 +147,32 @@ impl BackfillActivities {
             return Ok(p.clone());
         }
         let spec = self.spec(name)?;
-        let pool = crate::store::connect_any(&spec.database_url)
-            .await
-            .map_err(sql_err(format!(
-                "connecting to the database of backfill `{name}`"
-            )))?;
-        self.pools
-            .lock()
-            .expect("pool map")
-            .insert(name.into(), pool.clone());
-        Ok(pool)
+        let (pool, _) = crate::store::primary::connect_following(
+            &spec.database_url,
+            &format!("backfill `{name}`'s database"),
+            std::sync::Arc::downgrade(&self.alive),
+        )
+        .await
+        .map_err(|e| {
+            Error::Action(format!(
+                "connecting to the database of backfill `{name}`: {e}"
+            ))
+        })?;
+        let first = {
+            let mut pools = self.pools.lock().expect("pool map");
+            pools.get(name).cloned().ok_or_else(|| {
+                pools.insert(name.into(), pool.clone());
+            })
+        };
+        match first {
+            // Another activity connected first: its pool serves; ours,
+            // and the watch that follows it, end.
+            Ok(first) => {
+                pool.close().await;
+                Ok(first)
+            }
+            Err(()) => Ok(pool),
+        }
     }
 
     /// The spec as the workflow needs it. Read-only.

@@ -190,7 +190,7 @@ impl Service {
 }
 
 /// A standby as its primary sees it (`pg_stat_replication`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Standby {
     /// `application_name@client_addr`.
     pub name: String,
@@ -198,6 +198,9 @@ pub struct Standby {
     pub state: String,
     /// Replay lag in bytes (-1: not known).
     pub lag_bytes: i64,
+    /// Replay lag in seconds, as the primary last heard it from the
+    /// standby (`replay_lag`; 0 when it has nothing to replay).
+    pub lag_seconds: f64,
 }
 
 impl Standby {
@@ -209,8 +212,8 @@ impl Standby {
     /// One line for a report.
     pub fn line(&self) -> String {
         format!(
-            "{} {}, replay lag {} bytes",
-            self.name, self.state, self.lag_bytes
+            "{} {}, replay lag {} bytes ({:.1} s)",
+            self.name, self.state, self.lag_bytes, self.lag_seconds
         )
     }
 }
@@ -220,7 +223,8 @@ pub async fn standbys(c: &mut PgConnection) -> Result<Vec<Standby>, String> {
     let rows = timed(
         sqlx::query(
             "SELECT COALESCE(application_name, ''), COALESCE(client_addr::text, 'local'), COALESCE(state, ''), \
-             COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), -1)::bigint FROM pg_stat_replication",
+             COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), -1)::bigint, \
+             COALESCE(EXTRACT(EPOCH FROM replay_lag), 0)::float8 FROM pg_stat_replication",
         )
         .fetch_all(c),
     )
@@ -235,6 +239,7 @@ pub async fn standbys(c: &mut PgConnection) -> Result<Vec<Standby>, String> {
             ),
             state: row.try_get(2).unwrap_or_default(),
             lag_bytes: row.try_get(3).unwrap_or(-1),
+            lag_seconds: row.try_get(4).unwrap_or(0.0),
         })
         .collect())
 }

@@ -92,6 +92,7 @@ impl Error {
     /// lock failures), `connect`, or `sql`.
     pub fn kind(&self) -> &'static str {
         let busy = |e: &sqlx::Error| match e {
+            _ if unavailable(e) => false,
             sqlx::Error::Database(db) => db.code().is_some_and(|c| {
                 let c = c.as_ref();
                 c == "5" || c == "517" || c == "261" || c == "40001" || c == "55P03"
@@ -101,6 +102,7 @@ impl Error {
         };
         match self {
             Error::Sql(e) if busy(e) => "busy",
+            Error::Sql(e) if unavailable(e) => "connect",
             Error::Sql(_) => "sql",
             Error::Connect { .. }
             | Error::CreateDir { .. }
@@ -201,6 +203,25 @@ pub struct RepoState {
     pub starved_since_ms: Option<i64>,
 }
 
+/// Whether `e` says the server is gone or will not take writes now (a
+/// lost connection, a shutdown, a standby), not that the statement is
+/// wrong: a failover in progress, to be retried, never a batch's failure.
+pub fn unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            let c = c.as_ref();
+            // connection exceptions, admin/crash shutdown, cannot connect
+            // now, read-only transaction (a standby)
+            c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "25006")
+        }),
+        _ => false,
+    }
+}
+
 static DRIVERS: Once = Once::new();
 
 /// A pool on any SQLite or PostgreSQL URL, with the SQLite busy timeout
@@ -250,23 +271,9 @@ impl Store {
                 .unwrap_or_default(),
             source,
         })?;
-        let (url, follower) = match primary::cluster(&parsed) {
-            Some(service) => {
-                let (follower, host_url) =
-                    primary::Follower::find(service)
-                        .await
-                        .map_err(|why| Error::NoPrimary {
-                            url: parsed.redacted(),
-                            why,
-                        })?;
-                (host_url, Some(follower))
-            }
-            None => (url, None),
-        };
-        let pool = connect_any(&url).await.map_err(|source| Error::Connect {
-            url: parsed.redacted(),
-            source,
-        })?;
+        let alive = Arc::new(());
+        let (pool, follower) =
+            primary::connect_following(&url, "state store", Arc::downgrade(&alive)).await?;
         if !parsed.is_sqlite() {
             let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
                 .fetch_one(&pool)
@@ -277,10 +284,6 @@ impl Store {
                     url: parsed.redacted(),
                 });
             }
-        }
-        let alive = Arc::new(());
-        if let Some(f) = &follower {
-            f.clone().watch(pool.clone(), Arc::downgrade(&alive));
         }
         let store = Self {
             pool,

@@ -41,9 +41,12 @@ pub struct Failover {
     pub seconds: f64,
 }
 
-/// The primary of a store named by its cluster's hosts, followed.
+/// The primary of a cluster named by its hosts, followed.
 #[derive(Debug)]
-pub(super) struct Follower {
+pub struct Follower {
+    /// What the pool is, as the log says it: `state store`, `backfill
+    /// `bf`'s database`.
+    what: String,
     service: Service,
     current: Mutex<String>,
     seen: Mutex<Vec<Failover>>,
@@ -52,7 +55,7 @@ pub(super) struct Follower {
 
 /// Whether `url` names a cluster to follow: a PostgreSQL URL with more
 /// than one host, or with `target_session_attrs=read-write`.
-pub(super) fn cluster(url: &DatabaseUrl) -> Option<Service> {
+fn cluster(url: &DatabaseUrl) -> Option<Service> {
     if url.is_sqlite() {
         return None;
     }
@@ -61,14 +64,51 @@ pub(super) fn cluster(url: &DatabaseUrl) -> Option<Service> {
         .then_some(service)
 }
 
+/// A pool on `url` (a SQLite or PostgreSQL URL; a store's, creating its
+/// file, or a backfill's target, `what` in the log): for a cluster's URL,
+/// on the host that accepts writes now, followed while `alive` has an
+/// owner.
+pub async fn connect_following(
+    url: &str,
+    what: &str,
+    alive: Weak<()>,
+) -> Result<(AnyPool, Option<Arc<Follower>>), super::Error> {
+    let parsed = DatabaseUrl::parse(url)?;
+    let Some(service) = cluster(&parsed) else {
+        let pool = super::connect_any(url)
+            .await
+            .map_err(|source| super::Error::Connect {
+                url: parsed.redacted(),
+                source,
+            })?;
+        return Ok((pool, None));
+    };
+    let (follower, host_url) =
+        Follower::find(what, service)
+            .await
+            .map_err(|why| super::Error::NoPrimary {
+                url: parsed.redacted(),
+                why,
+            })?;
+    let pool = super::connect_any(&host_url)
+        .await
+        .map_err(|source| super::Error::Connect {
+            url: parsed.redacted(),
+            source,
+        })?;
+    follower.clone().watch(pool.clone(), alive);
+    Ok((pool, Some(follower)))
+}
+
 impl Follower {
     /// The host that accepts writes now, and the URL of that host alone.
-    pub(super) async fn find(service: Service) -> Result<(Arc<Self>, String), String> {
+    async fn find(what: &str, service: Service) -> Result<(Arc<Self>, String), String> {
         let (host, c) = service.primary().await?;
         let _ = c.close().await;
         let url = service.host_url(&host);
         Ok((
             Arc::new(Self {
+                what: what.to_string(),
                 service,
                 current: Mutex::new(host),
                 seen: Mutex::default(),
@@ -79,12 +119,12 @@ impl Follower {
     }
 
     /// The host steward writes to now.
-    pub(super) fn current(&self) -> String {
+    pub fn current(&self) -> String {
         self.current.lock().expect("not poisoned").clone()
     }
 
     /// Follows the primary for `pool` while `alive` has an owner.
-    pub(super) fn watch(self: Arc<Self>, pool: AnyPool, alive: Weak<()>) {
+    fn watch(self: Arc<Self>, pool: AnyPool, alive: Weak<()>) {
         tokio::spawn(async move {
             let mut conn: Option<PgConnection> = None;
             let mut last_ok = Instant::now();
@@ -103,7 +143,8 @@ impl Follower {
                     }
                     Err(why) if !told => {
                         tracing::warn!(
-                            "state store: {host} does not take writes ({why}); looking for the host that does"
+                            "{}: {host} does not take writes ({why}); looking for the host that does",
+                            self.what
                         );
                         told = true;
                     }
@@ -119,7 +160,7 @@ impl Follower {
                             told = false;
                         }
                     }
-                    Err(why) => tracing::debug!("state store: {why}"),
+                    Err(why) => tracing::debug!("{}: {why}", self.what),
                 }
             }
         });
@@ -145,14 +186,15 @@ impl Follower {
         match AnyConnectOptions::from_str(&self.service.host_url(to)) {
             Ok(options) => pool.set_connect_options(options),
             Err(e) => {
-                tracing::error!("state store: cannot connect to {to}: {e}");
+                tracing::error!("{}: cannot connect to {to}: {e}", self.what);
                 return;
             }
         }
         *self.current.lock().expect("not poisoned") = to.to_string();
         tracing::warn!(
-            "state store failover: writing to {to} instead of {from}, {seconds:.1} s after {from} last answered; \
-             steps that failed meanwhile are retried"
+            "{} failover: writing to {to} instead of {from}, {seconds:.1} s after {from} last answered; \
+             steps that failed meanwhile are retried",
+            self.what
         );
         if let Some(m) = self.metrics.get() {
             m.store_failover(to, seconds);
@@ -187,5 +229,33 @@ impl Store {
         if let Some(f) = &self.primary {
             let _ = f.metrics.set(metrics.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_postgres_url_naming_a_cluster_is_followed() {
+        let followed = |url: &str| cluster(&DatabaseUrl::parse(url).unwrap()).is_some();
+        assert!(followed(
+            "postgres://u:p@db1:5432,db2:5432/steward?target_session_attrs=read-write"
+        ));
+        assert!(followed("postgres://u@db1,db2/steward"));
+        assert!(followed(
+            "postgresql://u@db1/steward?sslmode=disable&target_session_attrs=read-write"
+        ));
+        assert!(!followed("postgres://u@db1:5432/steward"));
+        assert!(!followed("sqlite://state.db"));
+    }
+
+    #[test]
+    fn a_lost_connection_is_a_failover_not_a_wrong_statement() {
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(crate::store::unavailable(&io));
+        assert!(crate::store::unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(!crate::store::unavailable(&sqlx::Error::RowNotFound));
+        assert_eq!(crate::store::Error::Sql(io).kind(), "connect");
     }
 }

@@ -466,6 +466,9 @@ async fn the_worker_watches_the_drilled_services_replication_between_drills() {
     let lag = sample(&metrics, "steward_drill_standby_lag_bytes", drill)
         .expect("the standby's lag is measured");
     assert!(lag >= 0.0, "{lag}");
+    let seconds = sample(&metrics, "steward_drill_standby_lag_seconds", drill)
+        .expect("the standby's lag in seconds is measured");
+    assert!((0.0..60.0).contains(&seconds), "{seconds}");
 
     // The standby stops: none streams; the primary stops: none answers.
     e.pair.standby.crash();

@@ -8,8 +8,8 @@ use steward_activities::Store;
 use steward_proto::ids;
 use steward_proto::v1::{SweepInput, SweepResult};
 use steward_tests::{
-    Backend, Harness, RepoEntry, Steward, assert_every_run_closed_without_task_failures,
-    commit_count, database, free_port, http_get, make_repo, read, run_steward, slow_commits,
+    Backend, Harness, Steward, assert_every_run_closed_without_task_failures, commit_count,
+    database, free_port, http_get, local_repos, make_repo, read, run_steward, slow_commits,
     task_queue, temp_dir, wait_for, workplan, write_config,
 };
 use steward_workflows::ConsistencySweep;
@@ -47,16 +47,7 @@ async fn env(test: &str, backend: Backend, n: usize, plans: usize, extra: &str) 
         })
         .collect();
     let names: Vec<String> = (0..n).map(|i| format!("repo-{i:02}")).collect();
-    let entries: Vec<RepoEntry> = names
-        .iter()
-        .zip(&repos)
-        .map(|(name, path)| RepoEntry {
-            name,
-            path,
-            remote: None,
-            push: false,
-        })
-        .collect();
+    let entries = local_repos(&names, &repos);
     let db = database(backend, &root).await;
     let queue = task_queue(test);
     let config = write_config(&root, &db, &queue, &entries, extra);

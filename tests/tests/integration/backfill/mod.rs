@@ -244,18 +244,23 @@ throttle_seconds = 1
     }
 }
 
+/// `steward backfill start bf --freeze-at now --reason go`.
+fn start_bf(h: &Harness) {
+    h.ok(&[
+        "backfill",
+        "start",
+        "bf",
+        "--freeze-at",
+        "now",
+        "--reason",
+        "go",
+    ]);
+}
+
 impl Env {
     /// `steward backfill start bf --freeze-at now --reason go`.
     fn start(&self) {
-        self.ok(&[
-            "backfill",
-            "start",
-            "bf",
-            "--freeze-at",
-            "now",
-            "--reason",
-            "go",
-        ]);
+        start_bf(self);
     }
 
     /// `steward backfill start bf --dry-run --freeze-at now`.
@@ -346,3 +351,4 @@ fn verify_evidence(result: &BackfillResult) -> serde_json::Value {
 mod faults;
 mod operators;
 mod rollout;
+mod store_failover;
