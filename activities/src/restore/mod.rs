@@ -111,6 +111,47 @@ pub fn manifest_path(backup: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Decrypts `backup` (a drill's, its manifest beside it) with
+/// `identity` into `out`, a new file private to its owner (mode 0600; a
+/// folder made for it, 0700), after checking the backup is the one its
+/// manifest names. Refused if `out` exists. What the backup holds
+/// (`sqlite` or `postgres`), for the next step.
+pub fn decrypt_backup(backup: &Path, out: &Path, identity: &Path) -> Result<String, Error> {
+    let manifest = manifest_path(backup);
+    let bytes =
+        std::fs::read(&manifest).map_err(|_| Error::NoManifest(backup.display().to_string()))?;
+    let taken: BackupTaken = serde_json::from_slice(&bytes).map_err(|e| Error::Io {
+        path: manifest.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    let (_, sha) = sha256_file(backup)?;
+    if sha != taken.sha256 {
+        return Err(Error::Backup(format!(
+            "{} is not the backup its manifest names (sha256 {} now, {} in the manifest): it was changed",
+            backup.display(),
+            &sha[..12],
+            &taken.sha256[..12.min(taken.sha256.len())]
+        )));
+    }
+    if out.exists() {
+        return Err(Error::Backup(format!(
+            "{} exists: choose a new file (a restore never overwrites one)",
+            out.display()
+        )));
+    }
+    if !taken.encrypted {
+        return Err(Error::Backup(format!(
+            "{} is not encrypted (taken before backups were): copy it with `install -m 600`",
+            backup.display()
+        )));
+    }
+    crypt::decrypt_file(backup, out, identity).map_err(|e| {
+        let _ = std::fs::remove_file(out);
+        Error::Backup(e)
+    })?;
+    Ok(taken.backend)
+}
+
 /// Runs a PostgreSQL client program against `url` (appended as
 /// `--dbname`), its password in the environment (`PGPASSWORD`), never its
 /// argv, which any local user can read in the process list; the URL and

@@ -232,6 +232,51 @@ async fn drills_verify_encrypted_offsite_backups_in_an_isolated_target_and_catch
             .permissions()
             .mode();
         assert_eq!(mode & 0o007, 0, "{backend:?}: backup mode {mode:o}");
+
+        // The documented manual restore's decryption: checked against the
+        // manifest, into a new file only its owner reads, never over one.
+        let plain = root.join("manual/state.restored");
+        let decrypt = |out: &Path| {
+            run_steward(
+                &config,
+                &server.address,
+                &[
+                    "restore-drill",
+                    "decrypt",
+                    "--backup",
+                    offsite.to_str().unwrap(),
+                    "--out",
+                    out.to_str().unwrap(),
+                ],
+            )
+        };
+        let (code, out, err) = decrypt(&plain);
+        assert_eq!(code, 0, "{backend:?}: {out} {err}");
+        let said: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(said["backend"], backup["backend"], "{said}");
+        let mode = std::fs::metadata(&plain).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{backend:?}: decrypted mode {mode:o}");
+        let folder = std::fs::metadata(plain.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            folder & 0o077,
+            0,
+            "{backend:?}: its folder's mode {folder:o}"
+        );
+        let text = std::fs::read(&plain).unwrap();
+        let looks = match backend {
+            Backend::Sqlite => &b"SQLite format 3"[..],
+            Backend::Postgres => b"CREATE TABLE",
+        };
+        assert!(
+            text.windows(looks.len()).any(|w| w == looks),
+            "{backend:?}: a plain store"
+        );
+        let (code, _, err) = decrypt(&plain);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("exists"), "{err}");
         match backend {
             Backend::Sqlite => {
                 let restored = restore["target"].as_str().unwrap();

@@ -1,5 +1,6 @@
-//! `steward restore-drill run|last|keygen`: prove the state store's
-//! encrypted, off-node backups restore; make their key pair.
+//! `steward restore-drill run|last|decrypt|keygen`: prove the state
+//! store's encrypted, off-node backups restore; decrypt one privately for
+//! a manual restore; make their key pair.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,6 +25,19 @@ pub enum Command {
     },
     /// The last verified backup and the last drill, from the state store.
     Last,
+    /// Decrypt a backup for a manual restore into a new file only its owner
+    /// can read (mode 0600), after checking it against its manifest.
+    Decrypt {
+        /// The backup (a drill's, its manifest beside it).
+        #[arg(long)]
+        backup: PathBuf,
+        /// The new file the plain backup goes to (refused if it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// The identity file (default: `[restore] identity_file` of the config).
+        #[arg(long)]
+        identity: Option<PathBuf>,
+    },
     /// A key pair for encrypted backups: the identity (private key) into FILE, the `[restore]` lines to stdout.
     Keygen {
         /// Where the identity goes (created with mode 0600; refused if it exists).
@@ -54,6 +68,29 @@ pub(super) async fn run(config: &Path, cmd: Command) -> anyhow::Result<ExitCode>
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Decrypt {
+            backup,
+            out,
+            identity,
+        } => {
+            let identity = match identity {
+                Some(i) => i,
+                None => crate::config::load(config)?
+                    .config
+                    .restore
+                    .identity_file
+                    .clone()
+                    .context("give --identity, or set [restore] identity_file in the config")?,
+            };
+            let backend = steward_activities::restore::decrypt_backup(&backup, &out, &identity)?;
+            print_json(&serde_json::json!({
+                "backup": backup,
+                "out": out,
+                "mode": "0600",
+                "backend": backend,
+            }))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Last => {
             print_json(&ops()?.last_restore().await?)?;
