@@ -1162,6 +1162,10 @@ async fn the_page_lists_rollouts_from_visibility_and_an_operator_reads_their_own
         never.contains("no rollout") && never.contains("id=\"start-tiny\""),
         "{never}"
     );
+    assert!(
+        never.contains("<p id=summary>0 repos, 0 workstreams, 0 tasks, 0 open findings"),
+        "the store at a glance: {never}"
+    );
     e.start_tiny().await;
     e.wait_phase("awaiting_approval").await;
     // The running rollout, as its search attributes say: its phase, the

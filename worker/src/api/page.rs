@@ -205,6 +205,7 @@ pub async fn page(
         let _ = write!(body, "<p class=error id=error>{}</p>", esc(e));
     }
     let ops = api.ops();
+    body.push_str(&at_a_glance(&ops).await);
     body.push_str(&waiting(&api, &csrf).await);
     body.push_str(&backfills(&api, &ops, &op, &csrf).await);
     body.push_str(&schedules(&api, &ops, &csrf).await);
@@ -428,6 +429,25 @@ async fn schedules(api: &Api, ops: &Ops, csrf: &str) -> String {
         );
     }
     out + "</table>"
+}
+
+/// The store's summary in one line (what `/v1/summary` serves).
+async fn at_a_glance(ops: &Ops) -> String {
+    let summary = match ops.store().await {
+        Ok(store) => store.summary().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match summary {
+        Ok(s) => format!(
+            "<p id=summary>{} repos, {} workstreams, {} tasks, {} open findings, \
+             {} status changes waiting for writeback</p>",
+            s.repos, s.workstreams, s.tasks, s.open_findings, s.pending_changes
+        ),
+        Err(e) => format!(
+            "<p class=error id=summary>The state store did not answer: {}</p>",
+            esc(&e)
+        ),
+    }
 }
 
 async fn sweeps(ops: &Ops) -> String {
