@@ -27,6 +27,18 @@ pub const OPERATOR_TEXT_CHARS: usize = 2000;
 /// Characters of one finding's message.
 pub const FINDING_MESSAGE_CHARS: usize = 500;
 
+/// Characters of a release's notes an upgrade plan (and a hold's alert)
+/// carries.
+pub const RELEASE_NOTES_CHARS: usize = 4000;
+
+/// `text` cut to `chars` characters, with `…` when it was longer.
+pub fn bounded(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
 /// Batches one batch activity may apply: its result lists the skipped
 /// ones, each error cut at [`FINDING_MESSAGE_CHARS`].
 pub const BATCHES_PER_ACTIVITY: u32 = 1000;

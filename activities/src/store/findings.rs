@@ -87,10 +87,7 @@ fn key(f: &Finding) -> (String, String, String) {
 }
 
 fn bounded_message(message: &str) -> String {
-    match message.char_indices().nth(limits::FINDING_MESSAGE_CHARS) {
-        Some((cut, _)) => format!("{}…", &message[..cut]),
-        None => message.to_string(),
-    }
+    limits::bounded(message, limits::FINDING_MESSAGE_CHARS)
 }
 
 const COLUMNS: &str = "repo, file, check_code, subject, message, first_seen_ms, first_run, \

@@ -41,11 +41,15 @@ impl Default for ColdSweepSettings {
 /// name contains the filter, never tested by a sweep first, then the least
 /// recently tested (`last_tested`: app → time in ms of the sweep that last
 /// tested it), at most `max_total`; the others skipped with the reason.
+/// An app another run holds (`busy`: app → the holding run) is skipped
+/// without taking a place: it stays first in line, and the places go to
+/// the apps after it, so a busy app never starves the others.
 pub fn plan(
     apps: &[AppSpec],
     input: &ColdSweepInput,
     settings: &ColdSweepSettings,
     last_tested: &BTreeMap<String, i64>,
+    busy: &BTreeMap<String, String>,
 ) -> ColdSweepPlan {
     let pick = |asked: u32, configured: u32| if asked > 0 { asked } else { configured };
     let max_parallel = pick(input.max_parallel, settings.max_parallel).max(1);
@@ -58,7 +62,13 @@ pub fn plan(
         } else if app.cold.is_none() {
             Some("no [apps.cold] setup".to_string())
         } else {
-            None
+            busy.get(&app.name).map(|run| {
+                format!(
+                    "skipped-busy: another upgrade of {} is running (workflow run {run}); \
+                     not counted against max_total, first in line next time",
+                    app.name
+                )
+            })
         };
         match why {
             Some(why) => skipped.push(ColdSkip {
@@ -152,7 +162,8 @@ mod tests {
             max_parallel: 2,
             max_total: 3,
         };
-        let p = plan(&apps, &ColdSweepInput::default(), &settings, &seen);
+        let none = BTreeMap::new();
+        let p = plan(&apps, &ColdSweepInput::default(), &settings, &seen, &none);
         assert_eq!(p.apps, ["c", "e-eu", "b"]);
         let why: BTreeMap<_, _> = p
             .skipped
@@ -168,7 +179,7 @@ mod tests {
             max_parallel: 5,
             ..Default::default()
         };
-        let p = plan(&apps, &only_eu, &settings, &seen);
+        let p = plan(&apps, &only_eu, &settings, &seen, &none);
         assert_eq!(p.apps, ["e-eu"]);
         assert_eq!(p.max_parallel, 5, "the input overrides the config");
         assert!(
@@ -176,5 +187,43 @@ mod tests {
                 .iter()
                 .any(|s| s.app == "a" && s.why.contains("filter `eu`"))
         );
+    }
+
+    #[test]
+    fn a_busy_app_takes_no_place_and_stays_first_in_line() {
+        let apps = [app("a", true), app("b", true), app("c", true)];
+        let settings = ColdSweepSettings {
+            max_parallel: 1,
+            max_total: 1,
+        };
+        let busy = BTreeMap::from([("a".to_string(), "run-1".to_string())]);
+        // Never tested: a, b, c in name order; a is busy, so b gets the
+        // one place.
+        let p = plan(
+            &apps,
+            &ColdSweepInput::default(),
+            &settings,
+            &BTreeMap::new(),
+            &busy,
+        );
+        assert_eq!(p.apps, ["b"]);
+        let why = |p: &ColdSweepPlan, app: &str| {
+            p.skipped.iter().find(|s| s.app == app).unwrap().why.clone()
+        };
+        assert!(
+            why(&p, "a").contains("another upgrade of a is running"),
+            "{p:?}"
+        );
+        assert!(why(&p, "c").contains("over the limit of 1"), "{p:?}");
+        // The next night, b tested and a free again: a goes first.
+        let seen = BTreeMap::from([("b".to_string(), 100)]);
+        let p = plan(
+            &apps,
+            &ColdSweepInput::default(),
+            &settings,
+            &seen,
+            &BTreeMap::new(),
+        );
+        assert_eq!(p.apps, ["a"]);
     }
 }

@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use crate::command::Command;
 use crate::failure::{permanent, retryable};
-use steward_proto::names;
 use steward_proto::v1::{
     AppStep, ColdSweepInput, ColdSweepPlan, ColdSweepResult, StepResult, UpgradeInput, UpgradePlan,
     UpgradeResult,
 };
 use steward_proto::vocab::{self, Advance, UpgradeStepKind};
+use steward_proto::{limits, names};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -126,20 +126,10 @@ impl UpgradeActivities {
         let last_good = snapshot::last_good(dir).map_err(|e| retryable(e.to_string()))?;
         let deployed = snapshot::deployed(dir).map_err(|e| retryable(e.to_string()))?;
         let proven = snapshot::cold_passed(dir).map_err(|e| retryable(e.to_string()))?;
-        let repo = Repo::open(&app.recipe_repo).await.ok_or_else(|| {
-            permanent(format!(
-                "recipe repo {} is not a git work tree",
-                app.recipe_repo.display()
-            ))
+        let (repo, tags, tag_of) = releases(app).await.map_err(|e| match e {
+            Recipe::NotARepo(m) => permanent(m),
+            Recipe::Git(m) => retryable(m),
         })?;
-        let tags = repo
-            .run(&["tag", "--list"])
-            .await
-            .map_err(|e| retryable(e.to_string()))?;
-        let tag_of: BTreeMap<String, String> = tags
-            .lines()
-            .filter_map(|t| Version::parse(t).map(|v| (v.raw, t.to_string())))
-            .collect();
         let mut plan = UpgradePlan {
             app: app.name.clone(),
             last_good: last_good.clone().unwrap_or_default(),
@@ -221,9 +211,10 @@ impl UpgradeActivities {
         let hold = versions::gate(from.as_ref(), &target, &notes, &app.hold_patterns);
         (plan.hold, plan.matches) = match hold {
             None => (String::new(), vec![]),
-            Some(Hold::Major) => (vocab::Hold::Major.into(), vec![]),
+            Some(Hold::Major(m)) => (vocab::Hold::Major.into(), m),
             Some(Hold::ManualMigration(m)) => (vocab::Hold::ManualMigration.into(), m),
         };
+        plan.notes = limits::bounded(&notes, limits::RELEASE_NOTES_CHARS);
         plan.cold_proven = proven.contains(&target.raw);
         plan.target = target.raw;
         Ok(plan)
@@ -236,11 +227,39 @@ impl UpgradeActivities {
         let kind: UpgradeStepKind = s.step.parse().map_err(permanent)?;
         let scratch = app.scratch_dir().join(&s.tag);
         let margin = disk::parse_size(&app.disk_margin).map_err(permanent)?;
+        let runs_commands = matches!(
+            kind,
+            UpgradeStepKind::Undeploy
+                | UpgradeStepKind::Deploy
+                | UpgradeStepKind::Asserts
+                | UpgradeStepKind::ColdDeploy
+                | UpgradeStepKind::ColdAsserts
+                | UpgradeStepKind::ColdUndeploy
+        );
+        let revision = if s.revision.is_empty()
+            && !s.version.is_empty()
+            && runs_commands
+            && app.uses_revision()
+        {
+            match revision_of(app, &s.version).await {
+                Ok(r) => r,
+                Err(message) => {
+                    return Ok(StepResult {
+                        ok: false,
+                        message,
+                        ..Default::default()
+                    });
+                }
+            }
+        } else {
+            s.revision.clone()
+        };
+        let at = (s.version.as_str(), revision.as_str());
         let outcome: Result<String, String> = match kind {
-            UpgradeStepKind::Undeploy => run_command(&app.argv(&app.undeploy, &s.version), timeout)
+            UpgradeStepKind::Undeploy => run_command(&app.argv(&app.undeploy, at), timeout)
                 .await
                 .map(|()| "undeployed".into()),
-            UpgradeStepKind::Deploy => run_command(&app.argv(&app.deploy, &s.version), timeout)
+            UpgradeStepKind::Deploy => run_command(&app.argv(&app.deploy, at), timeout)
                 .await
                 .map(|()| format!("deployed {}", s.version)),
             UpgradeStepKind::Health | UpgradeStepKind::ColdHealth => {
@@ -262,7 +281,7 @@ impl UpgradeActivities {
                 });
             }
             UpgradeStepKind::Asserts => {
-                run_all(app.asserts.iter().map(|a| app.argv(a, &s.version)), timeout).await
+                return Ok(asserts(app.asserts.iter().map(|a| app.argv(a, at)), timeout).await);
             }
             UpgradeStepKind::ColdAsserts => {
                 let asserts = app
@@ -270,13 +289,11 @@ impl UpgradeActivities {
                     .as_ref()
                     .map(|c| c.asserts.clone())
                     .unwrap_or_default();
-                run_all(
-                    asserts
-                        .iter()
-                        .map(|a| app.cold_argv(a, &s.version, &scratch)),
+                return Ok(self::asserts(
+                    asserts.iter().map(|a| app.cold_argv(a, at, &scratch)),
                     timeout,
                 )
-                .await
+                .await);
             }
             UpgradeStepKind::Snapshot => {
                 let (volumes, dir, tag) =
@@ -361,9 +378,8 @@ impl UpgradeActivities {
                     .cold
                     .as_ref()
                     .ok_or_else(|| permanent("no [apps.cold] setup"))?;
-                std::fs::create_dir_all(&scratch)
-                    .map_err(|e| retryable(format!("creating {}: {e}", scratch.display())))?;
-                run_command(&app.cold_argv(&cold.deploy, &s.version, &scratch), timeout)
+                prune::make_scratch(&app.scratch_dir(), &s.tag).map_err(retryable)?;
+                run_command(&app.cold_argv(&cold.deploy, at, &scratch), timeout)
                     .await
                     .map(|()| {
                         format!(
@@ -378,18 +394,11 @@ impl UpgradeActivities {
                     .cold
                     .as_ref()
                     .ok_or_else(|| permanent("no [apps.cold] setup"))?;
-                match run_command(
-                    &app.cold_argv(&cold.undeploy, &s.version, &scratch),
-                    timeout,
-                )
-                .await
-                {
-                    Ok(()) => match std::fs::remove_dir_all(&scratch) {
-                        Ok(()) => Ok(format!("undeployed; removed {}", scratch.display())),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                            Ok("undeployed".into())
-                        }
-                        Err(e) => Err(format!("removing {}: {e}", scratch.display())),
+                match run_command(&app.cold_argv(&cold.undeploy, at, &scratch), timeout).await {
+                    Ok(()) => match prune::remove_scratch(&app.scratch_dir(), &s.tag) {
+                        Ok(true) => Ok(format!("undeployed; removed {}", scratch.display())),
+                        Ok(false) => Ok("undeployed".into()),
+                        Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
                 }
@@ -433,15 +442,80 @@ fn passed(message: String) -> StepResult {
     }
 }
 
-/// Runs each argv in turn until one fails.
-async fn run_all(
-    argvs: impl Iterator<Item = Vec<String>>,
-    timeout: Duration,
-) -> Result<String, String> {
-    for argv in argvs {
-        run_command(&argv, timeout).await?;
+/// Why an app's recipe could not be read.
+enum Recipe {
+    /// The folder is not a git work tree (a config error).
+    NotARepo(String),
+    /// git failed (try again).
+    Git(String),
+}
+
+impl std::fmt::Display for Recipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Recipe::NotARepo(m) | Recipe::Git(m) => f.write_str(m),
+        }
     }
-    Ok("assertions passed".into())
+}
+
+/// `app`'s recipe repo, its tags, and the release tag of each version.
+async fn releases(app: &AppSpec) -> Result<(Repo, String, BTreeMap<String, String>), Recipe> {
+    let repo = Repo::open(&app.recipe_repo).await.ok_or_else(|| {
+        Recipe::NotARepo(format!(
+            "recipe repo {} is not a git work tree",
+            app.recipe_repo.display()
+        ))
+    })?;
+    let tags = repo
+        .run(&["tag", "--list"])
+        .await
+        .map_err(|e| Recipe::Git(e.to_string()))?;
+    let tag_of = tags
+        .lines()
+        .filter_map(|t| Version::parse(t).map(|v| (v.raw, t.to_string())))
+        .collect();
+    Ok((repo, tags, tag_of))
+}
+
+/// The exact commit of `version` in `app`'s recipe: its release tag's, or
+/// (a trial's revision named as it was) the revision's.
+async fn revision_of(app: &AppSpec, version: &str) -> Result<String, String> {
+    let (repo, _, tag_of) = releases(app).await.map_err(|e| e.to_string())?;
+    let tag = tag_of.get(version).map_or(version, String::as_str);
+    repo.run(&[
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        &format!("{tag}^{{commit}}"),
+    ])
+    .await
+    .map(|c| c.trim().to_string())
+    .map_err(|_| {
+        format!(
+            "`{version}` names no commit of {}",
+            app.recipe_repo.display()
+        )
+    })
+}
+
+/// Runs the assertions in order. The first that fails is the step's
+/// failed check: the command, what it answered (its exit and the tail of
+/// its output), and when, as the health gate reports its own.
+async fn asserts(argvs: impl Iterator<Item = Vec<String>>, timeout: Duration) -> StepResult {
+    for argv in argvs {
+        if let Err(answer) = run_command(&argv, timeout).await {
+            let check = argv.join(" ");
+            return StepResult {
+                ok: false,
+                message: format!("assertion `{check}` failed: {answer}"),
+                check,
+                answer,
+                at: crate::time::now_millis_text(),
+                removed: vec![],
+            };
+        }
+    }
+    passed("assertions passed".into())
 }
 
 #[activities]
@@ -495,11 +569,25 @@ impl UpgradeActivities {
             .iter()
             .filter_map(|n| self.apps.get(n).cloned())
             .collect();
+        // Apps whose upgrade lock another run holds now.
+        let now = crate::time::now_ms();
+        let mut busy = BTreeMap::new();
+        for app in &apps {
+            let held = self
+                .store
+                .lock_holder(&steward_proto::ids::upgrade_lock(&app.name))
+                .await
+                .map_err(|e| retryable(e.to_string()))?;
+            if let Some((holder, _)) = held.filter(|(_, expires)| *expires > now) {
+                busy.insert(app.name.clone(), holder);
+            }
+        }
         Ok(cold_sweep::plan(
             &apps,
             &input,
             &self.cold_sweep,
             &cold_sweep::last_tested(&earlier),
+            &busy,
         ))
     }
 

@@ -25,17 +25,41 @@ fn remove(path: &Path, removed: &mut Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `name` is a scratch folder steward made: a run id (a UUID).
-/// Anything else in the scratch folder is not steward's and stays.
-fn is_run_folder(name: &str) -> bool {
-    name.len() == 36
-        && name.char_indices().all(|(i, c)| {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                c == '-'
-            } else {
-                c.is_ascii_hexdigit()
-            }
-        })
+/// Where steward records the scratch folders it made: one empty file per
+/// run, named as the folder (outside it, so the app's data stays its own).
+const MADE: &str = ".steward-made";
+
+/// Makes run `run`'s scratch folder in `scratch` and records that steward
+/// made it, so pruning removes it and only it.
+pub fn make_scratch(scratch: &Path, run: &str) -> Result<PathBuf, String> {
+    let folder = scratch.join(run);
+    let record = scratch.join(MADE);
+    fs::create_dir_all(&record)
+        .and_then(|()| fs::write(record.join(run), b""))
+        .and_then(|()| fs::create_dir_all(&folder))
+        .map_err(|e| format!("creating {}: {e}", folder.display()))?;
+    Ok(folder)
+}
+
+/// Removes run `run`'s scratch folder and the record of it; whether
+/// there was a folder.
+pub fn remove_scratch(scratch: &Path, run: &str) -> Result<bool, String> {
+    let folder = scratch.join(run);
+    let removed = match fs::remove_dir_all(&folder) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(format!("removing {}: {e}", folder.display())),
+    };
+    let _ = fs::remove_file(scratch.join(MADE).join(run));
+    // The record's folder goes with its last record.
+    let _ = fs::remove_dir(scratch.join(MADE));
+    Ok(removed)
+}
+
+/// Whether `name` is a scratch folder steward recorded making. A folder
+/// made by hand is not, whatever its name looks like, and stays.
+fn made_by_steward(scratch: &Path, name: &str) -> bool {
+    name != MADE && !name.contains('/') && scratch.join(MADE).join(name).is_file()
 }
 
 /// Removes what `app`'s earlier runs left behind, keeping the scratch
@@ -65,18 +89,16 @@ pub fn prune(app: &AppSpec, keep: &str) -> Result<Vec<String>, String> {
     }
     let scratch = app.scratch_dir();
     if let Ok(entries) = fs::read_dir(&scratch) {
-        let mut stale: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n != keep && is_run_folder(n))
-            })
+        let mut stale: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n != keep && made_by_steward(&scratch, n))
             .collect();
         stale.sort();
-        for p in stale {
-            remove(&p, &mut removed)?;
+        for name in stale {
+            remove(&scratch.join(&name), &mut removed)?;
+            let _ = fs::remove_file(scratch.join(MADE).join(&name));
         }
+        let _ = fs::remove_dir(scratch.join(MADE));
     }
     Ok(removed)
 }
@@ -99,8 +121,13 @@ mod tests {
         fs::create_dir_all(vol.with_extension("restore.tmp")).unwrap();
         let dead = "0195f3a2-0000-7000-8000-000000000001";
         let live = "0195f3a2-0000-7000-8000-000000000002";
-        for run in [dead, live, "operator-notes"] {
-            fs::create_dir_all(snaps.join("cold").join(run)).unwrap();
+        // Made by hand, with a name like a run id: not steward's.
+        let lookalike = "0195f3a2-0000-7000-8000-000000000003";
+        for run in [dead, live] {
+            make_scratch(&snaps.join("cold"), run).unwrap();
+        }
+        for folder in [lookalike, "operator-notes"] {
+            fs::create_dir_all(snaps.join("cold").join(folder)).unwrap();
         }
         let app: AppSpec = serde_json::from_value(serde_json::json!({
             "name": "a",
@@ -125,6 +152,10 @@ mod tests {
         assert!(
             snaps.join("cold/operator-notes").exists(),
             "not steward's: stays"
+        );
+        assert!(
+            snaps.join("cold").join(lookalike).exists(),
+            "named like a run, made by hand: stays"
         );
         assert!(vol.exists());
         assert!(

@@ -236,14 +236,15 @@ impl AppSpec {
             .unwrap_or(&self.health)
     }
 
-    /// `argv` with `{version}`, `{app}` and `{scratch}` replaced.
+    /// `argv` with `{version}`, `{revision}`, `{app}` and `{scratch}`
+    /// replaced.
     pub fn cold_argv(
         &self,
         argv: &[String],
-        version: &str,
+        (version, revision): (&str, &str),
         scratch: &std::path::Path,
     ) -> Vec<String> {
-        self.argv(argv, version)
+        self.argv(argv, (version, revision))
             .into_iter()
             .map(|a| a.replace("{scratch}", &scratch.display().to_string()))
             .collect()
@@ -278,11 +279,29 @@ impl AppSpec {
         })
     }
 
-    /// `argv` with `{version}` and `{app}` replaced.
-    pub fn argv(&self, argv: &[String], version: &str) -> Vec<String> {
+    /// `argv` with `{version}` (a release's version, a trial's revision
+    /// as named), `{revision}` (the exact commit) and `{app}` replaced.
+    pub fn argv(&self, argv: &[String], (version, revision): (&str, &str)) -> Vec<String> {
         argv.iter()
-            .map(|a| a.replace("{version}", version).replace("{app}", &self.name))
+            .map(|a| {
+                a.replace("{version}", version)
+                    .replace("{revision}", revision)
+                    .replace("{app}", &self.name)
+            })
             .collect()
+    }
+
+    /// Whether a command of the app names `{revision}`.
+    pub fn uses_revision(&self) -> bool {
+        let mut all: Vec<&Vec<String>> = vec![&self.deploy, &self.undeploy];
+        all.extend(&self.asserts);
+        if let Some(c) = &self.cold {
+            all.extend([&c.deploy, &c.undeploy]);
+            all.extend(&c.asserts);
+        }
+        all.iter()
+            .flat_map(|a| a.iter())
+            .any(|a| a.contains("{revision}"))
     }
 }
 

@@ -83,12 +83,14 @@ pub const DEFAULT_HOLD_PATTERNS: &[&str] = &[
     "breaking change",
 ];
 
-/// Why an upgrade is held.
+/// Why an upgrade is held, with the passages of the release notes that
+/// match a hold pattern (for a major bump too: its notes often say what
+/// to migrate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hold {
     /// A major bump of the release or of the bundled app.
-    Major,
-    /// The release notes call for a manual migration; the matching lines.
+    Major(Vec<String>),
+    /// The release notes call for a manual migration.
     ManualMigration(Vec<String>),
 }
 
@@ -100,21 +102,66 @@ pub fn gate(
     notes: &str,
     patterns: &[String],
 ) -> Option<Hold> {
+    let matches = matching(notes, patterns);
     if from.is_some_and(|f| f.is_major_bump_to(to)) {
-        return Some(Hold::Major);
+        return Some(Hold::Major(matches));
     }
-    let lowered: Vec<String> = patterns.iter().map(|p| p.to_lowercase()).collect();
-    let matches: Vec<String> = notes
-        .lines()
-        .filter(|line| {
-            let l = line.to_lowercase();
-            lowered
-                .iter()
-                .any(|p| !p.is_empty() && l.contains(p.as_str()))
-        })
-        .map(|l| l.trim().to_string())
-        .collect();
     (!matches.is_empty()).then_some(Hold::ManualMigration(matches))
+}
+
+/// The sentences of `notes` that contain a pattern (case-insensitive),
+/// read from paragraphs and list items with their wrapped lines joined, so
+/// a sentence is never cut at a line break.
+fn matching(notes: &str, patterns: &[String]) -> Vec<String> {
+    let lowered: Vec<String> = patterns
+        .iter()
+        .map(|p| p.to_lowercase())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut passages: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for line in notes.lines() {
+        let line = line.trim();
+        let item =
+            line.starts_with(['-', '*', '#']) || line.starts_with(|c: char| c.is_ascii_digit());
+        if (line.is_empty() || item) && !current.is_empty() {
+            passages.push(std::mem::take(&mut current));
+        }
+        if !line.is_empty() {
+            if !current.is_empty() {
+                current.push(' ');
+            }
+            current.push_str(line);
+        }
+    }
+    if !current.is_empty() {
+        passages.push(current);
+    }
+    passages
+        .iter()
+        .flat_map(|p| sentences(p))
+        .filter(|s| {
+            let l = s.to_lowercase();
+            lowered.iter().any(|pat| l.contains(pat.as_str()))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// `text` split after each `.`, `!` or `?` that a space follows.
+fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(b, b'.' | b'!' | b'?') && bytes.get(i + 1) == Some(&b' ') {
+            out.push(text[start..=i].trim());
+            start = i + 1;
+        }
+    }
+    out.push(text[start..].trim());
+    out.retain(|s| !s.is_empty());
+    out
 }
 
 #[cfg(test)]
@@ -168,7 +215,16 @@ mod tests {
         let from = v("10.7.1+26.6.2");
         assert_eq!(
             gate(Some(&from), &v("11.0.0+26.6.2"), "", &p),
-            Some(Hold::Major)
+            Some(Hold::Major(vec![]))
+        );
+        // A major bump carries its notes' matching passages too, and a
+        // sentence wrapped over lines is whole.
+        let wrapped = "Highlights.\n\n- Manual migration: run\n  `kc.sh migrate` before the first start.\n- Faster login.\n";
+        assert_eq!(
+            gate(Some(&from), &v("11.0.0+26.6.2"), wrapped, &p),
+            Some(Hold::Major(vec![
+                "- Manual migration: run `kc.sh migrate` before the first start.".into()
+            ]))
         );
         let notes = "Fixes login.\nThis release requires a MANUAL MIGRATION of the realm table.\n";
         assert_eq!(

@@ -311,6 +311,25 @@ mod tests {
     }
 
     #[test]
+    fn each_failed_or_held_upgrade_exits_with_a_code_of_its_own() {
+        let mut seen = std::collections::BTreeMap::new();
+        for o in UpgradeOutcome::ALL {
+            let code = o.exit_code();
+            if code == 0 || *o == UpgradeOutcome::Refused {
+                continue;
+            }
+            assert!(code >= 10, "{o}: {code} is one of every command's codes");
+            assert_eq!(seen.insert(code, *o), None, "{o} shares {code}");
+        }
+        // The documented table (docs/UPGRADE.md): scripts rely on it.
+        assert_eq!(UpgradeOutcome::RolledBack.exit_code(), 10);
+        assert_eq!(UpgradeOutcome::TrialFailed.exit_code(), 14);
+        assert_eq!(UpgradeOutcome::ColdFailed.exit_code(), 15);
+        assert_eq!(UpgradeOutcome::HeldMajor.exit_code(), 20);
+        assert_eq!(UpgradeOutcome::Upgraded.exit_code(), 0);
+    }
+
+    #[test]
     fn an_unknown_word_names_the_vocabulary_and_its_words() {
         let e = "reboot".parse::<ScheduleKind>().unwrap_err();
         assert_eq!(

@@ -74,6 +74,30 @@ vocabulary! {
 }
 
 impl UpgradeOutcome {
+    /// The exit code of `steward upgrade run` that waited for this
+    /// outcome: 0 when the run did what was asked, else one code per
+    /// outcome (docs/UPGRADE.md lists them), so a script tells a rollback
+    /// from a hold without reading the JSON. Codes 1, 2 and 4 keep their
+    /// meaning for every command (a run without a result, a refused
+    /// request, Temporal or the store failing), so outcomes start at 10.
+    pub const fn exit_code(self) -> u8 {
+        match self {
+            Self::Upgraded | Self::NoopHealthy | Self::TrialPassed | Self::ColdPassed => 0,
+            Self::RolledBack => 10,
+            Self::RollbackFailed => 11,
+            Self::UnhealthyKept => 12,
+            Self::NoopUnhealthy => 13,
+            Self::TrialFailed => 14,
+            Self::ColdFailed => 15,
+            Self::HeldMajor => 20,
+            Self::HeldManualMigration => 21,
+            Self::HeldCold => 22,
+            Self::HeldDisk => 23,
+            Self::SkippedBusy => 24,
+            Self::Refused => 2,
+        }
+    }
+
     /// The outcome of an upgrade held for `hold` and not approved.
     pub const fn held(hold: Hold) -> Self {
         match hold {

@@ -241,7 +241,30 @@ fn dev_runs_a_first_sweep_stops_on_sigterm_and_keeps_history() {
     );
     assert!(kinds.contains(&"steward.sweep.batch"), "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"completed"));
-    assert!(sigterm_and_wait(&mut again).success());
+
+    // A `kill -9` of steward dev takes its server with it: the same
+    // command starts again on the same port.
+    again.kill().unwrap();
+    again.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(&address).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the dev server outlived a kill -9 of steward dev"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+    let stderr = config.with_file_name("dev-again.stderr");
+    let mut third = start_dev(&config, port, &stderr);
+    let docs = read_json(&mut third, 1).unwrap_or_else(|| {
+        panic!(
+            "steward dev did not start again on its port: {}",
+            std::fs::read_to_string(&stderr).unwrap_or_default()
+        )
+    });
+    assert_eq!(docs[0]["frontend"], address.as_str());
+    assert!(sigterm_and_wait(&mut third).success());
 }
 
 #[test]

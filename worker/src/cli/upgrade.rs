@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use crate::cli::{Recorded, print_json};
 use crate::ops::upgrade::{ColdSweepStart, Mode, Start};
 use crate::ops::{Actor, Ops};
+use steward_proto::vocab::UpgradeOutcome;
 
 /// Upgrade commands.
 #[derive(Debug, clap::Subcommand)]
@@ -105,6 +106,13 @@ pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
             );
             let result = ops.upgrade_result(&started).await?;
             print_json(&result)?;
+            // An outcome this binary does not know (a newer worker's) is
+            // not a success it can vouch for.
+            let code = result
+                .outcome
+                .parse::<UpgradeOutcome>()
+                .map_or(1, UpgradeOutcome::exit_code);
+            return Ok(ExitCode::from(code));
         }
         Command::ColdSweep {
             filter,

@@ -129,9 +129,10 @@ impl Ops {
 
     /// The upgrade of `app` that status and approval address: a running
     /// one (the newest, if a manual run and a scheduled one both are), else
-    /// the newest closed one; started by hand or by a schedule. A run
-    /// started a moment ago may not be listed yet, so the manual id is
-    /// asked directly too.
+    /// the one that ended last (a scheduled run skipped while a trial ran
+    /// started after the trial but ended before it); started by hand or by
+    /// a schedule. A run started a moment ago may not be listed yet, so the
+    /// manual id is asked directly too.
     pub async fn current_upgrade(&self, app: &str) -> Result<String> {
         let client = self.client().await?;
         let base = ids::warm_upgrade(app);
@@ -156,11 +157,16 @@ impl Ops {
             let run = run.map_err(|e| Error::upstream(format!("listing `{query}`"), e))?;
             if ids::is_upgrade_of(app, run.id()) {
                 let running = run.status() == WorkflowExecutionStatus::Running;
-                found.push((running, run.start_time(), run.id().to_string()));
+                let at = if running {
+                    run.start_time()
+                } else {
+                    run.close_time()
+                };
+                found.push((running, at, run.id().to_string()));
             }
         }
         if let Some(d) = manual {
-            found.push((false, d.start_time(), base.clone()));
+            found.push((false, d.close_time().or(d.start_time()), base.clone()));
         }
         found.sort();
         Ok(found.pop().map(|(_, _, id)| id).unwrap_or(base))

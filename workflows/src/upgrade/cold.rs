@@ -12,11 +12,13 @@ impl WarmUpgrade {
     pub(super) async fn cold_run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<UpgradeResult> {
         let plan = ctx.state(|s| s.plan.clone());
         let (app, target) = (plan.app.clone(), plan.target.clone());
+        let run_id = ctx.run_id().to_string();
         let step = |kind: UpgradeStepKind| AppStep {
             app: app.clone(),
             step: kind.into(),
             version: target.clone(),
-            tag: ctx.run_id().to_string(),
+            tag: run_id.clone(),
+            revision: plan.revision.clone(),
         };
         enter(ctx, UpgradePhase::CheckingDisk);
         let room = run_step(ctx, step(UpgradeStepKind::ColdDiskCheck)).await?;
@@ -64,8 +66,28 @@ impl WarmUpgrade {
             let end = Ending::fine(UpgradeOutcome::ColdFailed, &plan.last_good, verdict.message);
             return Self::finish(ctx, end).await;
         }
-        let recorded = run_step(ctx, step(UpgradeStepKind::ColdPassed)).await?;
         let moves = plan.advance.parse::<Advance>().ok() == Some(Advance::Cold);
+        // Passing on fresh data is not an approval: a held release moves
+        // last_good only once an operator approves it.
+        if moves && !plan.hold.is_empty() && ctx.patched(COLD_HOLD_PATCH) {
+            let headline = format!(
+                "the cold run of {target} passed, but {app}'s last_good moves to it only with an \
+                 approval ({})",
+                plan.hold
+            );
+            let stays = format!(
+                "the cold run passed, last_good stays {}",
+                shown(&plan.last_good)
+            );
+            // A cold sweep's child never waits (the sweep would wait with
+            // it): it ends held, and says how to approve.
+            let wait = ctx.state(|s| s.input.operator != ScheduleKind::ColdSweep.as_str());
+            let said = (headline, stays);
+            if let Some(end) = Self::held(ctx, &plan, &plan.last_good, said, wait).await {
+                return Self::finish(ctx, end).await;
+            }
+        }
+        let recorded = run_step(ctx, step(UpgradeStepKind::ColdPassed)).await?;
         let last_good = if moves && recorded.ok {
             target.clone()
         } else {

@@ -26,8 +26,8 @@ use steward_proto::v1::{
     UpgradeInput, UpgradePlan, UpgradeResult, UpgradeStatus,
 };
 use steward_proto::vocab::{
-    Advance, Hold, OnUnhealthy, OperatorVerb, PlacementKind, Severity, UpgradeOutcome,
-    UpgradePhase, UpgradeStage, UpgradeStepKind,
+    Advance, Hold, OnUnhealthy, OperatorVerb, PlacementKind, ScheduleKind, Severity,
+    UpgradeOutcome, UpgradePhase, UpgradeStage, UpgradeStepKind,
 };
 use steward_proto::{ids, names, signing};
 use temporalio_macros::{workflow, workflow_methods};
@@ -97,6 +97,11 @@ pub const APP_LOCK_PATCH: &str = "upgrade-per-app-lock";
 /// runs apart from last good, first runs, stateless apps, cold runs and
 /// `on_unhealthy`; histories recorded before it replay the older steps.
 pub const UPGRADE_MODES_PATCH: &str = "upgrade-modes";
+
+/// Patch: in `advance = "cold"` mode, a cold run of a held release (a major
+/// bump, a manual migration) moves last_good only once approved, as a warm
+/// upgrade does. Runs recorded before it moved it unasked.
+pub const COLD_HOLD_PATCH: &str = "upgrade-cold-hold";
 
 /// What the plan and the patches decide for the rest of the run, computed
 /// once.
@@ -285,7 +290,12 @@ impl WarmUpgrade {
             outcome: self.stage.outcome().map(String::from).unwrap_or_default(),
             target: self.plan.target.clone(),
             last_good: self.plan.last_good.clone(),
-            hold: self.plan.hold.clone(),
+            // A trial never holds: it shows no hold.
+            hold: if self.input.trial {
+                String::new()
+            } else {
+                self.plan.hold.clone()
+            },
             trial: self.input.trial,
             deployed: self.plan.deployed.clone(),
             cold: self.input.cold,
@@ -338,6 +348,70 @@ impl WarmUpgrade {
 }
 
 impl WarmUpgrade {
+    /// Holds the run for an operator's approval of `plan.target` (a major
+    /// bump, or release notes that ask for a manual migration): an alert
+    /// (`headline`, the notes, how to approve), then the wait (none when
+    /// `wait` is false: the run ends held at once). How it ends when no one
+    /// approved in time (on `last_good`; the message says what `stays`), or
+    /// None once approved.
+    async fn held(
+        ctx: &mut WorkflowContext<Self>,
+        plan: &UpgradePlan,
+        last_good: &str,
+        (headline, stays): (String, String),
+        wait: bool,
+    ) -> Option<Ending> {
+        enter(ctx, UpgradePhase::Held);
+        // A hold this workflow does not know still holds.
+        let hold: Hold = plan.hold.parse().unwrap_or(Hold::ManualMigration);
+        let outcome = UpgradeOutcome::held(hold);
+        let target = &plan.target;
+        let how = if wait {
+            how_to_approve(plan, target)
+        } else {
+            format!(
+                "`steward upgrade run {} --cold --version {target}` and an approval of that run",
+                plan.app
+            )
+        };
+        alert(
+            ctx,
+            Severity::Warning,
+            outcome.as_str(),
+            true,
+            format!("{headline}; approve with {how}"),
+            detail([
+                ("matching_notes", plan.matches.clone().into()),
+                ("notes", plan.notes.clone().into()),
+            ]),
+        )
+        .await;
+        ctx.set_current_details(format!("held ({}): waiting for {how}", plan.hold));
+        if !wait {
+            return Some(Ending::fine(outcome, last_good, stays));
+        }
+        let wait = TimerOptions::builder(Duration::from_secs(plan.approval_wait_seconds))
+            .summary(format!(
+                "wait {}s for an approval of {target}",
+                plan.approval_wait_seconds
+            ))
+            .build();
+        select! {
+            _ = ctx.timer(wait) => {}
+            _ = ctx.wait_condition(|s| s.approved.is_some()) => {}
+        };
+        ctx.state(|s| s.approved.is_none()).then(|| {
+            Ending::fine(
+                outcome,
+                last_good,
+                format!(
+                    "not approved within {}s; {stays}",
+                    plan.approval_wait_seconds
+                ),
+            )
+        })
+    }
+
     /// Whether the upgrade goes ahead; how it ends when not: the app is
     /// already on the target (healthy or not), no cold run passed the
     /// target in cold mode, a hold no one approved in time, or not enough
@@ -397,43 +471,14 @@ impl WarmUpgrade {
             )));
         }
         if !c.trial && !plan.hold.is_empty() {
-            enter(ctx, UpgradePhase::Held);
-            // A hold this workflow does not know still holds.
-            let hold: Hold = plan.hold.parse().unwrap_or(Hold::ManualMigration);
-            let outcome = UpgradeOutcome::held(hold);
-            alert(
-                ctx,
-                Severity::Warning,
-                outcome.as_str(),
-                true,
-                format!("upgrade of {app} from {} to {target} is held ({}); approve with `steward upgrade approve {app} --version {target}`", shown(from), plan.hold),
-                detail([("matching_notes", plan.matches.clone().into())]),
-            )
-            .await;
-            ctx.set_current_details(format!(
-                "held ({}): waiting for `steward upgrade approve {app} --version {target}`",
+            let headline = format!(
+                "upgrade of {app} from {} to {target} is held ({})",
+                shown(from),
                 plan.hold
-            ));
-            let wait = TimerOptions::builder(Duration::from_secs(plan.approval_wait_seconds))
-                .summary(format!(
-                    "wait {}s for an approval of {target}",
-                    plan.approval_wait_seconds
-                ))
-                .build();
-            select! {
-                _ = ctx.timer(wait) => {}
-                _ = ctx.wait_condition(|s| s.approved.is_some()) => {}
-            };
-            if ctx.state(|s| s.approved.is_none()) {
-                return Ok(Some(Ending::fine(
-                    outcome,
-                    last_good,
-                    format!(
-                        "not approved within {}s; stays on {}",
-                        plan.approval_wait_seconds,
-                        shown(from)
-                    ),
-                )));
+            );
+            let stays = format!("stays on {}", shown(from));
+            if let Some(end) = Self::held(ctx, &plan, last_good, (headline, stays), true).await {
+                return Ok(Some(end));
             }
         }
         if c.modern {
@@ -693,6 +738,22 @@ impl WarmUpgrade {
     }
 }
 
+/// How an operator approves `target` of the app `plan` holds: through the
+/// API when the app takes only verified approvals (the CLI's would be
+/// refused), else the CLI, with the reason every approval needs.
+fn how_to_approve(plan: &UpgradePlan, target: &str) -> String {
+    let app = &plan.app;
+    if plan.require_verified {
+        format!(
+            "`POST /v1/upgrades/{app}/approve` {{\"version\": \"{target}\", \"reason\": \"...\"}} \
+             with an operator's token, or the operator page (require_verified: the CLI's \
+             approval is refused)"
+        )
+    } else {
+        format!("`steward upgrade approve {app} --version {target} --reason \"...\"`")
+    }
+}
+
 /// Step `kind` of `app` at `version`, tagged with this run.
 fn step(
     ctx: &WorkflowContext<WarmUpgrade>,
@@ -700,11 +761,21 @@ fn step(
     kind: UpgradeStepKind,
     version: &str,
 ) -> AppStep {
+    // The commit the run inspected is the target's; another version's
+    // (a rollback's) the step resolves from its tag.
+    let revision = ctx.state(|s| {
+        if s.plan.target == version {
+            s.plan.revision.clone()
+        } else {
+            String::new()
+        }
+    });
     AppStep {
         app: app.to_string(),
         step: kind.into(),
         version: version.into(),
         tag: ctx.run_id().to_string(),
+        revision,
     }
 }
 

@@ -7,9 +7,11 @@ use super::*;
 
 #[tokio::test]
 async fn a_major_bump_is_held_and_expires_as_held() {
+    // The notes wrap a sentence over two lines.
+    let notes = "Version 2.\n\n- Manual migration: run `kc.sh migrate`\n  before the first start.\n- Faster login.";
     let app = App::new(
         "major",
-        &[(BASE, "ok", ""), ("2.0.0+5.0.0", "ok", "")],
+        &[(BASE, "ok", ""), ("2.0.0+5.0.0", "ok", notes)],
         "approval_wait = \"2s\"",
     )
     .await;
@@ -17,7 +19,27 @@ async fn a_major_bump_is_held_and_expires_as_held() {
     assert_eq!(r.outcome, "held-major", "{r:?}");
     assert_eq!(app.serving(), BASE, "nothing upgraded silently");
     assert_eq!(app.last_good(), BASE);
-    assert_eq!(app.alerts_of("upgrade.held-major").len(), 1);
+    let alerts = app.alerts_of("upgrade.held-major");
+    assert_eq!(alerts.len(), 1);
+    // The alert carries the notes, the matching sentence whole, and an
+    // approval command that works as written (the reason it needs).
+    let alert = &alerts[0];
+    assert_eq!(
+        alert["detail"]["matching_notes"],
+        serde_json::json!(["- Manual migration: run `kc.sh migrate` before the first start."]),
+        "{alert}"
+    );
+    assert!(
+        alert["detail"]["notes"]
+            .as_str()
+            .is_some_and(|n| n.contains("Faster login")),
+        "{alert}"
+    );
+    let message = alert["message"].as_str().unwrap();
+    assert!(
+        message.contains("`steward upgrade approve sso --version 2.0.0+5.0.0 --reason \"...\"`"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -166,6 +188,15 @@ async fn an_operator_signs_in_to_the_page_in_a_real_browser_and_approves_a_held_
     })
     .await
     .unwrap();
+    // What the alert tells the approvers works under require_verified:
+    // the API, not the CLI.
+    let held = &app.alerts_of("upgrade.held-manual-migration")[0];
+    let message = held["message"].as_str().unwrap();
+    assert!(
+        message.contains("`POST /v1/upgrades/sso/approve`")
+            && !message.contains("steward upgrade approve"),
+        "{message}"
+    );
     let approve = serde_json::json!({ "version": "1.4.0+5.0.0", "reason": "mine" });
     for (who, says) in [
         (&ana, "started this upgrade"),

@@ -234,12 +234,22 @@ asserts = [["test", "-f", "{marker}"]]
         ])
     }
 
+    /// `steward upgrade run sso <args>`: its result, after checking the
+    /// command exited with the outcome's documented code.
     fn run(&self, args: &[&str]) -> UpgradeResult {
         let mut all = vec!["upgrade", "run", "sso"];
         all.extend_from_slice(args);
         let (code, out, err) = self.cli(&all);
-        assert_eq!(code, 0, "{err}");
-        serde_json::from_str(&out).unwrap()
+        let r: UpgradeResult =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+        let outcome: steward_proto::vocab::UpgradeOutcome = r.outcome.parse().unwrap();
+        assert_eq!(
+            code,
+            i32::from(outcome.exit_code()),
+            "{} exits with its code: {err}",
+            r.outcome
+        );
+        r
     }
 
     fn data_digest(&self) -> (u64, String) {

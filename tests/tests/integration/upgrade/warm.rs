@@ -103,12 +103,13 @@ async fn a_rollback_that_fails_too_is_rollback_failed_with_a_critical_alert() {
 
 #[tokio::test]
 async fn trials_never_move_last_good_or_the_data() {
-    let app = App::new(
+    let mut app = App::new(
         "trial",
         &[
             (BASE, "ok", ""),
             ("1.1.0+5.1.0", "ok", ""),
             ("1.2.0+5.0.0", "corrupt", ""),
+            ("2.0.0+5.0.0", "ok", ""),
         ],
         "",
     )
@@ -148,6 +149,47 @@ async fn trials_never_move_last_good_or_the_data() {
         before,
         "the corrupted data was restored"
     );
+    // A trial of a major release runs (trials never hold) and its status
+    // shows no hold.
+    let major = app.run(&["--trial", "2.0.0+5.0.0", "--reason", "try"]);
+    assert_eq!(major.outcome, "trial-passed", "{major:?}");
+    let status = app.status().await.unwrap();
+    assert_eq!(
+        (status.trial, status.hold.as_str()),
+        (true, ""),
+        "{status:?}"
+    );
+    assert_eq!(app.last_good(), BASE);
+
+    // A failed assertion is the failed check, with what it answered.
+    let missing = app.home.join("data/no-such-file");
+    app.reconfigure(
+        "asserts",
+        &format!("[[\"test\", \"-f\", \"{}\"]]", missing.display()),
+    );
+    let asserted = app.run(&["--trial", "1.1.0+5.1.0", "--reason", "try"]);
+    assert_eq!(asserted.outcome, "trial-failed", "{asserted:?}");
+    assert_eq!(
+        asserted.failed_check,
+        format!("test -f {}", missing.display()),
+        "{asserted:?}"
+    );
+    assert!(asserted.failed_answer.contains("exit"), "{asserted:?}");
+
+    // `{revision}` is the exact commit of the release tried.
+    let head = std::process::Command::new("git")
+        .arg("-C")
+        .arg(app.root.join("recipe"))
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .unwrap();
+    let head = String::from_utf8(head.stdout).unwrap().trim().to_string();
+    app.reconfigure(
+        "asserts",
+        &format!("[[\"test\", \"{{revision}}\", \"=\", \"{head}\"]]"),
+    );
+    let exact = app.run(&["--trial", "1.1.0+5.1.0", "--reason", "try"]);
+    assert_eq!(exact.outcome, "trial-passed", "{exact:?}");
 }
 
 #[tokio::test]
@@ -181,6 +223,14 @@ async fn a_schedule_starts_the_upgrade_and_the_app_lock_keeps_runs_apart() {
         "held",
         "the held run is untouched"
     );
+    // Once the held run ends, after the skipped one (which started
+    // later), status shows the run that ended last.
+    let (code, _, err) = app.approve("1.4.0+5.0.0", "migration done", "ana");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(app.result().await.outcome, "upgraded");
+    let shown = app.ok(&["upgrade", "status", "sso"]);
+    assert_eq!(shown["workflow_id"], sso(), "{shown}");
+    assert_eq!(shown["outcome"], "upgraded", "{shown}");
 }
 
 #[tokio::test]
@@ -333,6 +383,7 @@ snapshot_dir = "{root}/snapshots"
         step: "snapshot".into(),
         version: "1.0.0".into(),
         tag: "long-snapshot".into(),
+        ..Default::default()
     };
     let result = activities.step(&step).await.unwrap();
     let elapsed = started.elapsed();
