@@ -257,7 +257,7 @@ fn dev_runs_a_first_sweep_stops_on_sigterm_and_keeps_history() {
     let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
     let stderr = config.with_file_name("dev-again.stderr");
     let mut third = start_dev(&config, port, &stderr);
-    let docs = read_json(&mut third, 1).unwrap_or_else(|| {
+    let docs = read_json(&mut third, 2).unwrap_or_else(|| {
         panic!(
             "steward dev did not start again on its port: {}",
             std::fs::read_to_string(&stderr).unwrap_or_default()
