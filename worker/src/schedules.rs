@@ -42,6 +42,8 @@ pub struct SyncReport {
     pub created: Vec<String>,
     /// Schedules that existed and were brought in line with the config.
     pub updated: Vec<String>,
+    /// Schedules that existed and already matched the config.
+    pub unchanged: Vec<String>,
     /// steward-managed schedules the config no longer has.
     pub deleted: Vec<String>,
 }
@@ -310,6 +312,24 @@ fn json_payload(text: &str) -> Payload {
     }
 }
 
+/// Schedule `id` as the server holds it: its spec, action, policies and
+/// state, without the server's bookkeeping.
+async fn definition(
+    client: &Client,
+    id: &str,
+) -> anyhow::Result<temporalio_common::protos::temporal::api::schedule::v1::Schedule> {
+    let mut svc = client.connection().workflow_service();
+    svc.describe_schedule(Request::new(DescribeScheduleRequest {
+        namespace: client.namespace(),
+        schedule_id: id.to_string(),
+    }))
+    .await
+    .with_context(|| format!("describing schedule {id}"))?
+    .into_inner()
+    .schedule
+    .with_context(|| format!("schedule {id} has no definition"))
+}
+
 /// Gives the runs schedule `id` starts a static summary and details. The
 /// SDK's schedule action has no place for them, so the schedule is read
 /// and written back through the raw API with them in its action.
@@ -363,9 +383,15 @@ pub async fn sync(client: &Client, loaded: &Loaded) -> anyhow::Result<SyncReport
             .cron_strings(vec![s.cron.clone()])
             .timezone_name(s.timezone.clone())
             .build();
-        if existing.contains(&id) {
-            report.updated.push(id.clone());
+        // What the server holds before: a schedule it holds the same after
+        // the update was already in line with the config.
+        let before = if existing.contains(&id) {
+            Some(definition(client, &id).await?)
         } else {
+            None
+        };
+        let mut raced = false;
+        if before.is_none() {
             let created = client
                 .create_schedule(
                     id.clone(),
@@ -381,7 +407,7 @@ pub async fn sync(client: &Client, loaded: &Loaded) -> anyhow::Result<SyncReport
             match created {
                 Ok(_) => report.created.push(id.clone()),
                 // Another sync created it in between: update it below.
-                Err(e) if e.to_string().contains("already") => report.updated.push(id.clone()),
+                Err(e) if e.to_string().contains("already") => raced = true,
                 Err(e) => return Err(e).with_context(|| format!("creating schedule {id}")),
             }
         }
@@ -411,6 +437,14 @@ pub async fn sync(client: &Client, loaded: &Loaded) -> anyhow::Result<SyncReport
             .await
             .with_context(|| format!("updating schedule {id}"))?;
         set_run_summary(client, &id, &run_summary(loaded, s).await).await?;
+        match before {
+            Some(before) if before == definition(client, &id).await? => {
+                report.unchanged.push(id.clone())
+            }
+            Some(_) => report.updated.push(id.clone()),
+            None if raced => report.updated.push(id.clone()),
+            None => {}
+        }
     }
     let wanted: BTreeSet<String> = schedules.iter().map(schedule_id).collect();
     for id in existing.difference(&wanted) {

@@ -57,7 +57,12 @@ async fn sync_is_idempotent_sets_skip_and_removes_dropped_schedules() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["created"], serde_json::json!([]));
-    assert_eq!(v["updated"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        v["updated"],
+        serde_json::json!([]),
+        "nothing changed, nothing reported as updated: {v}"
+    );
+    assert_eq!(v["unchanged"].as_array().unwrap().len(), 3, "{v}");
 
     let desc = client
         .get_schedule_handle(ids::schedule("sweep"))
@@ -97,6 +102,7 @@ async fn sync_is_idempotent_sets_skip_and_removes_dropped_schedules() {
         serde_json::json!(["steward-drill", "steward-nightly"])
     );
     assert_eq!(v["updated"], serde_json::json!(["steward-sweep"]));
+    assert_eq!(v["unchanged"], serde_json::json!([]));
     let desc = client
         .get_schedule_handle(ids::schedule("sweep"))
         .describe(Default::default())
