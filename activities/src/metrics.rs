@@ -12,6 +12,40 @@ use temporalio_common::telemetry::metrics::{
     NoOpCoreMeter,
 };
 
+/// Every family steward's worker exports, as Prometheus shows it (a
+/// counter with `_total`, a histogram by its base name): what the rules
+/// and the dashboard under `deploy/` may query. The metrics test checks
+/// the worker's endpoint against it.
+pub const EXPORTED: &[&str] = &[
+    "steward_sweeps_total",
+    "steward_sweep_duration_seconds",
+    "steward_sweep_repos_total",
+    "steward_sweep_automation_errors_total",
+    "steward_findings_opened_total",
+    "steward_findings_open",
+    "steward_sweep_lock_skips_total",
+    "steward_backfill_rows_total",
+    "steward_backfill_rows_per_second",
+    "steward_backfill_phase",
+    "steward_backfill_lag_seconds",
+    "steward_backfill_max_lag_seconds",
+    "steward_upgrades_total",
+    "steward_alerts_total",
+    "steward_restore_drills_total",
+    "steward_restore_drill_restore_seconds",
+    "steward_disk_free_bytes",
+    "steward_failover_drills_total",
+    "steward_failover_rto_seconds",
+    "steward_failover_lost_writes",
+    "steward_retries_total",
+    "steward_host_workers",
+    "steward_drill_standbys_streaming",
+    "steward_drill_standby_lag_bytes",
+    "steward_drill_standby_lag_seconds",
+    "steward_store_failovers_total",
+    "steward_store_failover_seconds",
+];
+
 /// Handles to every steward metric. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -41,6 +75,8 @@ pub struct Metrics {
     standby_lag_seconds: GaugeF64,
     store_failovers: Counter,
     store_failover_seconds: GaugeF64,
+    backfill_lag: GaugeF64,
+    backfill_max_lag: GaugeF64,
     /// The phase each backfill was last seen in, so the old phase's gauge
     /// drops to 0 when a new one is set.
     phases: Arc<Mutex<BTreeMap<String, String>>>,
@@ -199,6 +235,16 @@ impl Metrics {
                 "The last failover's RTO as this process saw it: from the old primary's last answer to the switch",
                 "s",
             )),
+            backfill_lag: meter.gauge_f64(param(
+                "steward_backfill_lag_seconds",
+                "The replication lag a backfill's lag_sql last read",
+                "s",
+            )),
+            backfill_max_lag: meter.gauge_f64(param(
+                "steward_backfill_max_lag_seconds",
+                "The lag over which a backfill throttles, as configured (max_lag_seconds)",
+                "s",
+            )),
             phases: Arc::default(),
             meter,
         }
@@ -325,6 +371,13 @@ impl Metrics {
         let labels = self.labels(&[("drill", drill), ("standby", standby)]);
         self.standby_lag.record(bytes as f64, &labels);
         self.standby_lag_seconds.record(seconds, &labels);
+    }
+
+    /// Backfill `backfill` read a lag of `seconds`; it throttles over `max`.
+    pub fn backfill_lag(&self, backfill: &str, seconds: f64, max: f64) {
+        let labels = self.labels(&[("backfill", backfill)]);
+        self.backfill_lag.record(seconds, &labels);
+        self.backfill_max_lag.record(max, &labels);
     }
 
     /// The store failed over to `host` after `seconds`.

@@ -2,7 +2,7 @@
 //! (`repos`), a database per test on each backend (`db`), the real
 //! programs (`processes`: a Temporal dev server per test, the `steward`
 //! binary as worker or command), configs (`config`), waiting on conditions
-//! (`wait`), the HTTP API (`api`) and a real browser on its page (`browser`), PostgreSQL clusters of a test's own (`pg`), the checks fault and security tests end with (`asserts`), and
+//! (`wait`), the HTTP API (`api`) and a real browser on its page (`browser`), PostgreSQL clusters of a test's own (`pg`), Prometheus' `promtool` (`prometheus`), the checks fault and security tests end with (`asserts`), and
 //! the one harness every workflow test builds on (`harness`).
 //!
 //! Every prerequisite that is missing makes the test fail with a message
@@ -16,6 +16,7 @@ mod db;
 mod harness;
 mod pg;
 mod processes;
+mod prometheus;
 mod repos;
 mod wait;
 
@@ -27,5 +28,6 @@ pub use db::*;
 pub use harness::*;
 pub use pg::*;
 pub use processes::*;
+pub use prometheus::*;
 pub use repos::*;
 pub use wait::*;

@@ -149,8 +149,11 @@ fn runtime(loaded: &Loaded) -> anyhow::Result<(Runtime, Metrics)> {
         .parse()
         .with_context(|| format!("metrics address `{addr}`"))?;
     let server = start_prometheus_metric_exporter(
+        // Counters end in `_total`, as Prometheus' conventions (and
+        // `promtool check metrics`) want.
         PrometheusExporterOptions::builder()
             .socket_addr(socket_addr)
+            .counters_total_suffix(true)
             .build(),
     )
     .with_context(|| format!("starting the metrics endpoint on {addr}"))?;

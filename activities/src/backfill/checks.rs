@@ -103,9 +103,9 @@ impl BackfillActivities {
         let v = sql::scalar(&mut conn, lag_sql, "")
             .await
             .map_err(sql_err("lag_sql"))?;
-        Ok(LagReading {
-            seconds: v.number.unwrap_or(0.0),
-        })
+        let seconds = v.number.unwrap_or(0.0);
+        self.metrics.backfill_lag(name, seconds, s.max_lag_seconds);
+        Ok(LagReading { seconds })
     }
     /// Runs the validations. Read-only.
     pub async fn validate(&self, req: &ValidationRequest) -> Result<ValidationResult, Error> {

@@ -375,7 +375,7 @@ async fn tokens_decide_who_acts_and_bad_ones_are_refused_counted_and_never_sent(
         (Some(e.old.token.as_str()), "expired", "expired"),
     ];
     for (bad, says, reason) in cases {
-        let metric = format!("steward_api_auth_failures{{reason=\"{reason}\"}}");
+        let metric = format!("steward_api_auth_failures_total{{reason=\"{reason}\"}}");
         let before = e.api.metric(&metric).await;
         let (code, answer) = e
             .api
@@ -938,6 +938,16 @@ async fn a_broken_config_never_reaches_a_client_and_the_last_good_one_serves() {
     assert_eq!(code, 200);
     assert!(!page.to_string().contains("s3cret"));
     assert_eq!(e.api.metric("steward_config_stale").await, 1.0);
+    let (_, text) = e.api.call("GET", "/metrics", None, None).await;
+    let text = text.as_str().unwrap();
+    steward_tests::assert_promtool_accepts(text, "the API's /metrics");
+    for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let family = family.split(' ').next().unwrap();
+        assert!(
+            steward_worker::api::EXPORTED.contains(&family),
+            "{family} is not in api::EXPORTED"
+        );
+    }
     assert!(e.api.metric("steward_config_reload_failures_total").await >= 1.0);
     let log = e.api.process.log();
     assert!(log.contains("does not parse at line"), "{log}");

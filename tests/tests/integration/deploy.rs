@@ -580,3 +580,70 @@ fn the_image_carries_every_program_stewards_activities_run() {
         );
     }
 }
+
+#[test]
+fn the_compose_prometheus_scrapes_every_worker_and_the_api_with_stewards_rules() {
+    let doc = compose();
+    let prometheus = service(&doc, "prometheus");
+    let mounts = strings(&prometheus["volumes"]);
+    let mounted = |file: &str| {
+        mounts
+            .iter()
+            .find_map(|m| {
+                let (from, rest) = m.split_once(':')?;
+                (from == format!("./deploy/prometheus/{file}"))
+                    .then(|| rest.split(':').next().unwrap().to_string())
+            })
+            .unwrap_or_else(|| panic!("{file} is mounted: {mounts:?}"))
+    };
+    let config_at = mounted("prometheus.yml");
+    let rules_at = mounted("steward-rules.yml");
+    assert_eq!(config_at, "/etc/prometheus/prometheus.yml");
+    // The config names the rules where they are mounted, and loads in
+    // promtool with them (the path rewritten to the file in deploy/).
+    let dir = workspace().join("deploy/prometheus");
+    let text = std::fs::read_to_string(dir.join("prometheus.yml")).unwrap();
+    assert!(text.contains(&rules_at), "{text}");
+    let scratch = steward_tests::temp_dir();
+    let local = scratch.path().join("prometheus.yml");
+    std::fs::write(
+        &local,
+        text.replace(&rules_at, &dir.join("steward-rules.yml").display().to_string()),
+    )
+    .unwrap();
+    let (ok, said) = steward_tests::run_promtool(
+        scratch.path(),
+        &["check", "config", local.to_str().unwrap()],
+        None,
+    );
+    assert!(ok, "{said}");
+    // The jobs scrape the worker's metrics port and the API's.
+    let config: Value = serde_yaml::from_str(&text).unwrap();
+    let jobs = config["scrape_configs"].as_sequence().unwrap();
+    let job = |name: &str| {
+        jobs.iter()
+            .find(|j| j["job_name"] == name)
+            .unwrap_or_else(|| panic!("job {name}"))
+    };
+    let worker_port = env(service(&doc, "steward"), "STEWARD_METRICS_ADDR")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let worker = job("steward-worker");
+    assert_eq!(worker["dns_sd_configs"][0]["names"][0], "steward");
+    assert_eq!(
+        worker["dns_sd_configs"][0]["port"].as_u64().unwrap().to_string(),
+        worker_port
+    );
+    let api_listen = strings(&service(&doc, "steward-api")["command"]).join(" ");
+    let api_target = job("steward-api")["static_configs"][0]["targets"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let api_port = api_target.rsplit(':').next().unwrap();
+    assert!(
+        api_target.starts_with("steward-api:") && api_listen.contains(&format!(":{api_port}")),
+        "{api_target} vs {api_listen}"
+    );
+}

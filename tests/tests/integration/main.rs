@@ -16,6 +16,7 @@ mod failover;
 mod findings;
 mod fuzz_corpus;
 mod kubernetes;
+mod observability;
 mod probes;
 mod replay;
 mod restore;

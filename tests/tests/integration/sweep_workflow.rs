@@ -826,23 +826,41 @@ async fn the_metrics_endpoint_serves_sdk_and_sweep_metrics() {
     assert_eq!(second.skipped_clean.len(), 3);
 
     let body = http_get(&addr, "/metrics").expect("the endpoint answers");
+    // Prometheus' own checker finds nothing to fix, and every family of
+    // steward's is one the rules and the dashboard know of.
+    steward_tests::assert_promtool_accepts(&body, "the worker's /metrics");
+    for family in body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|n| n.starts_with("steward_"))
+    {
+        assert!(
+            steward_activities::metrics::EXPORTED.contains(&family),
+            "{family} is not in metrics::EXPORTED"
+        );
+    }
     let line = |name: &str, labels: &[&str]| {
         body.lines()
             .find(|l| l.starts_with(name) && labels.iter().all(|want| l.contains(want)))
             .map(|l| l.rsplit(' ').next().unwrap_or_default().to_string())
     };
     assert_eq!(
-        line("steward_sweeps", &["outcome=\"ok\"", "source=\"manual\""]).as_deref(),
+        line(
+            "steward_sweeps_total{",
+            &["outcome=\"ok\"", "source=\"manual\""]
+        )
+        .as_deref(),
         Some("2"),
         "{body}"
     );
     assert_eq!(
-        line("steward_sweep_repos", &["status=\"processed\""]).as_deref(),
+        line("steward_sweep_repos_total{", &["status=\"processed\""]).as_deref(),
         Some("3"),
         "{body}"
     );
     assert_eq!(
-        line("steward_sweep_repos", &["status=\"skipped_clean\""]).as_deref(),
+        line("steward_sweep_repos_total{", &["status=\"skipped_clean\""]).as_deref(),
         Some("3"),
         "{body}"
     );

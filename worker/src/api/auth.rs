@@ -35,8 +35,8 @@ impl Failures {
     /// The counters in Prometheus' text format.
     pub fn prometheus(&self) -> String {
         let mut out = String::from(
-            "# HELP steward_api_auth_failures Requests the API refused for their credential, by reason\n\
-             # TYPE steward_api_auth_failures counter\n",
+            "# HELP steward_api_auth_failures_total Requests the API refused for their credential, by reason\n\
+             # TYPE steward_api_auth_failures_total counter\n",
         );
         for (reason, n) in [
             ("missing", &self.missing),
@@ -44,7 +44,7 @@ impl Failures {
             ("expired", &self.expired),
         ] {
             out.push_str(&format!(
-                "steward_api_auth_failures{{reason=\"{reason}\"}} {}\n",
+                "steward_api_auth_failures_total{{reason=\"{reason}\"}} {}\n",
                 n.load(Ordering::Relaxed)
             ));
         }

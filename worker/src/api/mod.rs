@@ -41,6 +41,15 @@ use error::ApiError;
 use shared::Shared;
 use steward_proto::v1::{BackfillStatus, UpgradeStatus};
 
+/// The families the API's `/metrics` exports, as Prometheus shows them:
+/// what the rules under `deploy/` may query of it.
+pub const EXPORTED: &[&str] = &[
+    "steward_api_auth_failures_total",
+    "steward_config_reloads_total",
+    "steward_config_reload_failures_total",
+    "steward_config_stale",
+];
+
 /// What every request works with.
 #[derive(Debug)]
 pub struct Api {
