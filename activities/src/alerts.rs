@@ -74,18 +74,7 @@ impl AlertSink {
     pub async fn raise(&self, alert: &Alert) -> Result<PathBuf, Error> {
         let body = alert_json(alert);
         let text = serde_json::to_string_pretty(&body).unwrap_or_default();
-        let name: String = alert
-            .id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = self.dir.join(format!("{name}.json"));
+        let path = self.file(&alert.id, "json");
         let fresh = !path.exists();
         crate::files::write_private(&path, text.as_bytes()).map_err(|source| Error::Write {
             path: path.display().to_string(),
@@ -110,20 +99,83 @@ impl AlertSink {
         Ok(path)
     }
 
-    /// Every alert in the folder, newest first.
+    /// The file of alert `id` with `extension`: its id made safe as a file
+    /// name.
+    fn file(&self, id: &str, extension: &str) -> PathBuf {
+        let name: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.dir.join(format!("{name}.{extension}"))
+    }
+
+    /// Every alert in the folder, newest first, each with its
+    /// acknowledgement (`acknowledged`: who, why, when; null while none).
     pub fn list(&self) -> Vec<serde_json::Value> {
         let mut alerts: Vec<serde_json::Value> = std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
             .filter_map(|e| e.ok())
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "json")
+                    && !p.to_string_lossy().ends_with(ACK_SUFFIX)
+            })
+            .filter_map(|p| std::fs::read(p).ok())
+            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|mut a| {
+                let id = a["id"].as_str().unwrap_or_default().to_string();
+                a["acknowledged"] = self.acknowledgement(&id).unwrap_or_default();
+                a
+            })
             .collect();
         alerts.sort_by(|a, b| b["at"].as_str().cmp(&a["at"].as_str()));
         alerts
     }
+
+    /// Alert `id`'s acknowledgement, if it has one.
+    fn acknowledgement(&self, id: &str) -> Option<serde_json::Value> {
+        let bytes = std::fs::read(self.file(id, ACK_SUFFIX.trim_start_matches('.'))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Acknowledges alert `id` as `by`, for `reason`, at `at`: kept beside
+    /// the alert. An alert acknowledged before keeps its first
+    /// acknowledgement, which is returned. None when there is no such
+    /// alert.
+    pub fn acknowledge(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        at: &str,
+    ) -> Result<Option<serde_json::Value>, Error> {
+        if !self.file(id, "json").is_file() {
+            return Ok(None);
+        }
+        if let Some(earlier) = self.acknowledgement(id) {
+            return Ok(Some(earlier));
+        }
+        let ack = serde_json::json!({ "by": by, "reason": reason, "at": at });
+        let path = self.file(id, ACK_SUFFIX.trim_start_matches('.'));
+        crate::files::write_private(&path, ack.to_string().as_bytes()).map_err(|source| {
+            Error::Write {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
+        Ok(Some(ack))
+    }
 }
+
+/// How an alert's acknowledgement file ends (`<id>.ack.json`).
+const ACK_SUFFIX: &str = ".ack.json";
 
 /// The alert as the JSON object written to files and webhooks, with its
 /// detail parsed.

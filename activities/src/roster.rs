@@ -62,6 +62,8 @@ pub enum Target<'a> {
     Task,
     /// The leases workflows take (release by hand).
     Lock,
+    /// Alerts (acknowledge).
+    Alert,
 }
 
 impl Target<'_> {
@@ -77,6 +79,7 @@ impl Target<'_> {
             Target::RestoreDrill => RESTORE_DRILL,
             Target::Task => "task",
             Target::Lock => "lock",
+            Target::Alert => "alert",
         }
     }
 
@@ -120,6 +123,7 @@ pub fn verbs_of(kind: &str) -> &'static [&'static str] {
         "drill" | "sweep" | COLD_SWEEP | RESTORE_DRILL => &["start"],
         "task" => &["set-status"],
         "lock" => &["release"],
+        "alert" => &["ack"],
         _ => &[],
     }
 }

@@ -1299,3 +1299,59 @@ async fn a_second_api_replica_serves_the_same_session_when_the_first_is_killed()
     .unwrap();
     assert!(start.verified && start.operator == "ana", "{start:?}");
 }
+
+#[tokio::test]
+async fn a_critical_alert_waits_in_the_inbox_until_an_operator_acknowledges_it_with_a_reason() {
+    let e = env("api-ack", "", "").await;
+    let t = &e.ana.token;
+    // A drill's critical alert, raised by the sink every worker raises
+    // through, into the folder the API reads.
+    let loaded = steward_worker::config::load(&e.config).unwrap();
+    let id = "run-7-restore-drill";
+    steward_worker::serve::alert_sink(&loaded)
+        .raise(&steward_proto::v1::Alert {
+            id: id.into(),
+            severity: "critical".into(),
+            kind: "restore.failed".into(),
+            subject: "/backups/state-1.age".into(),
+            message: "restore drill mismatch: table tasks differs".into(),
+            at: "2026-12-07T03:00:00Z".into(),
+            detail_json: "{}".into(),
+        })
+        .await
+        .unwrap();
+    let (code, inbox) = e.api.get("/v1/inbox", t).await;
+    assert_eq!(code, 200, "{inbox}");
+    assert_eq!(inbox["unacknowledged_critical"][0]["id"], id, "{inbox}");
+    let page = page(&e, &e.ana).await;
+    assert!(
+        page.contains("Critical, not acknowledged") && page.contains(&format!("id=\"ack-{id}\"")),
+        "{page}"
+    );
+
+    let path = format!("/v1/alerts/{id}/ack");
+    let (code, refused) = e.api.post(&path, t, json!({})).await;
+    assert_eq!(code, 400, "a reason is required: {refused}");
+    let (code, ack) = e
+        .api
+        .post(&path, t, json!({ "reason": "the restore target was being rebuilt" }))
+        .await;
+    assert_eq!(code, 200, "{ack}");
+    assert_eq!(ack["by"], "ana", "{ack}");
+    let (_, inbox) = e.api.get("/v1/inbox", t).await;
+    assert_eq!(inbox["unacknowledged_critical"], json!([]), "{inbox}");
+    let (_, alerts) = e.api.get("/v1/alerts", t).await;
+    let shown = &alerts[0]["acknowledged"];
+    assert_eq!(
+        (shown["by"].as_str(), shown["reason"].as_str()),
+        (Some("ana"), Some("the restore target was being rebuilt")),
+        "{alerts}"
+    );
+    assert!(shown["at"].as_str().is_some_and(|a| a.ends_with('Z')), "{alerts}");
+    // Acknowledged once: a second acknowledgement keeps the first.
+    let again = e.ok(&["alerts", "ack", id, "--reason", "me too", "--by", "bob"]);
+    assert_eq!(again["by"], "ana", "{again}");
+    let (code, _, err) = e.cli(&["alerts", "ack", "no-such-alert", "--reason", "x", "--by", "bob"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no alert `no-such-alert`"), "{err}");
+}

@@ -608,7 +608,10 @@ fn the_compose_prometheus_scrapes_every_worker_and_the_api_with_stewards_rules()
     let local = scratch.path().join("prometheus.yml");
     std::fs::write(
         &local,
-        text.replace(&rules_at, &dir.join("steward-rules.yml").display().to_string()),
+        text.replace(
+            &rules_at,
+            &dir.join("steward-rules.yml").display().to_string(),
+        ),
     )
     .unwrap();
     let (ok, said) = steward_tests::run_promtool(
@@ -633,7 +636,10 @@ fn the_compose_prometheus_scrapes_every_worker_and_the_api_with_stewards_rules()
     let worker = job("steward-worker");
     assert_eq!(worker["dns_sd_configs"][0]["names"][0], "steward");
     assert_eq!(
-        worker["dns_sd_configs"][0]["port"].as_u64().unwrap().to_string(),
+        worker["dns_sd_configs"][0]["port"]
+            .as_u64()
+            .unwrap()
+            .to_string(),
         worker_port
     );
     let api_listen = strings(&service(&doc, "steward-api")["command"]).join(" ");

@@ -195,6 +195,7 @@ impl Api {
         routes::schedules,
         routes::schedule_change,
         routes::alerts,
+        routes::alert_ack,
         routes::findings,
         routes::history,
         routes::inbox,
@@ -296,6 +297,8 @@ pub fn router(api: Arc<Api>) -> Router {
                 post(routes::schedule_change),
             )
             .route("/v1/alerts", get(routes::alerts))
+            .route("/v1/alerts/{id}/ack", post(routes::alert_ack))
+            .route("/ui/alerts/{id}/ack", post(page::alert_ack))
             .route("/v1/findings", get(routes::findings))
             .route("/v1/history/{workflow_id}", get(routes::history))
             .route("/v1/inbox", get(routes::inbox))
@@ -403,7 +406,7 @@ mod tests {
     fn the_document_covers_every_json_route_with_the_bearer_scheme() {
         let doc = serde_json::to_value(openapi()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 27, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 28, "{:?}", paths.keys());
         // The probes answer anyone: a kubelet or a load balancer holds no
         // token.
         let probes = ["/healthz", "/readyz"];

@@ -210,7 +210,7 @@ pub async fn page(
     body.push_str(&backfills(&api, &ops, &op, &csrf).await);
     body.push_str(&schedules(&api, &ops, &csrf).await);
     body.push_str(&sweeps(&ops).await);
-    body.push_str(&alerts(&ops));
+    body.push_str(&alerts(&ops, &csrf));
     body.push_str("<script src=/ui/page.js></script>");
     Html(document("steward", &body)).into_response()
 }
@@ -506,8 +506,32 @@ async fn sweeps(ops: &Ops) -> String {
     out
 }
 
-fn alerts(ops: &Ops) -> String {
+fn alerts(ops: &Ops, csrf: &str) -> String {
     let mut out = String::from("<h2>Alerts</h2>");
+    let open = ops.unacknowledged_critical();
+    if !open.is_empty() {
+        out.push_str("<h3>Critical, not acknowledged</h3><table><tr><th>When</th><th>Subject</th><th>Message</th><th></th></tr>");
+        for a in &open {
+            let text = |k: &str| esc(a[k].as_str().unwrap_or(""));
+            let id = a["id"].as_str().unwrap_or("");
+            let _ = write!(
+                out,
+                "<tr data-alert=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(id),
+                text("at"),
+                text("subject"),
+                text("message"),
+                action_form(
+                    &format!("/ui/alerts/{id}/ack"),
+                    &format!("ack-{id}"),
+                    "Acknowledge",
+                    "",
+                    csrf
+                )
+            );
+        }
+        out.push_str("</table>");
+    }
     let alerts = ops.alerts(20).unwrap_or_default();
     if alerts.is_empty() {
         return out + "<p class=muted>No alerts.</p>";
@@ -675,6 +699,25 @@ pub async fn upgrade_approve(
             .approve_upgrade(&op, &app, &version, &form.reason)
             .await
             .map(|r| format!("{app}: {}", r.message))
+            .map_err(ApiError::from),
+    )
+}
+
+/// `POST /ui/alerts/{id}/ack`.
+pub async fn alert_ack(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Segments(id): Segments<String>,
+    FormBody(form): FormBody<ActionForm>,
+) -> Response {
+    let op = match poster(&api, &headers, &form.csrf) {
+        Ok(op) => op,
+        Err(e) => return back(Err(e)),
+    };
+    back(
+        api.ops()
+            .acknowledge_alert(&op, &id, &form.reason)
+            .map(|_| format!("alert {id} acknowledged"))
             .map_err(ApiError::from),
     )
 }

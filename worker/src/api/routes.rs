@@ -270,6 +270,19 @@ pub struct DrillRequest {
     pub wait_seconds: Option<u64>,
 }
 
+/// Body of `POST /v1/alerts/{id}/ack`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// Why the alert needs nothing more (recorded with it).
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
+    pub reason: String,
+}
+
 /// Body of `POST /v1/tasks/{task_id}/status`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -895,6 +908,31 @@ pub async fn alerts(
     Params(q): Params<AlertsQuery>,
 ) -> ApiResult<Json<Vec<serde_json::Value>>> {
     Ok(Json(api.ops().alerts(q.limit.unwrap_or(20))?))
+}
+
+/// Acknowledges an alert: who, when and why are kept with it.
+#[utoipa::path(
+    post,
+    path = "/v1/alerts/{id}/ack",
+    params(("id" = String, Path, description = "The alert's id, as `/v1/alerts` lists it")),
+    request_body = AckRequest,
+    responses(
+        (status = 200, description = "The acknowledgement (the first, when it had one)", body = Object),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 502, description = "The alert could not be written", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn alert_ack(
+    State(api): State<Arc<Api>>,
+    op: Operator,
+    Segments(id): Segments<String>,
+    Body(body): Body<AckRequest>,
+) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(api.ops().acknowledge_alert(&op, &id, &body.reason)?))
 }
 
 /// The findings ledger: open findings, and resolved ones on request.

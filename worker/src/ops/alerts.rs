@@ -1,6 +1,9 @@
-//! The alerts every workflow raised, newest first.
+//! The alerts every workflow raised, newest first, and their
+//! acknowledgement: who saw one, when, and why it needs nothing more.
 
-use super::{Error, Ops, Result};
+use steward_activities::roster::Target;
+
+use super::{Actor, Error, Ops, Result};
 
 /// The most alerts one read returns.
 pub const MAX_ALERTS: usize = 1000;
@@ -18,5 +21,35 @@ impl Ops {
             .into_iter()
             .take(limit)
             .collect())
+    }
+
+    /// Critical alerts no one has acknowledged, newest first.
+    pub fn unacknowledged_critical(&self) -> Vec<serde_json::Value> {
+        crate::serve::alert_sink(self.loaded())
+            .list()
+            .into_iter()
+            .filter(|a| a["severity"] == "critical" && a["acknowledged"].is_null())
+            .collect()
+    }
+
+    /// Acknowledges alert `id` as `actor` for `reason`; the
+    /// acknowledgement (the first one, when it had one already).
+    pub fn acknowledge_alert(
+        &self,
+        actor: &Actor,
+        id: &str,
+        reason: &str,
+    ) -> Result<serde_json::Value> {
+        super::operator_text(&actor.name, reason, "reason")?;
+        self.permit(actor, Target::Alert, "ack", &[])?;
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        crate::serve::alert_sink(self.loaded())
+            .acknowledge(id, &actor.name, reason, &at)
+            .map_err(|e| Error::upstream("acknowledging the alert", e))?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no alert `{id}` (see `steward alerts list` for the ids)"
+                ))
+            })
     }
 }

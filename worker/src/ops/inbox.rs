@@ -61,6 +61,9 @@ pub struct Inbox {
     pub runs: Vec<WaitingRun>,
     /// Paused schedules.
     pub paused_schedules: Vec<PausedSchedule>,
+    /// Critical alerts no one has acknowledged (`steward alerts ack`).
+    #[schema(value_type = Vec<Object>)]
+    pub unacknowledged_critical: Vec<serde_json::Value>,
 }
 
 impl Ops {
@@ -97,6 +100,7 @@ impl Ops {
         Ok(Inbox {
             runs,
             paused_schedules,
+            unacknowledged_critical: self.unacknowledged_critical(),
         })
     }
 }

@@ -197,6 +197,7 @@ fn shown(target: Target<'_>) -> String {
         Target::RestoreDrill => "the restore drill".into(),
         Target::Task => "tasks".into(),
         Target::Lock => "leases".into(),
+        Target::Alert => "alerts".into(),
     }
 }
 
