@@ -1,5 +1,9 @@
 //! The alert sink shared by every workflow: one JSON file per alert in the
-//! alerts directory, plus an optional webhook that receives the same JSON.
+//! alerts directory, plus an optional webhook that receives the same JSON,
+//! and Prometheus' Alertmanager through an outbox (`alertmanager.rs`). An
+//! alert about a condition is resolved when the condition ends: by
+//! [`AlertSink::resolve`], or by raising the alert that ends it
+//! ([`RESOLVES`]).
 
 use std::path::{Path, PathBuf};
 
@@ -37,7 +41,47 @@ pub struct AlertSettings {
     /// URL that receives each alert as a JSON POST.
     #[serde(default)]
     pub webhook: Option<String>,
+    /// Alertmanager(s) every alert goes to (their v2 API): one URL or a
+    /// list.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub alertmanager: Vec<String>,
+    /// The operator page's URL, linked from each alert.
+    #[serde(default)]
+    pub page_url: Option<String>,
+    /// The Temporal UI's URL, for a link to the run that raised an alert.
+    #[serde(default)]
+    pub temporal_ui_url: Option<String>,
 }
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(u) => vec![u],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// The alerts that end others of the same subject when raised: a passed
+/// drill ends the failed ones, an approval ends the hold.
+pub const RESOLVES: &[(&str, &[&str])] = &[
+    (
+        "failover.passed",
+        &[
+            "failover.failed",
+            "failover.target-missed",
+            "failover.refused",
+        ],
+    ),
+    (
+        "upgrade.approved",
+        &["upgrade.held-major", "upgrade.held-manual-migration"],
+    ),
+];
 
 /// Where alerts go.
 #[derive(Debug, Clone)]
@@ -45,6 +89,8 @@ pub struct AlertSink {
     dir: PathBuf,
     webhook: Option<String>,
     metrics: crate::metrics::Metrics,
+    outbox: Option<crate::alertmanager::Outbox>,
+    links: crate::alertmanager::Links,
 }
 
 impl AlertSink {
@@ -54,7 +100,67 @@ impl AlertSink {
             dir,
             webhook,
             metrics: Default::default(),
+            outbox: None,
+            links: Default::default(),
         }
+    }
+
+    /// The same sink, handing every alert to the Alertmanagers at `urls`
+    /// (none: to no Alertmanager), with `links` in each.
+    pub fn with_alertmanager(
+        mut self,
+        urls: Vec<String>,
+        links: crate::alertmanager::Links,
+    ) -> Self {
+        self.outbox = (!urls.is_empty()).then(|| crate::alertmanager::Outbox::new(&self.dir, urls));
+        self.links = links;
+        self
+    }
+
+    /// Hands what waits in the outbox to Alertmanager (a pass; see
+    /// `alertmanager.rs`). Nothing without an Alertmanager configured.
+    pub async fn deliver(&self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.deliver(&self.metrics).await;
+        }
+    }
+
+    /// Resolves every open alert of `kind` about `subject` (any subject
+    /// when empty): marked in its file with when, and sent to Alertmanager
+    /// with its end. How many it resolved.
+    pub async fn resolve(&self, kind: &str, subject: &str) -> usize {
+        let at = crate::time::now_millis_text();
+        let mut resolved = 0;
+        for mut alert in self.list() {
+            if alert["kind"] != kind
+                || (!subject.is_empty() && alert["subject"] != subject)
+                || !alert["resolved_at"].is_null()
+            {
+                continue;
+            }
+            let id = alert["id"].as_str().unwrap_or_default().to_string();
+            alert["resolved_at"] = at.clone().into();
+            for key in ["acknowledged", "delivery"] {
+                if let Some(map) = alert.as_object_mut() {
+                    map.remove(key);
+                }
+            }
+            let path = self.file(&id, "json");
+            if let Err(e) = crate::files::write_private(&path, alert.to_string().as_bytes()) {
+                tracing::warn!("resolving alert {id}: {e}");
+                continue;
+            }
+            if let Some(outbox) = &self.outbox
+                && let Err(e) = outbox.resolve(&file_name(&path), &at)
+            {
+                tracing::warn!("resolving alert {id} in the outbox: {e}");
+            }
+            resolved += 1;
+        }
+        if resolved > 0 {
+            self.deliver().await;
+        }
+        resolved
     }
 
     /// The same sink, counting the alerts it raises into `metrics`.
@@ -83,6 +189,22 @@ impl AlertSink {
         if fresh {
             self.metrics.alert(&alert.severity, &alert.kind);
         }
+        if let Some(outbox) = &self.outbox {
+            let condition = crate::alertmanager::CONDITIONS.contains(&alert.kind.as_str());
+            let queued = crate::alertmanager::to_alertmanager(alert, &self.links);
+            if let Err(e) = outbox.queue(&file_name(&path), queued, condition) {
+                tracing::warn!("alert {} into the outbox: {e}", alert.id);
+            }
+        }
+        for (raised, ends) in RESOLVES {
+            if *raised == alert.kind {
+                for kind in *ends {
+                    self.resolve(kind, &alert.subject).await;
+                }
+            }
+        }
+        // A first try at once; the worker's delivery pass retries.
+        self.deliver().await;
         if let Some(url) = &self.webhook {
             let timeout = std::time::Duration::from_secs(10);
             let resp = reqwest::Client::new()
@@ -132,11 +254,30 @@ impl AlertSink {
             .map(|mut a| {
                 let id = a["id"].as_str().unwrap_or_default().to_string();
                 a["acknowledged"] = self.acknowledgement(&id).unwrap_or_default();
+                a["delivery"] = self.delivery(&id);
                 a
             })
             .collect();
         alerts.sort_by(|a, b| b["at"].as_str().cmp(&a["at"].as_str()));
         alerts
+    }
+
+    /// Where alert `id` is on its way to Alertmanager: null without one.
+    fn delivery(&self, id: &str) -> serde_json::Value {
+        let Some(outbox) = &self.outbox else {
+            return serde_json::Value::Null;
+        };
+        match outbox.entry(&file_name(&self.file(id, "json"))) {
+            Some(e) => serde_json::json!({
+                "alertmanager": {
+                    "state": e.state,
+                    "attempts": e.attempts,
+                    "last_error": e.last_error,
+                    "resolved_at": e.resolved_at,
+                }
+            }),
+            None => serde_json::Value::Null,
+        }
     }
 
     /// Alert `id`'s acknowledgement, if it has one.
@@ -174,6 +315,13 @@ impl AlertSink {
     }
 }
 
+/// The file name of `path`.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default()
+}
+
 /// How an alert's acknowledgement file ends (`<id>.ack.json`).
 const ACK_SUFFIX: &str = ".ack.json";
 
@@ -187,6 +335,8 @@ pub fn alert_json(a: &Alert) -> serde_json::Value {
         "subject": a.subject,
         "message": a.message,
         "at": a.at,
+        "workflow_id": a.workflow_id,
+        "run_id": a.run_id,
         "detail": serde_json::from_str::<serde_json::Value>(&a.detail_json).unwrap_or(serde_json::Value::Null),
     })
 }

@@ -6,6 +6,7 @@
 //! registers them under the stable names declared in `steward_proto`.
 #![warn(missing_docs)]
 
+pub mod alertmanager;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
 pub mod alerts;

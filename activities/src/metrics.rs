@@ -44,6 +44,8 @@ pub const EXPORTED: &[&str] = &[
     "steward_drill_standby_lag_seconds",
     "steward_store_failovers_total",
     "steward_store_failover_seconds",
+    "steward_alert_delivery_failures_total",
+    "steward_alert_deliveries_pending",
 ];
 
 /// Handles to every steward metric. Cheap to clone.
@@ -77,6 +79,8 @@ pub struct Metrics {
     store_failover_seconds: GaugeF64,
     backfill_lag: GaugeF64,
     backfill_max_lag: GaugeF64,
+    alert_delivery_failures: Counter,
+    alert_deliveries_pending: GaugeF64,
     /// The phase each backfill was last seen in, so the old phase's gauge
     /// drops to 0 when a new one is set.
     phases: Arc<Mutex<BTreeMap<String, String>>>,
@@ -245,6 +249,16 @@ impl Metrics {
                 "The lag over which a backfill throttles, as configured (max_lag_seconds)",
                 "s",
             )),
+            alert_delivery_failures: meter.counter(param(
+                "steward_alert_delivery_failures",
+                "Tries to hand an alert to a sink (alertmanager) that failed; each is retried",
+                "",
+            )),
+            alert_deliveries_pending: meter.gauge_f64(param(
+                "steward_alert_deliveries_pending",
+                "Alerts not yet handed to a sink (alertmanager)",
+                "",
+            )),
             phases: Arc::default(),
             meter,
         }
@@ -378,6 +392,18 @@ impl Metrics {
         let labels = self.labels(&[("backfill", backfill)]);
         self.backfill_lag.record(seconds, &labels);
         self.backfill_max_lag.record(max, &labels);
+    }
+
+    /// A try to hand an alert to `sink` failed.
+    pub fn alert_delivery_failed(&self, sink: &str) {
+        self.alert_delivery_failures
+            .add(1, &self.labels(&[("sink", sink)]));
+    }
+
+    /// `n` alerts wait to be handed to `sink`.
+    pub fn alert_deliveries_pending(&self, sink: &str, n: usize) {
+        self.alert_deliveries_pending
+            .record(n as f64, &self.labels(&[("sink", sink)]));
     }
 
     /// The store failed over to `host` after `seconds`.

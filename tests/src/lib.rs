@@ -8,6 +8,7 @@
 //! Every prerequisite that is missing makes the test fail with a message
 //! saying how to install it; nothing is skipped.
 
+mod alertmanager;
 mod api;
 mod asserts;
 mod browser;
@@ -20,6 +21,7 @@ mod prometheus;
 mod repos;
 mod wait;
 
+pub use alertmanager::*;
 pub use api::*;
 pub use asserts::*;
 pub use browser::*;

@@ -214,7 +214,7 @@ impl Guard {
             subject: subject.into(),
             message,
             at: secs_text(now_ms()),
-            detail_json: String::new(),
+            ..Default::default()
         };
         self.sink.raise(&alert).await.context("raising the alert")?;
         Ok(())
@@ -225,6 +225,12 @@ impl Guard {
         let since = last.map(|s| s.at_ms).unwrap_or(self.started_ms);
         let age = now_ms().saturating_sub(since);
         if age <= max_age.as_millis() as i64 {
+            // A sweep completed: a stale-sweep alert still open is over.
+            if last.is_some() {
+                self.sink
+                    .resolve("sweep.deadman", "consistency-sweep")
+                    .await;
+            }
             return Ok(());
         }
         let key = deadman_key(last);

@@ -49,7 +49,17 @@ pub async fn shutdown_signal() {
 
 /// The alert sink of `loaded`.
 pub fn alert_sink(loaded: &Loaded) -> AlertSink {
-    AlertSink::new(loaded.alerts_dir(), loaded.config.alerts.webhook.clone())
+    let a = &loaded.config.alerts;
+    let links = steward_activities::alertmanager::Links {
+        page: a.page_url.clone(),
+        temporal_ui: a.temporal_ui_url.clone().map(|ui| {
+            let namespace =
+                std::env::var("TEMPORAL_NAMESPACE").unwrap_or_else(|_| "default".into());
+            (ui, namespace)
+        }),
+    };
+    AlertSink::new(loaded.alerts_dir(), a.webhook.clone())
+        .with_alertmanager(a.alertmanager.clone(), links)
 }
 
 /// The operators `loaded` declares (with when their credentials expire,
@@ -96,6 +106,7 @@ pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics, client: &Cli
         ))),
         backfill: BackfillActivities::new(loaded.config.backfills.clone(), loaded.artifacts_dir())
             .with_metrics(metrics.clone())
+            .with_alerts(alert_sink(loaded).with_metrics(metrics.clone()))
             .with_roster(roster(loaded))
             .with_host_wait_alert(wait),
         placement: placement(loaded),
@@ -114,7 +125,8 @@ pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics, client: &Cli
             loaded.artifacts_dir(),
             store.clone(),
         )
-        .with_metrics(metrics.clone()),
+        .with_metrics(metrics.clone())
+        .with_alerts(alert_sink(loaded).with_metrics(metrics.clone())),
         failover: steward_activities::failover::FailoverActivities::new(
             loaded.config.drills.clone(),
             store.clone(),
@@ -217,6 +229,21 @@ pub async fn run_until(
         },
     );
     tokio::pin!(disks);
+    // Alerts on their way to Alertmanager: retried with backoff, firing
+    // conditions sent again, beside the worker.
+    let outbox = alert_sink(loaded).with_metrics(metrics.clone());
+    let deliveries = crate::periodic::periodically(
+        std::time::Duration::from_secs(2),
+        "handing alerts to Alertmanager",
+        move || {
+            let outbox = outbox.clone();
+            async move {
+                outbox.deliver().await;
+                Ok(())
+            }
+        },
+    );
+    tokio::pin!(deliveries);
     let hosts = std::sync::Arc::new(tokio::sync::Mutex::new(HostCheck::new(
         crate::ops::Ops::new(loaded.clone())
             .with_client(client.clone())
@@ -300,6 +327,7 @@ pub async fn run_until(
         () = &mut guard => unreachable!("the guard checks until it is dropped"),
         () = &mut archiver => unreachable!("the archiver passes until it is dropped"),
         () = &mut disks => unreachable!("the disk gauge measures until it is dropped"),
+        () = &mut deliveries => unreachable!("the alert deliveries run until they are dropped"),
         () = &mut host_check => unreachable!("the host check checks until it is dropped"),
         () = &mut replication_check => unreachable!("the replication watch runs until it is dropped"),
         _ = stop => {

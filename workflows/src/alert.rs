@@ -47,6 +47,7 @@ impl NewAlert {
             } else {
                 Value::Object(self.detail).to_string()
             },
+            ..Default::default()
         }
     }
 
@@ -54,8 +55,12 @@ impl NewAlert {
     pub async fn raise<W>(self, ctx: &WorkflowContext<W>) -> temporalio_sdk::WorkflowResult<()> {
         let summary = format!("{} alert {}", self.severity, self.kind);
         let options = crate::options::summarized(crate::options::quick(60, 5), summary);
-        ctx.execute_activity(RaiseAlert, self.build(), options)
-            .await?;
+        let alert = Alert {
+            workflow_id: ctx.workflow_id().to_string(),
+            run_id: ctx.run_id().to_string(),
+            ..self.build()
+        };
+        ctx.execute_activity(RaiseAlert, alert, options).await?;
         Ok(())
     }
 }

@@ -105,6 +105,9 @@ impl BackfillActivities {
             .map_err(sql_err("lag_sql"))?;
         let seconds = v.number.unwrap_or(0.0);
         self.metrics.backfill_lag(name, seconds, s.max_lag_seconds);
+        if seconds <= s.max_lag_seconds {
+            self.resolve(name, &["backfill.lag"]).await;
+        }
         Ok(LagReading { seconds })
     }
     /// Runs the validations. Read-only.

@@ -96,6 +96,8 @@ pub struct BackfillActivities {
     pools: Mutex<HashMap<String, AnyPool>>,
     /// The pools' primaries are followed while the activities live.
     alive: std::sync::Arc<()>,
+    /// Where the lag and runtime alerts are resolved when they end.
+    alerts: Option<crate::alerts::AlertSink>,
     artifacts: PathBuf,
     metrics: crate::metrics::Metrics,
     roster: crate::roster::Roster,
@@ -109,6 +111,7 @@ impl BackfillActivities {
             specs: specs.into_iter().map(|s| (s.name.clone(), s)).collect(),
             pools: Mutex::new(HashMap::new()),
             alive: Default::default(),
+            alerts: None,
             artifacts,
             metrics: Default::default(),
             roster: Default::default(),
@@ -121,6 +124,22 @@ impl BackfillActivities {
     pub fn with_host_wait_alert(mut self, seconds: u32) -> Self {
         self.host_wait_alert_seconds = seconds;
         self
+    }
+
+    /// The same activities, resolving a backfill's lag alert when its lag
+    /// falls back and its runtime and lag alerts when it ends, in `sink`.
+    pub fn with_alerts(mut self, sink: crate::alerts::AlertSink) -> Self {
+        self.alerts = Some(sink);
+        self
+    }
+
+    /// Resolves backfill `name`'s open alerts of `kinds`.
+    async fn resolve(&self, name: &str, kinds: &[&str]) {
+        if let Some(sink) = &self.alerts {
+            for kind in kinds {
+                sink.resolve(kind, name).await;
+            }
+        }
     }
 
     /// The same activities, handing `roster` to every rollout's plan.
@@ -342,6 +361,9 @@ impl BackfillActivities {
             self.metrics
                 .backfill_phase(&e.name, BackfillStage::Ended(outcome));
         }
+        // The rollout ended: its runtime and lag alerts are over.
+        self.resolve(&e.name, &["backfill.runtime", "backfill.lag"])
+            .await;
         self.evidence(&e, &dir).map_err(failure)
     }
 }

@@ -197,6 +197,7 @@ pub struct RestoreActivities {
     metrics: Metrics,
     /// The `steward` program the restored copy is served with.
     api_program: PathBuf,
+    alerts: Option<crate::alerts::AlertSink>,
 }
 
 impl RestoreActivities {
@@ -221,6 +222,7 @@ impl RestoreActivities {
             metrics: Metrics::default(),
             // The worker is the `steward` binary: it serves the copy too.
             api_program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("steward")),
+            alerts: None,
         }
     }
 
@@ -228,6 +230,13 @@ impl RestoreActivities {
     /// (`steward`) instead of this process's own binary.
     pub fn with_api_program(mut self, program: PathBuf) -> Self {
         self.api_program = program;
+        self
+    }
+
+    /// The same activities, resolving the failed drills' alerts in `sink`
+    /// once a drill verifies.
+    pub fn with_alerts(mut self, sink: crate::alerts::AlertSink) -> Self {
+        self.alerts = Some(sink);
         self
     }
 
@@ -298,7 +307,13 @@ impl RestoreActivities {
         _ctx: ActivityContext,
         r: RestoreDrillResult,
     ) -> Result<(), ActivityError> {
-        self.record(&r).await.map_err(failure)
+        self.record(&r).await.map_err(failure)?;
+        if DrillOutcome::Verified == r.outcome
+            && let Some(sink) = &self.alerts
+        {
+            sink.resolve("restore.failed", "").await;
+        }
+        Ok(())
     }
 }
 

@@ -1317,6 +1317,7 @@ async fn a_critical_alert_waits_in_the_inbox_until_an_operator_acknowledges_it_w
             message: "restore drill mismatch: table tasks differs".into(),
             at: "2026-12-07T03:00:00Z".into(),
             detail_json: "{}".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -1334,7 +1335,11 @@ async fn a_critical_alert_waits_in_the_inbox_until_an_operator_acknowledges_it_w
     assert_eq!(code, 400, "a reason is required: {refused}");
     let (code, ack) = e
         .api
-        .post(&path, t, json!({ "reason": "the restore target was being rebuilt" }))
+        .post(
+            &path,
+            t,
+            json!({ "reason": "the restore target was being rebuilt" }),
+        )
         .await;
     assert_eq!(code, 200, "{ack}");
     assert_eq!(ack["by"], "ana", "{ack}");
@@ -1347,11 +1352,22 @@ async fn a_critical_alert_waits_in_the_inbox_until_an_operator_acknowledges_it_w
         (Some("ana"), Some("the restore target was being rebuilt")),
         "{alerts}"
     );
-    assert!(shown["at"].as_str().is_some_and(|a| a.ends_with('Z')), "{alerts}");
+    assert!(
+        shown["at"].as_str().is_some_and(|a| a.ends_with('Z')),
+        "{alerts}"
+    );
     // Acknowledged once: a second acknowledgement keeps the first.
     let again = e.ok(&["alerts", "ack", id, "--reason", "me too", "--by", "bob"]);
     assert_eq!(again["by"], "ana", "{again}");
-    let (code, _, err) = e.cli(&["alerts", "ack", "no-such-alert", "--reason", "x", "--by", "bob"]);
+    let (code, _, err) = e.cli(&[
+        "alerts",
+        "ack",
+        "no-such-alert",
+        "--reason",
+        "x",
+        "--by",
+        "bob",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no alert `no-such-alert`"), "{err}");
 }

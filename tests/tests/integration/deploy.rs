@@ -652,4 +652,30 @@ fn the_compose_prometheus_scrapes_every_worker_and_the_api_with_stewards_rules()
         api_target.starts_with("steward-api:") && api_listen.contains(&format!(":{api_port}")),
         "{api_target} vs {api_listen}"
     );
+    // Prometheus and the workers send their alerts to the compose file's
+    // Alertmanager, whose config Alertmanager's own checker accepts.
+    let am = service(&doc, "alertmanager");
+    let am_port = strings(&am["ports"])
+        .first()
+        .and_then(|p| p.rsplit(':').next().map(str::to_string))
+        .unwrap();
+    assert_eq!(
+        config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0],
+        format!("alertmanager:{am_port}").as_str()
+    );
+    let loaded = config::load(&mounted_config(&doc)).unwrap();
+    assert_eq!(
+        loaded.config.alerts.alertmanager,
+        vec![format!("http://alertmanager:{am_port}")]
+    );
+    let checked = std::process::Command::new("amtool")
+        .args(["check-config"])
+        .arg(dir.join("alertmanager.yml"))
+        .output()
+        .expect("amtool (Debian prometheus-alertmanager): run ./scripts/setup");
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stdout)
+    );
 }

@@ -5,6 +5,7 @@
 //! harness. `cargo test --test integration <module>::` runs one topic;
 //! `scripts/fault-campaign` names its trials the same way.
 
+mod alerting;
 mod api;
 mod audit;
 mod backfill;

@@ -103,6 +103,10 @@ pub const UPGRADE_MODES_PATCH: &str = "upgrade-modes";
 /// upgrade does. Runs recorded before it moved it unasked.
 pub const COLD_HOLD_PATCH: &str = "upgrade-cold-hold";
 
+/// Patch: an approved hold raises `upgrade.approved` (a notice, and what
+/// resolves the hold's alert). Runs recorded before it raised nothing.
+pub const APPROVAL_NOTICE_PATCH: &str = "upgrade-approval-notice";
+
 /// What the plan and the patches decide for the rest of the run, computed
 /// once.
 #[derive(Debug, Clone)]
@@ -400,6 +404,25 @@ impl WarmUpgrade {
             _ = ctx.timer(wait) => {}
             _ = ctx.wait_condition(|s| s.approved.is_some()) => {}
         };
+        // The approval is announced, and ends the hold's alert (the sink
+        // resolves `upgrade.held-*` of the app when `upgrade.approved` is
+        // raised).
+        if let Some(by) = ctx.state(|s| s.approved.clone())
+            && ctx.patched(APPROVAL_NOTICE_PATCH)
+        {
+            alert(
+                ctx,
+                Severity::Info,
+                "approved",
+                true,
+                format!(
+                    "upgrade of {} to {target} approved by {}: {}",
+                    plan.app, by.operator, by.reason
+                ),
+                Map::new(),
+            )
+            .await;
+        }
         ctx.state(|s| s.approved.is_none()).then(|| {
             Ending::fine(
                 outcome,

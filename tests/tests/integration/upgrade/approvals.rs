@@ -357,3 +357,65 @@ async fn a_verified_approval_of_an_upgrade_a_typed_name_started_is_refused() {
         .unwrap();
     assert!(!approval.verified, "recorded as a typed name: {approval:?}");
 }
+
+#[tokio::test]
+async fn a_held_upgrade_fires_in_alertmanager_and_resolves_once_approved() {
+    let am = steward_tests::Alertmanager::start(&["alertname", "app"]).await;
+    let notes = "Needs a manual migration first.";
+    let app = App::with_top(
+        "am-held",
+        &[(BASE, "ok", ""), ("1.4.0+5.0.0", "ok", notes)],
+        "approval_wait = \"10m\"",
+        &format!(
+            "[alerts]\nalertmanager = \"{}\"\npage_url = \"https://steward.example/\"\n",
+            am.url
+        ),
+    )
+    .await;
+    let (code, _, err) = app.cli(&["upgrade", "run", "sso", "--no-wait", "--reason", "nightly"]);
+    assert_eq!(code, 0, "{err}");
+    let held = |n: &serde_json::Value, status: &str| {
+        n["status"] == status
+            && n["alerts"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|a| a["labels"]["alertname"] == "upgrade.held-manual-migration")
+            })
+    };
+    let firing = am.notified("the hold, firing", |n| held(n, "firing")).await;
+    let alert = &firing["alerts"][0];
+    assert_eq!(alert["labels"]["app"], "sso", "{alert}");
+    assert_eq!(alert["labels"]["severity"], "warning", "{alert}");
+    assert_eq!(alert["annotations"]["workflow_id"], sso(), "{alert}");
+    assert!(
+        alert["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("approve with"),
+        "{alert}"
+    );
+    let (code, _, err) = app.approve("1.4.0+5.0.0", "migration done", "ana");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(app.result().await.outcome, "upgraded");
+    am.notified("the hold, resolved", |n| held(n, "resolved"))
+        .await;
+    let listed = app.ok(&["alerts", "list"]);
+    let of = |kind: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}: {listed}"))
+            .clone()
+    };
+    let hold = of("upgrade.held-manual-migration");
+    assert!(hold["resolved_at"].is_string(), "{hold}");
+    let approved = of("upgrade.approved");
+    assert!(
+        approved["message"]
+            .as_str()
+            .unwrap()
+            .contains("approved by ana: migration done"),
+        "{approved}"
+    );
+}
