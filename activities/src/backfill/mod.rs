@@ -206,6 +206,8 @@ impl BackfillActivities {
             has_lag_sql: s.lag_sql.is_some(),
             max_lag_seconds: s.max_lag_seconds,
             approvals: s.approvals.clone(),
+            approval_timeout_seconds: s.approval_timeout_seconds(),
+            on_approval_timeout: s.on_approval_timeout.clone().unwrap_or_default(),
             batches_per_run: s.batches_per_run,
             batches_per_activity: s.batches_per_activity,
             has_snapshot: s.snapshot.is_some(),

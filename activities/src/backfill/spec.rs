@@ -177,6 +177,14 @@ pub struct BackfillSpec {
     /// Groups that must approve before execution.
     #[serde(default)]
     pub approvals: Vec<String>,
+    /// How long the approvals may take, e.g. "4h" (none: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout: Option<String>,
+    /// What a rollout does when the approvals did not come in time:
+    /// `abort` (rolled back, nothing applied) or `renotify` (say so again
+    /// and keep waiting; the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_approval_timeout: Option<String>,
     /// Take only operator actions the API signed (verified identities);
     /// the CLI's typed names are refused.
     #[serde(default)]
@@ -331,6 +339,18 @@ impl BackfillSpec {
         if let Err(m) = crate::duration::parse(&self.max_runtime) {
             return e("max_runtime", m);
         }
+        if let Some(Err(m)) = self.approval_timeout.as_deref().map(crate::duration::parse) {
+            return e("approval_timeout", m);
+        }
+        if let Some(o) = &self.on_approval_timeout
+            && o != "abort"
+            && o != "renotify"
+        {
+            return e(
+                "on_approval_timeout",
+                format!("`{o}` is neither `abort` nor `renotify`"),
+            );
+        }
         if crate::dburl::DatabaseUrl::parse(&self.database_url).is_err() {
             return e(
                 "database_url",
@@ -370,6 +390,14 @@ impl BackfillSpec {
     /// SHA-256 of the spec's canonical JSON form.
     pub fn sha256(&self) -> String {
         hex::encode(Sha256::digest(serde_json::to_vec(self).unwrap_or_default()))
+    }
+
+    /// How long the approvals may take, in seconds (0: no limit).
+    pub fn approval_timeout_seconds(&self) -> u64 {
+        self.approval_timeout
+            .as_deref()
+            .and_then(|t| crate::duration::parse(t).ok())
+            .unwrap_or(0)
     }
 
     /// The alert threshold in seconds.

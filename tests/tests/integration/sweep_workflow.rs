@@ -1070,6 +1070,29 @@ async fn a_schedule_is_paused_after_consecutive_automation_errors_and_stays_paus
     );
     assert_eq!(alerts_of_kind(&e, "schedule.paused").len(), 1);
 
+    // An operator's pause is told too, with who, why and what resumes it.
+    let (code, _, err) = e.cli(&[
+        "schedules",
+        "pause",
+        "sweep",
+        "--reason",
+        "database maintenance",
+        "--by",
+        "ana",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let paused = alerts_of_kind(&e, "schedule.paused");
+    assert_eq!(paused.len(), 2);
+    let told = paused
+        .iter()
+        .map(|a| a["message"].as_str().unwrap_or_default())
+        .find(|m| m.contains("paused by ana"))
+        .unwrap_or_else(|| panic!("{paused:?}"));
+    assert!(
+        told.contains("database maintenance") && told.contains("steward schedules resume sweep"),
+        "{told}"
+    );
+
     let (code, _, err) = e.cli(&["schedules", "resume", "nightly"]);
     assert_eq!(code, 2);
     assert!(

@@ -23,6 +23,25 @@ impl Ops {
             .collect())
     }
 
+    /// Raises a notice (an info alert) of `kind` about `subject`: what an
+    /// operator did or was refused, for the people who wait on it. Best
+    /// effort: a notice that cannot be written is logged, never fails the
+    /// action it tells of.
+    pub async fn notice(&self, kind: &str, subject: &str, message: String) {
+        let alert = steward_proto::v1::Alert {
+            id: format!("{kind}-{}", uuid::Uuid::new_v4()),
+            severity: "info".into(),
+            kind: kind.into(),
+            subject: subject.into(),
+            message,
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ..Default::default()
+        };
+        if let Err(e) = crate::serve::alert_sink(self.loaded()).raise(&alert).await {
+            tracing::warn!("the notice {kind} about {subject}: {e}");
+        }
+    }
+
     /// Critical alerts no one has acknowledged, newest first.
     pub fn unacknowledged_critical(&self) -> Vec<serde_json::Value> {
         crate::serve::alert_sink(self.loaded())

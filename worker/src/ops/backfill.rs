@@ -181,7 +181,7 @@ impl Ops {
             .await?
             .get_workflow_handle::<BackfillRollout>(id.clone());
         let context = format!("{verb} refused for backfill `{name}`");
-        super::workflow::resend_until_answered(&id, &context, || {
+        let answered = super::workflow::resend_until_answered(&id, &context, || {
             let (handle, req) = (&handle, req.clone());
             async move {
                 let opts = Default::default();
@@ -223,7 +223,22 @@ impl Ops {
                 }
             }
         })
-        .await
+        .await;
+        // A refused approval is told to those waiting on it.
+        if verb == OperatorVerb::Approve
+            && let Err(Error::Refused(why)) = &answered
+        {
+            self.notice(
+                "backfill.approval-refused",
+                name,
+                format!(
+                    "backfill `{name}`: the approval by {} was refused: {why}",
+                    actor.name
+                ),
+            )
+            .await;
+        }
+        answered
     }
 
     /// Backfill `name`'s rollout: phase, batches, rows, rate, ETA, actions.

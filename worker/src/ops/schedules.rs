@@ -64,6 +64,19 @@ impl Ops {
             crate::schedules::resume(client, &s, &format!("{}: {reason}", actor.name)).await
         }
         .map_err(|e| Error::upstream(format!("{verb} {id}"), e))?;
+        // A paused schedule waits for a person: say so, and what resumes it.
+        if pause {
+            self.notice(
+                "schedule.paused",
+                &id,
+                format!(
+                    "schedule {id} paused by {}: {reason}; nothing it starts runs until \
+                     `steward schedules resume {name}`",
+                    actor.name
+                ),
+            )
+            .await;
+        }
         Ok(ScheduleChanged {
             schedule_id: id,
             paused: pause,

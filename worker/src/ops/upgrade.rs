@@ -243,12 +243,26 @@ impl Ops {
             }
             None => {}
         }
-        self.client()
+        let answered = self
+            .client()
             .await?
             .get_workflow_handle::<WarmUpgrade>(id)
             .execute_update(WarmUpgrade::approve, req, Default::default())
             .await
-            .map_err(|e| Error::update(format!("approve refused for `{app}`"), e))
+            .map_err(|e| Error::update(format!("approve refused for `{app}`"), e));
+        // A refused approval is told to those waiting on it.
+        if let Err(Error::Refused(why)) = &answered {
+            self.notice(
+                "upgrade.approval-refused",
+                app,
+                format!(
+                    "upgrade of `{app}`: the approval by {} was refused: {why}",
+                    actor.name
+                ),
+            )
+            .await;
+        }
+        answered
     }
 
     /// Starts the cold run of every app with a cold setup (or those

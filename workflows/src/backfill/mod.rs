@@ -59,6 +59,23 @@ pub const RUNTIME_FROM_EXECUTION_PATCH: &str = "backfill-runtime-from-execution"
 /// recorded before it replay the unbound check they made then.
 pub const SIGNATURE_BINDING_PATCH: &str = "operator-signatures-bound";
 
+/// Patch: a rollout says when it waits for people (a freeze by hand, the
+/// approvals, with the groups that may give them), when that wait runs out
+/// (`approval_timeout`) and when it is approved. Runs recorded before it
+/// raised none of these.
+pub const NOTICES_PATCH: &str = "backfill-notices";
+
+/// What a rollout waiting for approvals tells the people who may give
+/// them.
+fn awaiting_approval(name: &str, plan: &BackfillPlan) -> String {
+    format!(
+        "backfill `{name}` waits for the approval of each of {}: a member of each group approves \
+         with `steward backfill approve {name} --group G --reason \"...\"` (or the API, or the \
+         page)",
+        plan.approvals.join(", ")
+    )
+}
+
 /// A batch activity starts no batch after this long, so pause, abort and
 /// live settings take effect within about a second.
 const RUN_BUDGET_MS: u32 = 1_000;
@@ -255,6 +272,18 @@ impl BackfillRollout {
             ctx.set_current_details(format!(
                 "waiting for an operator: `steward backfill freeze {name}`"
             ));
+            if ctx.patched(NOTICES_PATCH) {
+                alert(
+                    ctx,
+                    Severity::Info,
+                    "awaiting-freeze",
+                    format!(
+                        "backfill `{name}` waits for an operator to freeze ingest: \
+                         `steward backfill freeze {name} --reason \"...\"`"
+                    ),
+                )
+                .await;
+            }
             ctx.wait_condition(|s| s.freeze_requested || s.abort_requested)
                 .await?;
         }
@@ -345,10 +374,77 @@ impl BackfillRollout {
             "waiting for approvals of {}: `steward backfill approve {name} --group G`",
             plan.approvals.join(", ")
         ));
+        if ctx.patched(NOTICES_PATCH) {
+            // Whoever may approve hears that the rollout waits for them,
+            // again when the wait runs out (`renotify`), and when it is
+            // approved.
+            let asked = awaiting_approval(&name, &plan);
+            alert(ctx, Severity::Info, "awaiting-approval", asked.clone()).await;
+            let limit = plan.approval_timeout_seconds;
+            while limit > 0 && ctx.state(|s| !s.approved() && !s.abort_requested) {
+                let timer = TimerOptions::builder(Duration::from_secs(limit))
+                    .summary(format!("wait {limit}s for the approvals"))
+                    .build();
+                select! {
+                    _ = ctx.timer(timer) => {}
+                    _ = ctx.wait_condition(|s| s.approved() || s.abort_requested) => {}
+                };
+                if ctx.state(|s| s.approved() || s.abort_requested) {
+                    continue;
+                }
+                let missing = ctx.state(|s| s.missing_approvals());
+                if plan.on_approval_timeout == "abort" {
+                    alert(
+                        ctx,
+                        Severity::Warning,
+                        "approval-timed-out",
+                        format!(
+                            "backfill `{name}`: no approval of {} within {limit}s; aborted as \
+                             configured (on_approval_timeout = \"abort\")",
+                            missing.join(", ")
+                        ),
+                    )
+                    .await;
+                    return Self::roll_back(
+                        ctx,
+                        format!("not approved within {limit}s (on_approval_timeout = \"abort\")"),
+                    )
+                    .await;
+                }
+                alert(
+                    ctx,
+                    Severity::Warning,
+                    "approval-timed-out",
+                    format!(
+                        "backfill `{name}`: no approval of {} within {limit}s; still waiting. {asked}",
+                        missing.join(", ")
+                    ),
+                )
+                .await;
+            }
+        }
         ctx.wait_condition(|s| s.approved() || s.abort_requested)
             .await?;
         if ctx.state(|s| s.abort_requested) {
             return Self::roll_back(ctx, "aborted before execution".into()).await;
+        }
+        if ctx.patched(NOTICES_PATCH) && !plan.approvals.is_empty() {
+            let who = ctx.state(|s| {
+                s.carry
+                    .operator_actions
+                    .iter()
+                    .filter(|a| a.action == "approve")
+                    .map(|a| format!("{} for {} ({})", a.operator, a.detail, a.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+            alert(
+                ctx,
+                Severity::Info,
+                "approved",
+                format!("backfill `{name}` approved: {who}"),
+            )
+            .await;
         }
         let since = rfc3339(time(ctx));
         ctx.state_mut(|s| s.carry.executing_since = since);

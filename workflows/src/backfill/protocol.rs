@@ -263,6 +263,16 @@ impl BackfillRollout {
         }
     }
 
+    /// The approving groups that have not approved yet.
+    pub(super) fn missing_approvals(&self) -> Vec<String> {
+        self.plan
+            .approvals
+            .iter()
+            .filter(|g| !self.carry.approvals.contains(g))
+            .cloned()
+            .collect()
+    }
+
     pub(super) fn approved(&self) -> bool {
         let have: BTreeSet<&String> = self.carry.approvals.iter().collect();
         self.plan.approvals.iter().all(|g| have.contains(g))

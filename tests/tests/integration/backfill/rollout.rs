@@ -4,6 +4,18 @@
 
 use super::*;
 
+/// The message of the alert of `kind`, once it is there.
+async fn notice(e: &Env, kind: &str) -> String {
+    wait_for(kind, Duration::from_secs(30), || async {
+        e.alerts()
+            .into_iter()
+            .find(|a| a["kind"] == kind)
+            .map(|a| a["message"].as_str().unwrap_or_default().to_string())
+    })
+    .await
+    .unwrap()
+}
+
 async fn happy_path(backend: Backend) {
     let e = env(
         "happy",
@@ -41,6 +53,9 @@ async fn happy_path(backend: Backend) {
         1,
         "nothing frozen before the operator says so"
     );
+    // Those who must act hear that the rollout waits for them.
+    let said = notice(&e, "backfill.awaiting-freeze").await;
+    assert!(said.contains("steward backfill freeze bf"), "{said}");
     e.ok(&[
         "backfill",
         "freeze",
@@ -89,6 +104,13 @@ async fn happy_path(backend: Backend) {
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("not an approving group"), "{err}");
+    let refused = notice(&e, "backfill.approval-refused").await;
+    assert!(refused.contains("not an approving group"), "{refused}");
+    let asked = notice(&e, "backfill.awaiting-approval").await;
+    assert!(
+        asked.contains("storage-guild, platform-security") && asked.contains("--group G"),
+        "{asked}"
+    );
     assert_eq!(
         e.status().await.phase,
         "awaiting_approval",
@@ -108,6 +130,12 @@ async fn happy_path(backend: Backend) {
 
     let result = e.result().await;
     assert_eq!(result.outcome, "done", "{result:?}");
+    let approved = notice(&e, "backfill.approved").await;
+    assert!(
+        approved.contains("sam for storage-guild (reviewed)")
+            && approved.contains("kim for platform-security (ok)"),
+        "{approved}"
+    );
     assert_eq!(
         edges(&e.pool, "<> 'earlier-run'").await,
         expected,
@@ -679,4 +707,67 @@ async fn a_freeze_command_pinned_to_its_host_runs_on_that_hosts_worker_only() {
         .filter(|x| x["name"] == steward_proto::names::BACKFILL_ACTION)
         .count();
     assert!(others > freezes.len(), "{timeline}");
+}
+
+#[tokio::test]
+async fn approvals_that_do_not_come_in_time_renotify_or_abort_as_configured() {
+    // renotify: told again each time the wait runs out, then approved.
+    let e = env(
+        "approval-renotify",
+        Backend::Sqlite,
+        None,
+        "approvals = [\"storage\"]\napproval_timeout = \"2s\"\non_approval_timeout = \"renotify\"",
+    )
+    .await;
+    e.start();
+    e.wait_phase("awaiting_approval").await;
+    wait_for("two timeouts told", Duration::from_secs(60), || async {
+        (e.alerts()
+            .iter()
+            .filter(|a| a["kind"] == "backfill.approval-timed-out")
+            .count()
+            >= 2)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let again = notice(&e, "backfill.approval-timed-out").await;
+    assert!(
+        again.contains("no approval of storage within 2s; still waiting"),
+        "{again}"
+    );
+    assert_eq!(e.status().await.phase, "awaiting_approval");
+    e.ok(&[
+        "backfill", "approve", "bf", "--group", "storage", "--reason", "ok", "--by", "ana",
+    ]);
+    assert_eq!(e.result().await.outcome, "done");
+
+    // abort: rolled back (nothing was applied) and it says why.
+    let e = env(
+        "approval-abort",
+        Backend::Sqlite,
+        None,
+        "approvals = [\"storage\"]\napproval_timeout = \"2s\"\non_approval_timeout = \"abort\"",
+    )
+    .await;
+    e.start();
+    let said = notice(&e, "backfill.approval-timed-out").await;
+    assert!(said.contains("aborted as configured"), "{said}");
+    e.wait_phase("rolled_back_frozen").await;
+    e.ok(&[
+        "backfill",
+        "unfreeze",
+        "bf",
+        "--reason",
+        "window closed",
+        "--by",
+        "ana",
+    ]);
+    let result = e.result().await;
+    assert_eq!(result.outcome, "rolled_back", "{result:?}");
+    assert!(
+        result.error.contains("not approved within 2s"),
+        "{result:?}"
+    );
+    assert_eq!(edges(&e.pool, "<> 'earlier-run'").await, vec![]);
 }

@@ -208,6 +208,16 @@ async fn an_operator_signs_in_to_the_page_in_a_real_browser_and_approves_a_held_
         assert_eq!(code, 409, "{answer}");
         assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
     }
+    // Each refusal is told to those waiting on the approval.
+    let refused = app.alerts_of("upgrade.approval-refused");
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused.iter().any(|a| a["message"]
+            .as_str()
+            .unwrap()
+            .contains("not in group `release`")),
+        "{refused:?}"
+    );
     let (code, _, err) = app.approve("1.4.0+5.0.0", "typed", "bob");
     assert_ne!(code, 0);
     assert!(err.contains("require_verified"), "{err}");
