@@ -46,6 +46,8 @@ pub const EXPORTED: &[&str] = &[
     "steward_store_failover_seconds",
     "steward_alert_delivery_failures_total",
     "steward_alert_deliveries_pending",
+    "steward_backfill_validation_value",
+    "steward_backfill_validation_ok",
 ];
 
 /// Handles to every steward metric. Cheap to clone.
@@ -81,6 +83,8 @@ pub struct Metrics {
     backfill_max_lag: GaugeF64,
     alert_delivery_failures: Counter,
     alert_deliveries_pending: GaugeF64,
+    validation_value: GaugeF64,
+    validation_ok: GaugeF64,
     /// The phase each backfill was last seen in, so the old phase's gauge
     /// drops to 0 when a new one is set.
     phases: Arc<Mutex<BTreeMap<String, String>>>,
@@ -259,6 +263,16 @@ impl Metrics {
                 "Alerts not yet handed to a sink (alertmanager)",
                 "",
             )),
+            validation_value: meter.gauge_f64(param(
+                "steward_backfill_validation_value",
+                "The number each validation of a backfill last returned (the runbook's idempotency violations are one)",
+                "",
+            )),
+            validation_ok: meter.gauge_f64(param(
+                "steward_backfill_validation_ok",
+                "1 when a backfill's validation last held, 0 when it did not",
+                "",
+            )),
             phases: Arc::default(),
             meter,
         }
@@ -392,6 +406,23 @@ impl Metrics {
         let labels = self.labels(&[("backfill", backfill)]);
         self.backfill_lag.record(seconds, &labels);
         self.backfill_max_lag.record(max, &labels);
+    }
+
+    /// Backfill `backfill`'s validation `validation` returned `value`
+    /// (when a number) and held or not.
+    pub fn backfill_validation(
+        &self,
+        backfill: &str,
+        validation: &str,
+        value: Option<f64>,
+        ok: bool,
+    ) {
+        let labels = self.labels(&[("backfill", backfill), ("validation", validation)]);
+        if let Some(v) = value {
+            self.validation_value.record(v, &labels);
+        }
+        self.validation_ok
+            .record(if ok { 1.0 } else { 0.0 }, &labels);
     }
 
     /// A try to hand an alert to `sink` failed.

@@ -159,6 +159,12 @@ impl BackfillActivities {
                     }
                 }
             };
+            self.metrics.backfill_validation(
+                &req.name,
+                &check.name,
+                check.value.parse().ok(),
+                check.ok,
+            );
             out.checks.push(check);
         }
         Ok(out)

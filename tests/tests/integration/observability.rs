@@ -116,6 +116,7 @@ fn every_query_of_the_rules_and_the_dashboard_names_a_metric_steward_exports() {
         "steward_restore_drills_total",
         "steward_failover_drills_total",
         "steward_disk_free_bytes",
+        "steward_backfill_validation_value",
     ] {
         assert!(used.contains(wanted), "nothing queries {wanted}");
     }

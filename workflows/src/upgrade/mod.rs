@@ -423,6 +423,20 @@ impl WarmUpgrade {
             )
             .await;
         }
+        if ctx.state(|s| s.approved.is_none()) && ctx.patched(APPROVAL_NOTICE_PATCH) {
+            alert(
+                ctx,
+                Severity::Info,
+                "approval-timed-out",
+                true,
+                format!(
+                    "upgrade of {} to {target}: not approved within {}s; the run ends held",
+                    plan.app, plan.approval_wait_seconds
+                ),
+                Map::new(),
+            )
+            .await;
+        }
         ctx.state(|s| s.approved.is_none()).then(|| {
             Ending::fine(
                 outcome,

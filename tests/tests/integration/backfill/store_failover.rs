@@ -97,6 +97,9 @@ next_range_sql = "SELECT MIN(id), MAX(id) FROM (SELECT id FROM raw_records WHERE
 freeze = {{ sql = "UPDATE control SET enabled = 0" }}
 unfreeze = {{ sql = "UPDATE control SET enabled = 1" }}
 batch_size = 10
+validations = [
+  {{ name = "idempotency violations", sql = "SELECT COUNT(*) - (SELECT COUNT(*) FROM (SELECT DISTINCT older, newer FROM supersedes) d) FROM supersedes", expect = "= 0" }},
+]
 "#,
             target_url = cluster([&primary, &standby], "target"),
             apply = slow_apply(0.5),
@@ -235,6 +238,25 @@ batch_size = 10
         "{log}"
     );
     let exported = http_get(&metrics, "/metrics").unwrap();
+    steward_tests::assert_promtool_accepts(&exported, "the worker's /metrics after a failover");
+    // The runbook's "idempotency violations = 0", as the dashboard plots it.
+    let sample = |name: &str| {
+        exported
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains("validation=\"idempotency violations\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_string)
+    };
+    assert_eq!(
+        sample("steward_backfill_validation_value{").as_deref(),
+        Some("0"),
+        "{exported}"
+    );
+    assert_eq!(
+        sample("steward_backfill_validation_ok{").as_deref(),
+        Some("1"),
+        "{exported}"
+    );
     assert!(
         exported
             .lines()

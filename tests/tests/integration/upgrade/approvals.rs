@@ -21,6 +21,8 @@ async fn a_major_bump_is_held_and_expires_as_held() {
     assert_eq!(app.last_good(), BASE);
     let alerts = app.alerts_of("upgrade.held-major");
     assert_eq!(alerts.len(), 1);
+    let timed_out = app.alerts_of("upgrade.approval-timed-out");
+    assert_eq!(timed_out.len(), 1, "the wait that ran out is told");
     // The alert carries the notes, the matching sentence whole, and an
     // approval command that works as written (the reason it needs).
     let alert = &alerts[0];
