@@ -1370,4 +1370,52 @@ async fn a_critical_alert_waits_in_the_inbox_until_an_operator_acknowledges_it_w
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no alert `no-such-alert`"), "{err}");
+
+    // The page's button: the signed-in operator's form, with its token.
+    let second = "run-8-restore-drill";
+    steward_worker::serve::alert_sink(&loaded)
+        .raise(&steward_proto::v1::Alert {
+            id: second.into(),
+            severity: "critical".into(),
+            kind: "restore.failed".into(),
+            subject: "/backups/state-2.age".into(),
+            message: "restore drill failed: the off-node copy is missing".into(),
+            at: "2026-12-08T03:00:00Z".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let shown = page(&e, &e.ana).await;
+    let csrf = shown
+        .split("name=csrf value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's form token")
+        .to_string();
+    let (code, answer) = e
+        .api
+        .call_with(
+            "POST",
+            &format!("/ui/alerts/{second}/ack"),
+            &[
+                ("cookie", &format!("steward_token={}", e.ana.token)),
+                ("origin", &e.api.base),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            format!("csrf={csrf}&reason=copied+again+by+hand"),
+        )
+        .await;
+    assert_eq!(code, 303, "{answer}");
+    let (_, alerts) = e.api.get("/v1/alerts", t).await;
+    let acked = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == second)
+        .unwrap();
+    assert_eq!(acked["acknowledged"]["by"], "ana", "{acked}");
+    assert_eq!(
+        acked["acknowledged"]["reason"], "copied again by hand",
+        "{acked}"
+    );
 }

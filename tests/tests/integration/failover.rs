@@ -531,4 +531,7 @@ async fn a_drill_that_fails_before_it_begins_leaves_evidence_and_lets_go_of_its_
     e.worker = Some(steward_tests::Steward::worker(&e.config, &e.server.address));
     let (code, r) = e.drill();
     assert_eq!((code, r.outcome.as_str()), (0, "passed"), "{r:#?}");
+    // It passed: the failed drill's alert is over.
+    let failed = e.alerts_of("failover.failed");
+    assert!(failed[0]["resolved_at"].is_string(), "{failed:?}");
 }

@@ -454,12 +454,20 @@ async fn lag_over_the_limit_throttles_and_alerts() {
         .filter(|a| a["kind"] == "backfill.lag")
         .collect();
     assert_eq!(lag_alerts.len(), 1, "one alert per throttling episode");
+    assert!(lag_alerts[0]["resolved_at"].is_null(), "open while over");
     sqlx::query("UPDATE fake_lag SET seconds = 1")
         .execute(&e.pool)
         .await
         .unwrap();
     let result = e.result().await;
     assert_eq!(result.outcome, "done");
+    // The lag fell back: its alert is over (resolved in Alertmanager too).
+    let lag_alert = e
+        .alerts()
+        .into_iter()
+        .find(|a| a["kind"] == "backfill.lag")
+        .unwrap();
+    assert!(lag_alert["resolved_at"].is_string(), "{lag_alert}");
     assert!(
         verify_evidence(&result)["alerts"]
             .as_array()
@@ -629,6 +637,10 @@ async fn command_and_http_actions_run_and_alerts_reach_the_webhook() {
         .filter(|a| a["kind"] == "backfill.runtime")
         .collect();
     assert_eq!(runtime.len(), 1, "one runtime alert over max_runtime");
+    assert!(
+        runtime[0]["resolved_at"].is_string(),
+        "the rollout ended, so its runtime alert is over: {runtime:?}"
+    );
     assert!(
         requests
             .iter()
