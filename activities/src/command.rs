@@ -7,6 +7,28 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+/// Makes the program `cmd` starts die with this process (Linux's
+/// parent-death signal, SIGTERM), even when this process is killed with
+/// `kill -9`: for a helper that must never outlive it (the dev server, the
+/// read-only API a restore drill asks).
+pub fn dies_with_parent(cmd: &mut tokio::process::Command) {
+    let parent = std::process::id();
+    // SAFETY: between fork and exec only async-signal-safe calls (prctl,
+    // getppid), no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died before the signal was armed.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other("the parent ended while starting"));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Characters of a failed program's stderr kept in the error (its end,
 /// where the reason usually is).
 const STDERR_TAIL_CHARS: usize = 300;

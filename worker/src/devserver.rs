@@ -181,25 +181,8 @@ impl DevServer {
             cmd.arg("--ui-port").arg(opts.ui_port.to_string());
         }
         // The server dies with steward: a `kill -9` of `steward dev` never
-        // leaves it running and holding the port (Linux's parent-death
-        // signal, set in the child before it runs the server).
-        let parent = std::process::id();
-        // SAFETY: between fork and exec only async-signal-safe calls
-        // (prctl, getppid), no allocation.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // steward died before the signal was armed.
-                if libc::getppid() as u32 != parent {
-                    return Err(std::io::Error::other(
-                        "steward ended while starting the server",
-                    ));
-                }
-                Ok(())
-            });
-        }
+        // leaves it running and holding the port.
+        steward_activities::command::dies_with_parent(&mut cmd);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(spawn_err)?)

@@ -58,7 +58,10 @@ async fn ask(program: &Path, url: &str) -> Result<String, String> {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let mut child = tokio::process::Command::new(program)
+    let mut cmd = tokio::process::Command::new(program);
+    // A worker killed mid-drill takes the API with it.
+    crate::command::dies_with_parent(&mut cmd);
+    let mut child = cmd
         .args(["api", "read-only"])
         .env(DATABASE_URL_ENV, url)
         .env(TOKEN_ENV, &token)

@@ -1324,10 +1324,10 @@ async fn a_critical_alert_waits_in_the_inbox_until_an_operator_acknowledges_it_w
     let (code, inbox) = e.api.get("/v1/inbox", t).await;
     assert_eq!(code, 200, "{inbox}");
     assert_eq!(inbox["unacknowledged_critical"][0]["id"], id, "{inbox}");
-    let page = page(&e, &e.ana).await;
+    let shown = page(&e, &e.ana).await;
     assert!(
-        page.contains("Critical, not acknowledged") && page.contains(&format!("id=\"ack-{id}\"")),
-        "{page}"
+        shown.contains("Critical, not acknowledged") && shown.contains(&format!("id=\"ack-{id}\"")),
+        "{shown}"
     );
 
     let path = format!("/v1/alerts/{id}/ack");

@@ -961,12 +961,16 @@ async fn the_dead_mans_switch_alerts_once_per_stale_episode() {
     let done = run_sweep(&e, "sweep-deadman-1", manual()).await;
     assert_eq!(done.exit_code, 0);
     // The sweep completed: the first episode's alert is over.
-    wait_for("the first alert resolved", Duration::from_secs(30), || async {
-        alerts_of_kind(&e, "sweep.deadman")
-            .iter()
-            .any(|a| a["resolved_at"].is_string())
-            .then_some(())
-    })
+    wait_for(
+        "the first alert resolved",
+        Duration::from_secs(30),
+        || async {
+            alerts_of_kind(&e, "sweep.deadman")
+                .iter()
+                .any(|a| a["resolved_at"].is_string())
+                .then_some(())
+        },
+    )
     .await
     .unwrap();
     let second = wait_for(
