@@ -23,7 +23,8 @@ pub use failover::{FailoverOutcome, FailoverPhase, FailoverStage, probe_line};
 pub use restore::{DrillOutcome, DrillPhase, StoreBackend};
 pub use sweep::{ChangeState, CheckCode, RepoStatus, SweepPhase};
 pub use upgrade::{
-    Advance, Hold, OnUnhealthy, UpgradeOutcome, UpgradePhase, UpgradeStage, UpgradeStepKind,
+    Advance, Hold, OnUnhealthy, UpgradeMode, UpgradeOutcome, UpgradePhase, UpgradeStage,
+    UpgradeStepKind,
 };
 
 /// A word that is not in a vocabulary.
@@ -282,6 +283,7 @@ mod tests {
         round_trips(SpecAction::ALL, SpecAction::WORDS);
         round_trips(UpgradePhase::ALL, UpgradePhase::WORDS);
         round_trips(UpgradeOutcome::ALL, UpgradeOutcome::WORDS);
+        round_trips(UpgradeMode::ALL, UpgradeMode::WORDS);
         round_trips(UpgradeStepKind::ALL, UpgradeStepKind::WORDS);
         round_trips(Hold::ALL, Hold::WORDS);
         round_trips(RepoStatus::ALL, RepoStatus::WORDS);

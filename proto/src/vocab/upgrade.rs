@@ -33,6 +33,19 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// Which run of an app an upgrade is: every result carries it.
+    pub enum UpgradeMode ("upgrade mode") {
+        /// The canonical deployment, moved to the target.
+        Warm = "warm",
+        /// The target tried on the canonical data and always restored: it
+        /// never moves last_good.
+        Trial = "trial",
+        /// The target on fresh data in a scratch folder.
+        Cold = "cold",
+    }
+}
+
+vocabulary! {
     /// How an upgrade ended.
     pub enum UpgradeOutcome ("upgrade outcome") {
         /// Already on the target and healthy.

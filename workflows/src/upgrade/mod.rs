@@ -26,7 +26,7 @@ use steward_proto::v1::{
     UpgradeInput, UpgradePlan, UpgradeResult, UpgradeStatus,
 };
 use steward_proto::vocab::{
-    Advance, Hold, OnUnhealthy, OperatorVerb, PlacementKind, ScheduleKind, Severity,
+    Advance, Hold, OnUnhealthy, OperatorVerb, PlacementKind, ScheduleKind, Severity, UpgradeMode,
     UpgradeOutcome, UpgradePhase, UpgradeStage, UpgradeStepKind,
 };
 use steward_proto::{ids, names, signing};
@@ -738,6 +738,16 @@ impl WarmUpgrade {
             pruned: s.pruned.clone(),
             deployed: s.plan.deployed.clone(),
             cold: s.input.cold,
+            mode: if s.input.trial {
+                UpgradeMode::Trial
+            } else if s.input.cold {
+                UpgradeMode::Cold
+            } else {
+                UpgradeMode::Warm
+            }
+            .into(),
+            revision: s.plan.revision.clone(),
+            compared_with: s.plan.last_good.clone(),
         });
         let result = UpgradeResult {
             workflow_id: ctx.workflow_id().into(),

@@ -47,6 +47,7 @@ async fn in_cold_mode_only_a_green_cold_run_moves_last_good_and_the_first_one_se
         ("cold-passed", true, "1.1.0+5.1.0"),
         "{seeded:?}"
     );
+    assert_eq!(seeded.mode, "cold", "{seeded:?}");
     assert!(
         seeded.message.contains("last_good seeded with 1.1.0+5.1.0"),
         "says what it did: {}",

@@ -23,6 +23,17 @@ async fn a_healthy_upgrade_keeps_the_data_and_advances_last_good() {
         ("upgraded", "1.1.0+5.1.0", true),
         "{r:?}"
     );
+    // The result carries its mode, the exact commit tried and what it was
+    // compared with.
+    assert_eq!(
+        (r.mode.as_str(), r.compared_with.as_str()),
+        ("warm", BASE),
+        "{r:?}"
+    );
+    assert!(
+        r.revision.len() == 40 && r.revision.chars().all(|c| c.is_ascii_hexdigit()),
+        "{r:?}"
+    );
     assert_not_world_writable(&app.home.join("snapshots"));
     assert_eq!(app.last_good(), "1.1.0+5.1.0");
     assert_eq!(app.serving(), "1.1.0+5.1.0");
@@ -122,6 +133,11 @@ async fn trials_never_move_last_good_or_the_data() {
     assert_eq!(
         (pass.outcome.as_str(), pass.recovered),
         ("trial-passed", true),
+        "{pass:?}"
+    );
+    assert_eq!(
+        (pass.mode.as_str(), pass.compared_with.as_str()),
+        ("trial", BASE),
         "{pass:?}"
     );
     assert_eq!(app.last_good(), BASE);
