@@ -235,6 +235,14 @@ fn check_config(loaded: Loaded) -> anyhow::Result<ExitCode> {
         "cold_sweep": loaded.config.cold_sweep,
         "restore": loaded.config.restore,
         "api": loaded.config.api,
+        "alerts": {
+            "dir": loaded.alerts_dir(),
+            // A webhook's URL often carries its token.
+            "webhook": loaded.config.alerts.webhook.as_ref().map(|_| "set (not shown: it may carry a token)"),
+            "alertmanager": loaded.config.alerts.alertmanager,
+            "page_url": loaded.config.alerts.page_url,
+            "temporal_ui_url": loaded.config.alerts.temporal_ui_url,
+        },
         "operators": loaded.config.operators.iter().map(|o| serde_json::json!({
             "name": o.name,
             "groups": o.groups,

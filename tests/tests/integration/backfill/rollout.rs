@@ -619,6 +619,15 @@ async fn command_and_http_actions_run_and_alerts_reach_the_webhook() {
     std::fs::write(&e.config, cfg).unwrap();
     e.worker().kill9();
     e.start_worker();
+    // check-config says a webhook is set, never its URL (it carries a token).
+    let shown = e.ok(&["check-config"]);
+    assert!(
+        shown["alerts"]["webhook"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("set")),
+        "{shown}"
+    );
+    assert!(!shown.to_string().contains(PLANTED_SECRET), "{shown}");
 
     e.start();
     let result = e.result().await;
