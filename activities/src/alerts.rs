@@ -129,6 +129,17 @@ impl AlertSink {
     /// when empty): marked in its file with when, and sent to Alertmanager
     /// with its end. How many it resolved.
     pub async fn resolve(&self, kind: &str, subject: &str) -> usize {
+        let resolved = self.mark_resolved(kind, subject);
+        if resolved > 0 {
+            self.deliver().await;
+        }
+        resolved
+    }
+
+    /// Marks every open alert of `kind` about `subject` (any when empty)
+    /// resolved, in its file and in the outbox, without delivering; how
+    /// many.
+    fn mark_resolved(&self, kind: &str, subject: &str) -> usize {
         let at = crate::time::now_millis_text();
         let mut resolved = 0;
         for mut alert in self.list() {
@@ -156,9 +167,6 @@ impl AlertSink {
                 tracing::warn!("resolving alert {id} in the outbox: {e}");
             }
             resolved += 1;
-        }
-        if resolved > 0 {
-            self.deliver().await;
         }
         resolved
     }
@@ -199,11 +207,12 @@ impl AlertSink {
         for (raised, ends) in RESOLVES {
             if *raised == alert.kind {
                 for kind in *ends {
-                    self.resolve(kind, &alert.subject).await;
+                    self.mark_resolved(kind, &alert.subject);
                 }
             }
         }
-        // A first try at once; the worker's delivery pass retries.
+        // A first try at once (the alert and what it resolved); the
+        // worker's delivery pass retries.
         self.deliver().await;
         if let Some(url) = &self.webhook {
             let timeout = std::time::Duration::from_secs(10);

@@ -40,11 +40,5 @@ async fn ready(State(p): State<Arc<Probe>>) -> (StatusCode, Json<Readiness>) {
         p.ops.temporal_check(),
         p.ops.polling_check(&p.identity)
     );
-    let answer = Readiness::of(vec![store, temporal, polling]);
-    let code = if answer.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(answer))
+    crate::api::routes::readiness(Readiness::of(vec![store, temporal, polling]))
 }

@@ -93,6 +93,7 @@ pub fn roster(loaded: &Loaded) -> Roster {
 /// The activities of `loaded` over `store`, recording into `metrics`.
 pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics, client: &Client) -> Activities {
     let wait = loaded.config.worker.host_wait_alert_seconds();
+    let alerts = alert_sink(loaded).with_metrics(metrics.clone());
     Activities {
         sweep: SweepActivities::new(
             store.clone(),
@@ -106,7 +107,7 @@ pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics, client: &Cli
         ))),
         backfill: BackfillActivities::new(loaded.config.backfills.clone(), loaded.artifacts_dir())
             .with_metrics(metrics.clone())
-            .with_alerts(alert_sink(loaded).with_metrics(metrics.clone()))
+            .with_alerts(alerts.clone())
             .with_roster(roster(loaded))
             .with_host_wait_alert(wait),
         placement: placement(loaded),
@@ -114,7 +115,7 @@ pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics, client: &Cli
             .with_cold_sweep(loaded.config.cold_sweep.clone())
             .with_metrics(metrics.clone())
             .with_roster(roster(loaded)),
-        alerts: AlertActivities::new(alert_sink(loaded).with_metrics(metrics.clone())),
+        alerts: AlertActivities::new(alerts.clone()),
         claims: ClaimActivities::new(store.clone()),
         metrics: metrics.clone(),
         restore: RestoreActivities::new(
@@ -126,7 +127,7 @@ pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics, client: &Cli
             store.clone(),
         )
         .with_metrics(metrics.clone())
-        .with_alerts(alert_sink(loaded).with_metrics(metrics.clone())),
+        .with_alerts(alerts),
         failover: steward_activities::failover::FailoverActivities::new(
             loaded.config.drills.clone(),
             store.clone(),

@@ -13,13 +13,7 @@ impl RestoreActivities {
     pub async fn backup(&self, input: &RestoreDrillInput, tag: &str) -> Result<BackupTaken, Error> {
         if !input.backup.is_empty() {
             let path = PathBuf::from(&input.backup);
-            let manifest = manifest_path(&path);
-            let bytes = std::fs::read(&manifest)
-                .map_err(|_| Error::NoManifest(path.display().to_string()))?;
-            let mut taken: BackupTaken = serde_json::from_slice(&bytes).map_err(|e| Error::Io {
-                path: manifest.display().to_string(),
-                source: std::io::Error::other(e),
-            })?;
+            let mut taken = read_manifest(&path)?;
             // The file named is the one restored; it is the off-node copy
             // only when it lies in the off-node folder.
             taken.path = path.display().to_string();

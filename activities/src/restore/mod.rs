@@ -117,13 +117,7 @@ pub fn manifest_path(backup: &Path) -> PathBuf {
 /// manifest names. Refused if `out` exists. What the backup holds
 /// (`sqlite` or `postgres`), for the next step.
 pub fn decrypt_backup(backup: &Path, out: &Path, identity: &Path) -> Result<String, Error> {
-    let manifest = manifest_path(backup);
-    let bytes =
-        std::fs::read(&manifest).map_err(|_| Error::NoManifest(backup.display().to_string()))?;
-    let taken: BackupTaken = serde_json::from_slice(&bytes).map_err(|e| Error::Io {
-        path: manifest.display().to_string(),
-        source: std::io::Error::other(e),
-    })?;
+    let taken = read_manifest(backup)?;
     let (_, sha) = sha256_file(backup)?;
     if sha != taken.sha256 {
         return Err(Error::Backup(format!(
@@ -150,6 +144,17 @@ pub fn decrypt_backup(backup: &Path, out: &Path, identity: &Path) -> Result<Stri
         Error::Backup(e)
     })?;
     Ok(taken.backend)
+}
+
+/// The manifest a drill wrote beside `backup`.
+fn read_manifest(backup: &Path) -> Result<BackupTaken, Error> {
+    let manifest = manifest_path(backup);
+    let bytes =
+        std::fs::read(&manifest).map_err(|_| Error::NoManifest(backup.display().to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Io {
+        path: manifest.display().to_string(),
+        source: std::io::Error::other(e),
+    })
 }
 
 /// Runs a PostgreSQL client program against `url` (appended as

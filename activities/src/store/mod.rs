@@ -92,7 +92,6 @@ impl Error {
     /// lock failures), `connect`, or `sql`.
     pub fn kind(&self) -> &'static str {
         let busy = |e: &sqlx::Error| match e {
-            _ if unavailable(e) => false,
             sqlx::Error::Database(db) => db.code().is_some_and(|c| {
                 let c = c.as_ref();
                 c == "5" || c == "517" || c == "261" || c == "40001" || c == "55P03"
@@ -227,15 +226,31 @@ static DRIVERS: Once = Once::new();
 /// A pool on any SQLite or PostgreSQL URL, with the SQLite busy timeout
 /// and WAL mode set. Unlike the store, it never creates a missing database.
 pub async fn connect_any(url: &str) -> Result<AnyPool, sqlx::Error> {
+    open_pool(url, false).await
+}
+
+/// A pool on `url`. A writer's SQLite sessions get the busy timeout and
+/// WAL mode; a reader's sessions all refuse writes (`PRAGMA query_only`
+/// on SQLite, read-only transactions on PostgreSQL).
+async fn open_pool(url: &str, read_only: bool) -> Result<AnyPool, sqlx::Error> {
     DRIVERS.call_once(sqlx::any::install_default_drivers);
     let sqlite = DatabaseUrl::parse(url).is_ok_and(|u| u.is_sqlite());
+    let settings: &'static [&'static str] = match (sqlite, read_only) {
+        (true, false) => &["PRAGMA busy_timeout = 15000", "PRAGMA journal_mode = WAL"],
+        (true, true) => &["PRAGMA query_only = ON"],
+        (false, true) => &["SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"],
+        (false, false) => &[],
+    };
     AnyPoolOptions::new()
-        .max_connections(if sqlite { 4 } else { 8 })
+        .max_connections(match (read_only, sqlite) {
+            (true, _) => 2,
+            (false, true) => 4,
+            (false, false) => 8,
+        })
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                if sqlite {
-                    conn.execute("PRAGMA busy_timeout = 15000").await?;
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                for statement in settings {
+                    conn.execute(*statement).await?;
                 }
                 Ok(())
             })
@@ -301,22 +316,7 @@ impl Store {
     /// changed. Refused when the store is newer than this binary.
     pub async fn open_read_only(url: &str) -> Result<Self, Error> {
         let parsed = DatabaseUrl::parse(url)?;
-        DRIVERS.call_once(sqlx::any::install_default_drivers);
-        let sqlite = parsed.is_sqlite();
-        let pool = AnyPoolOptions::new()
-            .max_connections(2)
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    conn.execute(if sqlite {
-                        "PRAGMA query_only = ON"
-                    } else {
-                        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
-                    })
-                    .await?;
-                    Ok(())
-                })
-            })
-            .connect(url)
+        let pool = open_pool(url, true)
             .await
             .map_err(|source| Error::Connect {
                 url: parsed.redacted(),

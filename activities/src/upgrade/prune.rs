@@ -50,10 +50,15 @@ pub fn remove_scratch(scratch: &Path, run: &str) -> Result<bool, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => return Err(format!("removing {}: {e}", folder.display())),
     };
-    let _ = fs::remove_file(scratch.join(MADE).join(run));
-    // The record's folder goes with its last record.
-    let _ = fs::remove_dir(scratch.join(MADE));
+    forget(scratch, run);
     Ok(removed)
+}
+
+/// Drops the record of `run`'s scratch folder, and the records' folder
+/// with its last record.
+fn forget(scratch: &Path, run: &str) {
+    let _ = fs::remove_file(scratch.join(MADE).join(run));
+    let _ = fs::remove_dir(scratch.join(MADE));
 }
 
 /// Whether `name` is a scratch folder steward recorded making. A folder
@@ -96,9 +101,8 @@ pub fn prune(app: &AppSpec, keep: &str) -> Result<Vec<String>, String> {
         stale.sort();
         for name in stale {
             remove(&scratch.join(&name), &mut removed)?;
-            let _ = fs::remove_file(scratch.join(MADE).join(&name));
+            forget(&scratch, &name);
         }
-        let _ = fs::remove_dir(scratch.join(MADE));
     }
     Ok(removed)
 }

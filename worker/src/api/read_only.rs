@@ -75,13 +75,7 @@ async fn ready(
         Ok(()) => Check::passed("store", format!("{} (read-only)", r.shown)),
         Err(e) => Check::failed("store", e.to_string()),
     };
-    let answer = Readiness::of(vec![store]);
-    let code = if answer.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    Ok((code, Json(answer)))
+    Ok(super::routes::readiness(Readiness::of(vec![store])))
 }
 
 async fn summary(

@@ -18,7 +18,7 @@ use steward_proto::v1::{
     ApproveReply, BackfillStatus, ColdSweepResult, FailoverDrillResult, OperatorReply,
     RestoreDrillResult, SweepResult, UpgradeResult,
 };
-use steward_proto::vocab::OperatorVerb;
+use steward_proto::vocab::{OperatorVerb, UpgradeMode};
 use utoipa::{IntoParams, ToSchema};
 
 use super::Api;
@@ -34,7 +34,7 @@ use crate::ops::overview::Overview;
 use crate::ops::progress::EventView;
 use crate::ops::schedules::ScheduleChanged;
 use crate::ops::tasks::QueuedChange;
-use crate::ops::upgrade::{ColdSweepStart, Mode, UpgradeView};
+use crate::ops::upgrade::{ColdSweepStart, UpgradeView};
 use crate::ops::workers::Workers;
 use crate::ops::{Started, backfill, sweep, upgrade};
 use crate::schedules::ScheduleRow;
@@ -615,9 +615,9 @@ pub async fn upgrade_start(
 ) -> ApiResult<Response> {
     let wait = wait_of(body.wait_seconds, 0)?;
     let mode = match body.mode.unwrap_or_default() {
-        RunMode::Warm => Mode::Warm,
-        RunMode::Trial => Mode::Trial,
-        RunMode::Cold => Mode::Cold,
+        RunMode::Warm => UpgradeMode::Warm,
+        RunMode::Trial => UpgradeMode::Trial,
+        RunMode::Cold => UpgradeMode::Cold,
     };
     let ops = api.ops();
     let started = ops
@@ -1062,7 +1062,12 @@ pub async fn readyz(State(api): State<Arc<Api>>) -> (StatusCode, Json<Readiness>
         Some(why) => Check::passed("config", format!("{why}; the last good config serves")),
     };
     let (store, temporal) = tokio::join!(ops.store_check(), ops.temporal_check());
-    let answer = Readiness::of(vec![config, store, temporal]);
+    readiness(Readiness::of(vec![config, store, temporal]))
+}
+
+/// A probe's answer as HTTP: 200 when ready, else 503, the checks in the
+/// body.
+pub fn readiness(answer: Readiness) -> (StatusCode, Json<Readiness>) {
     let code = if answer.ready {
         StatusCode::OK
     } else {

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use crate::cli::{Recorded, print_json};
-use crate::ops::upgrade::{ColdSweepStart, Mode, Start};
+use crate::ops::upgrade::{ColdSweepStart, Start};
 use crate::ops::{Actor, Ops};
-use steward_proto::vocab::UpgradeOutcome;
+use steward_proto::vocab::{UpgradeMode, UpgradeOutcome};
 
 /// Upgrade commands.
 #[derive(Debug, clap::Subcommand)]
@@ -84,9 +84,9 @@ pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
             no_wait,
         } => {
             let mode = match (&trial, cold) {
-                (Some(_), _) => Mode::Trial,
-                (None, true) => Mode::Cold,
-                (None, false) => Mode::Warm,
+                (Some(_), _) => UpgradeMode::Trial,
+                (None, true) => UpgradeMode::Cold,
+                (None, false) => UpgradeMode::Warm,
             };
             let start = Start {
                 mode,

@@ -8,30 +8,18 @@ use steward_proto::v1::{
     ApproveReply, ApproveRequest, ColdSweepInput, ColdSweepResult, UpgradeInput, UpgradeResult,
     UpgradeStatus,
 };
-use steward_proto::vocab::OperatorVerb;
+use steward_proto::vocab::{OperatorVerb, UpgradeMode};
 use steward_proto::{ids, signing};
 use steward_workflows::{ColdSweep, WarmUpgrade};
 use temporalio_client::{WorkflowExecutionStatus, WorkflowGetResultOptions, WorkflowListOptions};
 
 use super::{Actor, Error, Ops, Result, Started, sign};
 
-/// Which run of an app.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    /// Upgrade the canonical deployment (to `version`, else the latest).
-    Warm,
-    /// Try a release tag or git revision on the canonical data; always
-    /// restore.
-    Trial,
-    /// The version (else the latest) on fresh data in a scratch folder.
-    Cold,
-}
-
 /// What an upgrade's start asks for.
 #[derive(Debug, Clone)]
 pub struct Start {
     /// Which run.
-    pub mode: Mode,
+    pub mode: UpgradeMode,
     /// The version (a trial's release tag or git revision); empty: the
     /// latest release.
     pub version: String,
@@ -67,7 +55,7 @@ impl Ops {
     pub async fn start_upgrade(&self, actor: &Actor, app: &str, start: Start) -> Result<Started> {
         let spec = self.app_spec(app)?;
         super::operator_text(&actor.name, &start.reason, "reason")?;
-        if start.mode == Mode::Trial && start.version.trim().is_empty() {
+        if start.mode == UpgradeMode::Trial && start.version.trim().is_empty() {
             return Err(Error::BadRequest(
                 "a trial needs the release tag or git revision to try".into(),
             ));
@@ -87,8 +75,8 @@ impl Ops {
         let mut input = UpgradeInput {
             app: app.to_string(),
             version: start.version,
-            trial: start.mode == Mode::Trial,
-            cold: start.mode == Mode::Cold,
+            trial: start.mode == UpgradeMode::Trial,
+            cold: start.mode == UpgradeMode::Cold,
             operator: actor.name.clone(),
             reason: start.reason,
             credential_id: actor.credential_id.clone(),

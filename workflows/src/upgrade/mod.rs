@@ -404,40 +404,30 @@ impl WarmUpgrade {
             _ = ctx.timer(wait) => {}
             _ = ctx.wait_condition(|s| s.approved.is_some()) => {}
         };
-        // The approval is announced, and ends the hold's alert (the sink
-        // resolves `upgrade.held-*` of the app when `upgrade.approved` is
-        // raised).
-        if let Some(by) = ctx.state(|s| s.approved.clone())
-            && ctx.patched(APPROVAL_NOTICE_PATCH)
-        {
-            alert(
-                ctx,
-                Severity::Info,
-                "approved",
-                true,
-                format!(
-                    "upgrade of {} to {target} approved by {}: {}",
-                    plan.app, by.operator, by.reason
+        // The approval, or the wait that ran out, is announced; an
+        // approval ends the hold's alert (the sink resolves `upgrade.held-*`
+        // of the app when `upgrade.approved` is raised).
+        let approved = ctx.state(|s| s.approved.clone());
+        if ctx.patched(APPROVAL_NOTICE_PATCH) {
+            let (kind, message) = match &approved {
+                Some(by) => (
+                    "approved",
+                    format!(
+                        "upgrade of {} to {target} approved by {}: {}",
+                        plan.app, by.operator, by.reason
+                    ),
                 ),
-                Map::new(),
-            )
-            .await;
-        }
-        if ctx.state(|s| s.approved.is_none()) && ctx.patched(APPROVAL_NOTICE_PATCH) {
-            alert(
-                ctx,
-                Severity::Info,
-                "approval-timed-out",
-                true,
-                format!(
-                    "upgrade of {} to {target}: not approved within {}s; the run ends held",
-                    plan.app, plan.approval_wait_seconds
+                None => (
+                    "approval-timed-out",
+                    format!(
+                        "upgrade of {} to {target}: not approved within {}s; the run ends held",
+                        plan.app, plan.approval_wait_seconds
+                    ),
                 ),
-                Map::new(),
-            )
-            .await;
+            };
+            alert(ctx, Severity::Info, kind, true, message, Map::new()).await;
         }
-        ctx.state(|s| s.approved.is_none()).then(|| {
+        approved.is_none().then(|| {
             Ending::fine(
                 outcome,
                 last_good,
