@@ -64,6 +64,8 @@ pub enum Target<'a> {
     Lock,
     /// Alerts (acknowledge).
     Alert,
+    /// The shared services' per-run resources (reap).
+    Shared,
 }
 
 impl Target<'_> {
@@ -80,6 +82,7 @@ impl Target<'_> {
             Target::Task => "task",
             Target::Lock => "lock",
             Target::Alert => "alert",
+            Target::Shared => "shared",
         }
     }
 
@@ -124,6 +127,7 @@ pub fn verbs_of(kind: &str) -> &'static [&'static str] {
         "task" => &["set-status"],
         "lock" => &["release"],
         "alert" => &["ack"],
+        "shared" => &["reap"],
         _ => &[],
     }
 }

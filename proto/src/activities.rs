@@ -22,6 +22,7 @@ use crate::v1::{
     SweepPlan,
 };
 use crate::v1::{Placement, PlacementRequest};
+use crate::v1::{SharedReapInput, SharedReapResult};
 use crate::v1::{StartClaim, StartClaimed};
 use temporalio_common::ActivityDefinition;
 
@@ -144,6 +145,14 @@ declare_activity!(
 declare_activity!(
     /// Writes the cold sweep's progress event.
     ColdSweepRecord, names::COLD_SWEEP_RECORD, ColdSweepResult => ()
+);
+declare_activity!(
+    /// One pass of the reaper over the shared services.
+    SharedReapPass, names::SHARED_REAP_PASS, SharedReapInput => SharedReapResult
+);
+declare_activity!(
+    /// Writes the reaper's progress event.
+    SharedReapRecord, names::SHARED_REAP_RECORD, SharedReapResult => ()
 );
 declare_activity!(
     /// Back up the state store (or read an existing backup's manifest).

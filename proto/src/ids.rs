@@ -96,6 +96,16 @@ pub fn scheduled_cold_sweep(name: &str) -> String {
     cold_sweep(name)
 }
 
+/// The id of a reaper pass started by hand (`unique`: a fresh id).
+pub fn shared_reap(unique: &str) -> String {
+    format!("shared-reap-{unique}")
+}
+
+/// The base id of the reaper passes schedule `name` starts.
+pub fn scheduled_shared_reap(name: &str) -> String {
+    shared_reap(name)
+}
+
 /// The id of the cold run of `app` that the cold sweep `sweep_run` (its
 /// run id) starts as a child: one per app and sweep, so a retried start
 /// finds the same run.

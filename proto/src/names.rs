@@ -111,6 +111,15 @@ pub const COLD_SWEEP_EVENT_TYPE: &str = "cold_sweep";
 /// Cold sweep query: what it has tested so far.
 pub const COLD_SWEEP_STATUS_QUERY: &str = "status";
 
+/// Workflow type of the shared services' reaper.
+pub const SHARED_REAP: &str = "SharedReap";
+/// Activity: one pass of the reaper over the shared services.
+pub const SHARED_REAP_PASS: &str = "steward.shared.reap";
+/// Activity: the reaper's progress event.
+pub const SHARED_REAP_RECORD: &str = "steward.shared.record";
+/// Progress event type of a reaper pass.
+pub const SHARED_REAP_EVENT_TYPE: &str = "shared_reap";
+
 /// Workflow type of the failover drill.
 pub const FAILOVER_DRILL: &str = "FailoverDrill";
 /// Activity: the primary, its streaming standbys and their lag; the marker table.
@@ -132,13 +141,14 @@ pub const FAILOVER_STATUS_QUERY: &str = "status";
 
 /// Every steward workflow type: what the archiver archives, what
 /// `replay-check` replays.
-pub const WORKFLOW_TYPES: [&str; 6] = [
+pub const WORKFLOW_TYPES: [&str; 7] = [
     CONSISTENCY_SWEEP,
     BACKFILL_ROLLOUT,
     WARM_UPGRADE,
     RESTORE_DRILL,
     COLD_SWEEP,
     FAILOVER_DRILL,
+    SHARED_REAP,
 ];
 
 /// Search attribute: the run's phase (a `vocab` spelling).

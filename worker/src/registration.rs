@@ -12,7 +12,8 @@ use steward_activities::placement::PlacementActivities;
 use steward_activities::restore::RestoreActivities;
 use steward_activities::upgrade::UpgradeActivities;
 use steward_workflows::{
-    BackfillRollout, ColdSweep, ConsistencySweep, FailoverDrill, RestoreDrill, WarmUpgrade,
+    BackfillRollout, ColdSweep, ConsistencySweep, FailoverDrill, RestoreDrill, SharedReap,
+    WarmUpgrade,
 };
 
 use temporalio_common::worker::WorkerDeploymentOptions;
@@ -91,6 +92,7 @@ pub fn worker_options(
         .register_workflow::<RestoreDrill>()?
         .register_workflow::<ColdSweep>()?
         .register_workflow::<FailoverDrill>()?
+        .register_workflow::<SharedReap>()?
         .workflow_interceptor(steward_workflows::operator::validator_clock())
         .client_identity_override(identity(process))
         .build();
@@ -152,6 +154,7 @@ pub fn replayer_options()
         .register_workflow::<RestoreDrill>()?
         .register_workflow::<ColdSweep>()?
         .register_workflow::<FailoverDrill>()?
+        .register_workflow::<SharedReap>()?
         .build())
 }
 
@@ -220,6 +223,14 @@ mod tests {
         same(
             p::ColdSweepRecord,
             steward_activities::upgrade::UpgradeActivities::cold_sweep_record,
+        );
+        same(
+            p::SharedReapPass,
+            steward_activities::upgrade::UpgradeActivities::shared_reap_pass,
+        );
+        same(
+            p::SharedReapRecord,
+            steward_activities::upgrade::UpgradeActivities::shared_reap_record,
         );
         {
             use steward_activities::failover::FailoverActivities as F;

@@ -12,10 +12,13 @@ use futures::StreamExt as _;
 use serde::Serialize;
 use steward_proto::ids::{self, SCHEDULE_PREFIX};
 use steward_proto::v1::{
-    ColdSweepInput, FailoverDrillInput, RestoreDrillInput, SweepInput, UpgradeInput,
+    ColdSweepInput, FailoverDrillInput, RestoreDrillInput, SharedReapInput, SweepInput,
+    UpgradeInput,
 };
 use steward_proto::vocab::ScheduleKind;
-use steward_workflows::{ColdSweep, ConsistencySweep, FailoverDrill, RestoreDrill, WarmUpgrade};
+use steward_workflows::{
+    ColdSweep, ConsistencySweep, FailoverDrill, RestoreDrill, SharedReap, WarmUpgrade,
+};
 use temporalio_client::schedules::{
     CreateScheduleOptions, ListSchedulesOptions, ScheduleAction, ScheduleOverlapPolicy,
     ScheduleSpec,
@@ -153,6 +156,7 @@ fn note(s: &ScheduleConfig) -> String {
             Some(f) => format!("cold sweep filter={f}"),
             None => "cold sweep".to_string(),
         },
+        ScheduleKind::SharedReap => "reap shared resources".to_string(),
         ScheduleKind::Upgrade => format!("upgrade app={}", app(s)),
         ScheduleKind::Sweep => format!("full={} source={}", s.full, s.source),
     };
@@ -188,6 +192,15 @@ fn action(s: &ScheduleConfig, task_queue: &str) -> ScheduleAction {
             cold_sweep_input(s),
             queue,
             ids::scheduled_cold_sweep(&s.name),
+        ),
+        ScheduleKind::SharedReap => ScheduleAction::start_workflow(
+            SharedReap::run,
+            SharedReapInput {
+                source: s.source.clone(),
+                ..Default::default()
+            },
+            queue,
+            ids::scheduled_shared_reap(&s.name),
         ),
         ScheduleKind::Upgrade => ScheduleAction::start_workflow(
             WarmUpgrade::run,
@@ -295,6 +308,14 @@ async fn run_summary(loaded: &Loaded, s: &ScheduleConfig) -> Summary {
             &ColdSweepInput {
                 source,
                 ..cold_sweep_input(s)
+            },
+            "schedule",
+        ),
+        ScheduleKind::SharedReap => summary::shared_reap(
+            loaded,
+            &SharedReapInput {
+                source,
+                ..Default::default()
             },
             "schedule",
         ),

@@ -112,6 +112,10 @@ pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics, client: &Cli
             .with_host_wait_alert(wait),
         placement: placement(loaded),
         upgrade: UpgradeActivities::new(loaded.config.apps.clone(), store.clone())
+            .with_shared(loaded.config.shared.clone())
+            .with_runs(std::sync::Arc::new(crate::ops::locks::TemporalRuns(
+                client.clone(),
+            )))
             .with_cold_sweep(loaded.config.cold_sweep.clone())
             .with_metrics(metrics.clone())
             .with_roster(roster(loaded)),

@@ -5,7 +5,8 @@
 use steward_activities::upgrade::AppSpec;
 use steward_activities::upgrade::{snapshot, versions};
 use steward_proto::v1::{
-    BackfillInput, ColdSweepInput, FailoverDrillInput, RestoreDrillInput, SweepInput, UpgradeInput,
+    BackfillInput, ColdSweepInput, FailoverDrillInput, RestoreDrillInput, SharedReapInput,
+    SweepInput, UpgradeInput,
 };
 
 use crate::config::Loaded;
@@ -185,6 +186,27 @@ pub fn cold_sweep(loaded: &Loaded, input: &ColdSweepInput, by: &str) -> Summary 
             input.source
         ),
         details: format!("started by {by}; at most {total} cold runs"),
+    }
+}
+
+/// `reap shared services keycloak, ldap (schedule hourly)`.
+pub fn shared_reap(loaded: &Loaded, input: &SharedReapInput, by: &str) -> Summary {
+    let services: Vec<&str> = loaded
+        .config
+        .shared
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| input.service.is_empty() || *n == input.service)
+        .collect();
+    Summary {
+        summary: format!(
+            "reap shared services {} ({})",
+            services.join(", "),
+            input.source
+        ),
+        details: format!(
+            "started by {by}; deletes only the per-run resources steward made, of runs that closed"
+        ),
     }
 }
 

@@ -28,6 +28,9 @@ pub mod options;
 pub mod restore;
 // The SDK macros add undocumented marker constants to the impl blocks.
 #[allow(missing_docs)]
+pub mod shared_reap;
+// The SDK macros add undocumented marker constants to the impl blocks.
+#[allow(missing_docs)]
 pub mod sweep;
 pub mod time;
 // The SDK macros add undocumented marker constants to the impl blocks.
@@ -39,5 +42,6 @@ pub use backfill::BackfillRollout;
 pub use cold_sweep::ColdSweep;
 pub use failover::FailoverDrill;
 pub use restore::RestoreDrill;
+pub use shared_reap::SharedReap;
 pub use sweep::ConsistencySweep;
 pub use upgrade::WarmUpgrade;

@@ -95,6 +95,16 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX IF NOT EXISTS steward_lock_events_by_time ON steward_lock_events (at_ms)",
         ],
     ),
+    (
+        8,
+        &[
+            // Every per-run resource steward made on a shared service: the
+            // reaper deletes only these, never what it did not make.
+            "CREATE TABLE IF NOT EXISTS steward_shared_resources (service TEXT NOT NULL, resource TEXT NOT NULL, \
+         app TEXT NOT NULL, run_id TEXT NOT NULL, created_at_ms BIGINT NOT NULL, \
+         deleted_at_ms BIGINT NOT NULL DEFAULT 0, ended TEXT NOT NULL DEFAULT '', PRIMARY KEY (service, resource))",
+        ],
+    ),
 ];
 
 /// The schema version this binary migrates to.

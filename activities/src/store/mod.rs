@@ -14,6 +14,7 @@ pub mod findings;
 pub mod locks;
 pub(crate) mod migrations;
 pub mod primary;
+pub mod shared;
 pub mod summary;
 
 /// The schema version this binary migrates the store to.

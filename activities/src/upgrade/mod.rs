@@ -8,6 +8,7 @@ pub mod cold_sweep;
 pub mod disk;
 pub mod health;
 pub mod prune;
+pub mod shared;
 pub mod snapshot;
 pub mod spec;
 pub mod versions;
@@ -19,8 +20,8 @@ use std::time::Duration;
 use crate::command::Command;
 use crate::failure::{permanent, retryable};
 use steward_proto::v1::{
-    AppStep, ColdSweepInput, ColdSweepPlan, ColdSweepResult, StepResult, UpgradeInput, UpgradePlan,
-    UpgradeResult,
+    AppStep, ColdSkip, ColdSweepInput, ColdSweepPlan, ColdSweepResult, SharedReapInput,
+    SharedReapResult, StepResult, UpgradeInput, UpgradePlan, UpgradeResult,
 };
 use steward_proto::vocab::{self, Advance, UpgradeStepKind};
 use steward_proto::{limits, names};
@@ -28,6 +29,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 pub use cold_sweep::ColdSweepSettings;
+pub use shared::SharedSpec;
 pub use spec::{AppSpec, Health};
 use versions::{Hold, Version};
 
@@ -44,6 +46,9 @@ pub struct UpgradeActivities {
     store: Store,
     metrics: crate::metrics::Metrics,
     roster: crate::roster::Roster,
+    shared: BTreeMap<String, SharedSpec>,
+    /// Temporal's answer to "has this run closed?", for the reaper.
+    runs: Option<Arc<dyn crate::store::locks::HolderRuns>>,
 }
 
 /// Runs a snapshot operation (file copies and hashes of whole volumes, which
@@ -56,6 +61,12 @@ async fn off_the_runtime<T: Send + 'static>(
         Ok(outcome) => outcome.map_err(|e| e.to_string()),
         Err(e) => Err(format!("the snapshot operation did not finish: {e}")),
     }
+}
+
+/// Runs `argv` once its placeholders were filled; the reason they could
+/// not be, or as [`run_command`].
+async fn run_filled(argv: Result<Vec<String>, String>, timeout: Duration) -> Result<(), String> {
+    run_command(&argv?, timeout).await
 }
 
 /// Runs argv with a timeout; Ok on exit 0, else the reason.
@@ -78,7 +89,154 @@ impl UpgradeActivities {
             store,
             metrics: Default::default(),
             roster: Default::default(),
+            shared: BTreeMap::new(),
+            runs: None,
         }
+    }
+
+    /// The same activities, with the `[[shared]]` services.
+    pub fn with_shared(mut self, shared: Vec<SharedSpec>) -> Self {
+        self.shared = shared.into_iter().map(|s| (s.name.clone(), s)).collect();
+        self
+    }
+
+    /// The same activities, asking `runs` whether a run has closed (the
+    /// reaper).
+    pub fn with_runs(mut self, runs: Arc<dyn crate::store::locks::HolderRuns>) -> Self {
+        self.runs = Some(runs);
+        self
+    }
+
+    fn service(&self, name: &str) -> Result<&SharedSpec, ActivityError> {
+        self.shared
+            .get(name)
+            .ok_or_else(|| permanent(format!("no shared service named `{name}` in the config")))
+    }
+
+    /// The resources of `app`'s run `run_id` on the services it uses, as
+    /// (service, resource).
+    fn resources_of(
+        &self,
+        app: &AppSpec,
+        run_id: &str,
+    ) -> Result<Vec<(String, String)>, ActivityError> {
+        app.uses
+            .iter()
+            .map(|name| {
+                Ok((
+                    name.clone(),
+                    self.service(name)?.resource_of(&app.name, run_id),
+                ))
+            })
+            .collect()
+    }
+
+    /// Makes the run's resource on each service the app uses; busy (wait
+    /// and ask again) while one of them is being upgraded.
+    async fn share(&self, app: &AppSpec, run_id: &str) -> Result<StepResult, ActivityError> {
+        let now = crate::time::now_ms();
+        let mut made = Vec::new();
+        for name in &app.uses {
+            let service = self.service(name)?;
+            if let Some(holder) = service
+                .upgraded_by(&self.store, now)
+                .await
+                .map_err(retryable)?
+            {
+                return Ok(StepResult {
+                    busy: true,
+                    message: format!(
+                        "shared service `{name}` is being upgraded (run {holder}); waiting"
+                    ),
+                    ..Default::default()
+                });
+            }
+            match service.make(&self.store, &app.name, run_id, now).await {
+                Ok(resource) => made.push(format!("{resource} on {name}")),
+                Err(message) => {
+                    return Ok(StepResult {
+                        message,
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        Ok(passed(format!("made {}", made.join(", "))))
+    }
+
+    /// Deletes the run's resources on the services the app uses.
+    async fn unshare(&self, app: &AppSpec, run_id: &str) -> Result<StepResult, ActivityError> {
+        let now = crate::time::now_ms();
+        let (mut deleted, mut failed) = (Vec::new(), Vec::new());
+        for (name, resource) in self.resources_of(app, run_id)? {
+            match self
+                .service(&name)?
+                .remove(&self.store, &resource, "deleted", now)
+                .await
+            {
+                Ok(true) => deleted.push(format!("{resource} on {name}")),
+                Ok(false) => {}
+                Err(e) => failed.push(e),
+            }
+        }
+        Ok(if failed.is_empty() {
+            passed(if deleted.is_empty() {
+                "no per-run resource to delete".into()
+            } else {
+                format!("deleted {}", deleted.join(", "))
+            })
+        } else {
+            StepResult {
+                message: format!("{} (the reaper deletes it later)", failed.join("; ")),
+                ..Default::default()
+            }
+        })
+    }
+
+    /// Records `r` as the progress event of run `run` of `workflow`;
+    /// whether it is new (a retried record writes nothing).
+    async fn record(
+        &self,
+        event_type: &str,
+        source: &str,
+        workflow: &str,
+        run: &str,
+        r: &(impl serde::Serialize + Sync),
+    ) -> Result<bool, ActivityError> {
+        self.store
+            .record_run(event_type, source, workflow, run, r)
+            .await
+            .map_err(|e| retryable(e.to_string()))
+    }
+
+    /// One pass of the reaper over every shared service (or the one
+    /// `only` names).
+    pub async fn reap(&self, only: &str) -> Result<SharedReapResult, ActivityError> {
+        let runs = self
+            .runs
+            .clone()
+            .ok_or_else(|| permanent("this worker cannot ask Temporal about runs"))?;
+        if !only.is_empty() {
+            self.service(only)?;
+        }
+        let mut out = SharedReapResult::default();
+        for service in self
+            .shared
+            .values()
+            .filter(|s| only.is_empty() || s.name == only)
+        {
+            match service
+                .reap(&self.store, runs.as_ref(), crate::time::now_ms())
+                .await
+            {
+                Ok(reaped) => out.reaped.extend(reaped),
+                Err(why) => out.failed.push(ColdSkip {
+                    app: service.name.clone(),
+                    why,
+                }),
+            }
+        }
+        Ok(out)
     }
 
     /// The same activities, handing `roster` to every upgrade's plan.
@@ -145,6 +303,14 @@ impl UpgradeActivities {
                 crate::roster::Target::App(&app.name),
                 app.approval_group.as_slice(),
             ),
+            shared: app.uses.clone(),
+            shared_wait_seconds: app
+                .uses
+                .iter()
+                .filter_map(|n| self.shared.get(n))
+                .map(SharedSpec::wait_seconds)
+                .max()
+                .unwrap_or(0),
             ..Default::default()
         };
         // A trial may name a git revision of the recipe (a branch, a
@@ -225,6 +391,12 @@ impl UpgradeActivities {
         let app = self.app(&s.app)?;
         let timeout = Duration::from_secs(app.command_timeout_seconds);
         let kind: UpgradeStepKind = s.step.parse().map_err(permanent)?;
+        let resources = if s.shared {
+            self.resources_of(app, &s.tag)?
+        } else {
+            vec![]
+        };
+        let fill = |argv: Vec<String>| shared::fill(argv, &resources);
         let scratch = app.scratch_dir().join(&s.tag);
         let margin = disk::parse_size(&app.disk_margin).map_err(permanent)?;
         let runs_commands = matches!(
@@ -256,10 +428,12 @@ impl UpgradeActivities {
         };
         let at = (s.version.as_str(), revision.as_str());
         let outcome: Result<String, String> = match kind {
-            UpgradeStepKind::Undeploy => run_command(&app.argv(&app.undeploy, at), timeout)
+            UpgradeStepKind::SharedCreate => return self.share(app, &s.tag).await,
+            UpgradeStepKind::SharedDelete => return self.unshare(app, &s.tag).await,
+            UpgradeStepKind::Undeploy => run_filled(fill(app.argv(&app.undeploy, at)), timeout)
                 .await
                 .map(|()| "undeployed".into()),
-            UpgradeStepKind::Deploy => run_command(&app.argv(&app.deploy, at), timeout)
+            UpgradeStepKind::Deploy => run_filled(fill(app.argv(&app.deploy, at)), timeout)
                 .await
                 .map(|()| format!("deployed {}", s.version)),
             UpgradeStepKind::Health | UpgradeStepKind::ColdHealth => {
@@ -276,12 +450,14 @@ impl UpgradeActivities {
                         check: u.check,
                         answer: u.answer,
                         at: u.at,
-                        removed: vec![],
+                        ..Default::default()
                     },
                 });
             }
             UpgradeStepKind::Asserts => {
-                return Ok(asserts(app.asserts.iter().map(|a| app.argv(a, at)), timeout).await);
+                return Ok(
+                    asserts(app.asserts.iter().map(|a| fill(app.argv(a, at))), timeout).await,
+                );
             }
             UpgradeStepKind::ColdAsserts => {
                 let asserts = app
@@ -290,7 +466,7 @@ impl UpgradeActivities {
                     .map(|c| c.asserts.clone())
                     .unwrap_or_default();
                 return Ok(self::asserts(
-                    asserts.iter().map(|a| app.cold_argv(a, at, &scratch)),
+                    asserts.iter().map(|a| fill(app.cold_argv(a, at, &scratch))),
                     timeout,
                 )
                 .await);
@@ -379,7 +555,7 @@ impl UpgradeActivities {
                     .as_ref()
                     .ok_or_else(|| permanent("no [apps.cold] setup"))?;
                 prune::make_scratch(&app.scratch_dir(), &s.tag).map_err(retryable)?;
-                run_command(&app.cold_argv(&cold.deploy, at, &scratch), timeout)
+                run_filled(fill(app.cold_argv(&cold.deploy, at, &scratch)), timeout)
                     .await
                     .map(|()| {
                         format!(
@@ -394,7 +570,7 @@ impl UpgradeActivities {
                     .cold
                     .as_ref()
                     .ok_or_else(|| permanent("no [apps.cold] setup"))?;
-                match run_command(&app.cold_argv(&cold.undeploy, at, &scratch), timeout).await {
+                match run_filled(fill(app.cold_argv(&cold.undeploy, at, &scratch)), timeout).await {
                     Ok(()) => match prune::remove_scratch(&app.scratch_dir(), &s.tag) {
                         Ok(true) => Ok(format!("undeployed; removed {}", scratch.display())),
                         Ok(false) => Ok("undeployed".into()),
@@ -501,8 +677,20 @@ async fn revision_of(app: &AppSpec, version: &str) -> Result<String, String> {
 /// Runs the assertions in order. The first that fails is the step's
 /// failed check: the command, what it answered (its exit and the tail of
 /// its output), and when, as the health gate reports its own.
-async fn asserts(argvs: impl Iterator<Item = Vec<String>>, timeout: Duration) -> StepResult {
+async fn asserts(
+    argvs: impl Iterator<Item = Result<Vec<String>, String>>,
+    timeout: Duration,
+) -> StepResult {
     for argv in argvs {
+        let argv = match argv {
+            Ok(argv) => argv,
+            Err(message) => {
+                return StepResult {
+                    message,
+                    ..Default::default()
+                };
+            }
+        };
         if let Err(answer) = run_command(&argv, timeout).await {
             let check = argv.join(" ");
             return StepResult {
@@ -511,7 +699,7 @@ async fn asserts(argvs: impl Iterator<Item = Vec<String>>, timeout: Duration) ->
                 check,
                 answer,
                 at: crate::time::now_millis_text(),
-                removed: vec![],
+                ..Default::default()
             };
         }
     }
@@ -599,17 +787,34 @@ impl UpgradeActivities {
         _ctx: ActivityContext,
         r: ColdSweepResult,
     ) -> Result<(), ActivityError> {
-        self.store
-            .record_run(
-                names::COLD_SWEEP_EVENT_TYPE,
-                &r.source,
-                &r.workflow_id,
-                &r.run_id,
-                &r,
-            )
+        let (source, workflow, run) = (&r.source, &r.workflow_id, &r.run_id);
+        self.record(names::COLD_SWEEP_EVENT_TYPE, source, workflow, run, &r)
             .await
-            .map_err(|e| retryable(e.to_string()))?;
-        Ok(())
+            .map(drop)
+    }
+
+    /// One pass of the reaper. Idempotent: a resource already deleted is
+    /// not deleted again.
+    #[activity(name = names::SHARED_REAP_PASS)]
+    pub async fn shared_reap_pass(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: SharedReapInput,
+    ) -> Result<SharedReapResult, ActivityError> {
+        crate::heartbeat::with_heartbeat(&ctx, self.reap(&input.service)).await
+    }
+
+    /// The reaper's progress event. Idempotent: its id is the workflow run.
+    #[activity(name = names::SHARED_REAP_RECORD)]
+    pub async fn shared_reap_record(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        r: SharedReapResult,
+    ) -> Result<(), ActivityError> {
+        let (source, workflow, run) = (&r.source, &r.workflow_id, &r.run_id);
+        self.record(names::SHARED_REAP_EVENT_TYPE, source, workflow, run, &r)
+            .await
+            .map(drop)
     }
 
     /// The progress event. Idempotent: its id is the workflow run.
@@ -620,16 +825,14 @@ impl UpgradeActivities {
         r: UpgradeResult,
     ) -> Result<(), ActivityError> {
         let fresh = self
-            .store
-            .record_run(
+            .record(
                 names::UPGRADE_EVENT_TYPE,
                 &r.app,
                 &r.workflow_id,
                 &r.run_id,
                 &r,
             )
-            .await
-            .map_err(|e| retryable(e.to_string()))?;
+            .await?;
         if fresh {
             self.metrics.upgrade(&r.app, &r.outcome);
         }

@@ -161,6 +161,10 @@ pub struct AppSpec {
     /// The cold run's setup.
     #[serde(default)]
     pub cold: Option<ColdSpec>,
+    /// The `[[shared]]` services a cold run or a trial of the app gets a
+    /// resource of its own on (`{shared.<name>}` in its commands).
+    #[serde(default)]
+    pub uses: Vec<String>,
 }
 
 impl AppSpec {

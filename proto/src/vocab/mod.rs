@@ -222,6 +222,8 @@ vocabulary! {
         RestoreDrill = "restore-drill",
         /// A `ColdSweep`: the cold run of every app with a cold setup.
         ColdSweep = "cold-sweep",
+        /// A `SharedReap`: the reaper's pass over the shared services.
+        SharedReap = "shared-reap",
         /// A `FailoverDrill` of one `[[drills]]` entry.
         FailoverDrill = "failover-drill",
     }
@@ -336,7 +338,7 @@ mod tests {
         let e = "reboot".parse::<ScheduleKind>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "`reboot` is not a schedule kind (expected one of: sweep, upgrade, restore-drill, cold-sweep, failover-drill)"
+            "`reboot` is not a schedule kind (expected one of: sweep, upgrade, restore-drill, cold-sweep, shared-reap, failover-drill)"
         );
     }
 }

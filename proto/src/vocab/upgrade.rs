@@ -29,6 +29,9 @@ vocabulary! {
         CheckingDisk = "checking_disk",
         /// A cold run: the candidate on fresh data in a scratch folder.
         ColdTesting = "cold_testing",
+        /// Making the run's resources on its shared services (waiting while
+        /// one of them is being upgraded).
+        SharingResources = "sharing_resources",
     }
 }
 
@@ -160,6 +163,10 @@ vocabulary! {
         ColdUndeploy = "cold_undeploy",
         /// Record that a cold run passed a version.
         ColdPassed = "cold_passed",
+        /// Make the run's resource on each shared service it uses.
+        SharedCreate = "shared_create",
+        /// Delete the run's resources on its shared services.
+        SharedDelete = "shared_delete",
     }
 }
 

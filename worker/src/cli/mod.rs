@@ -15,6 +15,7 @@ mod progress;
 mod replay;
 mod restore;
 mod schedules;
+mod shared;
 mod sweep;
 mod task;
 mod upgrade;
@@ -88,6 +89,9 @@ pub enum Command {
     /// The leases workflows hold (sweep, upgrades, drills); release one by hand.
     #[command(subcommand)]
     Locks(locks::Command),
+    /// The per-run resources on shared services (`[[shared]]`): list them, reap leftovers.
+    #[command(subcommand)]
+    Shared(shared::Command),
     /// The workers polling the shared task queue and each host's (`[worker] host`, `runs_on`).
     Workers,
     /// The audit archive of closed runs: verify its hash chain, export it.
@@ -210,6 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inbox => inbox::run(ops()?).await,
         Command::Workers => workers::run(ops()?).await,
         Command::Locks(cmd) => locks::run(ops()?, cmd).await,
+        Command::Shared(cmd) => shared::run(ops()?, cmd).await,
         Command::Audit(cmd) => audit::run(ops()?, cmd).await,
         Command::ReplayCheck(args) => replay::run(args).await,
         Command::CheckConfig => check_config(loaded()?),

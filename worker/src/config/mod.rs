@@ -24,7 +24,7 @@ use steward_activities::failover::DrillSpec;
 use steward_activities::restore::RestoreSettings;
 use steward_activities::roster::PermissionRule;
 use steward_activities::sweep::{RepoConfig, SweepSettings};
-use steward_activities::upgrade::{AppSpec, ColdSweepSettings};
+use steward_activities::upgrade::{AppSpec, ColdSweepSettings, SharedSpec};
 use steward_proto::vocab::ScheduleKind;
 
 pub use cron::{check_cron, cron_interval};
@@ -146,6 +146,10 @@ pub struct Config {
     /// The nightly cold sweep's limits.
     #[serde(default)]
     pub cold_sweep: ColdSweepSettings,
+    /// Services many apps' cold runs and trials share, each run on a
+    /// resource of its own (`[[shared]]`).
+    #[serde(default)]
+    pub shared: Vec<SharedSpec>,
     /// Failover drills of database services (`[[drills]]`).
     #[serde(default)]
     pub drills: Vec<DrillSpec>,
@@ -881,9 +885,12 @@ mod tests {
         let schedule_cases = [
             ("[[schedules]]\nname = \"u\"\nworkflow = \"upgrade\"\ncron = \"0 3 * * *\"\n".to_string(), "schedules[0].app"),
             ("[[schedules]]\nname = \"u\"\nworkflow = \"upgrade\"\napp = \"nope\"\ncron = \"0 3 * * *\"\n".to_string(), "needs the name of an [[apps]] entry"),
-            ("[[schedules]]\nname = \"u\"\nworkflow = \"reboot\"\ncron = \"0 3 * * *\"\n".to_string(), "`reboot` is not a schedule kind (expected one of: sweep, upgrade, restore-drill, cold-sweep, failover-drill)"),
+            ("[[schedules]]\nname = \"u\"\nworkflow = \"reboot\"\ncron = \"0 3 * * *\"\n".to_string(), "`reboot` is not a schedule kind (expected one of: sweep, upgrade, restore-drill, cold-sweep, shared-reap, failover-drill)"),
             ("[[schedules]]\nname = \"f\"\nworkflow = \"failover-drill\"\ncron = \"0 3 * * *\"\n".to_string(), "schedules[0].drill: a `failover-drill` schedule needs the name of a [[drills]] entry"),
             ("[[schedules]]\nname = \"s\"\ndrill = \"db\"\ncron = \"0 3 * * *\"\n".to_string(), "schedules[0].drill: only `failover-drill` schedules name a drill"),
+            (shared("resource = \"realm-{app}\""), "shared[0].resource: must contain `{run}`"),
+            (shared("app = \"nope\""), "shared[0].app: `nope` is not an [[apps]] entry"),
+            (shared("create = [\"kc\"]"), "shared[0].create: must pass `{resource}`"),
             (drill("url = \"mysql://db/x\""), "drills[0].url: must be a postgres:// URL"),
             (drill("url = \"postgres://db/x\"\ntrigger = []"), "drills[0].trigger: must be a non-empty argv list"),
             (drill("url = \"postgres://db/x\"\nprobe = { sql = \"SELECT 1\", url = \"http://x\" }"), "drills[0].probe: set exactly one of sql, url"),
@@ -894,6 +901,17 @@ mod tests {
             let err = p(&text).unwrap_err().to_string();
             assert!(err.contains(expected), "{text:?}: {err}");
         }
+    }
+
+    fn shared(keys: &str) -> String {
+        let create = if keys.contains("create") {
+            ""
+        } else {
+            "create = [\"kc\", \"{resource}\"]\n"
+        };
+        format!(
+            "[[shared]]\nname = \"kc\"\n{create}delete = [\"kc\", \"{{resource}}\"]\nlist = [\"kc\"]\n{keys}\n"
+        )
     }
 
     fn drill(keys: &str) -> String {

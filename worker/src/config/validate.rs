@@ -94,6 +94,7 @@ pub(super) fn check(config: &Config) -> Result<(), Refusal> {
         a.check()
             .or_else(|(key, m)| refuse(format!("apps[{i}].{key}"), m))?;
     }
+    shared(config, &apps)?;
     let drills = unique_names(
         "drills",
         config.drills.iter().map(|d| d.name.as_str()),
@@ -334,6 +335,49 @@ fn sweep(config: &Config) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The `[[shared]]` services, and what the apps say of them: each app a
+/// service names exists, each service an app uses exists, no app uses the
+/// service it keeps warm.
+fn shared(config: &Config, apps: &BTreeSet<String>) -> Result<(), Refusal> {
+    let services = unique_names(
+        "shared",
+        config.shared.iter().map(|s| s.name.as_str()),
+        "declared twice",
+    )?;
+    for (i, s) in config.shared.iter().enumerate() {
+        s.check()
+            .or_else(|(key, m)| refuse(format!("shared[{i}].{key}"), m))?;
+        if let Some(app) = &s.app
+            && !apps.contains(app)
+        {
+            return refuse(
+                format!("shared[{i}].app"),
+                format!("`{app}` is not an [[apps]] entry (the app that keeps the service warm)"),
+            );
+        }
+    }
+    for (i, a) in config.apps.iter().enumerate() {
+        for name in &a.uses {
+            let Some(s) = config.shared.iter().find(|s| &s.name == name) else {
+                return refuse(
+                    format!("apps[{i}].uses"),
+                    format!(
+                        "`{name}` is not a [[shared]] service (declared: {})",
+                        services.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            };
+            if s.app.as_deref() == Some(a.name.as_str()) {
+                return refuse(
+                    format!("apps[{i}].uses"),
+                    format!("`{}` keeps `{name}` warm: it cannot use it too", a.name),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn schedules(
     config: &Config,
     apps: &BTreeSet<String>,
@@ -374,6 +418,7 @@ fn schedules(
                 ScheduleKind::Sweep
                 | ScheduleKind::RestoreDrill
                 | ScheduleKind::ColdSweep
+                | ScheduleKind::SharedReap
                 | ScheduleKind::FailoverDrill,
                 None,
             ) => {}
@@ -381,6 +426,7 @@ fn schedules(
                 ScheduleKind::Sweep
                 | ScheduleKind::RestoreDrill
                 | ScheduleKind::ColdSweep
+                | ScheduleKind::SharedReap
                 | ScheduleKind::FailoverDrill,
                 Some(_),
             ) => {

@@ -22,6 +22,7 @@ pub mod locks;
 pub mod overview;
 pub mod progress;
 pub mod schedules;
+pub mod shared;
 pub mod sign;
 pub mod sweep;
 pub mod tasks;
@@ -198,6 +199,7 @@ fn shown(target: Target<'_>) -> String {
         Target::Task => "tasks".into(),
         Target::Lock => "leases".into(),
         Target::Alert => "alerts".into(),
+        Target::Shared => "the shared services' resources".into(),
     }
 }
 

@@ -13,12 +13,14 @@ impl WarmUpgrade {
         let plan = ctx.state(|s| s.plan.clone());
         let (app, target) = (plan.app.clone(), plan.target.clone());
         let run_id = ctx.run_id().to_string();
+        let shared = ctx.state(|s| s.shared);
         let step = |kind: UpgradeStepKind| AppStep {
             app: app.clone(),
             step: kind.into(),
             version: target.clone(),
             tag: run_id.clone(),
             revision: plan.revision.clone(),
+            shared,
         };
         enter(ctx, UpgradePhase::CheckingDisk);
         let room = run_step(ctx, step(UpgradeStepKind::ColdDiskCheck)).await?;

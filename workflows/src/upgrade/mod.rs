@@ -87,6 +87,9 @@ pub struct WarmUpgrade {
     bound: bool,
     /// Signatures of the approvals accepted: none counts twice.
     signatures: Vec<String>,
+    /// The run's resources on its shared services may exist: they are
+    /// deleted when the run ends, however it ends.
+    shared: bool,
 }
 
 /// Patch that introduced the per-app lease lock; histories recorded before
@@ -102,6 +105,15 @@ pub const UPGRADE_MODES_PATCH: &str = "upgrade-modes";
 /// bump, a manual migration) moves last_good only once approved, as a warm
 /// upgrade does. Runs recorded before it moved it unasked.
 pub const COLD_HOLD_PATCH: &str = "upgrade-cold-hold";
+
+/// Patch: a cold run or trial of an app that `uses` shared services makes
+/// its own resource on each before its first step and deletes it on every
+/// ending. Runs recorded before it made none.
+pub const SHARED_RESOURCES_PATCH: &str = "upgrade-shared-resources";
+
+/// How often a run asks again whether a shared service it uses is still
+/// being upgraded.
+const SHARED_POLL_SECONDS: u64 = 5;
 
 /// Patch: an approved hold raises `upgrade.approved` (a notice, and what
 /// resolves the hold's alert). Runs recorded before it raised nothing.
@@ -214,75 +226,16 @@ impl WarmUpgrade {
         }
     }
 
-    /// Runs the upgrade, the trial or the cold run.
+    /// Runs the upgrade, the trial or the cold run; the run's shared
+    /// resources are deleted however it ends (an operator's cancel, a
+    /// failed step), not only on the endings it reports.
     #[run(name = names::WARM_UPGRADE)]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<UpgradeResult> {
-        let input = ctx.state(|s| s.input.clone());
-        let attributes = ctx.patched(SEARCH_ATTRIBUTES_PATCH);
-        ctx.state_mut(|s| s.attributes = attributes);
-        enter(ctx, UpgradePhase::Inspecting);
-        let pins = hosts::place(ctx, "upgrade", PlacementKind::App, &input.app).await?;
-        ctx.state_mut(|s| s.pins = pins.clone());
-        let plan = pins
-            .run(
-                ctx,
-                &input.app,
-                UpgradeInspect,
-                input.clone(),
-                short(format!("inspect {}", input.app)),
-            )
-            .await?;
-        let bound = ctx.patched(SIGNATURE_BINDING_PATCH);
-        ctx.state_mut(|s| {
-            s.plan = plan.clone();
-            s.bound = bound;
-        });
-        if bound && let Some(why) = Self::judge_start(ctx).await? {
-            let end = Ending::fine(UpgradeOutcome::Refused, &plan.last_good, why);
-            return Self::finish(ctx, end).await;
+        let ended = Self::upgrade(ctx).await;
+        if ended.is_err() {
+            Self::unshare(ctx).await?;
         }
-        // Scheduled runs get timestamped workflow ids, so the id alone does
-        // not keep two upgrades of one app apart: a lease lock per app does.
-        if ctx.patched(APP_LOCK_PATCH) {
-            let grant = ctx
-                .execute_activity(
-                    AcquireLock,
-                    LockRequest {
-                        name: ids::upgrade_lock(&plan.app),
-                        holder: ctx.run_id().to_string(),
-                        ttl_seconds: u32::try_from(plan.approval_wait_seconds + 7200)
-                            .unwrap_or(u32::MAX),
-                    },
-                    short(format!("lock {}", ids::upgrade_lock(&plan.app))),
-                )
-                .await?;
-            if !grant.acquired {
-                let end = Ending::fine(
-                    UpgradeOutcome::SkippedBusy,
-                    &plan.last_good,
-                    format!(
-                        "another upgrade of {} is running (workflow run {})",
-                        plan.app, grant.holder
-                    ),
-                );
-                return Self::finish(ctx, end).await;
-            }
-            ctx.state_mut(|s| s.locked = true);
-        }
-        let choices = Choices::of(&plan, &input, ctx.patched(UPGRADE_MODES_PATCH));
-        if choices.modern {
-            enter(ctx, UpgradePhase::Pruning);
-            let pruned = run_step(ctx, step(ctx, &choices.app, UpgradeStepKind::Prune, "")).await?;
-            ctx.state_mut(|s| s.pruned = pruned.removed.clone());
-            if input.cold {
-                return Self::cold_run(ctx).await;
-            }
-        }
-        if let Some(end) = Self::gate(ctx, &choices).await? {
-            return Self::finish(ctx, end).await;
-        }
-        let end = Self::swap(ctx, &choices).await?;
-        Self::finish(ctx, end).await
+        ended
     }
 
     /// Phase, target, last good, hold.
@@ -352,6 +305,83 @@ impl WarmUpgrade {
 }
 
 impl WarmUpgrade {
+    /// The upgrade, the trial or the cold run.
+    async fn upgrade(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<UpgradeResult> {
+        let input = ctx.state(|s| s.input.clone());
+        let attributes = ctx.patched(SEARCH_ATTRIBUTES_PATCH);
+        ctx.state_mut(|s| s.attributes = attributes);
+        enter(ctx, UpgradePhase::Inspecting);
+        let pins = hosts::place(ctx, "upgrade", PlacementKind::App, &input.app).await?;
+        ctx.state_mut(|s| s.pins = pins.clone());
+        let plan = pins
+            .run(
+                ctx,
+                &input.app,
+                UpgradeInspect,
+                input.clone(),
+                short(format!("inspect {}", input.app)),
+            )
+            .await?;
+        let bound = ctx.patched(SIGNATURE_BINDING_PATCH);
+        ctx.state_mut(|s| {
+            s.plan = plan.clone();
+            s.bound = bound;
+        });
+        if bound && let Some(why) = Self::judge_start(ctx).await? {
+            let end = Ending::fine(UpgradeOutcome::Refused, &plan.last_good, why);
+            return Self::finish(ctx, end).await;
+        }
+        // Scheduled runs get timestamped workflow ids, so the id alone does
+        // not keep two upgrades of one app apart: a lease lock per app does.
+        if ctx.patched(APP_LOCK_PATCH) {
+            let grant = ctx
+                .execute_activity(
+                    AcquireLock,
+                    LockRequest {
+                        name: ids::upgrade_lock(&plan.app),
+                        holder: ctx.run_id().to_string(),
+                        ttl_seconds: u32::try_from(plan.approval_wait_seconds + 7200)
+                            .unwrap_or(u32::MAX),
+                    },
+                    short(format!("lock {}", ids::upgrade_lock(&plan.app))),
+                )
+                .await?;
+            if !grant.acquired {
+                let end = Ending::fine(
+                    UpgradeOutcome::SkippedBusy,
+                    &plan.last_good,
+                    format!(
+                        "another upgrade of {} is running (workflow run {})",
+                        plan.app, grant.holder
+                    ),
+                );
+                return Self::finish(ctx, end).await;
+            }
+            ctx.state_mut(|s| s.locked = true);
+        }
+        let choices = Choices::of(&plan, &input, ctx.patched(UPGRADE_MODES_PATCH));
+        if choices.modern {
+            enter(ctx, UpgradePhase::Pruning);
+            let pruned = run_step(ctx, step(ctx, &choices.app, UpgradeStepKind::Prune, "")).await?;
+            ctx.state_mut(|s| s.pruned = pruned.removed.clone());
+            if (input.cold || input.trial)
+                && !plan.shared.is_empty()
+                && ctx.patched(SHARED_RESOURCES_PATCH)
+                && let Some(end) = Self::share(ctx, &choices).await?
+            {
+                return Self::finish(ctx, end).await;
+            }
+            if input.cold {
+                return Self::cold_run(ctx).await;
+            }
+        }
+        if let Some(end) = Self::gate(ctx, &choices).await? {
+            return Self::finish(ctx, end).await;
+        }
+        let end = Self::swap(ctx, &choices).await?;
+        Self::finish(ctx, end).await
+    }
+
     /// Holds the run for an operator's approval of `plan.target` (a major
     /// bump, or release notes that ask for a manual migration): an alert
     /// (`headline`, the notes, how to approve), then the wait (none when
@@ -703,6 +733,85 @@ impl WarmUpgrade {
         ))
     }
 
+    /// Makes the run's resource on each shared service its app uses,
+    /// waiting (up to the services' `wait`) while one is being upgraded;
+    /// how the run ends when they cannot be made (nothing else touched).
+    async fn share(ctx: &mut WorkflowContext<Self>, c: &Choices) -> WorkflowResult<Option<Ending>> {
+        enter(ctx, UpgradePhase::SharingResources);
+        let limit = ctx.state(|s| s.plan.shared_wait_seconds);
+        // Set before the create: one in flight when the run is cancelled is
+        // deleted too.
+        ctx.state_mut(|s| s.shared = true);
+        let mut waited = 0;
+        loop {
+            let made = run_step(ctx, step(ctx, &c.app, UpgradeStepKind::SharedCreate, "")).await?;
+            if made.ok {
+                return Ok(None);
+            }
+            if made.busy && waited < limit {
+                ctx.set_current_details(made.message.clone());
+                let again = TimerOptions::builder(Duration::from_secs(SHARED_POLL_SECONDS))
+                    .summary("wait while a shared service is upgraded".to_string())
+                    .build();
+                let _ = ctx.timer(again).await;
+                waited += SHARED_POLL_SECONDS;
+                continue;
+            }
+            let message = if made.busy {
+                format!("{} for longer than {limit}s", made.message)
+            } else {
+                made.message.clone()
+            };
+            let (outcome, mode) = if c.trial {
+                (UpgradeOutcome::TrialFailed, "trial")
+            } else {
+                (UpgradeOutcome::ColdFailed, "cold run")
+            };
+            alert(
+                ctx,
+                Severity::Warning,
+                "shared-unavailable",
+                true,
+                format!(
+                    "{}: the {mode} of {} did not start: {message}",
+                    c.app, c.target
+                ),
+                Map::new(),
+            )
+            .await;
+            ctx.state_mut(|s| s.failure = made);
+            return Ok(Some(Ending::fine(outcome, &c.last_good, message)));
+        }
+    }
+
+    /// Deletes the run's resources on its shared services, if it may have
+    /// made any, even once the run is cancelled; a resource left behind is
+    /// an alert (the reaper deletes it later).
+    async fn unshare(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<()> {
+        if !ctx.state(|s| s.shared) {
+            return Ok(());
+        }
+        let app = ctx.state(|s| s.input.app.clone());
+        let mut options = summarized(long(), format!("shared_delete {app}"));
+        options.cancellation_token = Some(WorkflowCancellationToken::new());
+        let pins = ctx.state(|s| s.pins.clone());
+        let delete = step(ctx, &app, UpgradeStepKind::SharedDelete, "");
+        let done = pins.run(ctx, &app, UpgradeStep, delete, options).await?;
+        ctx.state_mut(|s| s.shared = false);
+        if !done.ok {
+            alert(
+                ctx,
+                Severity::Warning,
+                "shared-leftover",
+                true,
+                format!("{app}: {}", done.message),
+                Map::new(),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
     /// Ends the run as `end` says: the result, the status the query shows,
     /// the app's lock given back, the record.
     async fn finish(ctx: &mut WorkflowContext<Self>, end: Ending) -> WorkflowResult<UpgradeResult> {
@@ -752,6 +861,7 @@ impl WarmUpgrade {
         });
         mark(ctx);
         ctx.set_current_details(format!("ended: {outcome}"));
+        Self::unshare(ctx).await?;
         if ctx.state(|s| s.locked) {
             let mut release = short(format!("unlock {}", ids::upgrade_lock(&result.app)));
             release.cancellation_token = Some(WorkflowCancellationToken::new());
@@ -813,6 +923,7 @@ fn step(
         version: version.into(),
         tag: ctx.run_id().to_string(),
         revision,
+        shared: ctx.state(|s| s.shared),
     }
 }
 

@@ -209,8 +209,13 @@ asserts = [["test", "-f", "{marker}"]]
 
     /// Fires `steward-sso-nightly` now.
     async fn fire_schedule(&self) {
+        self.fire("sso-nightly").await;
+    }
+
+    /// Fires the schedule `name` now.
+    async fn fire(&self, name: &str) {
         self.client
-            .get_schedule_handle(ids::schedule("sso-nightly"))
+            .get_schedule_handle(ids::schedule(name))
             .trigger(
                 temporalio_client::schedules::ScheduleOverlapPolicy::Unspecified,
                 Default::default(),
@@ -259,6 +264,12 @@ asserts = [["test", "-f", "{marker}"]]
     /// The result the newest upgrade run recorded in the state store,
     /// waiting up to `within` for the first one.
     async fn newest_recorded_result(&self, within: Duration) -> UpgradeResult {
+        let event = newest_progress(&self.store().await, "warm_upgrade", within).await;
+        serde_json::from_str(&event.detail_json).unwrap()
+    }
+
+    /// The worker's state store.
+    async fn store(&self) -> steward_activities::Store {
         let config = std::fs::read_to_string(&self.config).unwrap();
         let url = config
             .lines()
@@ -266,9 +277,7 @@ asserts = [["test", "-f", "{marker}"]]
             .unwrap()
             .trim_matches('"')
             .to_string();
-        let store = steward_activities::Store::connect(&url).await.unwrap();
-        let event = newest_progress(&store, "warm_upgrade", within).await;
-        serde_json::from_str(&event.detail_json).unwrap()
+        steward_activities::Store::connect(&url).await.unwrap()
     }
 
     fn serving(&self) -> String {
@@ -443,4 +452,5 @@ mod approvals;
 mod faults;
 mod hosts;
 mod modes;
+mod shared;
 mod warm;
