@@ -25,6 +25,7 @@ mod failure;
 #[allow(missing_docs)]
 pub mod failover;
 pub mod files;
+pub mod forge;
 pub mod git;
 pub mod heartbeat;
 pub mod http;

@@ -21,8 +21,8 @@ use crate::v1::{
     RecordSweepRequest, RepoSweepOutcome, RepoSweepRequest, SweepBatchOutcome, SweepBatchRequest,
     SweepPlan,
 };
+use crate::v1::{ForgeStatus, SharedReapInput, SharedReapResult};
 use crate::v1::{Placement, PlacementRequest};
-use crate::v1::{SharedReapInput, SharedReapResult};
 use crate::v1::{StartClaim, StartClaimed};
 use temporalio_common::ActivityDefinition;
 
@@ -145,6 +145,10 @@ declare_activity!(
 declare_activity!(
     /// Writes the cold sweep's progress event.
     ColdSweepRecord, names::COLD_SWEEP_RECORD, ColdSweepResult => ()
+);
+declare_activity!(
+    /// Posts a forge-started run's commit status to the forge.
+    UpgradeForgeStatus, names::UPGRADE_FORGE_STATUS, ForgeStatus => ()
 );
 declare_activity!(
     /// One pass of the reaper over the shared services.

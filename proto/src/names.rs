@@ -111,6 +111,9 @@ pub const COLD_SWEEP_EVENT_TYPE: &str = "cold_sweep";
 /// Cold sweep query: what it has tested so far.
 pub const COLD_SWEEP_STATUS_QUERY: &str = "status";
 
+/// Activity: post a forge-started run's commit status.
+pub const UPGRADE_FORGE_STATUS: &str = "steward.upgrade.forge_status";
+
 /// Workflow type of the shared services' reaper.
 pub const SHARED_REAP: &str = "SharedReap";
 /// Activity: one pass of the reaper over the shared services.

@@ -113,6 +113,7 @@ pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics, client: &Cli
         placement: placement(loaded),
         upgrade: UpgradeActivities::new(loaded.config.apps.clone(), store.clone())
             .with_shared(loaded.config.shared.clone())
+            .with_forge(loaded.config.forge.clone())
             .with_runs(std::sync::Arc::new(crate::ops::locks::TemporalRuns(
                 client.clone(),
             )))

@@ -49,6 +49,8 @@ pub struct UpgradeActivities {
     shared: BTreeMap<String, SharedSpec>,
     /// Temporal's answer to "has this run closed?", for the reaper.
     runs: Option<Arc<dyn crate::store::locks::HolderRuns>>,
+    /// Where forge-started runs post their commit status.
+    forge: Option<crate::forge::ForgeSettings>,
 }
 
 /// Runs a snapshot operation (file copies and hashes of whole volumes, which
@@ -91,7 +93,14 @@ impl UpgradeActivities {
             roster: Default::default(),
             shared: BTreeMap::new(),
             runs: None,
+            forge: None,
         }
+    }
+
+    /// The same activities, posting forge-started runs' statuses to `forge`.
+    pub fn with_forge(mut self, forge: Option<crate::forge::ForgeSettings>) -> Self {
+        self.forge = forge;
+        self
     }
 
     /// The same activities, with the `[[shared]]` services.
@@ -316,7 +325,7 @@ impl UpgradeActivities {
         // A trial may name a git revision of the recipe (a branch, a
         // commit, a pull request's head): deployed as named, never promoted.
         let parsed = Version::parse(&input.version).filter(|v| tag_of.contains_key(&v.raw));
-        if input.trial && parsed.is_none() && !input.version.is_empty() {
+        if (input.trial || input.cold) && parsed.is_none() && !input.version.is_empty() {
             let commit = repo
                 .run(&[
                     "rev-parse",
@@ -334,6 +343,7 @@ impl UpgradeActivities {
                 })?;
             plan.target = input.version.clone();
             plan.revision = commit.trim().to_string();
+            plan.unreleased = true;
             return Ok(plan);
         }
         let target = if input.version.is_empty() {
@@ -343,7 +353,7 @@ impl UpgradeActivities {
         } else {
             Version::parse(&input.version).ok_or_else(|| {
                 permanent(format!(
-                    "`{}` is not a version like 1.2.3+4.5.6, nor (for a trial) a revision",
+                    "`{}` is not a version like 1.2.3+4.5.6, nor (for a trial or a cold run) a revision",
                     input.version
                 ))
             })?
@@ -791,6 +801,21 @@ impl UpgradeActivities {
         self.record(names::COLD_SWEEP_EVENT_TYPE, source, workflow, run, &r)
             .await
             .map(drop)
+    }
+
+    /// Posts a forge-started run's commit status. Idempotent: the forge
+    /// keeps the newest status of a context.
+    #[activity(name = names::UPGRADE_FORGE_STATUS)]
+    pub async fn upgrade_forge_status(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        status: steward_proto::v1::ForgeStatus,
+    ) -> Result<(), ActivityError> {
+        let forge = self
+            .forge
+            .as_ref()
+            .ok_or_else(|| permanent("this worker's config has no [forge]"))?;
+        forge.post_status(&status).await.map_err(retryable)
     }
 
     /// One pass of the reaper. Idempotent: a resource already deleted is

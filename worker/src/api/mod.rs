@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod error;
+mod forge;
 mod guard;
 mod page;
 pub mod read_only;
@@ -187,6 +188,7 @@ impl Api {
         routes::upgrade_start,
         routes::upgrade_approve,
         routes::cold_sweep_start,
+        forge::webhook,
         routes::failover_drill_start,
         routes::failover_drill_last,
         routes::restore_drill_start,
@@ -286,6 +288,7 @@ pub fn router(api: Arc<Api>) -> Router {
             .route("/v1/upgrades/{app}/start", post(routes::upgrade_start))
             .route("/v1/upgrades/{app}/approve", post(routes::upgrade_approve))
             .route("/v1/cold-sweeps", post(routes::cold_sweep_start))
+            .route("/v1/forge/webhook", post(forge::webhook))
             .route("/v1/drills/{drill}/run", post(routes::failover_drill_start))
             .route("/v1/drills/{drill}/last", get(routes::failover_drill_last))
             .route("/v1/restore-drill/run", post(routes::restore_drill_start))
@@ -406,16 +409,23 @@ mod tests {
     fn the_document_covers_every_json_route_with_the_bearer_scheme() {
         let doc = serde_json::to_value(openapi()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 28, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 29, "{:?}", paths.keys());
         // The probes answer anyone: a kubelet or a load balancer holds no
-        // token.
+        // token; the forge's webhook proves itself by its signature.
         let probes = ["/healthz", "/readyz"];
+        let webhook = &paths["/v1/forge/webhook"]["post"];
+        assert!(webhook["security"].is_null(), "the forge holds no token");
+        assert!(
+            webhook["responses"]["401"].is_object(),
+            "a bad signature is 401"
+        );
         for probe in probes {
             let op = &paths[probe]["get"];
             assert!(op["security"].is_null(), "{probe} takes no token");
             assert!(op["responses"]["200"].is_object(), "{probe}");
         }
-        for (path, ops) in paths.iter().filter(|(p, _)| !probes.contains(&p.as_str())) {
+        let tokenless = |p: &str| probes.contains(&p) || p == "/v1/forge/webhook";
+        for (path, ops) in paths.iter().filter(|(p, _)| !tokenless(p)) {
             for (method, op) in ops.as_object().unwrap() {
                 assert_eq!(
                     op["security"][0]["token"],

@@ -628,6 +628,7 @@ pub async fn upgrade_start(
                 mode,
                 version: body.version.unwrap_or_default(),
                 reason: body.reason,
+                forge: None,
             },
         )
         .await?;

@@ -92,6 +92,7 @@ pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
                 mode,
                 version: trial.or(version).unwrap_or_default(),
                 reason,
+                forge: None,
             };
             let started = ops
                 .start_upgrade(&Actor::typed(ops.loaded(), &by), &app, start)

@@ -146,6 +146,10 @@ pub struct Config {
     /// The nightly cold sweep's limits.
     #[serde(default)]
     pub cold_sweep: ColdSweepSettings,
+    /// The forge whose pull-request comments start cold runs and trials
+    /// (`[forge]`).
+    #[serde(default)]
+    pub forge: Option<steward_activities::forge::ForgeSettings>,
     /// Services many apps' cold runs and trials share, each run on a
     /// resource of its own (`[[shared]]`).
     #[serde(default)]
@@ -888,6 +892,9 @@ mod tests {
             ("[[schedules]]\nname = \"u\"\nworkflow = \"reboot\"\ncron = \"0 3 * * *\"\n".to_string(), "`reboot` is not a schedule kind (expected one of: sweep, upgrade, restore-drill, cold-sweep, shared-reap, failover-drill)"),
             ("[[schedules]]\nname = \"f\"\nworkflow = \"failover-drill\"\ncron = \"0 3 * * *\"\n".to_string(), "schedules[0].drill: a `failover-drill` schedule needs the name of a [[drills]] entry"),
             ("[[schedules]]\nname = \"s\"\ndrill = \"db\"\ncron = \"0 3 * * *\"\n".to_string(), "schedules[0].drill: only `failover-drill` schedules name a drill"),
+            ("[forge]\napi_url = \"http://forge/api/v1\"\ncommands = { \"!ship\" = \"warm\" }\n".to_string(), "forge.commands: `!ship` = `warm`: a comment starts a `cold` run or a `trial`, never a warm upgrade"),
+            ("[forge]\napi_url = \"http://forge/api/v1\"\nrepos = { \"ops/x\" = \"nope\" }\n".to_string(), "forge.repos: `ops/x` = `nope`: `nope` is not an [[apps]] entry"),
+            ("[forge]\napi_url = \"forge\"\n".to_string(), "forge.api_url: must be an http:// or https:// URL"),
             (shared("resource = \"realm-{app}\""), "shared[0].resource: must contain `{run}`"),
             (shared("app = \"nope\""), "shared[0].app: `nope` is not an [[apps]] entry"),
             (shared("create = [\"kc\"]"), "shared[0].create: must pass `{resource}`"),

@@ -95,6 +95,7 @@ pub(super) fn check(config: &Config) -> Result<(), Refusal> {
             .or_else(|(key, m)| refuse(format!("apps[{i}].{key}"), m))?;
     }
     shared(config, &apps)?;
+    forge(config, &apps)?;
     let drills = unique_names(
         "drills",
         config.drills.iter().map(|d| d.name.as_str()),
@@ -331,6 +332,29 @@ fn sweep(config: &Config) -> Result<(), Refusal> {
         if repo.push && repo.remote.is_none() && repo.url.is_none() {
             return refuse(format!("repos[{i}].push"), "push = true needs a remote");
         }
+    }
+    Ok(())
+}
+
+/// `[forge]`: its values, and each repository names an app.
+fn forge(config: &Config, apps: &BTreeSet<String>) -> Result<(), Refusal> {
+    let Some(forge) = &config.forge else {
+        return Ok(());
+    };
+    forge
+        .check()
+        .or_else(|(key, m)| refuse(format!("forge.{key}"), m))?;
+    if let Some((repo, app)) = forge.repos.iter().find(|(_, app)| !apps.contains(*app)) {
+        return refuse(
+            "forge.repos",
+            format!("`{repo}` = `{app}`: `{app}` is not an [[apps]] entry"),
+        );
+    }
+    if !config.operators.is_empty() && !forge.allowed_commenters.is_empty() {
+        return refuse(
+            "forge.allowed_commenters",
+            "with [[operators]] declared, a commenter must be one of them (by forge login, with              `start` on the app): remove allowed_commenters",
+        );
     }
     Ok(())
 }

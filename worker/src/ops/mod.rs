@@ -15,6 +15,7 @@ pub mod backfill;
 pub mod drills;
 mod error;
 pub mod findings;
+pub mod forge;
 pub mod health;
 pub mod history;
 pub mod inbox;

@@ -25,6 +25,9 @@ pub struct Start {
     pub version: String,
     /// Why.
     pub reason: String,
+    /// The pull request whose comment asked for the run (the forge
+    /// webhook): its status is posted back.
+    pub forge: Option<steward_proto::v1::ForgeOrigin>,
 }
 
 /// An app's upgrade status and the run it was read from.
@@ -80,6 +83,7 @@ impl Ops {
             operator: actor.name.clone(),
             reason: start.reason,
             credential_id: actor.credential_id.clone(),
+            forge: start.forge,
             ..Default::default()
         };
         if let Some(signer) = self.signer_for(actor) {

@@ -68,6 +68,18 @@ impl WarmUpgrade {
             let end = Ending::fine(UpgradeOutcome::ColdFailed, &plan.last_good, verdict.message);
             return Self::finish(ctx, end).await;
         }
+        if plan.unreleased {
+            // A branch or a pull request's head is no release: its green
+            // cold run is reported, never recorded as a pass or promoted.
+            let message = format!(
+                "revision {target} ({}) passed on fresh data; a revision is not a release: \
+                 last_good stays {}",
+                plan.revision,
+                shown(&plan.last_good)
+            );
+            let end = Ending::fine(UpgradeOutcome::ColdPassed, &plan.last_good, message);
+            return Self::finish(ctx, end).await;
+        }
         let moves = plan.advance.parse::<Advance>().ok() == Some(Advance::Cold);
         // Passing on fresh data is not an approval: a held release moves
         // last_good only once an operator approves it.

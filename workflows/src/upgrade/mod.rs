@@ -19,11 +19,11 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 use steward_proto::activities::{
-    AcquireLock, ReleaseLock, UpgradeInspect, UpgradeRecord, UpgradeStep,
+    AcquireLock, ReleaseLock, UpgradeForgeStatus, UpgradeInspect, UpgradeRecord, UpgradeStep,
 };
 use steward_proto::v1::{
-    AppStep, ApproveReply, ApproveRequest, LockRelease, LockRequest, OperatorAction, StepResult,
-    UpgradeInput, UpgradePlan, UpgradeResult, UpgradeStatus,
+    AppStep, ApproveReply, ApproveRequest, ForgeStatus, LockRelease, LockRequest, OperatorAction,
+    StepResult, UpgradeInput, UpgradePlan, UpgradeResult, UpgradeStatus,
 };
 use steward_proto::vocab::{
     Advance, Hold, OnUnhealthy, OperatorVerb, PlacementKind, ScheduleKind, Severity, UpgradeMode,
@@ -234,6 +234,7 @@ impl WarmUpgrade {
         let ended = Self::upgrade(ctx).await;
         if ended.is_err() {
             Self::unshare(ctx).await?;
+            report(ctx, "error", "the run ended without a result".into()).await;
         }
         ended
     }
@@ -308,6 +309,13 @@ impl WarmUpgrade {
     /// The upgrade, the trial or the cold run.
     async fn upgrade(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<UpgradeResult> {
         let input = ctx.state(|s| s.input.clone());
+        if let Some(origin) = &input.forge {
+            let asked = format!(
+                "{} by {} on {}#{}",
+                origin.command, origin.commenter, origin.repo, origin.pull
+            );
+            report(ctx, "pending", asked).await;
+        }
         let attributes = ctx.patched(SEARCH_ATTRIBUTES_PATCH);
         ctx.state_mut(|s| s.attributes = attributes);
         enter(ctx, UpgradePhase::Inspecting);
@@ -837,14 +845,7 @@ impl WarmUpgrade {
             pruned: s.pruned.clone(),
             deployed: s.plan.deployed.clone(),
             cold: s.input.cold,
-            mode: if s.input.trial {
-                UpgradeMode::Trial
-            } else if s.input.cold {
-                UpgradeMode::Cold
-            } else {
-                UpgradeMode::Warm
-            }
-            .into(),
+            mode: mode_of(&s.input).into(),
             revision: s.plan.revision.clone(),
             compared_with: s.plan.last_good.clone(),
         });
@@ -881,8 +882,52 @@ impl WarmUpgrade {
             short(format!("record {outcome}")),
         )
         .await?;
+        let state = match outcome {
+            UpgradeOutcome::ColdPassed | UpgradeOutcome::TrialPassed | UpgradeOutcome::Upgraded => {
+                "success"
+            }
+            UpgradeOutcome::ColdFailed
+            | UpgradeOutcome::TrialFailed
+            | UpgradeOutcome::RolledBack => "failure",
+            _ => "error",
+        };
+        report(ctx, state, format!("{outcome}: {}", result.message)).await;
         Ok(result)
     }
+}
+
+/// Which run `input` asks for.
+fn mode_of(input: &UpgradeInput) -> UpgradeMode {
+    if input.trial {
+        UpgradeMode::Trial
+    } else if input.cold {
+        UpgradeMode::Cold
+    } else {
+        UpgradeMode::Warm
+    }
+}
+
+/// Posts the run's commit status (`state`: pending, success, failure,
+/// error) to the forge whose comment started it, in the context
+/// `steward/<mode>`; never a merge gate, and a forge that does not answer
+/// never stops the run. Runs even once the run is cancelled.
+async fn report(ctx: &WorkflowContext<WarmUpgrade>, state: &str, said: String) {
+    let Some((origin, mode)) = ctx.state(|s| s.input.forge.clone().map(|o| (o, mode_of(&s.input))))
+    else {
+        return;
+    };
+    let status = ForgeStatus {
+        origin: Some(origin),
+        state: state.into(),
+        description: format!("informational, not a merge gate: {said}"),
+        context: format!("steward/{mode}"),
+        workflow_id: ctx.workflow_id().into(),
+    };
+    let mut options = short(format!("forge status {state}"));
+    options.cancellation_token = Some(WorkflowCancellationToken::new());
+    let _ = ctx
+        .execute_activity(UpgradeForgeStatus, status, options)
+        .await;
 }
 
 /// How an operator approves `target` of the app `plan` holds: through the

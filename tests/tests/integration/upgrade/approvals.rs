@@ -289,24 +289,6 @@ async fn an_operator_signs_in_to_the_page_in_a_real_browser_and_approves_a_held_
     );
 }
 
-/// Who started the current upgrade of `sso`, and whether the API signed it,
-/// as its history shows.
-async fn start_of(app: &App) -> (String, bool) {
-    let timeline = app.ok(&["history", &sso(), "--json"]);
-    let started = timeline
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "workflow_started")
-        .cloned()
-        .unwrap();
-    let input = &started["detail"]["input"];
-    (
-        input["operator"].as_str().unwrap_or_default().to_string(),
-        !input["signature"].as_str().unwrap_or_default().is_empty(),
-    )
-}
-
 #[tokio::test]
 async fn a_verified_approval_of_an_upgrade_a_typed_name_started_is_refused() {
     // bob types `--by ana` on the command line, then approves through the

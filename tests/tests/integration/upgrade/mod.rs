@@ -424,6 +424,23 @@ asserts = [["test", "-f", "{{scratch}}/data/version.txt"]]
         )
     }
 
+    /// A pull request's head: a commit on `branch` of the recipe, which
+    /// stays on main; its commit.
+    fn pull_request(&self, branch: &str) -> String {
+        let recipe = self.root.join("recipe");
+        git(&recipe, &["checkout", "-q", "-b", branch]);
+        std::fs::write(recipe.join("fix.txt"), "the pull request's change\n").unwrap();
+        git(&recipe, &["add", "fix.txt"]);
+        let who = ["-c", "user.name=t", "-c", "user.email=t@t"];
+        git(
+            &recipe,
+            &[&who[..], &["commit", "-q", "-m", "fix"]].concat(),
+        );
+        let head = git(&recipe, &["rev-parse", "HEAD"]).trim().to_string();
+        git(&recipe, &["checkout", "-q", "main"]);
+        head
+    }
+
     /// Forgets last good and stops the app: an app steward never ran.
     fn forget_everything(&self) {
         assert!(self.ctl("undeploy", BASE).success());
@@ -450,7 +467,30 @@ asserts = [["test", "-f", "{{scratch}}/data/version.txt"]]
 
 mod approvals;
 mod faults;
+mod forge;
 mod hosts;
 mod modes;
 mod shared;
 mod warm;
+
+/// Who started the current upgrade of `sso`, and whether the API signed it,
+/// as its history shows.
+async fn start_of(app: &App) -> (String, bool) {
+    let input = start_input(app);
+    (
+        input["operator"].as_str().unwrap_or_default().to_string(),
+        !input["signature"].as_str().unwrap_or_default().is_empty(),
+    )
+}
+
+/// The input the newest run of `sso` started with, from its history.
+fn start_input(app: &App) -> serde_json::Value {
+    let timeline = app.ok(&["history", &sso(), "--json"]);
+    timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "workflow_started")
+        .map(|e| e["detail"]["input"].clone())
+        .unwrap()
+}

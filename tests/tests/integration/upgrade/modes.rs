@@ -230,25 +230,7 @@ async fn a_trial_of_a_git_revision_deploys_it_and_never_promotes() {
         "",
     )
     .await;
-    let recipe = app.root.join("recipe");
-    git(&recipe, &["checkout", "-q", "-b", "pr-42"]);
-    std::fs::write(recipe.join("fix.txt"), "the pull request's change\n").unwrap();
-    git(&recipe, &["add", "fix.txt"]);
-    git(
-        &recipe,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "-m",
-            "fix",
-        ],
-    );
-    let head = git(&recipe, &["rev-parse", "HEAD"]).trim().to_string();
-    git(&recipe, &["checkout", "-q", "main"]);
+    let head = app.pull_request("pr-42");
     let before = app.data_digest();
     for revision in ["pr-42", head.as_str()] {
         let r = app.run(&["--trial", revision, "--reason", "pull request 42"]);
