@@ -268,3 +268,78 @@ async fn a_pull_request_comment_starts_a_trial_and_a_cold_run_of_its_head_that_r
         );
     }
 }
+
+/// The API starts every kind of run with an operator's token, with the
+/// CLI's checks: a trial, a cold run, the cold sweep; a trial without a
+/// revision is refused before anything starts.
+#[tokio::test]
+async fn the_api_starts_a_trial_a_cold_run_and_the_cold_sweep() {
+    let keys = temp_dir();
+    let ana = steward_tests::token("ana", &["release"], &[]);
+    let top = format!("{}{}", steward_tests::signing_key(keys.path()), ana.entry);
+    let app = App::with_top(
+        "api-starts",
+        &[(BASE, "ok", ""), ("1.1.0+5.1.0", "ok", "")],
+        &App::cold_table("{home}"),
+        &top,
+    )
+    .await;
+    let api = steward_tests::ApiServer::start(&app.config, &app.server.address).await;
+    let start = |body: serde_json::Value| api.post("/v1/upgrades/sso/start", &ana.token, body);
+
+    let (code, answer) = start(serde_json::json!({ "mode": "trial", "reason": "r" })).await;
+    assert_eq!(code, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("a trial needs the release tag or git revision"),
+        "{answer}"
+    );
+    let (code, answer) = start(serde_json::json!({
+        "mode": "trial", "version": "1.1.0+5.1.0", "reason": "try the release", "wait_seconds": 120
+    }))
+    .await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(
+        (answer["outcome"].as_str(), answer["mode"].as_str()),
+        (Some("trial-passed"), Some("trial")),
+        "{answer}"
+    );
+    let (code, answer) = start(serde_json::json!({
+        "mode": "cold", "reason": "fresh data", "wait_seconds": 120
+    }))
+    .await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(
+        (
+            answer["outcome"].as_str(),
+            answer["mode"].as_str(),
+            answer["attempted"].as_str()
+        ),
+        (Some("cold-passed"), Some("cold"), Some("1.1.0+5.1.0")),
+        "{answer}"
+    );
+    assert_eq!(start_input(&app)["operator"], "ana");
+    assert_eq!(
+        app.last_good(),
+        BASE,
+        "neither moved last_good (advance = warm)"
+    );
+
+    let (code, answer) = api
+        .post(
+            "/v1/cold-sweeps",
+            &ana.token,
+            serde_json::json!({ "wait_seconds": 180 }),
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    let passed: Vec<&str> = answer["passed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["app"].as_str().unwrap())
+        .collect();
+    assert_eq!(passed, ["sso"], "{answer}");
+}
