@@ -418,30 +418,67 @@ fn url(listener: &tokio::net::TcpListener) -> String {
         .unwrap_or_else(|_| "an unknown address".into())
 }
 
-/// Serves the API beside `steward dev`'s worker until the process ends;
-/// the URL, or why it could not listen.
+/// The API `steward dev` serves beside its worker.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DevApi {
+    /// Where it listens.
+    pub url: String,
+    /// The link that signs the session's local operator in, once (only
+    /// when the config declares no operators).
+    pub sign_in: Option<String>,
+    /// Who the local operator is.
+    pub operator: Option<String>,
+}
+
+/// Serves the API beside `steward dev`'s worker until the process ends,
+/// with a local operator for the session when the config declares none;
+/// where, or why it could not listen.
 pub async fn api_beside_dev(
     loaded: &Loaded,
     client: &Client,
     store: &Store,
-) -> Result<String, String> {
+) -> Result<DevApi, String> {
     let listener = bind(&loaded.config.api.listen)
         .await
         .map_err(|e| format!("{e:#}"))?;
     let url = url(&listener);
     let text = std::fs::read(&loaded.path).unwrap_or_default();
-    let api = Api::new(
+    let mut api = Api::new(
         Watched::of(loaded.clone(), &text),
         client.clone(),
         store.clone(),
     )
     .map_err(|e| format!("{e:#}"))?;
+    let mut dev = DevApi {
+        url: url.clone(),
+        sign_in: None,
+        operator: None,
+    };
+    if loaded.config.operators.is_empty() {
+        let name = std::env::var("USER")
+            .ok()
+            .filter(|u| {
+                !u.is_empty()
+                    && u.len() <= 63
+                    && u.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            })
+            .unwrap_or_else(|| "local".into());
+        let (local, secret) =
+            crate::api::auth::LocalOperator::new(&name).map_err(|e| format!("{e:#}"))?;
+        api = api.with_local(local);
+        dev.sign_in = Some(format!(
+            "{}/ui/signin/local?secret={secret}",
+            url.trim_end_matches('/')
+        ));
+        dev.operator = Some(name);
+    }
     tokio::spawn(async move {
         if let Err(e) = crate::api::serve(api, listener, std::future::pending()).await {
             eprintln!("steward dev: {e:#}");
         }
     });
-    Ok(url)
+    Ok(dev)
 }
 
 /// A spawned task that stops when its holder is dropped.

@@ -364,5 +364,68 @@ fn the_demos_first_sweep_lists_what_it_did_to_every_repo() {
             repo["repo"]
         );
     }
+    the_demos_page_opens_signed_in_once(&docs[0]);
     assert!(sigterm_and_wait(&mut dev).success());
+}
+
+/// The demo declares no operator: `steward dev` printed a sign-in link
+/// that signs its local operator in once, and the page then works.
+fn the_demos_page_opens_signed_in_once(started: &serde_json::Value) {
+    let link = started["sign_in"]
+        .as_str()
+        .unwrap_or_else(|| panic!("steward dev prints a sign-in link: {started}"));
+    let rest = link.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_at(rest.find('/').unwrap());
+    assert!(path.starts_with("/ui/signin/local?secret=stw_"), "{link}");
+    let (code, _, body) = http(addr, "/", None);
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("id=token"),
+        "without the link, the page asks for a token"
+    );
+    let (code, head, _) = http(addr, path, None);
+    assert_eq!(code, 303, "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap_or_else(|| panic!("the link sets the session's cookie: {head}"));
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap();
+    let (code, _, body) = http(addr, "/", Some(session));
+    assert_eq!(code, 200);
+    assert!(body.contains("Signed in as <b id=operator>"), "{body}");
+    let (code, _, whoami) = http(addr, "/v1/whoami", Some(session));
+    assert_eq!(code, 200, "{whoami}");
+    let me: serde_json::Value = serde_json::from_str(&whoami).unwrap();
+    assert_eq!(me["credential_id"], "local-session", "{me}");
+    let (code, _, again) = http(addr, path, None);
+    assert_eq!(code, 401, "the link works once: {again}");
+    assert!(again.contains("used already"), "{again}");
+    let (code, _, _) = http(addr, "/ui/signin/local?secret=stw_guessed", None);
+    assert_eq!(code, 401);
+}
+
+/// `GET path` on `addr` with an optional cookie: (status, head, body).
+fn http(addr: &str, path: &str, cookie: Option<&str>) -> (u16, String, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, head.to_string(), body.to_string())
 }

@@ -75,10 +75,73 @@ pub fn token_of(headers: &HeaderMap) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// The operator whose token `headers` carry, as `loaded` declares them;
-/// a 401 naming why otherwise.
+/// The operator `steward dev` makes for its session when the config
+/// declares none: known only to that process, signed in once through the
+/// link it prints (a one-time secret, as Jupyter does), gone when it stops.
+/// `steward api` never has one.
+#[derive(Debug)]
+pub struct LocalOperator {
+    /// Who acts (the user who ran `steward dev`).
+    pub name: String,
+    /// The SHA-256 of the session's token, which the page's cookie carries.
+    token_sha256: String,
+    /// The session's token, handed over once.
+    token: String,
+    /// The SHA-256 of the sign-in link's secret, until it is used.
+    secret_sha256: std::sync::Mutex<Option<String>>,
+}
+
+impl LocalOperator {
+    /// A local operator `name`, with its session token and the sign-in
+    /// link's secret (both fresh), and that secret.
+    pub fn new(name: &str) -> anyhow::Result<(Self, String)> {
+        let token = crate::ops::sign::new_token()?;
+        let secret = crate::ops::sign::new_token()?;
+        Ok((
+            Self {
+                name: name.to_string(),
+                token_sha256: token_hash(&token),
+                token,
+                secret_sha256: std::sync::Mutex::new(Some(token_hash(&secret))),
+            },
+            secret,
+        ))
+    }
+
+    /// The session's token, once for the link's secret; None for any other
+    /// secret, or once the link was used.
+    pub fn redeem(&self, secret: &str) -> Option<String> {
+        let mut unused = self.secret_sha256.lock().unwrap_or_else(|p| p.into_inner());
+        let expected = unused.as_deref()?;
+        let given = token_hash(secret);
+        // Hashes of equal length, compared without an early exit.
+        let same = expected
+            .bytes()
+            .zip(given.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+        if !same {
+            return None;
+        }
+        *unused = None;
+        Some(self.token.clone())
+    }
+
+    fn actor(&self) -> Actor {
+        Actor {
+            name: self.name.clone(),
+            groups: Vec::new(),
+            credential_id: "local-session".into(),
+            process: false,
+        }
+    }
+}
+
+/// The operator whose token `headers` carry, as `loaded` declares them
+/// (or `steward dev`'s local operator); a 401 naming why otherwise.
 pub fn authenticate(
     loaded: &Loaded,
+    local: Option<&LocalOperator>,
     headers: &HeaderMap,
     failures: &Failures,
 ) -> Result<Operator, ApiError> {
@@ -90,6 +153,9 @@ pub fn authenticate(
     };
     let operators = &loaded.config.operators;
     let hash = token_hash(&token);
+    if let Some(local) = local.filter(|l| l.token_sha256 == hash) {
+        return Ok(local.actor());
+    }
     let Some(op) = operators
         .iter()
         .find(|o| o.token_sha256.eq_ignore_ascii_case(&hash))
@@ -122,7 +188,7 @@ impl axum::extract::FromRequestParts<std::sync::Arc<super::Api>> for Operator {
         parts: &mut axum::http::request::Parts,
         api: &std::sync::Arc<super::Api>,
     ) -> Result<Self, ApiError> {
-        authenticate(&api.config.current(), &parts.headers, &api.failures)
+        api.authenticate(&parts.headers)
     }
 }
 

@@ -64,6 +64,8 @@ pub struct Api {
     pub signer: Option<Signer>,
     /// Refused credentials, for `/metrics`.
     pub failures: Failures,
+    /// `steward dev`'s local operator, when the config declares none.
+    pub local: Option<auth::LocalOperator>,
     /// Reads shared between requests.
     reads: Reads,
 }
@@ -110,8 +112,28 @@ impl Api {
             store,
             signer,
             failures: Failures::default(),
+            local: None,
             reads: Reads::default(),
         })
+    }
+
+    /// The same API with `steward dev`'s local operator.
+    pub fn with_local(mut self, local: auth::LocalOperator) -> Self {
+        self.local = Some(local);
+        self
+    }
+
+    /// The operator a request's credential names, or the 401 saying why.
+    pub fn authenticate(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<auth::Operator, ApiError> {
+        auth::authenticate(
+            &self.config.current(),
+            self.local.as_ref(),
+            headers,
+            &self.failures,
+        )
     }
 
     /// Backfill `name`'s status (shared).
@@ -270,6 +292,7 @@ pub fn router(api: Arc<Api>) -> Router {
             .route("/ui/page.js", get(page::script))
             .route("/ui/page.css", get(page::style))
             .route("/ui/signin", post(page::sign_in))
+            .route("/ui/signin/local", get(page::sign_in_local))
             .route("/ui/signout", post(page::sign_out))
             .route("/ui/backfills/{name}/{action}", post(page::backfill_action))
             .route("/ui/upgrades/{app}/approve", post(page::upgrade_approve))

@@ -152,7 +152,7 @@ fn sign_in_page(problem: Option<&str>) -> String {
 
 /// The operator whose cookie the request carries.
 fn signed_in(api: &Api, headers: &HeaderMap) -> Result<Operator, ApiError> {
-    auth::authenticate(&api.config.current(), headers, &api.failures)
+    api.authenticate(headers)
 }
 
 /// The operator a form was posted by: signed in, and the form carries
@@ -594,7 +594,7 @@ pub async fn sign_in(
     if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
         headers.insert(header::AUTHORIZATION, v);
     }
-    match auth::authenticate(&api.config.current(), &headers, &api.failures) {
+    match api.authenticate(&headers) {
         Ok(_)
             if token
                 .bytes()
@@ -615,6 +615,47 @@ pub async fn sign_in(
         Err(e) => (
             StatusCode::UNAUTHORIZED,
             Html(sign_in_page(Some(&e.message))),
+        )
+            .into_response(),
+    }
+}
+
+/// The sign-in link's query.
+#[derive(Debug, serde::Deserialize)]
+pub struct LocalSignIn {
+    secret: String,
+}
+
+/// `GET /ui/signin/local?secret=...`: the link `steward dev` prints signs
+/// its local operator in, once.
+pub async fn sign_in_local(
+    State(api): State<Arc<Api>>,
+    request: HeaderMap,
+    axum::extract::Query(link): axum::extract::Query<LocalSignIn>,
+) -> Response {
+    let Some(local) = &api.local else {
+        return (
+            StatusCode::NOT_FOUND,
+            Html(sign_in_page(Some(
+                "this API has no local session: only `steward dev` makes one, when the config \
+                 declares no operators",
+            ))),
+        )
+            .into_response();
+    };
+    match local.redeem(&link.secret) {
+        Some(token) => {
+            let mut r = Redirect::to("/").into_response();
+            r.headers_mut()
+                .insert(header::SET_COOKIE, cookie(&token, None, over_tls(&request)));
+            r
+        }
+        None => (
+            StatusCode::UNAUTHORIZED,
+            Html(sign_in_page(Some(
+                "this sign-in link was used already, or is not this session's: restart \
+                 `steward dev` for a new one",
+            ))),
         )
             .into_response(),
     }

@@ -99,7 +99,8 @@ async fn serve_on(
     print_json(&serde_json::json!({
         "frontend": server.address,
         "ui": server.ui_url,
-        "api": api.as_ref().ok(),
+        "api": api.as_ref().ok().map(|a| a.url.clone()),
+        "sign_in": api.as_ref().ok().and_then(|a| a.sign_in.clone()),
         "namespace": "default",
         "retention_days": days,
         "task_queue": loaded.config.task_queue,
@@ -115,7 +116,14 @@ async fn serve_on(
             .map(|u| format!(", UI at {u}"))
             .unwrap_or_default(),
         api.as_ref()
-            .map(|u| format!(", operator page and API at {u}"))
+            .map(|a| match (&a.sign_in, &a.operator) {
+                (Some(link), Some(who)) => format!(
+                    ", operator page and API at {}; open {link} to sign in as `{who}` \
+                     (a link that works once, for this session)",
+                    a.url
+                ),
+                _ => format!(", operator page and API at {}", a.url),
+            })
             .unwrap_or_default(),
         loaded.config.task_queue
     );
