@@ -374,7 +374,10 @@ async fn tokens_decide_who_acts_and_bad_ones_are_refused_counted_and_never_sent(
         .call("GET", "/ui/signin/local?secret=stw_0000", None, None)
         .await;
     assert_eq!(code, 404, "{answer}");
-    assert!(answer.to_string().contains("only `steward dev`"), "{answer}");
+    assert!(
+        answer.to_string().contains("only `steward dev`"),
+        "{answer}"
+    );
     let approve = json!({ "group": "storage", "reason": "looks fine" });
     let cases = [
         (None, "no credential", "missing"),
