@@ -73,54 +73,95 @@ fn signed(body: &str, secret: &str) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// An app on the forge: `ops/sso-recipe` is its recipe, pull request 7's
+/// head a commit on a branch of it, `steward api` serving the webhook.
+/// `top` declares operators (or not); `forge` adds keys to `[forge]`.
+struct OnForge {
+    app: App,
+    forge: Forge,
+    api: steward_tests::ApiServer,
+    head: String,
+    _keys: tempfile::TempDir,
+}
+
+impl OnForge {
+    async fn start(test: &str, top: impl FnOnce(&Path) -> String, forge_keys: &str) -> OnForge {
+        let keys = temp_dir();
+        let forge = Forge::start(keys.path().join("forge"));
+        std::fs::write(keys.path().join("forge-secret"), SECRET).unwrap();
+        let top = format!(
+            "{}\n[forge]\napi_url = \"http://127.0.0.1:{}/api/v1\"\nsecret_file = \"{}\"\ntoken_file = \"{}\"\nrepos = {{ \"ops/sso-recipe\" = \"sso\" }}\ntarget_url = \"http://steward.example/\"\n{forge_keys}\n",
+            top(keys.path()),
+            forge.port,
+            keys.path().join("forge-secret").display(),
+            forge.dir.join("token").display(),
+        );
+        let app = App::with_top(
+            test,
+            &[(BASE, "ok", ""), ("1.1.0+5.1.0", "ok", "")],
+            &format!("advance = \"cold\"\n{}", App::cold_table("{home}")),
+            &top,
+        )
+        .await;
+        let head = app.pull_request("pr-7");
+        std::fs::write(forge.dir.join("pulls/7"), &head).unwrap();
+        let api = steward_tests::ApiServer::start(&app.config, &app.server.address).await;
+        OnForge {
+            app,
+            forge,
+            api,
+            head,
+            _keys: keys,
+        }
+    }
+
+    /// The forge delivers `body` as an `event`, with `signature`.
+    async fn deliver(
+        &self,
+        event: &str,
+        body: String,
+        signature: Option<String>,
+    ) -> (u16, serde_json::Value) {
+        let mut headers = vec![
+            ("content-type", "application/json".to_string()),
+            ("x-gitea-event", event.to_string()),
+            ("x-github-event", event.to_string()),
+        ];
+        if let Some(s) = signature {
+            headers.push(("x-hub-signature-256", s));
+        }
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (code, text) = self
+            .api
+            .call_with("POST", "/v1/forge/webhook", &headers, body)
+            .await;
+        let json = text.lines().next().unwrap_or_default().to_string();
+        (
+            code,
+            serde_json::from_str::<serde_json::Value>(&json).unwrap_or(json.into()),
+        )
+    }
+
+    /// The forge delivers `body` as a signed comment event.
+    async fn comment(&self, body: String) -> (u16, serde_json::Value) {
+        let signature = signed(&body, SECRET);
+        self.deliver("issue_comment", body, Some(signature)).await
+    }
+}
+
 #[tokio::test]
 async fn a_pull_request_comment_starts_a_trial_and_a_cold_run_of_its_head_that_report_their_status()
 {
-    let keys = temp_dir();
     let ana = steward_tests::token("ana", &["release"], &[]);
-    let forge = Forge::start(keys.path().join("forge"));
-    std::fs::write(keys.path().join("forge-secret"), SECRET).unwrap();
-    let top = format!(
-        "{}{}\n[forge]\napi_url = \"http://127.0.0.1:{}/api/v1\"\nsecret_file = \"{}\"\ntoken_file = \"{}\"\nrepos = {{ \"ops/sso-recipe\" = \"sso\" }}\ntarget_url = \"http://steward.example/\"\n",
-        steward_tests::signing_key(keys.path()),
-        ana.entry,
-        forge.port,
-        keys.path().join("forge-secret").display(),
-        forge.dir.join("token").display(),
-    );
-    let app = App::with_top(
+    let on = OnForge::start(
         "forge",
-        &[(BASE, "ok", ""), ("1.1.0+5.1.0", "ok", "")],
-        &format!("advance = \"cold\"\n{}", App::cold_table("{home}")),
-        &top,
+        |keys| format!("{}{}", steward_tests::signing_key(keys), ana.entry),
+        "",
     )
     .await;
-    let head = app.pull_request("pr-7");
-    std::fs::write(forge.dir.join("pulls/7"), &head).unwrap();
-    let api = steward_tests::ApiServer::start(&app.config, &app.server.address).await;
-    let deliver = |event: &str, body: String, signature: Option<String>| {
-        let api = &api;
-        let event = event.to_string();
-        async move {
-            let mut headers = vec![
-                ("content-type", "application/json".to_string()),
-                ("x-gitea-event", event.clone()),
-                ("x-github-event", event),
-            ];
-            if let Some(s) = signature {
-                headers.push(("x-hub-signature-256", s));
-            }
-            let headers: Vec<(&str, &str)> =
-                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let (code, text) = api
-                .call_with("POST", "/v1/forge/webhook", &headers, body)
-                .await;
-            let json = text.lines().next().unwrap_or_default().to_string();
-            (
-                code,
-                serde_json::from_str::<serde_json::Value>(&json).unwrap_or(json.into()),
-            )
-        }
+    let (app, forge, head) = (&on.app, &on.forge, on.head.clone());
+    let deliver = |event: &'static str, body: String, signature: Option<String>| {
+        on.deliver(event, body, signature)
     };
 
     // What starts nothing.
@@ -206,7 +247,7 @@ async fn a_pull_request_comment_starts_a_trial_and_a_cold_run_of_its_head_that_r
         ("trial", head.as_str(), BASE),
         "{trial:?}"
     );
-    let input = start_input(&app);
+    let input = start_input(app);
     assert_eq!(input["operator"], "ana", "who asked is recorded: {input}");
     assert_eq!(input["forge"]["sha"], head.as_str(), "{input}");
     assert_eq!(input["forge"]["pull"], 7, "{input}");
@@ -342,4 +383,43 @@ async fn the_api_starts_a_trial_a_cold_run_and_the_cold_sweep() {
         .map(|p| p["app"].as_str().unwrap())
         .collect();
     assert_eq!(passed, ["sso"], "{answer}");
+}
+
+/// Without declared operators, only `allowed_commenters` start runs.
+#[tokio::test]
+async fn without_operators_only_allowed_commenters_start_runs_from_the_forge() {
+    let on = OnForge::start(
+        "forge-allowed",
+        |_| String::new(),
+        "allowed_commenters = [\"carol\"]",
+    )
+    .await;
+    let (code, answer) = on
+        .comment(comment(true, "created", "dave", "!testme --quick"))
+        .await;
+    assert_eq!(code, 403, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains(
+            "`dave` may not start runs from the forge: not in [forge] allowed_commenters"
+        ),
+        "{answer}"
+    );
+    let (code, answer) = on
+        .comment(comment(true, "created", "carol", "!testme --quick"))
+        .await;
+    assert_eq!(code, 202, "{answer}");
+    let r = on.app.result().await;
+    assert_eq!(
+        (r.outcome.as_str(), r.revision.as_str()),
+        ("trial-passed", on.head.as_str())
+    );
+    assert_eq!(start_input(&on.app)["operator"], "carol");
+    // The status the forge got is carol's run's.
+    let states: Vec<String> = on
+        .forge
+        .statuses()
+        .iter()
+        .map(|s| s["body"]["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(states, ["pending", "success"]);
 }

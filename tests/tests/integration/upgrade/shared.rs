@@ -381,3 +381,24 @@ async fn runs_on_a_shared_service_wait_while_it_is_upgraded_like_any_app() {
     assert_eq!(wiki.outcome, "cold-passed", "{wiki:?}");
     assert!(app.realms_now().is_empty());
 }
+
+#[tokio::test]
+async fn a_run_whose_worker_is_killed_still_deletes_its_resource_once_it_ends() {
+    let mut app = App::sharing("shared-kill").await;
+    app.start_holding_a_realm().await;
+    app.worker().kill9();
+    std::fs::write(app.root().join("go"), "").unwrap();
+    app.start_worker();
+    let r = app
+        .h
+        .result::<WarmUpgrade>(&ids::warm_upgrade("sso"), Duration::from_secs(120))
+        .await;
+    assert_eq!(r.outcome, "cold-passed", "{r:?}");
+    assert!(app.realms_now().is_empty(), "{:?}", app.realms_now());
+    let log = app.service_log();
+    assert_eq!(
+        log.iter().map(|(v, _, _)| v.as_str()).collect::<Vec<_>>(),
+        ["create", "delete"],
+        "made once, deleted once, across the worker's death: {log:?}"
+    );
+}
