@@ -143,6 +143,29 @@ fn framed(header: &str, fields: &[&str]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The credential of a person the organisation's identity provider
+/// vouched for: their stable subject and the groups it gave them at that
+/// moment. The API signs it as the action's credential, so a run reads
+/// those groups back only from an action whose signature holds.
+pub fn idp_credential(subject: &str, groups: &[String]) -> String {
+    format!("{IDP_PREFIX}{subject}#{}", groups.join(","))
+}
+
+/// The groups an identity provider's credential carries; None for any
+/// other credential.
+pub fn idp_groups(credential_id: &str) -> Option<Vec<String>> {
+    let (_, groups) = credential_id.strip_prefix(IDP_PREFIX)?.rsplit_once('#')?;
+    Some(
+        groups
+            .split(',')
+            .filter(|g| !g.is_empty())
+            .map(String::from)
+            .collect(),
+    )
+}
+
+const IDP_PREFIX: &str = "oidc:";
+
 /// What an operator update carries, as signed: the group of an approval,
 /// the settings of a `set`, nothing for the others.
 pub fn request_detail(verb: &str, req: &OperatorRequest) -> String {
@@ -193,6 +216,18 @@ mod tests {
             detail: "group",
             signed_at: "2026-12-02T00:00:00Z",
         }
+    }
+
+    #[test]
+    fn an_idp_credential_carries_its_groups() {
+        let c = idp_credential("5c1e-ana", &["release".into(), "storage".into()]);
+        assert_eq!(c, "oidc:5c1e-ana#release,storage");
+        assert_eq!(
+            idp_groups(&c),
+            Some(vec!["release".into(), "storage".into()])
+        );
+        assert_eq!(idp_groups("oidc:x#"), Some(vec![]));
+        assert_eq!(idp_groups("a1b2c3d4e5f6"), None);
     }
 
     #[test]

@@ -12,9 +12,9 @@
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-use steward_proto::limits;
 use steward_proto::signing::Action;
 use steward_proto::v1::{OperatorGroups, VerbGrant};
+use steward_proto::{limits, signing};
 use temporalio_workflow::workflow_interceptors::{
     SyncWorkflowInterceptorContext, ValidateUpdateInput, ValidateUpdateResult, WorkflowInterceptor,
     WorkflowInterceptorConstructor, WorkflowNext,
@@ -278,6 +278,35 @@ pub fn declared<'a>(
              since acts on runs started after)"
         )
     })
+}
+
+/// The operators a run judges an action by: those it recorded when it
+/// started, and, when the API's signature on the action held (`verified`)
+/// and its credential is the identity provider's, that person with the
+/// groups the IdP gave them when they acted (in place of any entry of the
+/// same name).
+pub fn roster_for<'a>(
+    operators: &'a [OperatorGroups],
+    operator: &str,
+    credential_id: &str,
+    verified: bool,
+) -> std::borrow::Cow<'a, [OperatorGroups]> {
+    match signing::idp_groups(credential_id).filter(|_| verified) {
+        None => std::borrow::Cow::Borrowed(operators),
+        Some(groups) => {
+            let mut all: Vec<OperatorGroups> = operators
+                .iter()
+                .filter(|o| o.name != operator)
+                .cloned()
+                .collect();
+            all.push(OperatorGroups {
+                name: operator.to_string(),
+                groups,
+                ..Default::default()
+            });
+            std::borrow::Cow::Owned(all)
+        }
+    }
 }
 
 /// Whether `operator` may take `verb`, by the grants the run recorded. A
@@ -546,6 +575,41 @@ mod tests {
         );
         assert_eq!(permitted(&[], &grants, "freeze", "zed", "x"), Ok(()));
         assert_eq!(permitted(&ops, &[], "freeze", "nog", "x"), Ok(()));
+    }
+
+    #[test]
+    fn an_identity_providers_groups_count_only_under_a_signature_that_held() {
+        let ops = roster("");
+        let idp = signing::idp_credential("sub-7", &["security".into()]);
+        let vouched = roster_for(&ops, "zed", &idp, true);
+        assert_eq!(
+            may_approve(
+                &vouched,
+                "security",
+                &Starter::Schedule,
+                "zed",
+                true,
+                "upgrade"
+            ),
+            Ok(())
+        );
+        let unverified = roster_for(&ops, "zed", &idp, false);
+        assert!(
+            may_approve(
+                &unverified,
+                "security",
+                &Starter::Schedule,
+                "zed",
+                false,
+                "upgrade"
+            )
+            .unwrap_err()
+            .contains("not a declared operator")
+        );
+        // The IdP's groups replace what the roster says of that name.
+        let bob = roster_for(&ops, "bob", &signing::idp_credential("b", &[]), true);
+        assert!(may_approve(&bob, "security", &Starter::Schedule, "bob", true, "upgrade").is_err());
+        assert_eq!(roster_for(&ops, "bob", "t1", true).len(), ops.len());
     }
 
     #[test]

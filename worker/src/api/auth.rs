@@ -29,6 +29,8 @@ pub struct Failures {
     pub unknown: AtomicU64,
     /// A token past its `expires`.
     pub expired: AtomicU64,
+    /// An identity provider's token that did not verify.
+    pub idp: AtomicU64,
 }
 
 impl Failures {
@@ -42,6 +44,7 @@ impl Failures {
             ("missing", &self.missing),
             ("unknown", &self.unknown),
             ("expired", &self.expired),
+            ("idp", &self.idp),
         ] {
             out.push_str(&format!(
                 "steward_api_auth_failures_total{{reason=\"{reason}\"}} {}\n",
@@ -188,7 +191,7 @@ impl axum::extract::FromRequestParts<std::sync::Arc<super::Api>> for Operator {
         parts: &mut axum::http::request::Parts,
         api: &std::sync::Arc<super::Api>,
     ) -> Result<Self, ApiError> {
-        api.authenticate(&parts.headers)
+        api.authenticate(&parts.headers).await
     }
 }
 

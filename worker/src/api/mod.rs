@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 mod forge;
 mod guard;
+pub mod oidc;
 mod page;
 pub mod read_only;
 pub mod routes;
@@ -66,6 +67,8 @@ pub struct Api {
     pub failures: Failures,
     /// `steward dev`'s local operator, when the config declares none.
     pub local: Option<auth::LocalOperator>,
+    /// The identity provider's token verifier (`[api.oidc]`).
+    pub oidc: Option<oidc::Verifier>,
     /// Reads shared between requests.
     reads: Reads,
 }
@@ -113,6 +116,7 @@ impl Api {
             signer,
             failures: Failures::default(),
             local: None,
+            oidc: loaded.config.api.oidc.clone().map(oidc::Verifier::new),
             reads: Reads::default(),
         })
     }
@@ -123,11 +127,34 @@ impl Api {
         self
     }
 
-    /// The operator a request's credential names, or the 401 saying why.
-    pub fn authenticate(
+    /// The operator a request's credential names, or the 401 saying why:
+    /// an identity provider's access token (a JWT, with `[api.oidc]`), or
+    /// a token of `[[operators]]`.
+    pub async fn authenticate(
         &self,
         headers: &axum::http::HeaderMap,
     ) -> Result<auth::Operator, ApiError> {
+        if let (Some(idp), Some(token)) = (&self.oidc, auth::token_of(headers))
+            && oidc::looks_like_jwt(&token)
+        {
+            return match idp.verify(&token).await {
+                Ok(who) => Ok(ops::Actor {
+                    credential_id: steward_proto::signing::idp_credential(
+                        &who.subject,
+                        &who.groups,
+                    ),
+                    name: who.name,
+                    groups: who.groups,
+                    process: false,
+                }),
+                Err(why) => {
+                    self.failures
+                        .idp
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Err(ApiError::unauthorized(why))
+                }
+            };
+        }
         auth::authenticate(
             &self.config.current(),
             self.local.as_ref(),

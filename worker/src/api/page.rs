@@ -151,14 +151,14 @@ fn sign_in_page(problem: Option<&str>) -> String {
 }
 
 /// The operator whose cookie the request carries.
-fn signed_in(api: &Api, headers: &HeaderMap) -> Result<Operator, ApiError> {
-    api.authenticate(headers)
+async fn signed_in(api: &Api, headers: &HeaderMap) -> Result<Operator, ApiError> {
+    api.authenticate(headers).await
 }
 
 /// The operator a form was posted by: signed in, and the form carries
 /// their session's form token.
-fn poster(api: &Api, headers: &HeaderMap, csrf: &str) -> Result<Operator, ApiError> {
-    let op = signed_in(api, headers)?;
+async fn poster(api: &Api, headers: &HeaderMap, csrf: &str) -> Result<Operator, ApiError> {
+    let op = signed_in(api, headers).await?;
     let token = auth::token_of(headers).unwrap_or_default();
     if guard::csrf_ok(&token, csrf) {
         Ok(op)
@@ -175,7 +175,7 @@ pub async fn page(
     headers: HeaderMap,
     Params(flash): Params<Flash>,
 ) -> Response {
-    let op = match signed_in(&api, &headers) {
+    let op = match signed_in(&api, &headers).await {
         Ok(op) => op,
         Err(e) if auth::token_of(&headers).is_none() => {
             drop(e);
@@ -594,7 +594,7 @@ pub async fn sign_in(
     if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
         headers.insert(header::AUTHORIZATION, v);
     }
-    match api.authenticate(&headers) {
+    match api.authenticate(&headers).await {
         Ok(_)
             if token
                 .bytes()
@@ -676,7 +676,7 @@ pub async fn backfill_action(
     Segments((name, action)): Segments<(String, String)>,
     FormBody(form): FormBody<ActionForm>,
 ) -> Response {
-    let op = match poster(&api, &headers, &form.csrf) {
+    let op = match poster(&api, &headers, &form.csrf).await {
         Ok(op) => op,
         Err(e) => return back(Err(e)),
     };
@@ -730,7 +730,7 @@ pub async fn upgrade_approve(
     Segments(app): Segments<String>,
     FormBody(form): FormBody<ActionForm>,
 ) -> Response {
-    let op = match poster(&api, &headers, &form.csrf) {
+    let op = match poster(&api, &headers, &form.csrf).await {
         Ok(op) => op,
         Err(e) => return back(Err(e)),
     };
@@ -751,7 +751,7 @@ pub async fn alert_ack(
     Segments(id): Segments<String>,
     FormBody(form): FormBody<ActionForm>,
 ) -> Response {
-    let op = match poster(&api, &headers, &form.csrf) {
+    let op = match poster(&api, &headers, &form.csrf).await {
         Ok(op) => op,
         Err(e) => return back(Err(e)),
     };
@@ -770,7 +770,7 @@ pub async fn schedule_change(
     Segments((name, change)): Segments<(String, String)>,
     FormBody(form): FormBody<ActionForm>,
 ) -> Response {
-    let op = match poster(&api, &headers, &form.csrf) {
+    let op = match poster(&api, &headers, &form.csrf).await {
         Ok(op) => op,
         Err(e) => return back(Err(e)),
     };

@@ -207,6 +207,9 @@ pub struct ApiConfig {
     /// Longest wait of `POST /consistency/sweep/remote-all` for the sweep
     /// before it answers 202 with the workflow id.
     pub sweep_wait_seconds: u64,
+    /// The organisation's OpenID provider, whose access tokens the API
+    /// takes beside steward's own (`[api.oidc]`).
+    pub oidc: Option<crate::api::oidc::OidcConfig>,
 }
 
 impl Default for ApiConfig {
@@ -216,6 +219,7 @@ impl Default for ApiConfig {
             verify_key: None,
             signing_key_file: None,
             sweep_wait_seconds: 300,
+            oidc: None,
         }
     }
 }

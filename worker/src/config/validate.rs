@@ -167,6 +167,10 @@ fn operators(config: &Config) -> Result<(), Refusal> {
     if let Some(key) = &config.api.verify_key {
         hex_of("api.verify_key", key, 32)?;
     }
+    if let Some(oidc) = &config.api.oidc {
+        oidc.check()
+            .or_else(|(key, m)| refuse(format!("api.oidc.{key}"), m))?;
+    }
     unique_names(
         "operators",
         config.operators.iter().map(|o| o.name.as_str()),

@@ -138,7 +138,10 @@ impl Ops {
         if roster.operators.is_empty() || actor.process {
             return Ok(());
         }
-        if !roster.operators.iter().any(|o| o.name == actor.name) {
+        // The identity provider vouched for this person and their groups:
+        // they need not be declared.
+        let vouched = steward_proto::signing::idp_groups(&actor.credential_id).is_some();
+        if !vouched && !roster.operators.iter().any(|o| o.name == actor.name) {
             return Err(Error::Forbidden(format!(
                 "`{}` is not a declared operator (`[[operators]]`): operators are declared, so \
                  only they act (give `--by` your operator name)",

@@ -136,8 +136,14 @@ impl BackfillRollout {
                  start it through steward's API with your operator token"
             )));
         }
-        Ok(operator::permitted(
+        let roster = operator::roster_for(
             &plan.operators,
+            &input.operator,
+            &input.credential_id,
+            verified,
+        );
+        Ok(operator::permitted(
+            &roster,
             &plan.permissions,
             OperatorVerb::Start.as_str(),
             &input.operator,
@@ -176,9 +182,15 @@ impl BackfillRollout {
             ));
         }
         let verified = self.authenticated(verb, req, now)?;
+        let roster = operator::roster_for(
+            &self.plan.operators,
+            &req.operator,
+            &req.credential_id,
+            verified,
+        );
         if verb != OperatorVerb::Approve {
             operator::permitted(
-                &self.plan.operators,
+                &roster,
                 &self.plan.permissions,
                 verb.as_str(),
                 &req.operator,
@@ -216,7 +228,7 @@ impl BackfillRollout {
                     ));
                 }
                 operator::may_approve(
-                    &self.plan.operators,
+                    &roster,
                     &req.group,
                     &self.starter(),
                     &req.operator,

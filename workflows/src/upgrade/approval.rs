@@ -45,8 +45,14 @@ impl WarmUpgrade {
         };
         let verified = operator::admit(&seal, &action, &req.signature, now)
             .map_err(|refused| refused.explain("approve", "upgrade"))?;
-        operator::may_approve(
+        let roster = operator::roster_for(
             &self.plan.operators,
+            &req.operator,
+            &req.credential_id,
+            verified,
+        );
+        operator::may_approve(
+            &roster,
             &self.plan.approval_group,
             &self.starter(),
             &req.operator,
@@ -112,8 +118,15 @@ impl WarmUpgrade {
         if starter == Starter::Schedule || child {
             return Ok(None);
         }
-        Ok(operator::permitted(
+        let verified = ctx.state(|s| s.start_verified);
+        let roster = operator::roster_for(
             &plan.operators,
+            &input.operator,
+            &input.credential_id,
+            verified,
+        );
+        Ok(operator::permitted(
+            &roster,
             &plan.permissions,
             OperatorVerb::Start.as_str(),
             &input.operator,

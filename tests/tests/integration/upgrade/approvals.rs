@@ -177,19 +177,7 @@ async fn an_operator_signs_in_to_the_page_in_a_real_browser_and_approves_a_held_
     )
     .await;
     let api = steward_tests::ApiServer::start(&app.config, &app.server.address).await;
-    let (code, started) = api
-        .post(
-            "/v1/upgrades/sso/start",
-            &ana.token,
-            serde_json::json!({ "reason": "nightly" }),
-        )
-        .await;
-    assert_eq!(code, 202, "{started}");
-    wait_for("held", Duration::from_secs(60), || async {
-        app.status().await.filter(|s| s.phase == "held")
-    })
-    .await
-    .unwrap();
+    app.held_through(&api, &ana.token).await;
     // What the alert tells the approvers works under require_verified:
     // the API, not the CLI.
     let held = &app.alerts_of("upgrade.held-manual-migration")[0];

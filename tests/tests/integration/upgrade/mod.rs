@@ -424,6 +424,24 @@ asserts = [["test", "-f", "{{scratch}}/data/version.txt"]]
         )
     }
 
+    /// Starts the upgrade through the API with `token` and returns once it
+    /// is held.
+    async fn held_through(&self, api: &steward_tests::ApiServer, token: &str) {
+        let (code, started) = api
+            .post(
+                "/v1/upgrades/sso/start",
+                token,
+                serde_json::json!({ "reason": "nightly" }),
+            )
+            .await;
+        assert_eq!(code, 202, "{started}");
+        wait_for("held", Duration::from_secs(60), || async {
+            self.status().await.filter(|s| s.phase == "held")
+        })
+        .await
+        .unwrap();
+    }
+
     /// A pull request's head: a commit on `branch` of the recipe, which
     /// stays on main; its commit.
     fn pull_request(&self, branch: &str) -> String {
@@ -470,6 +488,7 @@ mod faults;
 mod forge;
 mod hosts;
 mod modes;
+mod oidc;
 mod shared;
 mod warm;
 

@@ -1,0 +1,159 @@
+//! Operators of the organisation's identity provider: the API takes the
+//! access tokens a real OpenID provider (oidc-provider) issues, verified
+//! against its published keys, beside steward's own tokens. Who acts is
+//! the IdP's user with the groups the IdP gave at that moment: the run
+//! checks membership and separation of duties on them. Every bad token is
+//! a 401 naming why, and nothing reaches the run.
+
+use steward_tests::{Idp, signed_by_another_key, tampered};
+
+use super::*;
+
+fn users(bob_groups: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "ana": { "name": "Ana Lima", "password": "a", "groups": ["release"] },
+        "bob": { "name": "Bob Quist", "password": "b", "groups": bob_groups },
+        "dan": { "name": "Dan Ode", "password": "d", "groups": ["storage"] },
+    })
+}
+
+#[tokio::test]
+async fn the_api_takes_the_idps_access_tokens_and_the_run_checks_the_groups_they_carry() {
+    let keys = temp_dir();
+    let mut idp = Idp::start(
+        &keys.path().join("idp"),
+        users(&["release"]),
+        "http://127.0.0.1:1/ui/oidc/callback",
+    )
+    .await;
+    // A steward token keeps working beside the IdP's.
+    let carl = steward_tests::token("carl", &["storage"], &[]);
+    let top = format!(
+        "{}\n[api.oidc]\nissuer = \"{}\"\nclient_id = \"steward\"\naudience = \"urn:steward\"\n\n{}",
+        steward_tests::signing_key(keys.path()),
+        idp.issuer(),
+        carl.entry,
+    );
+    let app = App::with_top(
+        "oidc-api",
+        &[
+            (BASE, "ok", ""),
+            ("1.4.0+5.0.0", "ok", "Needs a manual migration first."),
+        ],
+        "approval_wait = \"10m\"\napproval_group = \"release\"",
+        &top,
+    )
+    .await;
+    let api = steward_tests::ApiServer::start(&app.config, &app.server.address).await;
+
+    let ana = idp.token("ana", "urn:steward").await;
+    let (code, me) = api.get("/v1/whoami", &ana).await;
+    assert_eq!(code, 200, "{me}");
+    assert_eq!(me["name"], "ana", "{me}");
+    assert_eq!(me["groups"], serde_json::json!(["release"]), "{me}");
+    assert_eq!(me["credential_id"], "oidc:ana-cli#release", "{me}");
+    let (code, me) = api.get("/v1/whoami", &carl.token).await;
+    assert_eq!((code, me["name"].as_str()), (200, Some("carl")), "{me}");
+
+    // ana starts the upgrade; it holds for the migration.
+    app.held_through(&api, &ana).await;
+    let input = start_input(&app);
+    assert_eq!(
+        (input["operator"].as_str(), input["credential_id"].as_str()),
+        (Some("ana"), Some("oidc:ana-cli#release")),
+        "{input}"
+    );
+    assert!(!input["signature"].as_str().unwrap().is_empty(), "signed");
+
+    // Bad tokens: each refused by the API, saying why.
+    let approve = serde_json::json!({ "version": "1.4.0+5.0.0", "reason": "read the notes" });
+    let bob = idp.token("bob", "urn:steward").await;
+    idp.short_lived(true);
+    let expiring = idp.token("bob", "urn:steward").await;
+    idp.short_lived(false);
+    let elsewhere = idp.token("bob", "urn:other-app").await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for (token, says) in [
+        (expiring, "expired"),
+        (elsewhere, "another audience"),
+        (signed_by_another_key(&bob), "signature does not verify"),
+        (tampered(&bob), "signature does not verify"),
+    ] {
+        let (code, answer) = api
+            .post("/v1/upgrades/sso/approve", &token, approve.clone())
+            .await;
+        assert_eq!(code, 401, "{says}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(says),
+            "{says}: {answer}"
+        );
+    }
+    assert!(
+        app.alerts_of("upgrade.approval-refused").is_empty(),
+        "nothing reached the run"
+    );
+    assert_eq!(app.status().await.unwrap().phase, "held");
+
+    // The run judges the IdP's groups: ana started it, dan is not in
+    // `release`; bob is.
+    for (who, says) in [
+        ("ana", "started this upgrade"),
+        ("dan", "not in group `release`"),
+    ] {
+        let token = idp.token(who, "urn:steward").await;
+        let (code, answer) = api
+            .post("/v1/upgrades/sso/approve", &token, approve.clone())
+            .await;
+        assert_eq!(code, 409, "{who}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(says),
+            "{who}: {answer}"
+        );
+    }
+    let (code, answer) = api
+        .post("/v1/upgrades/sso/approve", &bob, approve.clone())
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    let r = app.result().await;
+    assert_eq!(r.outcome, "upgraded", "{r:?}");
+    let approval = r
+        .operator_actions
+        .iter()
+        .find(|a| a.action == "approve")
+        .unwrap();
+    assert_eq!(
+        (
+            approval.operator.as_str(),
+            approval.credential_id.as_str(),
+            approval.verified
+        ),
+        ("bob", "oidc:bob-cli#release", true),
+        "{approval:?}"
+    );
+
+    // Out of the group at the IdP: the next token says so.
+    idp.set_users(users(&[]));
+    let (_, me) = api
+        .get("/v1/whoami", &idp.token("bob", "urn:steward").await)
+        .await;
+    assert_eq!(me["groups"], serde_json::json!([]), "{me}");
+
+    // A rotated key set: new tokens are taken at once, the old key's not.
+    idp.rotate_keys().await;
+    let fresh = idp.token("ana", "urn:steward").await;
+    let (code, me) = api.get("/v1/whoami", &fresh).await;
+    assert_eq!(code, 200, "{me}");
+    let (code, answer) = api.get("/v1/whoami", &ana).await;
+    assert_eq!(code, 401, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not publish"),
+        "{answer}"
+    );
+    let refused = api
+        .metric("steward_api_auth_failures_total{reason=\"idp\"}")
+        .await;
+    assert_eq!(refused, 5.0, "each refusal counted");
+}
