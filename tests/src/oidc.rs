@@ -75,6 +75,14 @@ impl Idp {
         self.run().await;
     }
 
+    /// steward's callback is `redirect_uri` from now on (the provider
+    /// restarted on it, its keys kept).
+    pub async fn set_redirect(&mut self, redirect_uri: &str) {
+        self.stop();
+        std::fs::write(self.dir.join("redirect_uri"), redirect_uri).unwrap();
+        self.run().await;
+    }
+
     /// An access token (a JWT) about `user`, for `resource` (its audience),
     /// by the user's command-line client.
     pub async fn token(&self, user: &str, resource: &str) -> String {

@@ -69,6 +69,10 @@ pub struct Api {
     pub local: Option<auth::LocalOperator>,
     /// The identity provider's token verifier (`[api.oidc]`).
     pub oidc: Option<oidc::Verifier>,
+    /// The page's sessions of the identity provider's users: who, until
+    /// when (the ID token's expiry), by the session's token.
+    sessions:
+        std::sync::Mutex<std::collections::HashMap<String, (ops::Actor, std::time::SystemTime)>>,
     /// Reads shared between requests.
     reads: Reads,
 }
@@ -117,8 +121,31 @@ impl Api {
             failures: Failures::default(),
             local: None,
             oidc: loaded.config.api.oidc.clone().map(oidc::Verifier::new),
+            sessions: Default::default(),
             reads: Reads::default(),
         })
+    }
+
+    /// A session of `who` until `until`: its token, which the page's
+    /// cookie carries.
+    pub fn begin_session(&self, who: oidc::Identity, until: std::time::SystemTime) -> String {
+        let token = format!(
+            "{SESSION_PREFIX}{}",
+            ops::sign::nonce().unwrap_or_else(|_| uuid::Uuid::new_v4().simple().to_string())
+        );
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::SystemTime::now();
+        sessions.retain(|_, (_, until)| *until > now);
+        sessions.insert(token.clone(), (idp_actor(who), until));
+        token
+    }
+
+    /// Ends the session `token`, if it is one.
+    pub fn end_session(&self, token: &str) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token);
     }
 
     /// The same API with `steward dev`'s local operator.
@@ -134,19 +161,26 @@ impl Api {
         &self,
         headers: &axum::http::HeaderMap,
     ) -> Result<auth::Operator, ApiError> {
+        if let Some(token) = auth::token_of(headers).filter(|t| t.starts_with(SESSION_PREFIX)) {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            return match sessions.get(&token).cloned() {
+                Some((who, until)) if until > std::time::SystemTime::now() => Ok(who),
+                Some(_) => {
+                    sessions.remove(&token);
+                    Err(ApiError::unauthorized(
+                        "your sign-in ended with the identity provider's ID token: sign in again",
+                    ))
+                }
+                None => Err(ApiError::unauthorized(
+                    "this session ended (signed out, or steward restarted): sign in again",
+                )),
+            };
+        }
         if let (Some(idp), Some(token)) = (&self.oidc, auth::token_of(headers))
             && oidc::looks_like_jwt(&token)
         {
             return match idp.verify(&token).await {
-                Ok(who) => Ok(ops::Actor {
-                    credential_id: steward_proto::signing::idp_credential(
-                        &who.subject,
-                        &who.groups,
-                    ),
-                    name: who.name,
-                    groups: who.groups,
-                    process: false,
-                }),
+                Ok(who) => Ok(idp_actor(who)),
                 Err(why) => {
                     self.failures
                         .idp
@@ -311,6 +345,21 @@ fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     .into_response()
 }
 
+/// What a page session's token starts with.
+const SESSION_PREFIX: &str = "sess_";
+
+/// The identity provider's user `who` as the one who acts: the credential
+/// names their subject and the groups the IdP gave them, and the API signs
+/// it with every action.
+fn idp_actor(who: oidc::Identity) -> ops::Actor {
+    ops::Actor {
+        credential_id: steward_proto::signing::idp_credential(&who.subject, &who.groups),
+        name: who.name,
+        groups: who.groups,
+        process: false,
+    }
+}
+
 /// Every route.
 pub fn router(api: Arc<Api>) -> Router {
     guarded(
@@ -320,6 +369,8 @@ pub fn router(api: Arc<Api>) -> Router {
             .route("/ui/page.css", get(page::style))
             .route("/ui/signin", post(page::sign_in))
             .route("/ui/signin/local", get(page::sign_in_local))
+            .route("/ui/oidc/signin", get(page::oidc_sign_in))
+            .route("/ui/oidc/callback", get(page::oidc_callback))
             .route("/ui/signout", post(page::sign_out))
             .route("/ui/backfills/{name}/{action}", post(page::backfill_action))
             .route("/ui/upgrades/{app}/approve", post(page::upgrade_approve))

@@ -9,7 +9,7 @@
 //! so).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
@@ -101,14 +101,51 @@ pub struct Identity {
 pub struct Verifier {
     config: OidcConfig,
     keys: Mutex<Keys>,
+    pending: Mutex<std::collections::HashMap<String, Pending>>,
     http: reqwest::Client,
 }
 
 #[derive(Debug)]
 struct Keys {
     jwks_uri: Option<String>,
+    endpoints: Option<Endpoints>,
     set: JwkSet,
     fetched: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+struct Endpoints {
+    authorization: String,
+    token: String,
+}
+
+/// A sign-in begun and not yet back from the issuer.
+#[derive(Debug)]
+struct Pending {
+    verifier: String,
+    nonce: String,
+    redirect: String,
+    at: Instant,
+}
+
+/// How long a sign-in may take at the identity provider.
+const SIGN_IN_WITHIN: Duration = Duration::from_secs(600);
+
+/// The environment variable the client secret is read from, without
+/// `client_secret_file`.
+pub const SECRET_ENV: &str = "STEWARD_OIDC_CLIENT_SECRET";
+
+/// 256 random bits, URL-safe.
+fn random() -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    Ok(hex::encode(bytes))
+}
+
+fn serde_urlencoded(pairs: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse("http://form/").expect("a constant URL");
+    url.query_pairs_mut().extend_pairs(pairs);
+    url.query().unwrap_or_default().to_string()
 }
 
 /// How soon the key set is fetched again for an unknown key.
@@ -130,9 +167,11 @@ impl Verifier {
             config,
             keys: Mutex::new(Keys {
                 jwks_uri: None,
+                endpoints: None,
                 set: JwkSet { keys: Vec::new() },
                 fetched: None,
             }),
+            pending: Mutex::new(std::collections::HashMap::new()),
             http: reqwest::Client::builder()
                 .timeout(TIMEOUT)
                 .build()
@@ -145,8 +184,16 @@ impl Verifier {
         &self.config
     }
 
-    /// Who `token` is, or why it is refused (said to the caller).
+    /// Who the access token `token` is, or why it is refused (said to the
+    /// caller).
     pub async fn verify(&self, token: &str) -> Result<Identity, String> {
+        let claims = self.claims(token, self.config.audience()).await?;
+        Ok(self.identity(&claims))
+    }
+
+    /// The claims of `token`, a JWT the issuer signed for `audience`, or
+    /// why it is refused.
+    async fn claims(&self, token: &str, audience: &str) -> Result<serde_json::Value, String> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| format!("not a token from the identity provider: {e}"))?;
         let kid = header
@@ -156,13 +203,16 @@ impl Verifier {
         let key = self.key(&kid).await?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.config.issuer]);
-        validation.set_audience(&[self.config.audience()]);
+        validation.set_audience(&[audience]);
         validation.validate_nbf = true;
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
-            .map_err(|e| refusal(&e, self.config.audience()))?;
-        let claims = data.claims;
+        jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| refusal(&e, audience))
+    }
+
+    fn identity(&self, claims: &serde_json::Value) -> Identity {
         let subject = claims["sub"].as_str().unwrap_or_default().to_string();
         let name = claims[self.config.name_claim.as_str()]
             .as_str()
@@ -179,11 +229,131 @@ impl Verifier {
             serde_json::Value::String(one) => vec![one.clone()],
             _ => Vec::new(),
         };
-        Ok(Identity {
+        Identity {
             subject,
             name,
             groups: self.config.steward_groups(&groups),
-        })
+        }
+    }
+
+    /// Starts a sign-in of the page: where to send the browser (the
+    /// issuer's authorization endpoint, with PKCE, `state` and `nonce`),
+    /// for `redirect` (steward's callback).
+    /// Also the `state`, which the browser keeps to prove it began it.
+    pub async fn begin(&self, redirect: &str) -> Result<(String, String), String> {
+        let endpoints = self.endpoints().await?;
+        let (verifier, state, nonce) = (random()?, random()?, random()?);
+        let challenge = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            <sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()),
+        );
+        let mut pending = self.pending.lock().await;
+        pending.retain(|_, p| p.at.elapsed() < SIGN_IN_WITHIN);
+        pending.insert(
+            state.clone(),
+            Pending {
+                verifier,
+                nonce: nonce.clone(),
+                redirect: redirect.to_string(),
+                at: Instant::now(),
+            },
+        );
+        let mut url = reqwest::Url::parse(&endpoints.authorization)
+            .map_err(|e| format!("the issuer's authorization endpoint is not a URL: {e}"))?;
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.config.client_id)
+            .append_pair("redirect_uri", redirect)
+            .append_pair("scope", "openid profile groups")
+            .append_pair("state", &state)
+            .append_pair("nonce", &nonce)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        Ok((url.to_string(), state))
+    }
+
+    /// Ends a sign-in: the authorization `code` for the sign-in `state`
+    /// began, exchanged (with the PKCE verifier and the client secret) for
+    /// an ID token, checked (signature, issuer, audience, expiry, the
+    /// nonce) with the access token that carries the groups. Who signed
+    /// in, and until when.
+    pub async fn finish(&self, code: &str, state: &str) -> Result<(Identity, SystemTime), String> {
+        let pending = self
+            .pending
+            .lock()
+            .await
+            .remove(state)
+            .filter(|p| p.at.elapsed() < SIGN_IN_WITHIN)
+            .ok_or("this sign-in was not started here, or took too long: sign in again")?;
+        let endpoints = self.endpoints().await?;
+        let secret = self.client_secret()?;
+        let body = serde_urlencoded(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &pending.redirect),
+            ("code_verifier", &pending.verifier),
+        ]);
+        let resp = self
+            .http
+            .post(&endpoints.token)
+            .basic_auth(&self.config.client_id, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "the identity provider's token endpoint does not answer: {}",
+                    steward_activities::http::cause(&e, TIMEOUT)
+                )
+            })?;
+        let status = resp.status();
+        let tokens: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!(
+                "the identity provider refused the sign-in ({status}): {}",
+                tokens["error_description"]
+                    .as_str()
+                    .or(tokens["error"].as_str())
+                    .unwrap_or_default()
+            ));
+        }
+        let id_token = tokens["id_token"].as_str().ok_or("no ID token came back")?;
+        let id = self.claims(id_token, &self.config.client_id).await?;
+        if id["nonce"].as_str() != Some(pending.nonce.as_str()) {
+            return Err("the ID token's nonce is not this sign-in's".into());
+        }
+        let until = id["exp"]
+            .as_u64()
+            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+            .ok_or("the ID token has no expiry")?;
+        // The groups come with the access token (the ID token carries the
+        // identity); both must name the same person.
+        let access = tokens["access_token"].as_str().unwrap_or_default();
+        let who = match self.claims(access, self.config.audience()).await {
+            Ok(claims) if claims["sub"] == id["sub"] => self.identity(&claims),
+            _ => self.identity(&id),
+        };
+        Ok((who, until))
+    }
+
+    fn client_secret(&self) -> Result<String, String> {
+        let secret = match &self.config.client_secret_file {
+            Some(f) => std::fs::read_to_string(f)
+                .map_err(|e| format!("reading the OIDC client secret from {}: {e}", f.display()))?,
+            None => std::env::var(SECRET_ENV).map_err(|_| {
+                format!("the OIDC client secret is not set: put it in ${SECRET_ENV} or name client_secret_file")
+            })?,
+        };
+        Ok(secret.trim().to_string())
+    }
+
+    async fn endpoints(&self) -> Result<Endpoints, String> {
+        let mut keys = self.keys.lock().await;
+        if keys.endpoints.is_none() {
+            self.discover(&mut keys).await?;
+        }
+        keys.endpoints.clone().ok_or_else(|| "no endpoints".into())
     }
 
     /// The published key `kid`, fetching the key set again when it is not
@@ -205,19 +375,29 @@ impl Verifier {
         DecodingKey::from_jwk(jwk).map_err(|e| format!("the issuer's key {kid} is unusable: {e}"))
     }
 
+    async fn discover(&self, keys: &mut Keys) -> Result<(), String> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.config.issuer.trim_end_matches('/')
+        );
+        let doc: serde_json::Value = self.get(&url).await?;
+        let field = |name: &str| {
+            doc[name]
+                .as_str()
+                .map(String::from)
+                .ok_or_else(|| format!("{url} names no {name}"))
+        };
+        keys.jwks_uri = Some(field("jwks_uri")?);
+        keys.endpoints = Some(Endpoints {
+            authorization: field("authorization_endpoint")?,
+            token: field("token_endpoint")?,
+        });
+        Ok(())
+    }
+
     async fn fetch(&self, keys: &mut Keys) -> Result<(), String> {
         if keys.jwks_uri.is_none() {
-            let url = format!(
-                "{}/.well-known/openid-configuration",
-                self.config.issuer.trim_end_matches('/')
-            );
-            let doc: serde_json::Value = self.get(&url).await?;
-            keys.jwks_uri = Some(
-                doc["jwks_uri"]
-                    .as_str()
-                    .ok_or_else(|| format!("{url} names no jwks_uri"))?
-                    .to_string(),
-            );
+            self.discover(keys).await?;
         }
         let uri = keys.jwks_uri.clone().unwrap_or_default();
         let set: serde_json::Value = self.get(&uri).await?;

@@ -135,13 +135,34 @@ pub async fn style() -> Response {
 }
 
 fn sign_in_page(problem: Option<&str>) -> String {
+    sign_in_with(problem, None)
+}
+
+/// The sign-in page of `api`: with a link to the identity provider when
+/// `[api.oidc]` names one.
+fn sign_in_of(api: &Api, problem: Option<&str>) -> String {
+    sign_in_with(
+        problem,
+        api.oidc.as_ref().map(|v| v.config().issuer.as_str()),
+    )
+}
+
+fn sign_in_with(problem: Option<&str>, idp: Option<&str>) -> String {
     let problem = problem
         .map(|p| format!("<p class=error id=problem>{}</p>", esc(p)))
+        .unwrap_or_default();
+    let idp = idp
+        .map(|issuer| {
+            format!(
+                "<p><a class=button id=oidc href=/ui/oidc/signin>Sign in with {}</a></p>",
+                esc(issuer)
+            )
+        })
         .unwrap_or_default();
     document(
         "steward: sign in",
         &format!(
-            "<h1>steward</h1>{problem}<form method=post action=/ui/signin>\
+            "<h1>steward</h1>{problem}{idp}<form method=post action=/ui/signin>\
              <label>Operator token <input type=password name=token id=token autocomplete=off required></label> \
              <button type=submit id=signin>Sign in</button></form>\
              <p class=muted>Your token is the one <code>steward api token</code> printed for you; \
@@ -179,12 +200,12 @@ pub async fn page(
         Ok(op) => op,
         Err(e) if auth::token_of(&headers).is_none() => {
             drop(e);
-            return Html(sign_in_page(None)).into_response();
+            return Html(sign_in_of(&api, None)).into_response();
         }
         Err(e) => {
             return (
                 StatusCode::UNAUTHORIZED,
-                Html(sign_in_page(Some(&e.message))),
+                Html(sign_in_of(&api, Some(&e.message))),
             )
                 .into_response();
         }
@@ -661,8 +682,116 @@ pub async fn sign_in_local(
     }
 }
 
+/// The callback's query: the issuer's answer.
+#[derive(Debug, serde::Deserialize)]
+pub struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The cookie that ties a sign-in to the browser that began it.
+const SIGN_IN_COOKIE: &str = "steward_signin";
+
+/// `GET /ui/oidc/signin`: off to the identity provider (authorization
+/// code with PKCE, `state`, `nonce`), the state kept in a cookie of this
+/// browser.
+pub async fn oidc_sign_in(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    let Some(idp) = &api.oidc else {
+        return (
+            StatusCode::NOT_FOUND,
+            Html(sign_in_page(Some("no [api.oidc] in the config"))),
+        )
+            .into_response();
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let scheme = if over_tls(&headers) { "https" } else { "http" };
+    let callback = format!("{scheme}://{host}/ui/oidc/callback");
+    match idp.begin(&callback).await {
+        Ok((url, state)) => {
+            let mut r = Redirect::to(&url).into_response();
+            let secure = if over_tls(&headers) { "; Secure" } else { "" };
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "{SIGN_IN_COOKIE}={state}; HttpOnly; SameSite=Lax; Path=/ui/oidc; Max-Age=600{secure}"
+            )) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Err(why) => (StatusCode::BAD_GATEWAY, Html(sign_in_of(&api, Some(&why)))).into_response(),
+    }
+}
+
+/// `GET /ui/oidc/callback`: the identity provider's answer; a session
+/// that ends with the ID token.
+pub async fn oidc_callback(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    axum::extract::Query(back): axum::extract::Query<Callback>,
+) -> Response {
+    let refuse =
+        |code: StatusCode, why: &str| (code, Html(sign_in_of(&api, Some(why)))).into_response();
+    let Some(idp) = &api.oidc else {
+        return refuse(StatusCode::NOT_FOUND, "no [api.oidc] in the config");
+    };
+    if let Some(e) = &back.error {
+        let said = back.error_description.as_deref().unwrap_or(e);
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            &format!("the identity provider said: {said}"),
+        );
+    }
+    let (Some(code), Some(state)) = (&back.code, &back.state) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the identity provider sent no code",
+        );
+    };
+    let began_here = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .any(|c| c.trim() == format!("{SIGN_IN_COOKIE}={state}"));
+    if !began_here {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "this sign-in was not begun in this browser: sign in again",
+        );
+    }
+    match idp.finish(code, state).await {
+        Ok((who, until)) => {
+            let secs = until
+                .duration_since(std::time::SystemTime::now())
+                .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+            let session = api.begin_session(who, until);
+            // A page of this site moves on to `/`, so the session's
+            // SameSite=Strict cookie goes with it even when the identity
+            // provider is another site.
+            let mut r = Html(document(
+                "steward: signed in",
+                "<meta http-equiv=refresh content=\"0;url=/\"><p>Signed in. <a href=/>Continue</a></p>",
+            ))
+            .into_response();
+            r.headers_mut().insert(
+                header::SET_COOKIE,
+                cookie(&session, Some(secs), over_tls(&headers)),
+            );
+            r
+        }
+        Err(why) => refuse(StatusCode::UNAUTHORIZED, &why),
+    }
+}
+
 /// `POST /ui/signout`: forgets the cookie.
-pub async fn sign_out(headers: HeaderMap) -> Response {
+pub async fn sign_out(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    if let Some(token) = auth::token_of(&headers) {
+        api.end_session(&token);
+    }
     let mut r = Redirect::to("/").into_response();
     r.headers_mut()
         .insert(header::SET_COOKIE, cookie("", Some(0), over_tls(&headers)));

@@ -233,17 +233,7 @@ async fn an_operator_signs_in_to_the_page_in_a_real_browser_and_approves_a_held_
         held.contains("held (") && held.contains("1.4.0+5.0.0"),
         "{held}"
     );
-    browser
-        .type_into(
-            "form[action=\"/ui/upgrades/sso/approve\"] input[name=reason]",
-            "realm table migrated",
-        )
-        .await;
-    browser.click("#approve-sso").await;
-    let notice = browser.text("#notice").await;
-    assert!(notice.contains("approved"), "{notice}");
-    let r = app.result().await;
-    assert_eq!(r.outcome, "upgraded", "{r:?}");
+    let approval = app.approve_on_page(&browser, "realm table migrated").await;
     assert_eq!(app.last_good(), "1.4.0+5.0.0");
     wait_for(
         "the page to show nothing waiting",
@@ -255,11 +245,6 @@ async fn an_operator_signs_in_to_the_page_in_a_real_browser_and_approves_a_held_
     )
     .await
     .unwrap();
-    let approval = r
-        .operator_actions
-        .iter()
-        .find(|a| a.action == "approve")
-        .expect("the approval is recorded");
     assert_eq!(
         (
             approval.operator.as_str(),

@@ -442,6 +442,36 @@ asserts = [["test", "-f", "{{scratch}}/data/version.txt"]]
         .unwrap();
     }
 
+    /// Approves the held upgrade on the operator page open in `browser`,
+    /// with `reason`; the approval the upgrade recorded once it ended
+    /// upgraded.
+    async fn approve_on_page(
+        &self,
+        browser: &steward_tests::Browser,
+        reason: &str,
+    ) -> steward_proto::v1::OperatorAction {
+        browser
+            .type_into(
+                "form[action=\"/ui/upgrades/sso/approve\"] input[name=reason]",
+                reason,
+            )
+            .await;
+        browser.click("#approve-sso").await;
+        let notice = browser.text("#notice").await;
+        assert!(notice.contains("approved"), "{notice}");
+        self.approval().await
+    }
+
+    /// The approval of the upgrade, once it ended upgraded.
+    async fn approval(&self) -> steward_proto::v1::OperatorAction {
+        let r = self.result().await;
+        assert_eq!(r.outcome, "upgraded", "{r:?}");
+        r.operator_actions
+            .into_iter()
+            .find(|a| a.action == "approve")
+            .expect("the approval is recorded")
+    }
+
     /// A pull request's head: a commit on `branch` of the recipe, which
     /// stays on main; its commit.
     fn pull_request(&self, branch: &str) -> String {

@@ -17,25 +17,23 @@ fn users(bob_groups: &[&str]) -> serde_json::Value {
     })
 }
 
-#[tokio::test]
-async fn the_api_takes_the_idps_access_tokens_and_the_run_checks_the_groups_they_carry() {
-    let keys = temp_dir();
-    let mut idp = Idp::start(
-        &keys.path().join("idp"),
+/// The provider (ana, bob in `release`, dan in `storage`) and an app
+/// whose upgrade to 1.4.0+5.0.0 holds for `release`'s approval, with
+/// `[api.oidc]` (and `oidc` in it) and `top` after it.
+async fn on_idp(test: &str, keys: &Path, oidc: &str, top: &str) -> (Idp, App) {
+    let idp = Idp::start(
+        &keys.join("idp"),
         users(&["release"]),
         "http://127.0.0.1:1/ui/oidc/callback",
     )
     .await;
-    // A steward token keeps working beside the IdP's.
-    let carl = steward_tests::token("carl", &["storage"], &[]);
     let top = format!(
-        "{}\n[api.oidc]\nissuer = \"{}\"\nclient_id = \"steward\"\naudience = \"urn:steward\"\n\n{}",
-        steward_tests::signing_key(keys.path()),
+        "{}\n[api.oidc]\nissuer = \"{}\"\nclient_id = \"steward\"\naudience = \"urn:steward\"\n{oidc}\n\n{top}",
+        steward_tests::signing_key(keys),
         idp.issuer(),
-        carl.entry,
     );
     let app = App::with_top(
-        "oidc-api",
+        test,
         &[
             (BASE, "ok", ""),
             ("1.4.0+5.0.0", "ok", "Needs a manual migration first."),
@@ -44,6 +42,15 @@ async fn the_api_takes_the_idps_access_tokens_and_the_run_checks_the_groups_they
         &top,
     )
     .await;
+    (idp, app)
+}
+
+#[tokio::test]
+async fn the_api_takes_the_idps_access_tokens_and_the_run_checks_the_groups_they_carry() {
+    let keys = temp_dir();
+    // A steward token keeps working beside the IdP's.
+    let carl = steward_tests::token("carl", &["storage"], &[]);
+    let (mut idp, app) = on_idp("oidc-api", keys.path(), "", &carl.entry).await;
     let api = steward_tests::ApiServer::start(&app.config, &app.server.address).await;
 
     let ana = idp.token("ana", "urn:steward").await;
@@ -114,13 +121,7 @@ async fn the_api_takes_the_idps_access_tokens_and_the_run_checks_the_groups_they
         .post("/v1/upgrades/sso/approve", &bob, approve.clone())
         .await;
     assert_eq!(code, 200, "{answer}");
-    let r = app.result().await;
-    assert_eq!(r.outcome, "upgraded", "{r:?}");
-    let approval = r
-        .operator_actions
-        .iter()
-        .find(|a| a.action == "approve")
-        .unwrap();
+    let approval = app.approval().await;
     assert_eq!(
         (
             approval.operator.as_str(),
@@ -156,4 +157,60 @@ async fn the_api_takes_the_idps_access_tokens_and_the_run_checks_the_groups_they
         .metric("steward_api_auth_failures_total{reason=\"idp\"}")
         .await;
     assert_eq!(refused, 5.0, "each refusal counted");
+}
+
+/// The operator page signs in through the identity provider's own login
+/// page (authorization code with PKCE) in a real browser, approves a held
+/// upgrade as the IdP's user, and signs out; the history names them.
+#[tokio::test]
+async fn an_idp_user_signs_in_to_the_page_in_a_real_browser_approves_and_signs_out() {
+    let keys = temp_dir();
+    std::fs::write(keys.path().join("client-secret"), "steward-secret\n").unwrap();
+    let secret = format!(
+        "client_secret_file = \"{}\"",
+        keys.path().join("client-secret").display()
+    );
+    let (mut idp, app) = on_idp("oidc-page", keys.path(), &secret, "").await;
+    let api = steward_tests::ApiServer::start(&app.config, &app.server.address).await;
+    idp.set_redirect(&format!("{}/ui/oidc/callback", api.base))
+        .await;
+    app.held_through(&api, &idp.token("ana", "urn:steward").await)
+        .await;
+
+    let browser = steward_tests::Browser::start(&keys.path().join("chromium")).await;
+    browser.open(&format!("{}/", api.base)).await;
+    browser.click("#oidc").await;
+    // The identity provider's own login and consent pages.
+    browser.type_into("input[name=login]", "bob").await;
+    browser.type_into("input[name=password]", "b").await;
+    browser.click("button[type=submit]").await;
+    browser.click("button[type=submit]").await;
+    wait_for("signed in", Duration::from_secs(30), || async {
+        browser.find("#operator").await
+    })
+    .await
+    .unwrap();
+    assert_eq!(browser.text("#operator").await, "bob");
+    let approval = app.approve_on_page(&browser, "realm table migrated").await;
+    assert_eq!(
+        (
+            approval.operator.as_str(),
+            approval.credential_id.as_str(),
+            approval.verified
+        ),
+        ("bob", "oidc:bob#release", true),
+        "{approval:?}"
+    );
+    let (code, out, err) = app.cli(&["history", &sso()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("bob (realm table migrated)"), "{out}");
+
+    // Signing out ends the session: the page asks again.
+    browser.click("form[action=\"/ui/signout\"] button").await;
+    wait_for("signed out", Duration::from_secs(30), || async {
+        browser.find("#oidc").await
+    })
+    .await
+    .unwrap();
+    assert!(browser.find("#operator").await.is_none());
 }
