@@ -191,7 +191,11 @@ impl axum::extract::FromRequestParts<std::sync::Arc<super::Api>> for Operator {
         parts: &mut axum::http::request::Parts,
         api: &std::sync::Arc<super::Api>,
     ) -> Result<Self, ApiError> {
-        api.authenticate(&parts.headers).await
+        let changes = !matches!(
+            parts.method,
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        api.authenticate(&parts.headers, changes).await
     }
 }
 

@@ -71,8 +71,7 @@ pub struct Api {
     pub oidc: Option<oidc::Verifier>,
     /// The page's sessions of the identity provider's users: who, until
     /// when (the ID token's expiry), by the session's token.
-    sessions:
-        std::sync::Mutex<std::collections::HashMap<String, (ops::Actor, std::time::SystemTime)>>,
+    sessions: std::sync::Mutex<std::collections::HashMap<String, Session>>,
     /// Reads shared between requests.
     reads: Reads,
 }
@@ -126,17 +125,71 @@ impl Api {
         })
     }
 
-    /// A session of `who` until `until`: its token, which the page's
+    /// The IdP's user of the page session `token`; with `changes`, their
+    /// groups as the IdP says now.
+    async fn session(&self, token: &str, changes: bool) -> Result<auth::Operator, ApiError> {
+        let found = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned();
+        let Some(session) = found else {
+            return Err(ApiError::unauthorized(
+                "this session ended (signed out, or steward restarted): sign in again",
+            ));
+        };
+        if session.until <= std::time::SystemTime::now() {
+            self.end_session(token);
+            return Err(ApiError::unauthorized(
+                "your sign-in ended with the identity provider's ID token: sign in again",
+            ));
+        }
+        let (Some(idp), Some(refresh), true) = (&self.oidc, &session.refresh, changes) else {
+            return Ok(session.actor);
+        };
+        match idp.refresh(&session.subject, refresh).await {
+            Ok((who, next)) => {
+                let actor = idp_actor(who);
+                if let Some(s) = self
+                    .sessions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(token)
+                {
+                    s.actor = actor.clone();
+                    s.refresh = next.or(s.refresh.take());
+                }
+                Ok(actor)
+            }
+            Err(why) => {
+                self.end_session(token);
+                Err(ApiError::unauthorized(format!(
+                    "the identity provider no longer vouches for this session ({why}): sign in again"
+                )))
+            }
+        }
+    }
+
+    /// A session of the user `signed_in`: its token, which the page's
     /// cookie carries.
-    pub fn begin_session(&self, who: oidc::Identity, until: std::time::SystemTime) -> String {
+    pub fn begin_session(&self, signed_in: oidc::SignedIn) -> String {
         let token = format!(
             "{SESSION_PREFIX}{}",
             ops::sign::nonce().unwrap_or_else(|_| uuid::Uuid::new_v4().simple().to_string())
         );
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let now = std::time::SystemTime::now();
-        sessions.retain(|_, (_, until)| *until > now);
-        sessions.insert(token.clone(), (idp_actor(who), until));
+        sessions.retain(|_, s| s.until > now);
+        sessions.insert(
+            token.clone(),
+            Session {
+                subject: signed_in.who.subject.clone(),
+                actor: idp_actor(signed_in.who),
+                until: signed_in.until,
+                refresh: signed_in.refresh,
+            },
+        );
         token
     }
 
@@ -157,24 +210,16 @@ impl Api {
     /// The operator a request's credential names, or the 401 saying why:
     /// an identity provider's access token (a JWT, with `[api.oidc]`), or
     /// a token of `[[operators]]`.
+    /// A request that `changes` something through a page session asks the
+    /// identity provider for the user's groups first (the session's
+    /// refresh token), so a group removed at the IdP counts at once.
     pub async fn authenticate(
         &self,
         headers: &axum::http::HeaderMap,
+        changes: bool,
     ) -> Result<auth::Operator, ApiError> {
         if let Some(token) = auth::token_of(headers).filter(|t| t.starts_with(SESSION_PREFIX)) {
-            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            return match sessions.get(&token).cloned() {
-                Some((who, until)) if until > std::time::SystemTime::now() => Ok(who),
-                Some(_) => {
-                    sessions.remove(&token);
-                    Err(ApiError::unauthorized(
-                        "your sign-in ended with the identity provider's ID token: sign in again",
-                    ))
-                }
-                None => Err(ApiError::unauthorized(
-                    "this session ended (signed out, or steward restarted): sign in again",
-                )),
-            };
+            return self.session(&token, changes).await;
         }
         if let (Some(idp), Some(token)) = (&self.oidc, auth::token_of(headers))
             && oidc::looks_like_jwt(&token)
@@ -343,6 +388,19 @@ fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
         "steward's API failed on this request; the server keeps running",
     )
     .into_response()
+}
+
+/// A page session of the identity provider's user.
+#[derive(Debug, Clone)]
+struct Session {
+    /// Who acts, with the groups the IdP gave them last.
+    actor: ops::Actor,
+    /// Their stable subject.
+    subject: String,
+    /// When the ID token, and the session, end.
+    until: std::time::SystemTime,
+    /// What reads their groups again.
+    refresh: Option<String>,
 }
 
 /// What a page session's token starts with.

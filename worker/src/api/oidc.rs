@@ -84,6 +84,18 @@ impl OidcConfig {
     }
 }
 
+/// A page sign-in that came back: who, until when (the ID token's
+/// expiry), and the refresh token that reads their groups again.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// Who.
+    pub who: Identity,
+    /// Until when.
+    pub until: SystemTime,
+    /// The refresh token, when the IdP gave one.
+    pub refresh: Option<String>,
+}
+
 /// Who the IdP says a token is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -277,7 +289,7 @@ impl Verifier {
     /// an ID token, checked (signature, issuer, audience, expiry, the
     /// nonce) with the access token that carries the groups. Who signed
     /// in, and until when.
-    pub async fn finish(&self, code: &str, state: &str) -> Result<(Identity, SystemTime), String> {
+    pub async fn finish(&self, code: &str, state: &str) -> Result<SignedIn, String> {
         let pending = self
             .pending
             .lock()
@@ -285,14 +297,66 @@ impl Verifier {
             .remove(state)
             .filter(|p| p.at.elapsed() < SIGN_IN_WITHIN)
             .ok_or("this sign-in was not started here, or took too long: sign in again")?;
+        let tokens = self
+            .token_endpoint(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &pending.redirect),
+                ("code_verifier", &pending.verifier),
+            ])
+            .await?;
+        let id_token = tokens["id_token"].as_str().ok_or("no ID token came back")?;
+        let id = self.claims(id_token, &self.config.client_id).await?;
+        if id["nonce"].as_str() != Some(pending.nonce.as_str()) {
+            return Err("the ID token's nonce is not this sign-in's".into());
+        }
+        let until = id["exp"]
+            .as_u64()
+            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+            .ok_or("the ID token has no expiry")?;
+        // The groups come with the access token (the ID token carries the
+        // identity); both must name the same person.
+        let access = tokens["access_token"].as_str().unwrap_or_default();
+        let who = match self.claims(access, self.config.audience()).await {
+            Ok(claims) if claims["sub"] == id["sub"] => self.identity(&claims),
+            _ => self.identity(&id),
+        };
+        Ok(SignedIn {
+            who,
+            until,
+            refresh: tokens["refresh_token"].as_str().map(String::from),
+        })
+    }
+
+    /// The groups `subject` has at the IdP now, by the session's refresh
+    /// token: who they are, and the refresh token to use next time.
+    pub async fn refresh(
+        &self,
+        subject: &str,
+        refresh: &str,
+    ) -> Result<(Identity, Option<String>), String> {
+        let tokens = self
+            .token_endpoint(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+            .await?;
+        let access = tokens["access_token"]
+            .as_str()
+            .ok_or("no access token came back")?;
+        let claims = self.claims(access, self.config.audience()).await?;
+        if claims["sub"].as_str() != Some(subject) {
+            return Err("the identity provider answered for someone else".into());
+        }
+        Ok((
+            self.identity(&claims),
+            tokens["refresh_token"].as_str().map(String::from),
+        ))
+    }
+
+    /// The issuer's token endpoint's answer to `form`, with steward's
+    /// client credentials.
+    async fn token_endpoint(&self, form: &[(&str, &str)]) -> Result<serde_json::Value, String> {
         let endpoints = self.endpoints().await?;
         let secret = self.client_secret()?;
-        let body = serde_urlencoded(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", &pending.redirect),
-            ("code_verifier", &pending.verifier),
-        ]);
+        let body = serde_urlencoded(form);
         let resp = self
             .http
             .post(&endpoints.token)
@@ -311,30 +375,14 @@ impl Verifier {
         let tokens: serde_json::Value = resp.json().await.unwrap_or_default();
         if !status.is_success() {
             return Err(format!(
-                "the identity provider refused the sign-in ({status}): {}",
+                "the identity provider refused ({status}): {}",
                 tokens["error_description"]
                     .as_str()
                     .or(tokens["error"].as_str())
                     .unwrap_or_default()
             ));
         }
-        let id_token = tokens["id_token"].as_str().ok_or("no ID token came back")?;
-        let id = self.claims(id_token, &self.config.client_id).await?;
-        if id["nonce"].as_str() != Some(pending.nonce.as_str()) {
-            return Err("the ID token's nonce is not this sign-in's".into());
-        }
-        let until = id["exp"]
-            .as_u64()
-            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
-            .ok_or("the ID token has no expiry")?;
-        // The groups come with the access token (the ID token carries the
-        // identity); both must name the same person.
-        let access = tokens["access_token"].as_str().unwrap_or_default();
-        let who = match self.claims(access, self.config.audience()).await {
-            Ok(claims) if claims["sub"] == id["sub"] => self.identity(&claims),
-            _ => self.identity(&id),
-        };
-        Ok((who, until))
+        Ok(tokens)
     }
 
     fn client_secret(&self) -> Result<String, String> {

@@ -173,13 +173,13 @@ fn sign_in_with(problem: Option<&str>, idp: Option<&str>) -> String {
 
 /// The operator whose cookie the request carries.
 async fn signed_in(api: &Api, headers: &HeaderMap) -> Result<Operator, ApiError> {
-    api.authenticate(headers).await
+    api.authenticate(headers, false).await
 }
 
 /// The operator a form was posted by: signed in, and the form carries
 /// their session's form token.
 async fn poster(api: &Api, headers: &HeaderMap, csrf: &str) -> Result<Operator, ApiError> {
-    let op = signed_in(api, headers).await?;
+    let op = api.authenticate(headers, true).await?;
     let token = auth::token_of(headers).unwrap_or_default();
     if guard::csrf_ok(&token, csrf) {
         Ok(op)
@@ -615,7 +615,7 @@ pub async fn sign_in(
     if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
         headers.insert(header::AUTHORIZATION, v);
     }
-    match api.authenticate(&headers).await {
+    match api.authenticate(&headers, false).await {
         Ok(_)
             if token
                 .bytes()
@@ -764,11 +764,12 @@ pub async fn oidc_callback(
         );
     }
     match idp.finish(code, state).await {
-        Ok((who, until)) => {
-            let secs = until
+        Ok(signed_in) => {
+            let secs = signed_in
+                .until
                 .duration_since(std::time::SystemTime::now())
                 .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
-            let session = api.begin_session(who, until);
+            let session = api.begin_session(signed_in);
             // A page of this site moves on to `/`, so the session's
             // SameSite=Strict cookie goes with it even when the identity
             // provider is another site.

@@ -200,6 +200,20 @@ async fn an_idp_user_signs_in_to_the_page_in_a_real_browser_approves_and_signs_o
     .await
     .unwrap();
     assert_eq!(browser.text("#operator").await, "bob");
+    // Out of `release` at the IdP: the page's next approval is refused,
+    // though bob signed in while he was in it.
+    idp.set_users(users(&[]));
+    browser
+        .type_into(
+            "form[action=\"/ui/upgrades/sso/approve\"] input[name=reason]",
+            "too late",
+        )
+        .await;
+    browser.click("#approve-sso").await;
+    let refused = browser.text("#error").await;
+    assert!(refused.contains("not in group `release`"), "{refused}");
+    idp.set_users(users(&["release"]));
+    browser.open(&format!("{}/", api.base)).await;
     let approval = app.approve_on_page(&browser, "realm table migrated").await;
     assert_eq!(
         (
