@@ -899,6 +899,8 @@ mod tests {
             ("[forge]\napi_url = \"http://forge/api/v1\"\ncommands = { \"!ship\" = \"warm\" }\n".to_string(), "forge.commands: `!ship` = `warm`: a comment starts a `cold` run or a `trial`, never a warm upgrade"),
             ("[forge]\napi_url = \"http://forge/api/v1\"\nrepos = { \"ops/x\" = \"nope\" }\n".to_string(), "forge.repos: `ops/x` = `nope`: `nope` is not an [[apps]] entry"),
             ("[forge]\napi_url = \"forge\"\n".to_string(), "forge.api_url: must be an http:// or https:// URL"),
+            ("[api.oidc]\nissuer = \"sso.example.org\"\nclient_id = \"steward\"\n".to_string(), "api.oidc.issuer: must be an http(s):// URL"),
+            ("[api.oidc]\nissuer = \"https://sso\"\nclient_id = \"steward\"\nclient_secret = \"s3cret\"\n".to_string(), "unknown field `client_secret`"),
             (shared("resource = \"realm-{app}\""), "shared[0].resource: must contain `{run}`"),
             (shared("app = \"nope\""), "shared[0].app: `nope` is not an [[apps]] entry"),
             (shared("create = [\"kc\"]"), "shared[0].create: must pass `{resource}`"),
