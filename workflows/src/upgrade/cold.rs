@@ -29,6 +29,7 @@ impl WarmUpgrade {
             return Self::finish(ctx, end).await;
         }
         enter(ctx, UpgradePhase::ColdTesting);
+        ctx.state_mut(|s| s.cold_up = true);
         let mut verdict = run_step(ctx, step(UpgradeStepKind::ColdDeploy)).await?;
         if verdict.ok {
             verdict = run_step(ctx, step(UpgradeStepKind::ColdHealth)).await?;
@@ -37,19 +38,9 @@ impl WarmUpgrade {
             verdict = run_step(ctx, step(UpgradeStepKind::ColdAsserts)).await?;
         }
         let cleaned = run_step(ctx, step(UpgradeStepKind::ColdUndeploy)).await?;
+        ctx.state_mut(|s| s.cold_up = false);
         if !cleaned.ok {
-            alert(
-                ctx,
-                Severity::Warning,
-                "cold-leftover",
-                true,
-                format!(
-                    "{app}: the cold deployment of {target} did not undeploy: {}",
-                    cleaned.message
-                ),
-                Map::new(),
-            )
-            .await;
+            Self::cold_leftover(ctx, &app, &target, &cleaned.message).await;
         }
         if !verdict.ok {
             ctx.state_mut(|s| s.failure = verdict.clone());
@@ -122,6 +113,24 @@ impl WarmUpgrade {
             Ending::fine(UpgradeOutcome::ColdPassed, &last_good, message),
         )
         .await
+    }
+
+    /// The alert for a cold deployment that did not undeploy.
+    pub(super) async fn cold_leftover(
+        ctx: &mut WorkflowContext<Self>,
+        app: &str,
+        target: &str,
+        why: &str,
+    ) {
+        alert(
+            ctx,
+            Severity::Warning,
+            "cold-leftover",
+            true,
+            format!("{app}: the cold deployment of {target} did not undeploy: {why}"),
+            Map::new(),
+        )
+        .await;
     }
 
     /// How a run whose snapshot or cold data does not fit ends: nothing

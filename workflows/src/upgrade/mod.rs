@@ -90,6 +90,9 @@ pub struct WarmUpgrade {
     /// The run's resources on its shared services may exist: they are
     /// deleted when the run ends, however it ends.
     shared: bool,
+    /// A cold run's deployment may be running: it is undeployed however
+    /// the run ends.
+    cold_up: bool,
 }
 
 /// Patch that introduced the per-app lease lock; histories recorded before
@@ -110,6 +113,10 @@ pub const COLD_HOLD_PATCH: &str = "upgrade-cold-hold";
 /// its own resource on each before its first step and deletes it on every
 /// ending. Runs recorded before it made none.
 pub const SHARED_RESOURCES_PATCH: &str = "upgrade-shared-resources";
+
+/// Patch: a cold run that ends in an error or an operator's cancel
+/// undeploys its cold deployment too. Runs recorded before it left it.
+pub const COLD_CLEANUP_PATCH: &str = "upgrade-cold-cleanup";
 
 /// How often a run asks again whether a shared service it uses is still
 /// being upgraded.
@@ -233,6 +240,7 @@ impl WarmUpgrade {
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<UpgradeResult> {
         let ended = Self::upgrade(ctx).await;
         if ended.is_err() {
+            Self::cold_cleanup(ctx).await?;
             Self::unshare(ctx).await?;
             report(ctx, "error", "the run ended without a result".into()).await;
         }
@@ -790,6 +798,26 @@ impl WarmUpgrade {
             ctx.state_mut(|s| s.failure = made);
             return Ok(Some(Ending::fine(outcome, &c.last_good, message)));
         }
+    }
+
+    /// Undeploys a cold run's deployment (and removes its scratch data)
+    /// when the run ended in an error or a cancel while it may have been
+    /// running, on a detached cancellation token.
+    async fn cold_cleanup(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<()> {
+        if !ctx.state(|s| s.cold_up) || !ctx.patched(COLD_CLEANUP_PATCH) {
+            return Ok(());
+        }
+        let (app, target) = ctx.state(|s| (s.input.app.clone(), s.plan.target.clone()));
+        let mut options = summarized(long(), format!("cold_undeploy {app} {target}"));
+        options.cancellation_token = Some(WorkflowCancellationToken::new());
+        let pins = ctx.state(|s| s.pins.clone());
+        let undeploy = step(ctx, &app, UpgradeStepKind::ColdUndeploy, &target);
+        let done = pins.run(ctx, &app, UpgradeStep, undeploy, options).await?;
+        ctx.state_mut(|s| s.cold_up = false);
+        if !done.ok {
+            Self::cold_leftover(ctx, &app, &target, &done.message).await;
+        }
+        Ok(())
     }
 
     /// Deletes the run's resources on its shared services, if it may have

@@ -165,6 +165,16 @@ cron = "*/30 * * * *"
         .unwrap();
     }
 
+    /// Whether a cold deployment of sso (the fixture serving from a scratch
+    /// folder) still runs.
+    fn cold_deployment_runs(&self) -> bool {
+        Command::new("pgrep")
+            .args(["-f", self.home.join("snapshots/cold").to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    }
+
     async fn phase_of(&self, app: &str) -> Option<String> {
         self.query::<WarmUpgrade, _>(&ids::warm_upgrade(app), WarmUpgrade::status)
             .await
@@ -259,6 +269,12 @@ async fn a_run_cancelled_by_an_operator_deletes_its_resource() {
         ["create", "delete"],
         "{log:?}"
     );
+    // The cold deployment is undeployed too, its scratch data removed.
+    assert!(app.scratch_left().is_empty(), "{:?}", app.scratch_left());
+    assert!(
+        !app.cold_deployment_runs(),
+        "the cold deployment was stopped"
+    );
 }
 
 #[tokio::test]
@@ -322,6 +338,11 @@ async fn a_terminated_runs_resource_is_reaped_and_one_made_by_hand_never_is() {
     let again: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(again["reaped"], serde_json::json!([]), "{again}");
     assert_eq!(app.alerts_of("shared.reaped").len(), 1);
+    // No code of a terminated run runs: its cold deployment is left for
+    // the operator who terminated it; the test stops it.
+    let _ = Command::new("pkill")
+        .args(["-f", app.home.join("snapshots/cold").to_str().unwrap()])
+        .status();
 }
 
 #[tokio::test]
