@@ -5,7 +5,6 @@
 //! and whether its author may ask it.
 
 use steward_proto::v1::ForgeOrigin;
-use steward_proto::vocab::UpgradeMode;
 
 use super::upgrade::Start;
 use super::{Actor, Error, Ops, Result, Started};
@@ -92,11 +91,7 @@ impl Ops {
             .await?;
         Ok(Some(ForgeStarted {
             app: app.clone(),
-            mode: match mode {
-                UpgradeMode::Trial => "trial",
-                _ => "cold",
-            }
-            .into(),
+            mode: mode.as_str().into(),
             sha,
             commenter: who.clone(),
             workflow_id: started.workflow_id,
