@@ -169,6 +169,24 @@ impl std::fmt::Display for DatabaseUrl {
     }
 }
 
+/// Whether `url` names a MySQL or MariaDB server (`mysql://`,
+/// `mariadb://`): a backfill's target may; the state store may not.
+pub fn is_mysql(url: &str) -> bool {
+    url.starts_with("mysql://") || url.starts_with("mariadb://")
+}
+
+/// A backfill target's URL: SQLite, PostgreSQL, MySQL or MariaDB.
+pub fn check_target(url: &str) -> Result<(), String> {
+    if is_mysql(url) || DatabaseUrl::parse(url).is_ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "unsupported database_url `{}` (use sqlite://PATH, postgres://..., mysql://... or mariadb://...)",
+            redact(url)
+        ))
+    }
+}
+
 /// `url` with any password replaced by `***`.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -226,6 +244,23 @@ mod tests {
             e.to_string(),
             "unsupported database_url `mysql://u:***@x/db` (use sqlite://PATH or postgres://...)"
         );
+    }
+
+    #[test]
+    fn a_backfill_target_may_be_mysql_or_mariadb_where_the_store_may_not() {
+        for url in [
+            "mysql://u:pw@x:3306/db",
+            "mariadb://u@x/db",
+            "postgres://x/db",
+            "sqlite://a.db",
+        ] {
+            assert_eq!(check_target(url), Ok(()), "{url}");
+        }
+        assert_eq!(
+            check_target("mongodb://u:pw@x/db").unwrap_err(),
+            "unsupported database_url `mongodb://u:***@x/db` (use sqlite://PATH, postgres://..., mysql://... or mariadb://...)"
+        );
+        assert!(DatabaseUrl::parse("mariadb://u@x/db").is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use steward_worker::devserver::{self, DevServer, DevServerOptions};
+use steward_worker::devserver::{DevServer, DevServerOptions};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -64,7 +64,7 @@ impl Server {
         for _ in 0..5 {
             let opts = DevServerOptions {
                 bin: temporal_bin(),
-                port: devserver::free_port().unwrap(),
+                port: free_port(),
                 ui_port: 0,
                 db_file: dir.join("temporal.db"),
                 log_file: dir.join("temporal.log"),
@@ -224,9 +224,34 @@ fn spawn(config: &Path, address: &str, args: &[&str], log: &Path) -> Child {
         .expect("starting steward")
 }
 
-/// A TCP port that was free a moment ago on 127.0.0.1.
+/// A TCP port that was free a moment ago on 127.0.0.1, for a process a
+/// test starts, handed out once in this test process.
+///
+/// It is below the kernel's ephemeral range, on purpose: every Temporal
+/// dev server picks its internal ports there (it binds port 0, lets go,
+/// and binds the port again later), so a port picked from there the same
+/// way can be taken by a parallel test's server between our pick and our
+/// child's bind, and fail one of them.
 pub fn free_port() -> u16 {
-    devserver::free_port().expect("binding an ephemeral port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Each test process starts at its own place, so two suites on one
+    // machine rarely meet.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id() % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN);
 }
 
 /// The body of `GET http://<addr><path>`, or None when nothing answers.

@@ -129,6 +129,8 @@ pub struct DevServerOptions {
 #[derive(Debug)]
 pub struct DevServer {
     child: Child,
+    /// Where its process id is kept while it runs.
+    pid_file: PathBuf,
     /// Frontend address, `127.0.0.1:PORT`.
     pub address: String,
     /// Web UI URL, if the UI runs.
@@ -157,6 +159,10 @@ impl DevServer {
             .mode(0o600)
             .open(&opts.log_file)
             .map_err(spawn_err)?;
+        // A server of this database whose steward was killed may still be
+        // shutting down: two servers on one SQLite file do not mix.
+        let pid_file = pid_file(&opts.db_file);
+        outlive_previous(&pid_file, &opts.db_file).await;
         let mut cmd = Command::new(&opts.bin);
         cmd.args([
             "server",
@@ -190,7 +196,14 @@ impl DevServer {
             .kill_on_drop(true)
             .spawn()
             .map_err(spawn_err)?;
+        if let Some(pid) = child.id()
+            && let Err(e) =
+                steward_activities::files::write_private(&pid_file, format!("{pid}\n").as_bytes())
+        {
+            tracing::warn!(file = %pid_file.display(), error = %e, "cannot record the dev server's process id");
+        }
         let mut server = Self {
+            pid_file,
             child,
             address: format!("127.0.0.1:{}", opts.port),
             ui_url: (!opts.headless).then(|| format!("http://127.0.0.1:{}", opts.ui_port)),
@@ -253,6 +266,54 @@ impl DevServer {
         {
             let _ = self.child.kill().await;
         }
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+/// The file beside a server's database that holds its process id.
+fn pid_file(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".pid");
+    PathBuf::from(name)
+}
+
+/// Waits for the server `pid_file` names, if it still runs on `db` (its
+/// steward was killed: it had SIGTERM and is closing its database), up to
+/// 20 s, then kills it.
+async fn outlive_previous(pid_file: &Path, db: &Path) {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    // The process id may have been reused since: only a process that has
+    // our database in its arguments is that server.
+    let serves_db = || {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == db.as_os_str().as_encoded_bytes())
+        })
+    };
+    if !serves_db() {
+        return;
+    }
+    tracing::info!(
+        pid,
+        "waiting for the previous dev server of this database to stop"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while serves_db() {
+        if Instant::now() > deadline {
+            // SAFETY: kill(2) on a process that serves our database.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -39,8 +39,10 @@ impl BackfillActivities {
             let mut tx = crate::store::begin_write(&pool)
                 .await
                 .map_err(sql_err("begin"))?;
+            let dialect = self.spec(name)?.dialect();
             for statement in text.statements() {
-                sql::query_with_tag(statement, run_tag)
+                Statement::new(dialect, statement, &[run_tag.into()])
+                    .query()
                     .execute(&mut *tx)
                     .await
                     .map_err(sql_err(format!("`{}`", shorten(statement))))?;
@@ -94,17 +96,23 @@ impl BackfillActivities {
     pub async fn rollback(&self, name: &str, run_tag: &str) -> Result<RollbackResult, Error> {
         let s = self.spec(name)?;
         let pool = self.pool(name).await?;
+        let dialect = s.dialect();
         let attempt = async {
+            // Before the transaction: MySQL commits at any DDL.
+            sqlx::query(progress_ddl(dialect)).execute(&pool).await?;
             let mut tx = crate::store::begin_write(&pool).await?;
-            sqlx::query(&s.rollback_sql)
-                .bind(run_tag)
+            Statement::new(dialect, &s.rollback_sql, &[run_tag.into()])
+                .query()
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(PROGRESS_DDL).execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM steward_backfill_progress WHERE run_tag = $1")
-                .bind(run_tag)
-                .execute(&mut *tx)
-                .await?;
+            Statement::new(
+                dialect,
+                "DELETE FROM steward_backfill_progress WHERE run_tag = $1",
+                &[run_tag.into()],
+            )
+            .query()
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await
         };
         match attempt.await {
@@ -149,7 +157,7 @@ impl BackfillActivities {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(p.wait_seconds);
         loop {
             let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
-            let v = sql::scalar(&mut conn, &p.check_sql, run_tag).await;
+            let v = sql::scalar(&mut conn, s.dialect(), &p.check_sql, run_tag).await;
             if let Ok(v) = &v
                 && v.truthy()
             {

@@ -4,9 +4,26 @@
 
 use super::*;
 
-pub(super) const PROGRESS_DDL: &str = "CREATE TABLE IF NOT EXISTS steward_backfill_progress (run_tag TEXT NOT NULL, \
-    batch_no BIGINT NOT NULL, lo BIGINT, hi BIGINT, rows_written BIGINT NOT NULL, status TEXT NOT NULL, \
-    error TEXT NOT NULL, PRIMARY KEY (run_tag, batch_no))";
+/// The progress table, in the target database. MySQL keys no `TEXT`
+/// column, and its `TEXT` reads back as bytes: `VARCHAR`s there (an
+/// error is kept to [`ERROR_CHARS`]).
+/// Characters of a failed batch's error kept in its progress row.
+const ERROR_CHARS: usize = 1000;
+
+pub(super) fn progress_ddl(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Numbered => {
+            "CREATE TABLE IF NOT EXISTS steward_backfill_progress (run_tag TEXT NOT NULL, \
+             batch_no BIGINT NOT NULL, lo BIGINT, hi BIGINT, rows_written BIGINT NOT NULL, status TEXT NOT NULL, \
+             error TEXT NOT NULL, PRIMARY KEY (run_tag, batch_no))"
+        }
+        Dialect::Positional => {
+            "CREATE TABLE IF NOT EXISTS steward_backfill_progress (run_tag VARCHAR(191) NOT NULL, \
+             batch_no BIGINT NOT NULL, lo BIGINT, hi BIGINT, rows_written BIGINT NOT NULL, status VARCHAR(16) NOT NULL, \
+             error VARCHAR(2000) NOT NULL, PRIMARY KEY (run_tag, batch_no)) ENGINE=InnoDB"
+        }
+    }
+}
 
 impl BackfillActivities {
     /// Applies a run of consecutive batches from `req.batch_no`: at most
@@ -22,7 +39,7 @@ impl BackfillActivities {
     ) -> Result<BatchResult, Error> {
         let s = self.spec(&req.name)?;
         let pool = self.pool(&req.name).await?;
-        sqlx::query(PROGRESS_DDL)
+        sqlx::query(progress_ddl(s.dialect()))
             .execute(&pool)
             .await
             .map_err(sql_err("creating steward_backfill_progress"))?;
@@ -88,14 +105,16 @@ impl BackfillActivities {
         batch_no: u64,
         cursor: i64,
     ) -> Result<BatchResult, Error> {
+        let dialect = s.dialect();
         let mut tx = crate::store::begin_write(pool)
             .await
             .map_err(sql_err("begin"))?;
-        let done_before = sqlx::query(
+        let done_before = Statement::new(
+            dialect,
             "SELECT lo, hi, rows_written, status, error FROM steward_backfill_progress WHERE run_tag = $1 AND batch_no = $2",
+            &[req.run_tag.as_str().into(), (batch_no as i64).into()],
         )
-        .bind(&req.run_tag)
-        .bind(batch_no as i64)
+        .query()
         .fetch_optional(&mut *tx)
         .await
         .map_err(sql_err("reading steward_backfill_progress"))?;
@@ -117,12 +136,15 @@ impl BackfillActivities {
                 ..Default::default()
             });
         }
-        let range = sqlx::query(&s.next_range_sql)
-            .bind(cursor)
-            .bind(i64::from(req.batch_size.max(1)))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(sql_err("next_range_sql"))?;
+        let range = Statement::new(
+            dialect,
+            &s.next_range_sql,
+            &[cursor.into(), i64::from(req.batch_size.max(1)).into()],
+        )
+        .query()
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(sql_err("next_range_sql"))?;
         let bounds = range.and_then(|r| {
             let lo = r.try_get::<Option<i64>, _>(0).ok().flatten()?;
             let hi = r.try_get::<Option<i64>, _>(1).ok().flatten()?;
@@ -133,20 +155,24 @@ impl BackfillActivities {
                       rows: i64,
                       status: &'static str,
                       error: String| {
-            sqlx::query(
+            Statement::new(
+                dialect,
                 "INSERT INTO steward_backfill_progress (run_tag, batch_no, lo, hi, rows_written, status, error) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    req.run_tag.as_str().into(),
+                    (batch_no as i64).into(),
+                    lo.into(),
+                    hi.into(),
+                    rows.into(),
+                    status.into(),
+                    error.chars().take(ERROR_CHARS).collect::<String>().into(),
+                ],
             )
-            .bind(req.run_tag.clone())
-            .bind(batch_no as i64)
-            .bind(lo)
-            .bind(hi)
-            .bind(rows)
-            .bind(status)
-            .bind(error)
         };
         let Some((lo, hi)) = bounds else {
             record(None, None, 0, "done", String::new())
+                .query()
                 .execute(&mut *tx)
                 .await
                 .map_err(sql_err("recording the end"))?;
@@ -162,16 +188,19 @@ impl BackfillActivities {
                 ..Default::default()
             });
         };
-        let applied = sqlx::query(&s.apply_sql)
-            .bind(lo)
-            .bind(hi)
-            .bind(&req.run_tag)
-            .execute(&mut *tx)
-            .await;
+        let applied = Statement::new(
+            dialect,
+            &s.apply_sql,
+            &[lo.into(), hi.into(), req.run_tag.as_str().into()],
+        )
+        .query()
+        .execute(&mut *tx)
+        .await;
         match applied {
             Ok(done) => {
                 let rows = done.rows_affected() as i64;
                 record(Some(lo), Some(hi), rows, "applied", String::new())
+                    .query()
                     .execute(&mut *tx)
                     .await
                     .map_err(sql_err("recording the batch"))?;
@@ -203,6 +232,7 @@ impl BackfillActivities {
                     });
                 }
                 record(Some(lo), Some(hi), 0, "failed", message.clone())
+                    .query()
                     .execute(pool)
                     .await
                     .map_err(sql_err("recording the failed batch"))?;

@@ -10,13 +10,13 @@ impl BackfillActivities {
         let s = self.spec(name)?;
         let pool = self.pool(name).await?;
         let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
-        sqlx::query(PROGRESS_DDL)
+        sqlx::query(progress_ddl(s.dialect()))
             .execute(&mut *conn)
             .await
             .map_err(sql_err("creating steward_backfill_progress"))?;
         let mut out = PreconditionsResult::default();
         for p in &s.preconditions {
-            let r = sql::scalar(&mut conn, &p.sql, "").await;
+            let r = sql::scalar(&mut conn, s.dialect(), &p.sql, "").await;
             out.checks.push(match r {
                 Ok(v) => CheckResult {
                     name: p.name.clone(),
@@ -36,7 +36,7 @@ impl BackfillActivities {
         }
         for v in &s.validations {
             if parse_expect(&v.expect) == Ok(Expect::Unchanged) {
-                let value = sql::scalar(&mut conn, &v.sql, "")
+                let value = sql::scalar(&mut conn, s.dialect(), &v.sql, "")
                     .await
                     .map_err(sql_err(format!("baseline of `{}`", v.name)))?;
                 out.baseline.push(CheckResult {
@@ -57,7 +57,7 @@ impl BackfillActivities {
         let s = self.spec(&req.name)?;
         let pool = self.pool(&req.name).await?;
         let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
-        let counted = sql::scalar(&mut conn, &s.count_sql, &req.run_tag)
+        let counted = sql::scalar(&mut conn, s.dialect(), &s.count_sql, &req.run_tag)
             .await
             .map_err(sql_err("count_sql"))?;
         let counted = counted.number.unwrap_or(0.0).max(0.0) as u64;
@@ -100,7 +100,7 @@ impl BackfillActivities {
         };
         let pool = self.pool(name).await?;
         let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
-        let v = sql::scalar(&mut conn, lag_sql, "")
+        let v = sql::scalar(&mut conn, s.dialect(), lag_sql, "")
             .await
             .map_err(sql_err("lag_sql"))?;
         let seconds = v.number.unwrap_or(0.0);
@@ -118,7 +118,7 @@ impl BackfillActivities {
         let mut out = ValidationResult::default();
         for v in &s.validations {
             let expect = parse_expect(&v.expect).map_err(Error::Action)?;
-            let got = sql::scalar(&mut conn, &v.sql, &req.run_tag).await;
+            let got = sql::scalar(&mut conn, s.dialect(), &v.sql, &req.run_tag).await;
             let check = match got {
                 Err(e) => CheckResult {
                     name: v.name.clone(),

@@ -1,5 +1,5 @@
 //! The backfill rollout's activities, against the backfill's own database
-//! (SQLite or PostgreSQL).
+//! (SQLite, PostgreSQL, MySQL or MariaDB).
 
 mod actions;
 mod batches;
@@ -8,8 +8,9 @@ mod report;
 pub mod spec;
 pub mod sql;
 
-use batches::PROGRESS_DDL;
+use batches::progress_ddl;
 pub use report::evidence_dir_name;
+use sql::{Dialect, Statement};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -166,12 +167,22 @@ impl BackfillActivities {
             return Ok(p.clone());
         }
         let spec = self.spec(name)?;
-        let (pool, _) = crate::store::primary::connect_following(
-            &spec.database_url,
-            &format!("backfill `{name}`'s database"),
-            std::sync::Arc::downgrade(&self.alive),
-        )
-        .await
+        let pool = if crate::dburl::is_mysql(&spec.database_url) {
+            crate::store::connect_any(&spec.database_url)
+                .await
+                .map_err(|e| crate::store::Error::Connect {
+                    url: crate::dburl::redact(&spec.database_url),
+                    source: e,
+                })
+        } else {
+            crate::store::primary::connect_following(
+                &spec.database_url,
+                &format!("backfill `{name}`'s database"),
+                std::sync::Arc::downgrade(&self.alive),
+            )
+            .await
+            .map(|(pool, _)| pool)
+        }
         .map_err(|e| {
             Error::Action(format!(
                 "connecting to the database of backfill `{name}`: {e}"

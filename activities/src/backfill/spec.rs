@@ -118,7 +118,7 @@ fn default_probe_wait() -> u64 {
 pub struct BackfillSpec {
     /// Name, `[a-z0-9-]`; the workflow id is `backfill-<name>`.
     pub name: String,
-    /// The target database (SQLite or PostgreSQL URL).
+    /// The target database: a SQLite, PostgreSQL, MySQL or MariaDB URL.
     pub database_url: String,
     /// Checks that must hold before anything happens.
     #[serde(default)]
@@ -351,11 +351,8 @@ impl BackfillSpec {
                 format!("`{o}` is neither `abort` nor `renotify`"),
             );
         }
-        if crate::dburl::DatabaseUrl::parse(&self.database_url).is_err() {
-            return e(
-                "database_url",
-                "must be a sqlite: or postgres:// URL".into(),
-            );
+        if let Err(m) = crate::dburl::check_target(&self.database_url) {
+            return e("database_url", m);
         }
         for (key, action) in [
             ("freeze", &self.freeze),
@@ -385,6 +382,11 @@ impl BackfillSpec {
             }
         }
         Ok(())
+    }
+
+    /// How the target database writes bound parameters.
+    pub fn dialect(&self) -> super::sql::Dialect {
+        super::sql::Dialect::of(&self.database_url)
     }
 
     /// SHA-256 of the spec's canonical JSON form.

@@ -212,6 +212,15 @@ pub fn unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
+        // MySQL and MariaDB: shutting down, read-only (`--read-only`, a
+        // replica) by error number; their SQLSTATE says only HY000.
+        sqlx::Error::Database(db)
+            if db
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .is_some_and(|m| matches!(m.number(), 1053 | 1290 | 1836)) =>
+        {
+            true
+        }
         sqlx::Error::Database(db) => db.code().is_some_and(|c| {
             let c = c.as_ref();
             // connection exceptions, admin/crash shutdown, cannot connect

@@ -243,7 +243,21 @@ fn dev_runs_a_first_sweep_stops_on_sigterm_and_keeps_history() {
     assert_eq!(kinds.last(), Some(&"completed"));
 
     // A `kill -9` of steward dev takes its server with it: the same
-    // command starts again on the same port.
+    // command starts again on the same port, at once, even while the old
+    // server is still closing its database.
+    let db = dir.path().join(".steward/temporal.db");
+    let old_server: i32 = std::fs::read_to_string(dir.path().join(".steward/temporal.db.pid"))
+        .expect("steward dev keeps its server's process id beside the database")
+        .trim()
+        .parse()
+        .unwrap();
+    let serves_db = |pid: i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            c.split(|b| *b == 0)
+                .any(|a| a == db.as_os_str().as_encoded_bytes())
+        })
+    };
+    assert!(serves_db(old_server), "the recorded process is the server");
     again.kill().unwrap();
     again.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -264,7 +278,15 @@ fn dev_runs_a_first_sweep_stops_on_sigterm_and_keeps_history() {
         )
     });
     assert_eq!(docs[0]["frontend"], address.as_str());
+    assert!(
+        !serves_db(old_server),
+        "the new server started only once the old one had let go of the database"
+    );
     assert!(sigterm_and_wait(&mut third).success());
+    assert!(
+        !dir.path().join(".steward/temporal.db.pid").exists(),
+        "a server stopped cleanly leaves no process id behind"
+    );
 }
 
 #[test]

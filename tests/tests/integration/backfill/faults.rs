@@ -6,13 +6,22 @@ use super::*;
 
 #[tokio::test]
 async fn killing_the_worker_during_execution_applies_every_batch_once() {
+    killing_the_worker_during_execution(Target::Postgres).await;
+}
+
+#[tokio::test]
+async fn killing_the_worker_during_execution_on_mariadb_applies_every_batch_once() {
+    killing_the_worker_during_execution(Target::Mysql).await;
+}
+
+async fn killing_the_worker_during_execution(engine: Target) {
     // 30 batches of a tenth of a second: runs of about ten batches per
     // activity, so every kill lands inside a run.
     let mut e = env(
         "kill",
-        Backend::Postgres,
+        engine,
         None,
-        &format!("batch_size = 4\n{}", slow_apply(0.1)),
+        &format!("batch_size = 4\n{}", slow_apply(engine, 0.1)),
     )
     .await;
     e.start();
@@ -40,13 +49,15 @@ async fn killing_the_worker_during_execution_applies_every_batch_once() {
         expected,
         "target equals the oracle"
     );
-    let written: i64 =
-        sqlx::query("SELECT CAST(SUM(rows_written) AS BIGINT) FROM steward_backfill_progress")
-            .fetch_one(&e.pool)
-            .await
-            .unwrap()
-            .try_get(0)
-            .unwrap();
+    let written: i64 = sqlx::query(&format!(
+        "SELECT CAST(SUM(rows_written) AS {}) FROM steward_backfill_progress",
+        engine.bigint()
+    ))
+    .fetch_one(&e.pool)
+    .await
+    .unwrap()
+    .try_get(0)
+    .unwrap();
     assert_eq!(written as usize, expected.len(), "no batch applied twice");
     assert_eq!(result.rows as usize, expected.len());
     let activities = batch_activities(&e.client).await;
@@ -67,7 +78,7 @@ async fn a_storm_of_100_duplicated_out_of_order_operator_updates_leaves_a_consis
         "storm",
         Backend::Postgres,
         None,
-        &format!("batch_size = 1\n{}", slow_apply(2.0)),
+        &format!("batch_size = 1\n{}", slow_apply(Target::Postgres, 2.0)),
     )
     .await;
     e.start();

@@ -1,5 +1,5 @@
-//! `BackfillRollout` on a real dev server, against real SQLite files and a
-//! real PostgreSQL, with a realistic fixture: raw records with duplicates
+//! `BackfillRollout` on a real dev server, against real SQLite files, a
+//! real PostgreSQL and a real MariaDB, with a realistic fixture: raw records with duplicates
 //! and conflicts; the backfill derives "supersedes" edges into a second
 //! table behind an idempotency unique index; ingest and outbox flags live in
 //! a control table.
@@ -9,37 +9,86 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
+use steward_activities::backfill::sql::{Dialect, Statement};
 use steward_proto::ids;
 use steward_proto::v1::{BackfillResult, BackfillStatus, OperatorRequest};
 use steward_proto::vocab::OperatorVerb;
 use steward_tests::{
     Backend, Harness, PLANTED_SECRET, assert_every_run_closed_without_task_failures,
-    assert_no_planted_secret, assert_not_world_writable, database, read, task_queue, temp_dir,
-    wait_for, with_planted_password, write_config,
+    assert_no_planted_secret, assert_not_world_writable, database, mysql_database, read,
+    task_queue, temp_dir, wait_for, with_planted_password, write_config,
 };
 use steward_workflows::BackfillRollout;
 use temporalio_client::Client;
 
 const RECORDS: i64 = 120;
 
+/// The engine of a backfill's target database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl From<Backend> for Target {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Sqlite => Target::Sqlite,
+            Backend::Postgres => Target::Postgres,
+        }
+    }
+}
+
+impl Target {
+    /// How the engine writes bound parameters.
+    fn dialect(self) -> Dialect {
+        match self {
+            Target::Mysql => Dialect::Positional,
+            _ => Dialect::Numbered,
+        }
+    }
+
+    /// Its name for a double.
+    fn double(self) -> &'static str {
+        match self {
+            Target::Sqlite => "REAL",
+            Target::Postgres => "DOUBLE PRECISION",
+            Target::Mysql => "DOUBLE",
+        }
+    }
+
+    /// Its name for a signed 64-bit integer in a CAST.
+    fn bigint(self) -> &'static str {
+        match self {
+            Target::Mysql => "SIGNED",
+            _ => "BIGINT",
+        }
+    }
+
+    /// A boolean expression that takes `secs` longer to evaluate.
+    fn sleep(self, secs: f64) -> String {
+        match self {
+            Target::Mysql => format!("SLEEP({secs}) = 0"),
+            _ => format!("(SELECT 1 FROM pg_sleep({secs})) = 1"),
+        }
+    }
+}
+
 /// Creates the fixture in `url`: RECORDS raw records in advisories of four
 /// versions, with duplicated (advisory, version) pairs; one poisoned record
 /// when `poison_at` is set (its payload breaks a CHECK on the edge table).
-async fn fixture(url: &str, backend: Backend, poison_at: Option<i64>) -> AnyPool {
+async fn fixture(url: &str, target: impl Into<Target>, poison_at: Option<i64>) -> AnyPool {
+    let target = target.into();
     let pool = steward_activities::store::connect_any(url).await.unwrap();
-    let real = if backend == Backend::Postgres {
-        "DOUBLE PRECISION"
-    } else {
-        "REAL"
-    };
     for ddl in [
-        "CREATE TABLE raw_records (id BIGINT PRIMARY KEY, advisory TEXT NOT NULL, version BIGINT NOT NULL, payload TEXT NOT NULL)".to_string(),
-        "CREATE TABLE supersedes (older BIGINT NOT NULL, newer BIGINT NOT NULL, run_tag TEXT NOT NULL, payload_len BIGINT NOT NULL CHECK (payload_len < 1000))".into(),
+        "CREATE TABLE raw_records (id BIGINT PRIMARY KEY, advisory VARCHAR(64) NOT NULL, version BIGINT NOT NULL, payload VARCHAR(4000) NOT NULL)".to_string(),
+        "CREATE TABLE supersedes (older BIGINT NOT NULL, newer BIGINT NOT NULL, run_tag VARCHAR(191) NOT NULL, payload_len BIGINT NOT NULL CHECK (payload_len < 1000))".into(),
         "CREATE UNIQUE INDEX supersedes_idem ON supersedes (older, newer)".into(),
-        "CREATE TABLE control (key TEXT PRIMARY KEY, enabled BIGINT NOT NULL)".into(),
-        "INSERT INTO control (key, enabled) VALUES ('ingest', 1), ('outbox', 1)".into(),
-        "CREATE TABLE replay_log (note TEXT NOT NULL)".into(),
-        format!("CREATE TABLE fake_lag (seconds {real} NOT NULL)"),
+        "CREATE TABLE control (name VARCHAR(64) PRIMARY KEY, enabled BIGINT NOT NULL)".into(),
+        "INSERT INTO control (name, enabled) VALUES ('ingest', 1), ('outbox', 1)".into(),
+        "CREATE TABLE replay_log (note VARCHAR(64) NOT NULL)".into(),
+        format!("CREATE TABLE fake_lag (seconds {} NOT NULL)", target.double()),
         "INSERT INTO fake_lag (seconds) VALUES (0)".into(),
         // An earlier, unrelated backfill's edge: must survive every rollback.
         "INSERT INTO supersedes (older, newer, run_tag, payload_len) VALUES (1000001, 1000002, 'earlier-run', 3)".into(),
@@ -56,13 +105,12 @@ async fn fixture(url: &str, backend: Backend, poison_at: Option<i64>) -> AnyPool
         } else {
             format!("p{id}")
         };
-        sqlx::query(
+        Statement::new(
+            target.dialect(),
             "INSERT INTO raw_records (id, advisory, version, payload) VALUES ($1, $2, $3, $4)",
+            &[id.into(), advisory.into(), version.into(), payload.into()],
         )
-        .bind(id)
-        .bind(advisory)
-        .bind(version)
-        .bind(payload)
+        .query()
         .execute(&pool)
         .await
         .unwrap();
@@ -92,11 +140,12 @@ async fn rows(pool: &AnyPool, sql: &str) -> Vec<(i64, i64)> {
         .collect()
 }
 
-/// A PostgreSQL `apply_sql` that takes `secs` longer per batch, so that a
-/// test can act while a run of batches is in flight.
-fn slow_apply(secs: f64) -> String {
+/// An `apply_sql` (PostgreSQL or MySQL) that takes `secs` longer per
+/// batch, so that a test can act while a run of batches is in flight.
+fn slow_apply(target: Target, secs: f64) -> String {
     format!(
-        "apply_sql = \"INSERT INTO supersedes (older, newer, run_tag, payload_len) SELECT a.id, b.id, $3, LENGTH(a.payload) {EDGES} WHERE a.id BETWEEN $1 AND $2 AND (SELECT 1 FROM pg_sleep({secs})) = 1\"\n"
+        "apply_sql = \"INSERT INTO supersedes (older, newer, run_tag, payload_len) SELECT a.id, b.id, $3, LENGTH(a.payload) {EDGES} WHERE a.id BETWEEN $1 AND $2 AND {}\"\n",
+        target.sleep(secs)
     )
 }
 
@@ -155,14 +204,16 @@ async fn checksum(pool: &AnyPool) -> String {
     format!("{}:{}", all.len(), hex::encode(h.finalize()))
 }
 
-async fn flag(pool: &AnyPool, key: &str) -> i64 {
-    sqlx::query("SELECT enabled FROM control WHERE key = $1")
-        .bind(key)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
+async fn flag(pool: &AnyPool, name: &str) -> i64 {
+    // The same text on every engine: the name is the fixture's own.
+    sqlx::query(&format!(
+        "SELECT enabled FROM control WHERE name = '{name}'"
+    ))
+    .fetch_one(pool)
+    .await
+    .unwrap()
+    .try_get(0)
+    .unwrap()
 }
 
 /// The harness, and the backfill's own database.
@@ -179,20 +230,24 @@ fn bf() -> String {
 }
 
 /// A backfill `bf` over a fresh fixture, with `extra` TOML lines in the spec.
-async fn env(test: &str, backend: Backend, poison_at: Option<i64>, extra: &str) -> Env {
+async fn env(test: &str, target: impl Into<Target>, poison_at: Option<i64>, extra: &str) -> Env {
+    let target = target.into();
     let dir = temp_dir();
     let root = dir.path().to_path_buf();
-    let url = database(backend, &root).await;
-    let url = if backend == Backend::Sqlite {
-        format!("{url}?mode=rwc")
-    } else {
-        with_planted_password(&url)
+    let url = match target {
+        Target::Sqlite => format!("{}?mode=rwc", database(Backend::Sqlite, &root).await),
+        Target::Postgres => with_planted_password(&database(Backend::Postgres, &root).await),
+        Target::Mysql => mysql_database().await,
     };
-    let pool = fixture(&url, backend, poison_at).await;
-    let index_check = if backend == Backend::Postgres {
-        "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'supersedes_idem'"
-    } else {
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'supersedes_idem'"
+    let pool = fixture(&url, target, poison_at).await;
+    let index_check = match target {
+        Target::Postgres => "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'supersedes_idem'",
+        Target::Sqlite => {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'supersedes_idem'"
+        }
+        Target::Mysql => {
+            "SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() AND index_name = 'supersedes_idem'"
+        }
     };
     let store = database(Backend::Sqlite, &root).await;
     let config = write_config(
@@ -213,12 +268,13 @@ preconditions = [{{ name = "idempotency index exists", sql = "{index_check}" }}]
 validations = [
   {{ name = "raw records stable", sql = "SELECT COUNT(*) FROM raw_records", expect = "unchanged" }},
   {{ name = "every edge present", sql = "SELECT COUNT(*) {EDGES} WHERE NOT EXISTS (SELECT 1 FROM supersedes s WHERE s.older = a.id AND s.newer = b.id)", expect = "= 0" }},
-  {{ name = "idempotency hit rate", sql = "SELECT CAST((SELECT COUNT(*) FROM supersedes WHERE run_tag = 'never') AS DOUBLE PRECISION) / (SELECT COUNT(*) + 1 FROM supersedes)", expect = "<= 0.001" }},
+  {{ name = "idempotency hit rate", sql = "SELECT CAST((SELECT COUNT(*) FROM supersedes WHERE run_tag = 'never') AS {double}) / (SELECT COUNT(*) + 1 FROM supersedes)", expect = "<= 0.001" }},
 ]
 replay_probe = {{ action = {{ sql = "INSERT INTO replay_log (note) VALUES ('probe')" }}, check_sql = "SELECT COUNT(*) FROM replay_log" }}
 throttle_seconds = 1
 {batch}{extra}
 "#,
+            double = target.double(),
             batch = if extra.contains("batch_size") {
                 ""
             } else {

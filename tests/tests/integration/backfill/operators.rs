@@ -241,7 +241,7 @@ async fn a_pause_during_a_run_of_batches_replies_once_the_run_has_stopped() {
         "pause-run",
         Backend::Postgres,
         None,
-        &format!("batch_size = 1\n{}", slow_apply(0.05)),
+        &format!("batch_size = 1\n{}", slow_apply(Target::Postgres, 0.05)),
     )
     .await;
     e.start();
@@ -290,7 +290,10 @@ async fn pause_and_resume_during_runs(test: &str, extra: &str) -> Env {
         test,
         Backend::Postgres,
         None,
-        &format!("batch_size = 1\n{extra}\n{}", slow_apply(0.4)),
+        &format!(
+            "batch_size = 1\n{extra}\n{}",
+            slow_apply(Target::Postgres, 0.4)
+        ),
     )
     .await;
     e.start();

@@ -1,4 +1,4 @@
-//! A rollout from start to end: the happy path on both backends, the dry
+//! A rollout from start to end: the happy path on every engine, the dry
 //! run, the runtime alert, rollbacks, skipped batches, the lag throttle,
 //! continue-as-new, actions by command and HTTP, bad arguments.
 
@@ -16,10 +16,10 @@ async fn notice(e: &Env, kind: &str) -> String {
     .unwrap()
 }
 
-async fn happy_path(backend: Backend) {
+async fn happy_path(target: Target) {
     let e = env(
         "happy",
-        backend,
+        target,
         None,
         "approvals = [\"storage-guild\", \"platform-security\"]",
     )
@@ -217,12 +217,17 @@ async fn happy_path(backend: Backend) {
 
 #[tokio::test]
 async fn happy_path_on_sqlite_matches_the_oracle_with_verified_evidence() {
-    happy_path(Backend::Sqlite).await;
+    happy_path(Target::Sqlite).await;
 }
 
 #[tokio::test]
 async fn happy_path_on_postgres_matches_the_oracle_with_verified_evidence() {
-    happy_path(Backend::Postgres).await;
+    happy_path(Target::Postgres).await;
+}
+
+#[tokio::test]
+async fn happy_path_on_mariadb_matches_the_oracle_with_verified_evidence() {
+    happy_path(Target::Mysql).await;
 }
 
 #[tokio::test]
@@ -332,7 +337,16 @@ async fn the_runtime_alert_counts_from_the_start_of_execution_not_from_the_annou
 
 #[tokio::test]
 async fn a_bad_row_rolls_back_to_the_exact_pre_run_state_and_stays_frozen() {
-    let e = env("badrow", Backend::Postgres, Some(57), "").await;
+    a_bad_row_rolls_back(Target::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_bad_row_on_mariadb_rolls_back_to_the_exact_pre_run_state_and_stays_frozen() {
+    a_bad_row_rolls_back(Target::Mysql).await;
+}
+
+async fn a_bad_row_rolls_back(target: Target) {
+    let e = env("badrow", target, Some(57), "").await;
     let before = checksum(&e.pool).await;
     e.start();
     e.wait_phase("rolled_back_frozen").await;

@@ -102,7 +102,7 @@ validations = [
 ]
 "#,
             target_url = cluster([&primary, &standby], "target"),
-            apply = slow_apply(0.5),
+            apply = slow_apply(Target::Postgres, 0.5),
         ),
     );
     let e = Harness::with_worker(dir, config).await;
