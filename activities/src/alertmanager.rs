@@ -21,6 +21,7 @@ use steward_proto::v1::Alert;
 pub const CONDITIONS: &[&str] = &[
     "backfill.runtime",
     "backfill.lag",
+    "backfill.throttle",
     "restore.failed",
     "failover.failed",
     "failover.target-missed",

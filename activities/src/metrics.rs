@@ -29,6 +29,8 @@ pub const EXPORTED: &[&str] = &[
     "steward_backfill_phase",
     "steward_backfill_lag_seconds",
     "steward_backfill_max_lag_seconds",
+    "steward_backfill_throttle_value",
+    "steward_backfill_throttle_max",
     "steward_upgrades_total",
     "steward_alerts_total",
     "steward_restore_drills_total",
@@ -81,6 +83,8 @@ pub struct Metrics {
     store_failover_seconds: GaugeF64,
     backfill_lag: GaugeF64,
     backfill_max_lag: GaugeF64,
+    throttle_value: GaugeF64,
+    throttle_max: GaugeF64,
     alert_delivery_failures: Counter,
     alert_deliveries_pending: GaugeF64,
     validation_value: GaugeF64,
@@ -253,6 +257,16 @@ impl Metrics {
                 "The lag over which a backfill throttles, as configured (max_lag_seconds)",
                 "s",
             )),
+            throttle_value: meter.gauge_f64(param(
+                "steward_backfill_throttle_value",
+                "A backfill's named throttle as last read (batches wait while it is over its max)",
+                "",
+            )),
+            throttle_max: meter.gauge_f64(param(
+                "steward_backfill_throttle_max",
+                "The value over which a backfill's named throttle holds its batches",
+                "",
+            )),
             alert_delivery_failures: meter.counter(param(
                 "steward_alert_delivery_failures",
                 "Tries to hand an alert to a sink (alertmanager) that failed; each is retried",
@@ -406,6 +420,14 @@ impl Metrics {
         let labels = self.labels(&[("backfill", backfill)]);
         self.backfill_lag.record(seconds, &labels);
         self.backfill_max_lag.record(max, &labels);
+    }
+
+    /// Backfill `backfill`'s throttle `throttle` read `value` against
+    /// `max`.
+    pub fn backfill_throttle(&self, backfill: &str, throttle: &str, value: f64, max: f64) {
+        let labels = self.labels(&[("backfill", backfill), ("throttle", throttle)]);
+        self.throttle_value.record(value, &labels);
+        self.throttle_max.record(max, &labels);
     }
 
     /// Backfill `backfill`'s validation `validation` returned `value`

@@ -7,7 +7,7 @@ use crate::names;
 use crate::v1::{
     Alert, BackfillEvidence, BackfillPlan, BackfillRef, BatchRequest, BatchResult, DryRunReport,
     DryRunRequest, EvidenceWritten, LagReading, PreconditionsResult, ProbeResult, RollbackResult,
-    ValidationRequest, ValidationResult,
+    ThrottleReadings, ThrottleRequest, ValidationRequest, ValidationResult,
 };
 use crate::v1::{AppStep, StepResult, UpgradeInput, UpgradePlan, UpgradeResult};
 use crate::v1::{BackupTaken, RestoreDrillInput, RestoreDrillResult, RestoreVerified};
@@ -104,6 +104,10 @@ declare_activity!(
 declare_activity!(
     /// Reads the replication lag in seconds.
     BackfillLag, names::BACKFILL_LAG, String => LagReading
+);
+declare_activity!(
+    /// Reads a backfill's named throttles against their maxima.
+    BackfillThrottles, names::BACKFILL_THROTTLES, ThrottleRequest => ThrottleReadings
 );
 declare_activity!(
     /// Runs the validations against the baseline.

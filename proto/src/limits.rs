@@ -69,11 +69,25 @@ pub const MAX_LAG_SECONDS_MAX: f64 = 86_400.0;
 /// The refusal of a backfill's live settings, or None when they are
 /// acceptable: at least one of them (a batch size of 1 to
 /// [`BATCH_SIZE_MAX`], a lag limit above 0 and at most
-/// [`MAX_LAG_SECONDS_MAX`] seconds); 0 leaves a setting unchanged.
-pub fn live_settings(batch_size: u32, max_lag_seconds: f64) -> Option<String> {
-    if batch_size == 0 && max_lag_seconds == 0.0 {
+/// [`MAX_LAG_SECONDS_MAX`] seconds, a named throttle's maximum of 0 or
+/// more); 0 leaves the batch size and the lag limit unchanged.
+pub fn live_settings<'a>(
+    batch_size: u32,
+    max_lag_seconds: f64,
+    throttle_max: impl IntoIterator<Item = (&'a String, &'a f64)>,
+) -> Option<String> {
+    let mut throttles = 0;
+    for (name, max) in throttle_max {
+        if !max.is_finite() || *max < 0.0 {
+            return Some(format!(
+                "throttle.{name} must be a number of 0 or more, not {max}"
+            ));
+        }
+        throttles += 1;
+    }
+    if batch_size == 0 && max_lag_seconds == 0.0 && throttles == 0 {
         return Some(
-            "nothing to set: give batch_size (1 or more) or max_lag (seconds above 0), or both"
+            "nothing to set: give batch_size (1 or more), max_lag (seconds above 0) or throttle.NAME (a maximum)"
                 .into(),
         );
     }
@@ -139,19 +153,35 @@ mod tests {
 
     #[test]
     fn live_settings_take_either_or_both_within_bounds() {
-        assert_eq!(live_settings(5, 0.0), None);
-        assert_eq!(live_settings(0, 2.5), None);
-        assert_eq!(live_settings(5, 2.5), None);
-        assert!(live_settings(0, 0.0).unwrap().contains("nothing to set"));
+        let none = std::collections::HashMap::<String, f64>::new();
+        assert_eq!(live_settings(5, 0.0, &none), None);
+        assert_eq!(live_settings(0, 2.5, &none), None);
+        assert_eq!(live_settings(5, 2.5, &none), None);
         assert!(
-            live_settings(BATCH_SIZE_MAX + 1, 0.0)
+            live_settings(0, 0.0, &none)
+                .unwrap()
+                .contains("nothing to set")
+        );
+        assert!(
+            live_settings(BATCH_SIZE_MAX + 1, 0.0, &none)
                 .unwrap()
                 .contains("over the limit")
         );
         for lag in [-1.0, f64::NAN, f64::INFINITY, 1e308] {
             assert!(
-                live_settings(0, lag).unwrap().contains("max_lag"),
+                live_settings(0, lag, &none).unwrap().contains("max_lag"),
                 "{lag} refused"
+            );
+        }
+        let cpu = |max: f64| std::collections::HashMap::from([("cpu".to_string(), max)]);
+        assert_eq!(live_settings(0, 0.0, &cpu(0.0)), None, "a throttle alone");
+        assert_eq!(live_settings(0, 0.0, &cpu(5.0)), None);
+        for max in [-1.0, f64::NAN, f64::INFINITY] {
+            assert!(
+                live_settings(0, 0.0, &cpu(max))
+                    .unwrap()
+                    .contains("throttle.cpu"),
+                "{max} refused"
             );
         }
     }

@@ -44,6 +44,8 @@ pub const BACKFILL_DRY_RUN: &str = "steward.backfill.dry_run";
 pub const BACKFILL_BATCH: &str = "steward.backfill.batch";
 /// Activity: read the replication lag.
 pub const BACKFILL_LAG: &str = "steward.backfill.lag";
+/// Activity: read the named throttles.
+pub const BACKFILL_THROTTLES: &str = "steward.backfill.throttles";
 /// Activity: run the validations.
 pub const BACKFILL_VALIDATE: &str = "steward.backfill.validate";
 /// Activity: remove what the run wrote; restore the snapshot if that fails.

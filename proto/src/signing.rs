@@ -171,10 +171,20 @@ const IDP_PREFIX: &str = "oidc:";
 pub fn request_detail(verb: &str, req: &OperatorRequest) -> String {
     match verb {
         "approve" => req.group.clone(),
-        "set" => format!(
-            "batch_size={} max_lag={}",
-            req.batch_size, req.max_lag_seconds
-        ),
+        "set" => {
+            let mut detail = format!(
+                "batch_size={} max_lag={}",
+                req.batch_size, req.max_lag_seconds
+            );
+            // Throttles by name, in order; none leaves the text as signed
+            // before throttles existed.
+            let mut throttles: Vec<_> = req.throttle_max.iter().collect();
+            throttles.sort_by(|a, b| a.0.cmp(b.0));
+            for (name, max) in throttles {
+                detail.push_str(&format!(" throttle.{name}={max}"));
+            }
+            detail
+        }
         _ => String::new(),
     }
 }
@@ -253,5 +263,27 @@ mod tests {
             "the unbound form never named the run"
         );
         assert_ne!(message(&action()), unbound_message(&action()));
+    }
+
+    #[test]
+    fn a_set_signs_its_throttles_and_reads_as_before_without_them() {
+        let plain = OperatorRequest {
+            batch_size: 50,
+            ..Default::default()
+        };
+        assert_eq!(request_detail("set", &plain), "batch_size=50 max_lag=0");
+        let throttled = |cpu: f64| OperatorRequest {
+            throttle_max: [("queue".to_string(), 10.0), ("cpu".to_string(), cpu)].into(),
+            ..plain.clone()
+        };
+        assert_eq!(
+            request_detail("set", &throttled(70.0)),
+            "batch_size=50 max_lag=0 throttle.cpu=70 throttle.queue=10"
+        );
+        assert_ne!(
+            request_detail("set", &throttled(70.0)),
+            request_detail("set", &throttled(99.0)),
+            "a changed maximum no longer verifies"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! (`repos`), a database per test on each backend (`db`), the real
 //! programs (`processes`: a Temporal dev server per test, the `steward`
 //! binary as worker or command), configs (`config`), waiting on conditions
-//! (`wait`), the HTTP API (`api`) and a real browser on its page (`browser`), PostgreSQL clusters of a test's own (`pg`), Prometheus' `promtool` (`prometheus`), the checks fault and security tests end with (`asserts`), and
+//! (`wait`), the HTTP API (`api`) and a real browser on its page (`browser`), PostgreSQL clusters of a test's own (`pg`), a MariaDB primary and replica of a test's own (`mariadb`), Prometheus' `promtool` (`prometheus`), the checks fault and security tests end with (`asserts`), and
 //! the one harness every workflow test builds on (`harness`).
 //!
 //! Every prerequisite that is missing makes the test fail with a message
@@ -15,6 +15,7 @@ mod browser;
 mod config;
 mod db;
 mod harness;
+mod mariadb;
 mod oidc;
 mod pg;
 mod processes;
@@ -29,6 +30,7 @@ pub use browser::*;
 pub use config::*;
 pub use db::*;
 pub use harness::*;
+pub use mariadb::*;
 pub use oidc::*;
 pub use pg::*;
 pub use processes::*;

@@ -178,7 +178,7 @@ impl BackfillActivities {
     }
 }
 
-fn shorten(s: &str) -> String {
+pub(super) fn shorten(s: &str) -> String {
     let mut out: String = s.chars().take(160).collect();
     if out.len() < s.len() {
         out.push('…');

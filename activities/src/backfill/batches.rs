@@ -59,6 +59,18 @@ impl BackfillActivities {
                 if s.lag_sql.is_some() && self.lag(&req.name).await?.seconds > req.max_lag_seconds {
                     break;
                 }
+                // The throttles a query reads; the workflow reads them all
+                // (commands, HTTP) before the next run.
+                if s.throttles.iter().any(|t| t.sql.is_some())
+                    && self
+                        .throttles(&req.name, &req.throttle_max, true)
+                        .await?
+                        .readings
+                        .iter()
+                        .any(|r| r.over)
+                {
+                    break;
+                }
             }
             let at = std::time::Instant::now();
             let b = self

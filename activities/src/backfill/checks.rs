@@ -2,6 +2,7 @@
 //! run's count, the replication lag, the validations.
 
 use super::*;
+use actions::shorten;
 
 impl BackfillActivities {
     /// Preconditions, and the values of `unchanged` validations before the
@@ -110,6 +111,132 @@ impl BackfillActivities {
         }
         Ok(LagReading { seconds })
     }
+    /// Reads backfill `name`'s named throttles against `max` (maxima an
+    /// operator set, by name; the spec's otherwise); with `sql_only`, only
+    /// those a query reads (between the batches of a run). A throttle that
+    /// cannot be read counts as over: an unknown load holds the batches.
+    /// When none is over, the throttle alert is resolved.
+    pub async fn throttles(
+        &self,
+        name: &str,
+        max: &std::collections::HashMap<String, f64>,
+        sql_only: bool,
+    ) -> Result<ThrottleReadings, Error> {
+        let s = self.spec(name)?;
+        let mut out = ThrottleReadings::default();
+        for t in s.throttles.iter().filter(|t| !sql_only || t.sql.is_some()) {
+            let limit = max.get(&t.name).copied().unwrap_or(t.max);
+            let timeout = Duration::from_secs(t.timeout_seconds.max(1));
+            let value = tokio::time::timeout(timeout, self.read_throttle(name, t, timeout))
+                .await
+                .unwrap_or_else(|_| Err(format!("no reading within {}s", timeout.as_secs())));
+            let reading = match value {
+                Ok(value) => ThrottleReading {
+                    name: t.name.clone(),
+                    value,
+                    max: limit,
+                    over: value > limit,
+                    error: String::new(),
+                },
+                Err(error) => ThrottleReading {
+                    name: t.name.clone(),
+                    value: 0.0,
+                    max: limit,
+                    over: true,
+                    error,
+                },
+            };
+            self.metrics
+                .backfill_throttle(name, &t.name, reading.value, limit);
+            out.readings.push(reading);
+        }
+        if !sql_only && out.readings.iter().all(|r| !r.over) {
+            self.resolve(name, &["backfill.throttle"]).await;
+        }
+        Ok(out)
+    }
+
+    /// One throttle's number.
+    async fn read_throttle(
+        &self,
+        name: &str,
+        t: &spec::Throttle,
+        timeout: Duration,
+    ) -> Result<f64, String> {
+        let number = |text: &str| {
+            text.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("`{}` is not a number", shorten(text.trim())))
+        };
+        if let Some(query) = &t.sql {
+            let (pool, dialect) = match &t.database_url {
+                Some(url) => (
+                    self.pool_at(
+                        &format!("{name}/throttle/{}", t.name),
+                        url,
+                        &format!("throttle `{}`'s database", t.name),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?,
+                    Dialect::of(url),
+                ),
+                None => (
+                    self.pool(name).await.map_err(|e| e.to_string())?,
+                    self.spec(name).map_err(|e| e.to_string())?.dialect(),
+                ),
+            };
+            let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+            let v = sql::reading(&mut conn, dialect, query, t.column.as_deref()).await?;
+            // NULL (a replica whose SQL thread stopped has no lag to say).
+            return v
+                .number
+                .ok_or_else(|| format!("the query returned {}", v.text));
+        }
+        if let Some(argv) = &t.command {
+            let out = Command::new(argv.iter().cloned())
+                .timeout(timeout)
+                .run()
+                .await
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&out);
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            return number(last);
+        }
+        if let Some(h) = &t.http {
+            let resp = reqwest::Client::new()
+                .get(&h.url)
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| format!("GET {}: {}", h.url, crate::http::cause(&e, timeout)))?;
+            if !resp.status().is_success() {
+                return Err(format!("GET {} answered {}", h.url, resp.status()));
+            }
+            let body = resp.text().await.map_err(|e| e.to_string())?;
+            return match &h.pointer {
+                None => number(&body),
+                Some(pointer) => {
+                    let doc: serde_json::Value = serde_json::from_str(&body)
+                        .map_err(|e| format!("GET {}: not JSON: {e}", h.url))?;
+                    match doc.pointer(pointer) {
+                        Some(serde_json::Value::Number(n)) => {
+                            n.as_f64().ok_or_else(|| format!("{n} is not a number"))
+                        }
+                        Some(serde_json::Value::String(s)) => number(s),
+                        _ => Err(format!("GET {}: no number at {pointer}", h.url)),
+                    }
+                }
+            };
+        }
+        Err("no source".into())
+    }
+
     /// Runs the validations. Read-only.
     pub async fn validate(&self, req: &ValidationRequest) -> Result<ValidationResult, Error> {
         let s = self.spec(&req.name)?;

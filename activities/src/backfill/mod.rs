@@ -22,7 +22,8 @@ use sqlx::{AnyPool, Row};
 use steward_proto::v1::{
     BackfillEvidence, BackfillPlan, BackfillRef, BatchRequest, BatchResult, CheckResult,
     DryRunReport, DryRunRequest, EvidenceWritten, LagReading, PreconditionsResult, ProbeResult,
-    RollbackResult, SkippedBatch, ValidationRequest, ValidationResult,
+    RollbackResult, SkippedBatch, ThrottlePlan, ThrottleReading, ThrottleReadings, ThrottleRequest,
+    ValidationRequest, ValidationResult,
 };
 use steward_proto::vocab::{BackfillPhase, BackfillStage, SpecAction};
 use steward_proto::{limits, names};
@@ -163,35 +164,37 @@ impl BackfillActivities {
     }
 
     async fn pool(&self, name: &str) -> Result<AnyPool, Error> {
-        if let Some(p) = self.pools.lock().expect("pool map").get(name) {
+        let url = self.spec(name)?.database_url.clone();
+        self.pool_at(name, &url, &format!("backfill `{name}`'s database"))
+            .await
+    }
+
+    /// The pool kept under `key`, on `url` (`what` in messages).
+    async fn pool_at(&self, key: &str, url: &str, what: &str) -> Result<AnyPool, Error> {
+        if let Some(p) = self.pools.lock().expect("pool map").get(key) {
             return Ok(p.clone());
         }
-        let spec = self.spec(name)?;
-        let pool = if crate::dburl::is_mysql(&spec.database_url) {
-            crate::store::connect_any(&spec.database_url)
+        let pool = if crate::dburl::is_mysql(url) {
+            crate::store::connect_any(url)
                 .await
                 .map_err(|e| crate::store::Error::Connect {
-                    url: crate::dburl::redact(&spec.database_url),
+                    url: crate::dburl::redact(url),
                     source: e,
                 })
         } else {
             crate::store::primary::connect_following(
-                &spec.database_url,
-                &format!("backfill `{name}`'s database"),
+                url,
+                what,
                 std::sync::Arc::downgrade(&self.alive),
             )
             .await
             .map(|(pool, _)| pool)
         }
-        .map_err(|e| {
-            Error::Action(format!(
-                "connecting to the database of backfill `{name}`: {e}"
-            ))
-        })?;
+        .map_err(|e| Error::Action(format!("connecting to {what}: {e}")))?;
         let first = {
             let mut pools = self.pools.lock().expect("pool map");
-            pools.get(name).cloned().ok_or_else(|| {
-                pools.insert(name.into(), pool.clone());
+            pools.get(key).cloned().ok_or_else(|| {
+                pools.insert(key.into(), pool.clone());
             })
         };
         match first {
@@ -224,6 +227,16 @@ impl BackfillActivities {
             has_snapshot: s.snapshot.is_some(),
             has_replay_probe: s.replay_probe.is_some(),
             throttle_seconds: s.throttle_seconds,
+            throttles: s
+                .throttles
+                .iter()
+                .map(|t| ThrottlePlan {
+                    name: t.name.clone(),
+                    max: t.max,
+                    wait_seconds: t.wait_seconds.unwrap_or(s.throttle_seconds),
+                    between_batches: t.sql.is_some(),
+                })
+                .collect(),
             operators: self.roster.operators.clone(),
             require_verified: s.require_verified,
             verify_key: self.roster.verify_key.clone(),
@@ -317,6 +330,19 @@ impl BackfillActivities {
         name: String,
     ) -> Result<LagReading, ActivityError> {
         self.lag(&name).await.map_err(failure)
+    }
+
+    /// The named throttles. Idempotent: reads (a command throttle runs
+    /// its command).
+    #[activity(name = names::BACKFILL_THROTTLES)]
+    pub async fn backfill_throttles(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        r: ThrottleRequest,
+    ) -> Result<ThrottleReadings, ActivityError> {
+        self.throttles(&r.name, &r.max, false)
+            .await
+            .map_err(failure)
     }
 
     /// The validations. Idempotent: read-only.

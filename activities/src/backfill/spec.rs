@@ -95,6 +95,107 @@ pub struct Validation {
     pub expect: String,
 }
 
+/// A named throttle: a number read from a SQL query, a command or an HTTP
+/// call; batches wait while it is over `max`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Throttle {
+    /// Name, `[a-z0-9-]`; `lag` is the `lag_sql` throttle's.
+    pub name: String,
+    /// A query whose first row holds the number.
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// The database the query runs on (a replica); the backfill's when
+    /// unset.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// The column of the first row that holds the number (e.g.
+    /// `Seconds_Behind_Master` of `SHOW REPLICA STATUS`); the first when
+    /// unset.
+    #[serde(default)]
+    pub column: Option<String>,
+    /// A command (argv, never a shell) whose last line of output is the
+    /// number.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// A URL whose answer is the number, or JSON holding it at `pointer`.
+    #[serde(default)]
+    pub http: Option<ThrottleHttp>,
+    /// Batches wait while the number is over this.
+    pub max: f64,
+    /// How long they wait before it is read again; `throttle_seconds` when
+    /// unset.
+    #[serde(default)]
+    pub wait_seconds: Option<u32>,
+    /// How long one reading may take.
+    #[serde(default = "default_throttle_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_throttle_timeout() -> u64 {
+    10
+}
+
+/// An HTTP throttle's source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleHttp {
+    /// GET this URL.
+    pub url: String,
+    /// A JSON pointer (`/data/cpu`) into the answer; the whole answer is
+    /// the number when unset.
+    #[serde(default)]
+    pub pointer: Option<String>,
+}
+
+impl Throttle {
+    /// Checks the name, the one source and the maximum.
+    pub fn check(&self) -> Result<(), String> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(format!("name `{}` must be [a-z0-9-]", self.name));
+        }
+        if self.name == "lag" {
+            return Err("name `lag` is the lag_sql throttle's".into());
+        }
+        let sources = [
+            self.sql.is_some(),
+            self.command.is_some(),
+            self.http.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err("set exactly one of sql, command, http".into());
+        }
+        if self.sql.is_none() && (self.database_url.is_some() || self.column.is_some()) {
+            return Err("database_url and column go with sql".into());
+        }
+        if let Some(url) = &self.database_url {
+            crate::dburl::check_target(url)?;
+        }
+        if let Some(argv) = &self.command
+            && argv.first().is_none_or(|p| p.trim().is_empty())
+        {
+            return Err("command must be a non-empty argv list".into());
+        }
+        if let Some(h) = &self.http
+            && !(h.url.starts_with("http://") || h.url.starts_with("https://"))
+        {
+            return Err(format!(
+                "http.url `{}` must start with http:// or https://",
+                h.url
+            ));
+        }
+        if !self.max.is_finite() || self.max < 0.0 {
+            return Err("max must be a number of 0 or more".into());
+        }
+        Ok(())
+    }
+}
+
 /// The replay probe after unfreeze.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,6 +275,9 @@ pub struct BackfillSpec {
     /// How long a throttled backfill waits before reading the lag again.
     #[serde(default = "default_throttle")]
     pub throttle_seconds: u32,
+    /// Named throttles on any load signal, besides the lag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttles: Vec<Throttle>,
     /// Groups that must approve before execution.
     #[serde(default)]
     pub approvals: Vec<String>,
@@ -370,6 +474,18 @@ impl BackfillSpec {
             && let Err(m) = p.action.check()
         {
             return e("replay_probe.action", m);
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, t) in self.throttles.iter().enumerate() {
+            if let Err(m) = t.check() {
+                return e(&format!("throttles[{i}]"), m);
+            }
+            if !names.insert(t.name.as_str()) {
+                return e(
+                    &format!("throttles[{i}].name"),
+                    format!("`{}` is named twice", t.name),
+                );
+            }
         }
         for (i, v) in self.validations.iter().enumerate() {
             if let Err(m) = parse_expect(&v.expect) {

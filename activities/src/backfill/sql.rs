@@ -208,7 +208,12 @@ impl Scalar {
 
 /// Reads column 0 whatever its type.
 pub fn scalar_of(row: &AnyRow) -> Scalar {
-    if let Ok(v) = row.try_get::<Option<i64>, _>(0) {
+    scalar_at(row, 0)
+}
+
+/// Reads column `i` whatever its type.
+pub fn scalar_at(row: &AnyRow, i: usize) -> Scalar {
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
         return match v {
             Some(n) => Scalar {
                 number: Some(n as f64),
@@ -220,13 +225,13 @@ pub fn scalar_of(row: &AnyRow) -> Scalar {
             },
         };
     }
-    if let Ok(Some(v)) = row.try_get::<Option<f64>, _>(0) {
+    if let Ok(Some(v)) = row.try_get::<Option<f64>, _>(i) {
         return Scalar {
             number: Some(v),
             text: v.to_string(),
         };
     }
-    if let Ok(Some(v)) = row.try_get::<Option<bool>, _>(0) {
+    if let Ok(Some(v)) = row.try_get::<Option<bool>, _>(i) {
         return Scalar {
             number: Some(f64::from(u8::from(v))),
             text: v.to_string(),
@@ -234,11 +239,11 @@ pub fn scalar_of(row: &AnyRow) -> Scalar {
     }
     // MySQL's `TEXT` comes as bytes.
     let text = row
-        .try_get::<Option<String>, _>(0)
+        .try_get::<Option<String>, _>(i)
         .ok()
         .flatten()
         .or_else(|| {
-            row.try_get::<Option<Vec<u8>>, _>(0)
+            row.try_get::<Option<Vec<u8>>, _>(i)
                 .ok()
                 .flatten()
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -253,6 +258,32 @@ pub fn scalar_of(row: &AnyRow) -> Scalar {
         number: None,
         text: "null".into(),
     }
+}
+
+/// The value in column `column` (any case) of the query's first row, or
+/// in its first column; an error when there is no row or no such column.
+pub async fn reading(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    sql: &str,
+    column: Option<&str>,
+) -> Result<Scalar, String> {
+    use sqlx::Column as _;
+    let row = Statement::new(dialect, sql, &[])
+        .query()
+        .fetch_optional(conn)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the query returned no row".to_string())?;
+    let i = match column {
+        None => 0,
+        Some(name) => row
+            .columns()
+            .iter()
+            .position(|c| c.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| format!("the query returned no column `{name}`"))?,
+    };
+    Ok(scalar_at(&row, i))
 }
 
 /// Runs a one-value query; `$1` is `run_tag` when the query uses it.

@@ -844,6 +844,7 @@ pub async fn backfill_action(
         group: form.group,
         batch_size,
         max_lag_seconds: None,
+        throttle_max: Default::default(),
     };
     back(
         ops.act_on_backfill(&op, &name, verb, body)

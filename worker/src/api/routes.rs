@@ -156,6 +156,9 @@ pub struct ActionRequest {
     /// `set`: the new lag limit in seconds.
     #[schema(exclusive_minimum = 0, maximum = 86400)]
     pub max_lag_seconds: Option<f64>,
+    /// `set`: new maxima of named throttles, by name (0 or more).
+    #[serde(default)]
+    pub throttles: std::collections::HashMap<String, f64>,
 }
 
 /// Body of `POST /v1/backfills/{name}/start`.
@@ -561,6 +564,7 @@ pub async fn backfill_action(
         group: body.group,
         batch_size: body.batch_size,
         max_lag_seconds: body.max_lag_seconds,
+        throttle_max: body.throttles,
     };
     Ok(Json(
         api.ops().act_on_backfill(&op, &name, verb, action).await?,

@@ -64,12 +64,12 @@ pub enum Command {
     Resume(Op),
     /// Stop and roll back.
     Abort(Op),
-    /// Live settings: `batch_size=N` and/or `max_lag=S`.
+    /// Live settings: `batch_size=N`, `max_lag=S`, `throttle.NAME=MAX`.
     Set {
         /// Who and why.
         #[command(flatten)]
         op: Op,
-        /// `batch_size=N` or `max_lag=S`.
+        /// `batch_size=N`, `max_lag=S` or `throttle.NAME=MAX`.
         #[arg(required = true)]
         settings: Vec<String>,
     },
@@ -88,7 +88,8 @@ pub struct Op {
     by: String,
 }
 
-/// Parses `batch_size=N` / `max_lag=S` into a `set` action's settings;
+/// Parses `batch_size=N` / `max_lag=S` / `throttle.NAME=MAX` into a `set`
+/// action's settings;
 /// which combinations are acceptable is the operations layer's rule.
 pub fn settings(items: &[String], mut action: Action) -> anyhow::Result<Action> {
     for item in items {
@@ -108,7 +109,17 @@ pub fn settings(items: &[String], mut action: Action) -> anyhow::Result<Action> 
                         .with_context(|| format!("max_lag `{v}` is not a number of seconds"))?,
                 )
             }
-            other => anyhow::bail!("unknown setting `{other}` (use batch_size=N or max_lag=S)"),
+            other => match other.strip_prefix("throttle.") {
+                Some(name) if !name.is_empty() => {
+                    let max = v
+                        .parse()
+                        .with_context(|| format!("throttle.{name} `{v}` is not a number"))?;
+                    action.throttle_max.insert(name.to_string(), max);
+                }
+                _ => anyhow::bail!(
+                    "unknown setting `{other}` (use batch_size=N, max_lag=S or throttle.NAME=MAX)"
+                ),
+            },
         }
     }
     Ok(action)
@@ -136,8 +147,31 @@ fn bar(s: &BackfillStatus) -> String {
         s.rows_per_second,
         s.phase,
         if s.paused { " (paused)" } else { "" },
-        if s.throttled { " (throttled: lag)" } else { "" },
+        throttled(s),
     )
+}
+
+/// What holds the batches, when something does: the lag, named throttles.
+fn throttled(s: &BackfillStatus) -> String {
+    if !s.throttled {
+        return String::new();
+    }
+    let mut by: Vec<String> = s
+        .throttles
+        .iter()
+        .filter(|r| r.over)
+        .map(|r| {
+            if r.error.is_empty() {
+                format!("{} {} > {}", r.name, r.value, r.max)
+            } else {
+                format!("{} unreadable", r.name)
+            }
+        })
+        .collect();
+    if by.is_empty() {
+        by.push("lag".into());
+    }
+    format!(" (throttled: {})", by.join(", "))
 }
 
 pub(super) async fn run(ops: Ops, cmd: Command) -> anyhow::Result<ExitCode> {
@@ -263,6 +297,10 @@ mod tests {
                 .to_string()
                 .contains("unknown setting")
         );
+        let t = settings(&["throttle.primary-cpu=7.5".into()], Action::default()).unwrap();
+        assert_eq!(t.throttle_max.get("primary-cpu"), Some(&7.5));
+        assert!(settings(&["throttle.=1".into()], Action::default()).is_err());
+        assert!(settings(&["throttle.cpu=high".into()], Action::default()).is_err());
         assert!(settings(&["batch_size=-1".into()], Action::default()).is_err());
         assert!(settings(&["batch_size".into()], Action::default()).is_err());
     }

@@ -36,6 +36,8 @@ pub struct Action {
     pub batch_size: Option<u32>,
     /// `set`: the new lag limit in seconds.
     pub max_lag_seconds: Option<f64>,
+    /// `set`: new maxima of named throttles, by name.
+    pub throttle_max: std::collections::HashMap<String, f64>,
 }
 
 impl Ops {
@@ -133,7 +135,8 @@ impl Ops {
         let batch_size = action.batch_size.unwrap_or(0);
         let max_lag_seconds = action.max_lag_seconds.unwrap_or(0.0);
         if verb == OperatorVerb::Set
-            && let Some(refusal) = limits::live_settings(batch_size, max_lag_seconds)
+            && let Some(refusal) =
+                limits::live_settings(batch_size, max_lag_seconds, &action.throttle_max)
         {
             return Err(Error::BadRequest(refusal));
         }
@@ -152,6 +155,7 @@ impl Ops {
             group,
             batch_size,
             max_lag_seconds,
+            throttle_max: action.throttle_max,
             credential_id: actor.credential_id.clone(),
             ..Default::default()
         };

@@ -10,13 +10,14 @@ use std::time::{Duration, SystemTime};
 
 use steward_proto::activities::{
     BackfillAction, BackfillBatch, BackfillDryRun, BackfillLag, BackfillPlanActivity,
-    BackfillPreconditions, BackfillReplayProbe, BackfillRollback, BackfillValidate,
-    BackfillWriteEvidence, ClaimStart,
+    BackfillPreconditions, BackfillReplayProbe, BackfillRollback, BackfillThrottles,
+    BackfillValidate, BackfillWriteEvidence, ClaimStart,
 };
 use steward_proto::v1::{
     BackfillCarry, BackfillEvidence, BackfillInput, BackfillPlan, BackfillRef, BackfillResult,
     BackfillStatus, BatchRequest, CheckResult, DryRunRequest, OperatorAction, OperatorReply,
-    OperatorRequest, ProbeResult, RollbackResult, SkippedBatch, StartClaim, ValidationRequest,
+    OperatorRequest, ProbeResult, RollbackResult, SkippedBatch, StartClaim, ThrottleReading,
+    ThrottleRequest, ValidationRequest,
 };
 use steward_proto::vocab::{
     BackfillOutcome, BackfillPhase, BackfillStage, OperatorVerb, Severity, SpecAction,
@@ -93,6 +94,11 @@ pub struct BackfillRollout {
     unfreeze_requested: bool,
     abort_requested: bool,
     throttled: bool,
+    /// The named throttles as last read.
+    throttles: Vec<ThrottleReading>,
+    /// The named throttles over their maximum in this episode, each
+    /// alerted once.
+    throttles_alerted: std::collections::BTreeSet<String>,
     batches_this_run: u32,
     /// A run of more than one batch is in flight: a pause replies when it
     /// ends.
@@ -534,6 +540,61 @@ impl BackfillRollout {
                 }
                 ctx.state_mut(|s| s.throttled = false);
             }
+            // Plans recorded before named throttles existed have none:
+            // their histories schedule nothing new here.
+            if !plan.throttles.is_empty() {
+                let request = ctx.state(|s| ThrottleRequest {
+                    name: name.clone(),
+                    max: s.carry.throttle_max.clone(),
+                });
+                let readings = ctx
+                    .execute_activity(BackfillThrottles, request, short("throttles"))
+                    .await?
+                    .readings;
+                let over: Vec<ThrottleReading> =
+                    readings.iter().filter(|r| r.over).cloned().collect();
+                ctx.state_mut(|s| s.throttles = readings);
+                if !over.is_empty() {
+                    let said = over
+                        .iter()
+                        .map(throttle_text)
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    let new: Vec<&ThrottleReading> = over
+                        .iter()
+                        .filter(|r| !ctx.state(|s| s.throttles_alerted.contains(&r.name)))
+                        .collect();
+                    if !new.is_empty() {
+                        ctx.state_mut(|s| {
+                            s.throttles_alerted
+                                .extend(new.iter().map(|r| r.name.clone()))
+                        });
+                        alert(
+                            ctx,
+                            Severity::Warning,
+                            "throttle",
+                            format!("backfill `{name}` is throttled: {said}: batches wait"),
+                        )
+                        .await;
+                    }
+                    ctx.set_current_details(format!("throttled: {said}"));
+                    let wait = over
+                        .iter()
+                        .filter_map(|r| plan.throttles.iter().find(|t| t.name == r.name))
+                        .map(|t| t.wait_seconds)
+                        .max()
+                        .unwrap_or(plan.throttle_seconds)
+                        .max(1);
+                    ctx.timer(
+                        TimerOptions::builder(Duration::from_secs(u64::from(wait)))
+                            .summary(format!("throttle: {said}"))
+                            .build(),
+                    )
+                    .await;
+                    continue;
+                }
+                ctx.state_mut(|s| s.throttles_alerted.clear());
+            }
             if ctx.state(|s| s.batches_this_run >= s.plan.batches_per_run) {
                 // A pause that arrived during the last run of batches
                 // replies before this run closes, or its sender would be
@@ -565,6 +626,7 @@ impl BackfillRollout {
                 },
                 budget_ms: if runs { RUN_BUDGET_MS } else { 0 },
                 max_lag_seconds: s.carry.max_lag_seconds,
+                throttle_max: s.carry.throttle_max.clone(),
             });
             ctx.state_mut(|s| s.batch_in_flight = request.max_batches > 1);
             let summary = batches_summary(&request);
@@ -825,7 +887,8 @@ impl BackfillRollout {
             } else {
                 -1.0
             },
-            throttled: self.throttled,
+            throttled: self.throttled || self.throttles.iter().any(|r| r.over),
+            throttles: self.throttles.clone(),
             runs: self.carry.runs,
             operator_actions: self.carry.operator_actions.clone(),
         }
@@ -1033,6 +1096,22 @@ impl BackfillRollout {
             ));
             self.carry.max_lag_seconds = req.max_lag_seconds;
         }
+        let mut throttles: Vec<_> = req.throttle_max.iter().collect();
+        throttles.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, max) in throttles {
+            let before = self.carry.throttle_max.get(name).copied().or_else(|| {
+                self.plan
+                    .throttles
+                    .iter()
+                    .find(|t| &t.name == name)
+                    .map(|t| t.max)
+            });
+            detail.push(format!(
+                "throttle.{name} {} → {max}",
+                before.map(|b| b.to_string()).unwrap_or_else(|| "?".into())
+            ));
+            self.carry.throttle_max.insert(name.clone(), *max);
+        }
         self.record(
             ctx.workflow_time(),
             OperatorVerb::Set,
@@ -1184,6 +1263,15 @@ fn spec_ref(name: &str, tag: &str, action: SpecAction) -> BackfillRef {
 
 /// Raises an alert; a sink that keeps failing does not stop the backfill
 /// (the alert stays in the evidence).
+/// A throttle's reading as an operator reads it.
+fn throttle_text(r: &ThrottleReading) -> String {
+    if r.error.is_empty() {
+        format!("{} {} is over {}", r.name, r.value, r.max)
+    } else {
+        format!("{} unreadable ({})", r.name, r.error)
+    }
+}
+
 async fn alert(
     ctx: &WorkflowContext<BackfillRollout>,
     severity: Severity,

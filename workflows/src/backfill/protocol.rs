@@ -260,8 +260,28 @@ impl BackfillRollout {
                 self.in_phase(&phases, verb)
             }
             OperatorVerb::Set => {
-                if let Some(refusal) = limits::live_settings(req.batch_size, req.max_lag_seconds) {
+                if let Some(refusal) =
+                    limits::live_settings(req.batch_size, req.max_lag_seconds, &req.throttle_max)
+                {
                     return Err(refusal);
+                }
+                for name in req.throttle_max.keys() {
+                    if !self.plan.throttles.iter().any(|t| &t.name == name) {
+                        let known: Vec<&str> = self
+                            .plan
+                            .throttles
+                            .iter()
+                            .map(|t| t.name.as_str())
+                            .collect();
+                        return Err(if known.is_empty() {
+                            format!("no throttle named `{name}`: this backfill has none")
+                        } else {
+                            format!(
+                                "no throttle named `{name}` (this backfill has {})",
+                                known.join(", ")
+                            )
+                        });
+                    }
                 }
                 let settled = match self.stage {
                     BackfillStage::Ended(_) => true,

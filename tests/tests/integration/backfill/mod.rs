@@ -233,13 +233,25 @@ fn bf() -> String {
 async fn env(test: &str, target: impl Into<Target>, poison_at: Option<i64>, extra: &str) -> Env {
     let target = target.into();
     let dir = temp_dir();
-    let root = dir.path().to_path_buf();
     let url = match target {
-        Target::Sqlite => format!("{}?mode=rwc", database(Backend::Sqlite, &root).await),
-        Target::Postgres => with_planted_password(&database(Backend::Postgres, &root).await),
+        Target::Sqlite => format!("{}?mode=rwc", database(Backend::Sqlite, dir.path()).await),
+        Target::Postgres => with_planted_password(&database(Backend::Postgres, dir.path()).await),
         Target::Mysql => mysql_database().await,
     };
-    let pool = fixture(&url, target, poison_at).await;
+    env_on(test, dir, target, &url, poison_at, extra).await
+}
+
+/// [`env`] on the database at `url`, of engine `target`, in `dir`.
+async fn env_on(
+    test: &str,
+    dir: tempfile::TempDir,
+    target: Target,
+    url: &str,
+    poison_at: Option<i64>,
+    extra: &str,
+) -> Env {
+    let root = dir.path().to_path_buf();
+    let pool = fixture(url, target, poison_at).await;
     let index_check = match target {
         Target::Postgres => "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'supersedes_idem'",
         Target::Sqlite => {
@@ -367,6 +379,7 @@ impl Env {
             group: Some(req.group).filter(|g| !g.is_empty()),
             batch_size: Some(req.batch_size).filter(|b| *b > 0),
             max_lag_seconds: Some(req.max_lag_seconds).filter(|l| *l > 0.0),
+            throttle_max: req.throttle_max,
         };
         Ops::new(loaded)
             .with_client(self.client.clone())
@@ -408,3 +421,4 @@ mod faults;
 mod operators;
 mod rollout;
 mod store_failover;
+mod throttles;
