@@ -77,6 +77,7 @@ pub struct Command {
     env: Vec<(String, String)>,
     hidden: Vec<(String, String)>,
     hint: String,
+    tied: bool,
 }
 
 impl Command {
@@ -86,6 +87,13 @@ impl Command {
             argv: argv.into_iter().map(Into::into).collect(),
             ..Default::default()
         }
+    }
+
+    /// It ends with this process (SIGTERM), even a `kill -9` of it: a
+    /// retried attempt then never runs beside a stray earlier one.
+    pub fn tied(mut self) -> Self {
+        self.tied = true;
+        self
     }
 
     /// Kill it after `timeout`.
@@ -133,6 +141,9 @@ impl Command {
             .kill_on_drop(true);
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if self.tied {
+            dies_with_parent(&mut cmd);
         }
         let child = cmd.output();
         let output = match self.timeout {

@@ -29,6 +29,8 @@ pub const EXPORTED: &[&str] = &[
     "steward_backfill_phase",
     "steward_backfill_lag_seconds",
     "steward_backfill_max_lag_seconds",
+    "steward_backfill_job_errors_total",
+    "steward_backfill_idempotency_violations_total",
     "steward_backfill_throttle_value",
     "steward_backfill_throttle_max",
     "steward_upgrades_total",
@@ -83,6 +85,8 @@ pub struct Metrics {
     store_failover_seconds: GaugeF64,
     backfill_lag: GaugeF64,
     backfill_max_lag: GaugeF64,
+    job_errors: Counter,
+    idempotency_violations: Counter,
     throttle_value: GaugeF64,
     throttle_max: GaugeF64,
     alert_delivery_failures: Counter,
@@ -257,6 +261,16 @@ impl Metrics {
                 "The lag over which a backfill throttles, as configured (max_lag_seconds)",
                 "s",
             )),
+            job_errors: meter.counter(param(
+                "steward_backfill_job_errors",
+                "Errors a job-driven backfill's job reported",
+                "",
+            )),
+            idempotency_violations: meter.counter(param(
+                "steward_backfill_idempotency_violations",
+                "Idempotency violations a job-driven backfill's job reported",
+                "",
+            )),
             throttle_value: meter.gauge_f64(param(
                 "steward_backfill_throttle_value",
                 "A backfill's named throttle as last read (batches wait while it is over its max)",
@@ -420,6 +434,14 @@ impl Metrics {
         let labels = self.labels(&[("backfill", backfill)]);
         self.backfill_lag.record(seconds, &labels);
         self.backfill_max_lag.record(max, &labels);
+    }
+
+    /// Backfill `backfill`'s job reported `errors` and `violations` in a
+    /// batch.
+    pub fn backfill_job_reported(&self, backfill: &str, errors: u64, violations: u64) {
+        let labels = self.labels(&[("backfill", backfill)]);
+        self.job_errors.add(errors, &labels);
+        self.idempotency_violations.add(violations, &labels);
     }
 
     /// Backfill `backfill`'s throttle `throttle` read `value` against

@@ -106,6 +106,7 @@ pub fn activities(loaded: &Loaded, store: Store, metrics: &Metrics, client: &Cli
             client.clone(),
         ))),
         backfill: BackfillActivities::new(loaded.config.backfills.clone(), loaded.artifacts_dir())
+            .with_store(store.clone())
             .with_metrics(metrics.clone())
             .with_alerts(alerts.clone())
             .with_roster(roster(loaded))

@@ -82,8 +82,10 @@ impl BackfillActivities {
             }
         }
         if let Some(argv) = &action.command {
-            Command::new(argv.iter().cloned())
+            Command::new(job::argv(argv, &[("run_tag", run_tag.to_string())]))
                 .timeout(timeout)
+                .env("STEWARD_BACKFILL", name)
+                .env("STEWARD_RUN_TAG", run_tag)
                 .run()
                 .await
                 .map_err(|e| Error::Action(e.to_string()))?;
@@ -95,6 +97,9 @@ impl BackfillActivities {
     /// restore action. Idempotent: a second rollback deletes nothing more.
     pub async fn rollback(&self, name: &str, run_tag: &str) -> Result<RollbackResult, Error> {
         let s = self.spec(name)?;
+        if let Some(action) = &s.rollback {
+            return Ok(self.rollback_by(name, action, run_tag).await);
+        }
         let pool = self.pool(name).await?;
         let dialect = s.dialect();
         let attempt = async {
@@ -120,23 +125,49 @@ impl BackfillActivities {
                 rolled_back: true,
                 ..Default::default()
             }),
-            Err(e) => {
-                let mut r = RollbackResult {
-                    rolled_back: false,
-                    error: e.to_string(),
-                    ..Default::default()
-                };
-                match &s.restore {
-                    None => r.restore_error = "no restore action configured".into(),
-                    Some(a) => match self.execute(name, a, run_tag).await {
-                        Ok(()) => r.restored = true,
-                        Err(e) => r.restore_error = e.to_string(),
-                    },
-                }
-                Ok(r)
-            }
+            Err(e) => Ok(self.restore_after(name, run_tag, e.to_string()).await),
         }
     }
+    /// The rollback by a command or HTTP call (the job's rollback script);
+    /// when it fails, the restore action. The run's finished job batches
+    /// are forgotten once it succeeded.
+    async fn rollback_by(&self, name: &str, action: &Action, run_tag: &str) -> RollbackResult {
+        let attempt = async {
+            self.execute(name, action, run_tag).await?;
+            if let Some(store) = &self.store {
+                store
+                    .forget_job_batches(run_tag)
+                    .await
+                    .map_err(|e| Error::Action(format!("the state store: {e}")))?;
+            }
+            Ok::<(), Error>(())
+        };
+        match attempt.await {
+            Ok(()) => RollbackResult {
+                rolled_back: true,
+                ..Default::default()
+            },
+            Err(e) => self.restore_after(name, run_tag, e.to_string()).await,
+        }
+    }
+
+    /// What a failed rollback leaves: the restore action's outcome.
+    async fn restore_after(&self, name: &str, run_tag: &str, error: String) -> RollbackResult {
+        let mut r = RollbackResult {
+            rolled_back: false,
+            error,
+            ..Default::default()
+        };
+        match self.spec(name).ok().and_then(|s| s.restore.as_ref()) {
+            None => r.restore_error = "no restore action configured".into(),
+            Some(a) => match self.execute(name, a, run_tag).await {
+                Ok(()) => r.restored = true,
+                Err(e) => r.restore_error = e.to_string(),
+            },
+        }
+        r
+    }
+
     /// Triggers the replay probe and waits for its check. The probe action
     /// should be safe to repeat (one replayed event).
     pub async fn replay_probe(&self, name: &str, run_tag: &str) -> Result<ProbeResult, Error> {

@@ -38,17 +38,25 @@ impl BackfillActivities {
         mut applied: impl FnMut(u64, f64),
     ) -> Result<BatchResult, Error> {
         let s = self.spec(&req.name)?;
-        let pool = self.pool(&req.name).await?;
-        sqlx::query(progress_ddl(s.dialect()))
-            .execute(&pool)
-            .await
-            .map_err(sql_err("creating steward_backfill_progress"))?;
+        // A job keeps its progress in steward's store, SQL in the target.
+        let pool = match &s.job {
+            Some(_) => None,
+            None => {
+                let pool = self.pool(&req.name).await?;
+                sqlx::query(progress_ddl(s.dialect()))
+                    .execute(&pool)
+                    .await
+                    .map_err(sql_err("creating steward_backfill_progress"))?;
+                Some(pool)
+            }
+        };
         let started = std::time::Instant::now();
         let budget = Duration::from_millis(u64::from(req.budget_ms));
         let mut run = BatchResult {
             cursor: req.cursor,
             lo: req.cursor,
             hi: req.cursor,
+            job_cursor: req.job_cursor.clone(),
             ..Default::default()
         };
         for i in 0..u64::from(req.max_batches.max(1)) {
@@ -73,12 +81,41 @@ impl BackfillActivities {
                 }
             }
             let at = std::time::Instant::now();
-            let b = self
-                .one(s, &pool, req, req.batch_no + i, run.cursor)
-                .await?;
-            if b.applied_now && !b.done {
-                applied(b.rows, at.elapsed().as_secs_f64());
-            }
+            let batch_no = req.batch_no + i;
+            let b = match (&s.job, &pool) {
+                (Some(job), _) => {
+                    let (b, ran) = self.one_job(job, req, batch_no, &run.job_cursor).await?;
+                    if ran && b.rows > 0 {
+                        applied(b.rows, at.elapsed().as_secs_f64());
+                    }
+                    run.job_cursor = b.job_cursor.clone();
+                    run.job_errors += b.job_errors;
+                    run.idempotency_violations += b.idempotency_violations;
+                    // The job's last batch may carry rows.
+                    if b.done {
+                        run.rows += b.rows;
+                    }
+                    // The runbook: any error or violation with
+                    // stop_on_error stops, and the rollout rolls back
+                    // (with the counts, which an error would lose).
+                    if req.stop_on_error && !b.error.is_empty() {
+                        run.applied_now |= b.applied_now;
+                        run.batches += 1;
+                        run.rows += if b.done { 0 } else { b.rows };
+                        run.stopped = format!("batch {batch_no}: {}", b.error);
+                        break;
+                    }
+                    b
+                }
+                (None, Some(pool)) => {
+                    let b = self.one(s, pool, req, batch_no, run.cursor).await?;
+                    if b.applied_now && !b.done {
+                        applied(b.rows, at.elapsed().as_secs_f64());
+                    }
+                    b
+                }
+                (None, None) => unreachable!("a SQL backfill has its pool"),
+            };
             run.applied_now |= b.applied_now;
             run.batches += 1;
             if b.done {

@@ -9,15 +9,39 @@ impl BackfillActivities {
     /// run. Read-only (plus the idempotent progress table DDL).
     pub async fn preconditions(&self, name: &str) -> Result<PreconditionsResult, Error> {
         let s = self.spec(name)?;
-        let pool = self.pool(name).await?;
-        let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
-        sqlx::query(progress_ddl(s.dialect()))
-            .execute(&mut *conn)
-            .await
-            .map_err(sql_err("creating steward_backfill_progress"))?;
+        let mut conn = self.connection(name).await?;
+        if s.job.is_none()
+            && let Some(conn) = conn.as_mut()
+        {
+            sqlx::query(progress_ddl(s.dialect()))
+                .execute(&mut **conn)
+                .await
+                .map_err(sql_err("creating steward_backfill_progress"))?;
+        }
         let mut out = PreconditionsResult::default();
         for p in &s.preconditions {
-            let r = sql::scalar(&mut conn, s.dialect(), &p.sql, "").await;
+            if let Some(argv) = &p.command {
+                let r = Command::new(argv.iter().cloned())
+                    .timeout(Duration::from_secs(60))
+                    .run()
+                    .await;
+                out.checks.push(CheckResult {
+                    name: p.name.clone(),
+                    ok: r.is_ok(),
+                    value: if r.is_ok() {
+                        "exit 0".into()
+                    } else {
+                        String::new()
+                    },
+                    expect: "exit 0".into(),
+                    message: r.err().map(|e| e.to_string()).unwrap_or_default(),
+                });
+                continue;
+            }
+            let Some(conn) = conn.as_mut() else {
+                return Err(no_database(name));
+            };
+            let r = sql::scalar(conn, s.dialect(), &p.sql, "").await;
             out.checks.push(match r {
                 Ok(v) => CheckResult {
                     name: p.name.clone(),
@@ -37,9 +61,10 @@ impl BackfillActivities {
         }
         for v in &s.validations {
             if parse_expect(&v.expect) == Ok(Expect::Unchanged) {
-                let value = sql::scalar(&mut conn, s.dialect(), &v.sql, "")
+                let value = self
+                    .check_value(name, conn.as_mut(), v, "")
                     .await
-                    .map_err(sql_err(format!("baseline of `{}`", v.name)))?;
+                    .map_err(|e| Error::Action(format!("baseline of `{}`: {e}", v.name)))?;
                 out.baseline.push(CheckResult {
                     name: v.name.clone(),
                     ok: true,
@@ -56,12 +81,28 @@ impl BackfillActivities {
     /// report file.
     pub async fn dry_run(&self, req: &DryRunRequest) -> Result<DryRunReport, Error> {
         let s = self.spec(&req.name)?;
-        let pool = self.pool(&req.name).await?;
-        let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
-        let counted = sql::scalar(&mut conn, s.dialect(), &s.count_sql, &req.run_tag)
-            .await
-            .map_err(sql_err("count_sql"))?;
-        let counted = counted.number.unwrap_or(0.0).max(0.0) as u64;
+        let counted = match &s.job {
+            // The job's dry run counts, unless the spec counts by SQL.
+            Some(job) if s.count_sql.is_empty() => {
+                let vars = [
+                    ("cursor", String::new()),
+                    ("batch_size", s.batch_size.to_string()),
+                    ("run_tag", req.run_tag.clone()),
+                    ("batch_no", "0".to_string()),
+                ];
+                let out = self.run_job(&req.name, job, &vars, true).await?;
+                out.count
+                    .ok_or_else(|| Error::Action("the job's dry run printed no `count`".into()))?
+            }
+            _ => {
+                let pool = self.pool(&req.name).await?;
+                let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
+                let counted = sql::scalar(&mut conn, s.dialect(), &s.count_sql, &req.run_tag)
+                    .await
+                    .map_err(sql_err("count_sql"))?;
+                counted.number.unwrap_or(0.0).max(0.0) as u64
+            }
+        };
         let within = s
             .expected_count
             .is_none_or(|e| counted.abs_diff(e) <= s.count_tolerance);
@@ -195,18 +236,7 @@ impl BackfillActivities {
                 .ok_or_else(|| format!("the query returned {}", v.text));
         }
         if let Some(argv) = &t.command {
-            let out = Command::new(argv.iter().cloned())
-                .timeout(timeout)
-                .run()
-                .await
-                .map_err(|e| e.to_string())?;
-            let text = String::from_utf8_lossy(&out);
-            let last = text
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
-            return number(last);
+            return number(&last_line(argv.clone(), timeout).await?);
         }
         if let Some(h) = &t.http {
             let resp = reqwest::Client::new()
@@ -237,15 +267,53 @@ impl BackfillActivities {
         Err("no source".into())
     }
 
+    /// A connection to the backfill's database; none when it has none (a
+    /// job-driven backfill that runs no SQL).
+    async fn connection(
+        &self,
+        name: &str,
+    ) -> Result<Option<sqlx::pool::PoolConnection<sqlx::Any>>, Error> {
+        if self.spec(name)?.database_url.is_empty() {
+            return Ok(None);
+        }
+        let pool = self.pool(name).await?;
+        Ok(Some(pool.acquire().await.map_err(sql_err("connecting"))?))
+    }
+
+    /// A validation's value: its query's, or the last line its command
+    /// prints (`{run_tag}` filled).
+    async fn check_value(
+        &self,
+        name: &str,
+        conn: Option<&mut sqlx::pool::PoolConnection<sqlx::Any>>,
+        v: &spec::Validation,
+        run_tag: &str,
+    ) -> Result<sql::Scalar, String> {
+        if let Some(argv) = &v.command {
+            let argv = job::argv(argv, &[("run_tag", run_tag.to_string())]);
+            let last = last_line(argv, Duration::from_secs(600)).await?;
+            return Ok(sql::Scalar {
+                number: last.parse().ok(),
+                text: last.to_string(),
+            });
+        }
+        let conn = conn.ok_or_else(|| no_database(name).to_string())?;
+        let dialect = self.spec(name).map_err(|e| e.to_string())?.dialect();
+        sql::scalar(conn, dialect, &v.sql, run_tag)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// Runs the validations. Read-only.
     pub async fn validate(&self, req: &ValidationRequest) -> Result<ValidationResult, Error> {
         let s = self.spec(&req.name)?;
-        let pool = self.pool(&req.name).await?;
-        let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
+        let mut conn = self.connection(&req.name).await?;
         let mut out = ValidationResult::default();
         for v in &s.validations {
             let expect = parse_expect(&v.expect).map_err(Error::Action)?;
-            let got = sql::scalar(&mut conn, s.dialect(), &v.sql, &req.run_tag).await;
+            let got = self
+                .check_value(&req.name, conn.as_mut(), v, &req.run_tag)
+                .await;
             let check = match got {
                 Err(e) => CheckResult {
                     name: v.name.clone(),
@@ -296,4 +364,21 @@ impl BackfillActivities {
         }
         Ok(out)
     }
+}
+
+/// The last non-empty line a command prints, trimmed.
+async fn last_line(argv: Vec<String>, timeout: Duration) -> Result<String, String> {
+    let out = Command::new(argv)
+        .timeout(timeout)
+        .run()
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out);
+    Ok(text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string())
 }

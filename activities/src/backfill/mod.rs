@@ -4,6 +4,7 @@
 mod actions;
 mod batches;
 mod checks;
+mod job;
 mod report;
 pub mod spec;
 pub mod sql;
@@ -104,6 +105,8 @@ pub struct BackfillActivities {
     metrics: crate::metrics::Metrics,
     roster: crate::roster::Roster,
     host_wait_alert_seconds: u32,
+    /// Where a job-driven backfill's finished batches are recorded.
+    store: Option<crate::store::Store>,
 }
 
 impl BackfillActivities {
@@ -118,7 +121,15 @@ impl BackfillActivities {
             metrics: Default::default(),
             roster: Default::default(),
             host_wait_alert_seconds: 300,
+            store: None,
         }
+    }
+
+    /// The same activities, recording a job-driven backfill's finished
+    /// batches in `store`.
+    pub fn with_store(mut self, store: crate::store::Store) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// The same activities, telling every plan how long a pinned action
@@ -165,6 +176,9 @@ impl BackfillActivities {
 
     async fn pool(&self, name: &str) -> Result<AnyPool, Error> {
         let url = self.spec(name)?.database_url.clone();
+        if url.is_empty() {
+            return Err(no_database(name));
+        }
         self.pool_at(name, &url, &format!("backfill `{name}`'s database"))
             .await
     }
@@ -245,6 +259,11 @@ impl BackfillActivities {
                 .grants(crate::roster::Target::Backfill(&s.name), &s.approvals),
             action_hosts: s.action_hosts(),
             host_wait_alert_seconds: self.host_wait_alert_seconds,
+            job_command: s
+                .job
+                .as_ref()
+                .map(|j| j.command.clone())
+                .unwrap_or_default(),
         })
     }
 }
@@ -405,6 +424,11 @@ impl BackfillActivities {
             .await;
         self.evidence(&e, &dir).map_err(failure)
     }
+}
+
+/// A backfill without a database was asked to run SQL.
+fn no_database(name: &str) -> Error {
+    Error::Action(format!("backfill `{name}` has no database_url for its SQL"))
 }
 
 /// The phase a spec action runs in, for the phase gauge.

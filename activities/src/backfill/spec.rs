@@ -73,14 +73,43 @@ fn default_action_timeout() -> u64 {
     60
 }
 
-/// A named SQL check returning one value (true when non-zero).
+/// A named check: a one-value query (true when non-zero), or a command
+/// (true when it exits 0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamedSql {
     /// Name shown in results.
     pub name: String,
     /// One-value query.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sql: String,
+    /// A command (argv).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+}
+
+/// A backfill driven by the team's own job program instead of SQL: one
+/// run of it per batch (docs/BACKFILL.md, "Job-driven backfills").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// argv, never a shell; `{cursor}`, `{batch_size}`, `{run_tag}` and
+    /// `{batch_no}` are filled per batch.
+    pub command: Vec<String>,
+    /// Added to the argv for the dry run, which counts and writes nothing.
+    #[serde(default = "default_dry_run_args")]
+    pub dry_run_args: Vec<String>,
+    /// How long one batch (or the dry run) may take, in seconds.
+    #[serde(default = "default_job_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_dry_run_args() -> Vec<String> {
+    vec!["--dry-run".into()]
+}
+
+fn default_job_timeout() -> u64 {
+    3600
 }
 
 /// A validation: a one-value query and what it must be.
@@ -90,7 +119,12 @@ pub struct Validation {
     /// Name shown in results.
     pub name: String,
     /// One-value query; `$1` is the run tag when used.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sql: String,
+    /// A command (argv; `{run_tag}` filled) whose last line of output is
+    /// the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
     /// `unchanged`, `= N`, `<= X` or `>= X`.
     pub expect: String,
 }
@@ -219,8 +253,14 @@ fn default_probe_wait() -> u64 {
 pub struct BackfillSpec {
     /// Name, `[a-z0-9-]`; the workflow id is `backfill-<name>`.
     pub name: String,
-    /// The target database: a SQLite, PostgreSQL, MySQL or MariaDB URL.
+    /// The target database: a SQLite, PostgreSQL, MySQL or MariaDB URL;
+    /// a job-driven backfill that runs no SQL needs none.
+    #[serde(default)]
     pub database_url: String,
+    /// The job program that applies the batches, instead of
+    /// `next_range_sql` and `apply_sql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<Job>,
     /// Checks that must hold before anything happens.
     #[serde(default)]
     pub preconditions: Vec<NamedSql>,
@@ -230,7 +270,9 @@ pub struct BackfillSpec {
     /// Re-enable ingest and the publisher.
     #[serde(default)]
     pub unfreeze: Option<Action>,
-    /// Dry-run count of the records the backfill will write.
+    /// Dry-run count of the records the backfill will write (a job's dry
+    /// run counts instead).
+    #[serde(default)]
     pub count_sql: String,
     /// Expected dry-run count.
     #[serde(default)]
@@ -240,11 +282,18 @@ pub struct BackfillSpec {
     pub count_tolerance: u64,
     /// Next key range after a cursor: `$1` cursor, `$2` batch size; returns
     /// two columns (low, high), NULL when nothing is left.
+    #[serde(default)]
     pub next_range_sql: String,
     /// Applies one range: `$1` low, `$2` high, `$3` run tag.
+    #[serde(default)]
     pub apply_sql: String,
     /// Removes what this run wrote: `$1` run tag.
+    #[serde(default)]
     pub rollback_sql: String,
+    /// Removes what this run wrote, by a command or HTTP call
+    /// (`{run_tag}` filled), instead of `rollback_sql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Action>,
     /// Taken after freeze, before execution.
     #[serde(default)]
     pub snapshot: Option<Action>,
@@ -455,8 +504,8 @@ impl BackfillSpec {
                 format!("`{o}` is neither `abort` nor `renotify`"),
             );
         }
-        if let Err(m) = crate::dburl::check_target(&self.database_url) {
-            return e("database_url", m);
+        if let Err((k, m)) = self.check_engine() {
+            return e(k, m);
         }
         for (key, action) in [
             ("freeze", &self.freeze),
@@ -495,6 +544,76 @@ impl BackfillSpec {
         for (i, g) in self.approvals.iter().enumerate() {
             if g.trim().is_empty() {
                 return e(&format!("approvals[{i}]"), "must not be empty".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the backfill says how it applies, counts and rolls
+    /// back (SQL, or a job), and that what it runs has a database.
+    fn check_engine(&self) -> Result<(), (&'static str, String)> {
+        let needs_db = self.job.is_none()
+            || !self.count_sql.is_empty()
+            || !self.rollback_sql.is_empty()
+            || self.lag_sql.is_some()
+            || self.preconditions.iter().any(|p| !p.sql.is_empty())
+            || self.validations.iter().any(|v| !v.sql.is_empty())
+            || self
+                .throttles
+                .iter()
+                .any(|t| t.sql.is_some() && t.database_url.is_none());
+        if needs_db || !self.database_url.is_empty() {
+            crate::dburl::check_target(&self.database_url).map_err(|m| ("database_url", m))?;
+        }
+        match &self.job {
+            None => {
+                for (key, sql) in [
+                    ("count_sql", &self.count_sql),
+                    ("next_range_sql", &self.next_range_sql),
+                    ("apply_sql", &self.apply_sql),
+                ] {
+                    if sql.trim().is_empty() {
+                        return Err((key, "is required (or a `job`)".into()));
+                    }
+                }
+            }
+            Some(job) => {
+                if job.command.first().is_none_or(|p| p.trim().is_empty()) {
+                    return Err(("job.command", "must be a non-empty argv list".into()));
+                }
+                for (key, sql) in [
+                    ("next_range_sql", &self.next_range_sql),
+                    ("apply_sql", &self.apply_sql),
+                ] {
+                    if !sql.is_empty() {
+                        return Err((key, "goes with SQL batches, not with a `job`".into()));
+                    }
+                }
+            }
+        }
+        if self.rollback_sql.trim().is_empty() == self.rollback.is_none() {
+            return Err((
+                "rollback_sql",
+                "set exactly one of rollback_sql and rollback".into(),
+            ));
+        }
+        if let Some(a) = &self.rollback {
+            a.check().map_err(|m| ("rollback", m))?;
+        }
+        for p in &self.preconditions {
+            if p.sql.trim().is_empty() == p.command.is_none() {
+                return Err((
+                    "preconditions",
+                    format!("`{}`: set exactly one of sql, command", p.name),
+                ));
+            }
+        }
+        for v in &self.validations {
+            if v.sql.trim().is_empty() == v.command.is_none() {
+                return Err((
+                    "validations",
+                    format!("`{}`: set exactly one of sql, command", v.name),
+                ));
             }
         }
         Ok(())

@@ -105,6 +105,18 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
          deleted_at_ms BIGINT NOT NULL DEFAULT 0, ended TEXT NOT NULL DEFAULT '', PRIMARY KEY (service, resource))",
         ],
     ),
+    (
+        9,
+        &[
+            // Each batch a job-driven backfill's job finished: a retry of
+            // a recorded batch returns it without running the job again
+            // (the target is not steward's to write its progress in).
+            "CREATE TABLE IF NOT EXISTS steward_backfill_job_batches (run_tag TEXT NOT NULL, batch_no BIGINT NOT NULL, \
+         backfill TEXT NOT NULL, cursor_in TEXT NOT NULL, cursor_out TEXT NOT NULL, rows_written BIGINT NOT NULL, \
+         errors BIGINT NOT NULL, violations BIGINT NOT NULL, done BIGINT NOT NULL, stderr TEXT NOT NULL, \
+         finished_at_ms BIGINT NOT NULL, PRIMARY KEY (run_tag, batch_no))",
+        ],
+    ),
 ];
 
 /// The schema version this binary migrates to.

@@ -11,6 +11,7 @@
 pub mod archive;
 pub mod drill_log;
 pub mod findings;
+pub mod job_batches;
 pub mod locks;
 pub(crate) mod migrations;
 pub mod primary;

@@ -889,6 +889,51 @@ mod tests {
                 backfill("").replace("name = \"bf\"", "name = \"../../etc\""),
                 "backfills[0].name",
             ),
+            (
+                backfill("").replace("apply_sql = \"a\"\n", ""),
+                "backfills[0].apply_sql: is required (or a `job`)",
+            ),
+            (
+                backfill("job = { command = [\"job\"] }"),
+                "backfills[0].next_range_sql: goes with SQL batches, not with a `job`",
+            ),
+            (
+                backfill("job = { command = [] }")
+                    .replace("next_range_sql = \"n\"\n", "")
+                    .replace("apply_sql = \"a\"\n", ""),
+                "backfills[0].job.command: must be a non-empty argv list",
+            ),
+            (
+                backfill("rollback = { command = [\"undo\", \"{run_tag}\"] }"),
+                "backfills[0].rollback_sql: set exactly one of rollback_sql and rollback",
+            ),
+            (
+                backfill(
+                    "validations = [{ name = \"v\", sql = \"x\", command = [\"c\"], expect = \"= 0\" }]",
+                ),
+                "backfills[0].validations: `v`: set exactly one of sql, command",
+            ),
+            (
+                backfill("database_url = \"mongodb://db/x\"")
+                    .replace("database_url = \"sqlite://t.db\"\n", ""),
+                "backfills[0].database_url: unsupported database_url `mongodb://db/x`",
+            ),
+            (
+                backfill("throttles = [{ name = \"lag\", sql = \"x\", max = 1 }]"),
+                "backfills[0].throttles[0]: name `lag` is the lag_sql throttle's",
+            ),
+            (
+                backfill(
+                    "throttles = [{ name = \"cpu\", sql = \"x\", command = [\"c\"], max = 1 }]",
+                ),
+                "backfills[0].throttles[0]: set exactly one of sql, command, http",
+            ),
+            (
+                backfill(
+                    "throttles = [{ name = \"cpu\", command = [\"c\"], max = 1 }, { name = \"cpu\", command = [\"d\"], max = 2 }]",
+                ),
+                "backfills[0].throttles[1].name: `cpu` is named twice",
+            ),
         ];
         let schedule_cases = [
             ("[[schedules]]\nname = \"u\"\nworkflow = \"upgrade\"\ncron = \"0 3 * * *\"\n".to_string(), "schedules[0].app"),
@@ -950,6 +995,21 @@ mod tests {
         assert_eq!(
             (t.url.as_str(), t.remote.as_str(), t.push),
             ("git://git.example.org/plans.git", "origin", true)
+        );
+    }
+
+    #[test]
+    fn a_job_driven_backfill_needs_no_database_when_it_runs_no_sql() {
+        let l = p("[[backfills]]\nname = \"bf\"\njob = { command = [\"job\", \"--from={cursor}\"] }\nrollback = { command = [\"undo\", \"{run_tag}\"] }\n").unwrap();
+        let b = &l.config.backfills[0];
+        assert_eq!(b.job.as_ref().unwrap().dry_run_args, vec!["--dry-run"]);
+        assert!(b.database_url.is_empty());
+        let err = p("[[backfills]]\nname = \"bf\"\njob = { command = [\"job\"] }\nrollback = { command = [\"undo\"] }\nvalidations = [{ name = \"v\", sql = \"x\", expect = \"= 0\" }]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("backfills[0].database_url"),
+            "SQL needs a database: {err}"
         );
     }
 

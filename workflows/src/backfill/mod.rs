@@ -627,6 +627,7 @@ impl BackfillRollout {
                 budget_ms: if runs { RUN_BUDGET_MS } else { 0 },
                 max_lag_seconds: s.carry.max_lag_seconds,
                 throttle_max: s.carry.throttle_max.clone(),
+                job_cursor: s.carry.job_cursor.clone(),
             });
             ctx.state_mut(|s| s.batch_in_flight = request.max_batches > 1);
             let summary = batches_summary(&request);
@@ -673,8 +674,16 @@ impl BackfillRollout {
                 s.batches_this_run += used;
                 s.carry.rows += result.rows;
                 s.carry.cursor = result.cursor;
+                s.carry.job_cursor = result.job_cursor.clone();
+                s.carry.job_errors += result.job_errors;
+                s.carry.idempotency_violations += result.idempotency_violations;
                 s.carry.failed_batches += skipped.len() as u64;
             });
+            if !result.stopped.is_empty() {
+                let message = format!("backfill `{name}` stopped: {}", result.stopped);
+                alert(ctx, Severity::Critical, "batch-error", message.clone()).await;
+                return Self::roll_back(ctx, result.stopped.clone()).await;
+            }
             for b in &skipped {
                 alert(
                     ctx,
@@ -840,6 +849,9 @@ impl BackfillRollout {
             started_at: s.carry.started_at.clone(),
             finished_at: rfc3339(now),
             error: end.error.clone(),
+            job_command: s.plan.job_command.clone(),
+            job_errors: s.carry.job_errors,
+            idempotency_violations: s.carry.idempotency_violations,
         });
         ctx.state_mut(|s| s.stage = BackfillStage::Ended(outcome));
         mark(ctx);
@@ -889,6 +901,8 @@ impl BackfillRollout {
             },
             throttled: self.throttled || self.throttles.iter().any(|r| r.over),
             throttles: self.throttles.clone(),
+            job_errors: self.carry.job_errors,
+            idempotency_violations: self.carry.idempotency_violations,
             runs: self.carry.runs,
             operator_actions: self.carry.operator_actions.clone(),
         }

@@ -418,6 +418,7 @@ fn verify_evidence(result: &BackfillResult) -> serde_json::Value {
 }
 
 mod faults;
+mod job;
 mod operators;
 mod rollout;
 mod store_failover;
