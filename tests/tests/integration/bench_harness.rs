@@ -51,6 +51,8 @@ fn the_benchmark_harness_runs_every_section_at_its_tiny_size() {
         "## 4. Backfill throughput",
         "## 5. Crash recovery",
         "## 6. Replay",
+        "## 8. Backfills on MariaDB",
+        "## 9. The job driver",
     ] {
         assert!(report.contains(section), "{section} missing:\n{report}");
     }
@@ -61,6 +63,8 @@ fn the_benchmark_harness_runs_every_section_at_its_tiny_size() {
         "| python-unsandboxed-no-gzip |",
         "| typescript |",
         "| 12 | all clean |",
+        "| pt-archiver |",
+        "| the job alone |",
     ] {
         assert!(report.contains(worker), "{worker} missing:\n{report}");
     }

@@ -45,10 +45,11 @@ fn job_spec(dir: &Path, row_delay: f64) -> (String, PathBuf) {
 }
 
 /// A worker with the example's backfill `bf` (see [`job_spec`]).
-async fn job_env(test: &str, row_delay: f64) -> Env {
+async fn job_env(test: &str, row_delay: f64, extra: &str) -> Env {
     let dir = temp_dir();
     let root = dir.path().to_path_buf();
     let (spec, db) = job_spec(&root, row_delay);
+    let spec = spec.replace("batch_size = 10\n", &format!("batch_size = 10\n{extra}\n"));
     let pool = steward_activities::store::connect_any(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
@@ -106,7 +107,7 @@ fn approve_both(e: &Env) {
 
 #[tokio::test]
 async fn the_runbooks_job_program_runs_the_backfill_from_freeze_to_replay_with_its_evidence() {
-    let e = job_env("job", 0.0).await;
+    let e = job_env("job", 0.0, "").await;
     let expected = job_oracle(&e.pool).await;
     e.ok(&[
         "backfill",
@@ -184,7 +185,7 @@ async fn the_runbooks_job_program_runs_the_backfill_from_freeze_to_replay_with_i
 #[tokio::test]
 async fn killing_the_worker_and_the_job_mid_batch_applies_every_row_once() {
     // Batches of half a second: every kill lands inside one.
-    let mut e = job_env("job-kill", 0.05).await;
+    let mut e = job_env("job-kill", 0.05, "").await;
     let expected = job_oracle(&e.pool).await;
     start_approved(&e).await;
     let batches_done = || async { count(&e.pool, "SELECT COUNT(*) FROM job_progress").await };
@@ -238,7 +239,7 @@ async fn killing_the_worker_and_the_job_mid_batch_applies_every_row_once() {
 
 #[tokio::test]
 async fn an_idempotency_violation_stops_the_job_and_runs_the_rollback_script() {
-    let e = job_env("job-violation", 0.0).await;
+    let e = job_env("job-violation", 0.0, "").await;
     // Another run wrote one edge of batch 3 already.
     sqlx::query("INSERT INTO supersedes (older, newer, run_tag) VALUES (25, 29, 'earlier-run')")
         .execute(&e.pool)
@@ -271,5 +272,68 @@ async fn an_idempotency_violation_stops_the_job_and_runs_the_rollback_script() {
             .contains("1 idempotency violations"),
         "{}",
         ev["error"]
+    );
+}
+
+#[tokio::test]
+async fn a_job_driven_rollout_pauses_resizes_and_continues_as_new_as_a_sql_one_does() {
+    // One batch per activity and three per workflow run: a pause answers
+    // at once, and the rollout continues as new every three batches.
+    let e = job_env(
+        "job-ops",
+        0.02,
+        "batches_per_run = 3\nbatches_per_activity = 1",
+    )
+    .await;
+    let expected = job_oracle(&e.pool).await;
+    start_approved(&e).await;
+    let batches_done = || async { count(&e.pool, "SELECT COUNT(*) FROM job_progress").await };
+    wait_for("two batches", Duration::from_secs(120), || async {
+        (batches_done().await >= 2).then_some(())
+    })
+    .await
+    .unwrap();
+    e.update(OperatorVerb::Pause, op("checking the primary"))
+        .await
+        .unwrap();
+    // The one batch in flight when the pause came finishes (its job was
+    // running); none starts after it.
+    let before = batches_done().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let held = batches_done().await;
+    assert!(held <= before + 1, "{before} then {held}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(batches_done().await, held, "no job runs while paused");
+    e.update(
+        OperatorVerb::Set,
+        OperatorRequest {
+            batch_size: 20,
+            ..op("faster")
+        },
+    )
+    .await
+    .unwrap();
+    e.update(OperatorVerb::Resume, op("fine")).await.unwrap();
+    let result = e.result().await;
+    assert_eq!(result.outcome, "done", "{result:?}");
+    assert_eq!(job_edges(&e.pool).await, expected, "every edge, once");
+    assert_eq!(result.rows, expected.len() as u64);
+    let s = e.status().await;
+    assert!(s.runs >= 3, "continued as new: {} runs", s.runs);
+    // The job got the new size: its later batches span 20 records.
+    let loaded = steward_worker::config::load(&e.config).unwrap();
+    let store = steward_activities::store::connect_any(&loaded.database_url())
+        .await
+        .unwrap();
+    let spans = rows(
+        &store,
+        "SELECT batch_no, CAST(cursor_out AS INTEGER) - CAST(cursor_in AS INTEGER) \
+         FROM steward_backfill_job_batches WHERE cursor_in <> '' AND done = 0 ORDER BY batch_no",
+    )
+    .await;
+    assert_eq!(spans.first().map(|s| s.1), Some(10), "{spans:?}");
+    assert!(
+        spans.iter().any(|s| s.1 == 20),
+        "batches after the set are of 20: {spans:?}"
     );
 }
