@@ -273,6 +273,19 @@ async fn an_idempotency_violation_stops_the_job_and_runs_the_rollback_script() {
         "{}",
         ev["error"]
     );
+    let alert = e
+        .alerts()
+        .into_iter()
+        .find(|a| a["kind"] == "backfill.batch-error")
+        .expect("the stop is alerted");
+    assert_eq!(alert["severity"], "critical");
+    assert!(
+        alert["message"]
+            .as_str()
+            .unwrap()
+            .contains("idempotency violations"),
+        "{alert}"
+    );
 }
 
 #[tokio::test]
@@ -335,5 +348,47 @@ async fn a_job_driven_rollout_pauses_resizes_and_continues_as_new_as_a_sql_one_d
     assert!(
         spans.iter().any(|s| s.1 == 20),
         "batches after the set are of 20: {spans:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_abort_mid_job_rolls_back_by_the_rollback_script() {
+    let e = job_env("job-abort", 0.02, "batches_per_activity = 1").await;
+    start_approved(&e).await;
+    wait_for("a few batches", Duration::from_secs(60), || async {
+        (e.status().await.batches >= 3).then_some(())
+    })
+    .await
+    .unwrap();
+    e.ok(&[
+        "backfill",
+        "abort",
+        "bf",
+        "--reason",
+        "wrong bundle",
+        "--by",
+        "lee",
+    ]);
+    e.wait_phase("rolled_back_frozen").await;
+    assert_eq!(
+        count(&e.pool, "SELECT COUNT(*) FROM supersedes").await,
+        0,
+        "the rollback script removed every edge the run wrote"
+    );
+    assert_eq!(
+        count(&e.pool, "SELECT COUNT(*) FROM job_progress").await,
+        0,
+        "and the job's own markers"
+    );
+    e.ok(&["backfill", "unfreeze", "bf", "--reason", "done for today"]);
+    let result = e.result().await;
+    assert_eq!(result.outcome, "rolled_back");
+    let ev = verify_evidence(&result);
+    assert_eq!(ev["rollback"]["rolled_back"], true, "{}", ev["rollback"]);
+    assert!(
+        ev["alerts"]
+            .as_array()
+            .is_none_or(|a| a.iter().all(|a| a["kind"] != "backfill.batch-error")),
+        "an abort is no batch error"
     );
 }
