@@ -40,7 +40,7 @@ impl MariaDbPair {
             assert!(installed.success(), "mariadb-install-db for the {name}");
             let port = crate::free_port();
             let log = std::fs::File::create(dir.join(format!("mariadb-{name}.log"))).unwrap();
-            let mut cmd = Command::new("mariadbd");
+            let mut cmd = Command::new(server_program());
             cmd.arg("--no-defaults")
                 .arg(format!("--datadir={}", data.display()))
                 .arg(format!("--socket={}/mysqld.sock", data.display()))
@@ -154,6 +154,19 @@ fn wait_up(port: u16) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `mariadbd`, on the PATH or where Debian puts it (`/usr/sbin`, which a
+/// user's PATH may lack).
+fn server_program() -> std::path::PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("mariadbd"))
+                .find(|f| f.is_file())
+        })
+        .unwrap_or_default();
+    on_path.unwrap_or_else(|| "/usr/sbin/mariadbd".into())
 }
 
 fn whoami() -> String {
