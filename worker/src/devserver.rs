@@ -277,6 +277,16 @@ fn pid_file(db: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Whether process `pid` runs with `db` among its arguments (a dev
+/// server of that database; a zombie's arguments are gone).
+pub fn serves(pid: i32, db: &Path) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg == db.as_os_str().as_encoded_bytes())
+    })
+}
+
 /// Waits for the server `pid_file` names, if it still runs on `db` (its
 /// steward was killed: it had SIGTERM and is closing its database), up to
 /// 20 s, then kills it.
@@ -289,13 +299,7 @@ async fn outlive_previous(pid_file: &Path, db: &Path) {
     };
     // The process id may have been reused since: only a process that has
     // our database in its arguments is that server.
-    let serves_db = || {
-        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-            cmdline
-                .split(|b| *b == 0)
-                .any(|arg| arg == db.as_os_str().as_encoded_bytes())
-        })
-    };
+    let serves_db = || serves(pid, db);
     if !serves_db() {
         return;
     }

@@ -4,12 +4,12 @@
 
 use super::*;
 
-/// The progress table, in the target database. MySQL keys no `TEXT`
-/// column, and its `TEXT` reads back as bytes: `VARCHAR`s there (an
-/// error is kept to [`ERROR_CHARS`]).
 /// Characters of a failed batch's error kept in its progress row.
 const ERROR_CHARS: usize = 1000;
 
+/// The progress table, in the target database. MySQL keys no `TEXT`
+/// column, and its `TEXT` reads back as bytes: `VARCHAR`s there (an
+/// error is kept to [`ERROR_CHARS`]).
 pub(super) fn progress_ddl(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Numbered => {
@@ -39,15 +39,19 @@ impl BackfillActivities {
     ) -> Result<BatchResult, Error> {
         let s = self.spec(&req.name)?;
         // A job keeps its progress in steward's store, SQL in the target.
-        let pool = match &s.job {
-            Some(_) => None,
+        enum Engine<'a> {
+            Job(&'a spec::Job),
+            Sql(AnyPool),
+        }
+        let engine = match &s.job {
+            Some(job) => Engine::Job(job),
             None => {
                 let pool = self.pool(&req.name).await?;
                 sqlx::query(progress_ddl(s.dialect()))
                     .execute(&pool)
                     .await
                     .map_err(sql_err("creating steward_backfill_progress"))?;
-                Some(pool)
+                Engine::Sql(pool)
             }
         };
         let started = std::time::Instant::now();
@@ -82,8 +86,8 @@ impl BackfillActivities {
             }
             let at = std::time::Instant::now();
             let batch_no = req.batch_no + i;
-            let b = match (&s.job, &pool) {
-                (Some(job), _) => {
+            let b = match &engine {
+                Engine::Job(job) => {
                     let (b, ran) = self.one_job(job, req, batch_no, &run.job_cursor).await?;
                     if ran && b.rows > 0 {
                         applied(b.rows, at.elapsed().as_secs_f64());
@@ -91,33 +95,27 @@ impl BackfillActivities {
                     run.job_cursor = b.job_cursor.clone();
                     run.job_errors += b.job_errors;
                     run.idempotency_violations += b.idempotency_violations;
-                    // The job's last batch may carry rows.
-                    if b.done {
-                        run.rows += b.rows;
-                    }
-                    // The runbook: any error or violation with
-                    // stop_on_error stops, and the rollout rolls back
-                    // (with the counts, which an error would lose).
-                    if req.stop_on_error && !b.error.is_empty() {
-                        run.applied_now |= b.applied_now;
-                        run.batches += 1;
-                        run.rows += if b.done { 0 } else { b.rows };
-                        run.stopped = format!("batch {batch_no}: {}", b.error);
-                        break;
-                    }
                     b
                 }
-                (None, Some(pool)) => {
+                Engine::Sql(pool) => {
                     let b = self.one(s, pool, req, batch_no, run.cursor).await?;
                     if b.applied_now && !b.done {
                         applied(b.rows, at.elapsed().as_secs_f64());
                     }
                     b
                 }
-                (None, None) => unreachable!("a SQL backfill has its pool"),
             };
             run.applied_now |= b.applied_now;
             run.batches += 1;
+            // A job's last batch may carry rows; SQL's end carries none.
+            run.rows += b.rows;
+            // The runbook: a job's error or violation with stop_on_error
+            // stops, and the rollout rolls back (with the counts, which an
+            // error would lose).
+            if s.job.is_some() && req.stop_on_error && !b.error.is_empty() {
+                run.stopped = format!("batch {batch_no}: {}", b.error);
+                break;
+            }
             if b.done {
                 run.done = true;
                 break;
@@ -126,7 +124,6 @@ impl BackfillActivities {
                 run.lo = b.lo;
             }
             run.hi = b.hi;
-            run.rows += b.rows;
             run.cursor = b.cursor;
             if !b.error.is_empty() {
                 run.skipped.push(SkippedBatch {

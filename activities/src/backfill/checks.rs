@@ -84,13 +84,9 @@ impl BackfillActivities {
         let counted = match &s.job {
             // The job's dry run counts, unless the spec counts by SQL.
             Some(job) if s.count_sql.is_empty() => {
-                let vars = [
-                    ("cursor", String::new()),
-                    ("batch_size", s.batch_size.to_string()),
-                    ("run_tag", req.run_tag.clone()),
-                    ("batch_no", "0".to_string()),
-                ];
-                let out = self.run_job(&req.name, job, &vars, true).await?;
+                let out = self
+                    .run_job(&req.name, job, ("", s.batch_size, &req.run_tag, 0), true)
+                    .await?;
                 out.count
                     .ok_or_else(|| Error::Action("the job's dry run printed no `count`".into()))?
             }
@@ -294,7 +290,7 @@ impl BackfillActivities {
             let last = last_line(argv, Duration::from_secs(600)).await?;
             return Ok(sql::Scalar {
                 number: last.parse().ok(),
-                text: last.to_string(),
+                text: last,
             });
         }
         let conn = conn.ok_or_else(|| no_database(name).to_string())?;

@@ -96,15 +96,22 @@ impl BackfillActivities {
             .ok_or_else(|| Error::Action("job-driven backfills need the state store".into()))
     }
 
-    /// Runs the job once: a batch, or the dry run.
+    /// Runs the job once: batch `batch_no` from `cursor` of run
+    /// `run_tag`, or the dry run (`batch_no` 0, no cursor).
     pub(super) async fn run_job(
         &self,
         name: &str,
         job: &Job,
-        vars: &[(&str, String)],
+        (cursor, batch_size, run_tag, batch_no): (&str, u32, &str, u64),
         dry_run: bool,
     ) -> Result<JobOutput, Error> {
-        let mut args = argv(&job.command, vars);
+        let vars = [
+            ("cursor", cursor.to_string()),
+            ("batch_size", batch_size.max(1).to_string()),
+            ("run_tag", run_tag.to_string()),
+            ("batch_no", batch_no.to_string()),
+        ];
+        let mut args = argv(&job.command, &vars);
         if dry_run {
             args.extend(job.dry_run_args.iter().cloned());
         }
@@ -113,7 +120,7 @@ impl BackfillActivities {
             .tied()
             .env("STEWARD_BACKFILL", name)
             .env("STEWARD_DRY_RUN", if dry_run { "1" } else { "0" });
-        for (k, v) in vars {
+        for (k, v) in &vars {
             cmd = cmd.env(&format!("STEWARD_{}", k.to_ascii_uppercase()), v);
         }
         let (stdout, stderr) = cmd
@@ -148,13 +155,14 @@ impl BackfillActivities {
         {
             return Ok((job_result(&b), false));
         }
-        let vars = [
-            ("cursor", cursor.to_string()),
-            ("batch_size", req.batch_size.max(1).to_string()),
-            ("run_tag", req.run_tag.clone()),
-            ("batch_no", batch_no.to_string()),
-        ];
-        let out = self.run_job(&req.name, job, &vars, false).await?;
+        let out = self
+            .run_job(
+                &req.name,
+                job,
+                (cursor, req.batch_size, &req.run_tag, batch_no),
+                false,
+            )
+            .await?;
         let b = JobBatch {
             run_tag: req.run_tag.clone(),
             batch_no: batch_no as i64,

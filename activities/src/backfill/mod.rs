@@ -248,7 +248,6 @@ impl BackfillActivities {
                     name: t.name.clone(),
                     max: t.max,
                     wait_seconds: t.wait_seconds.unwrap_or(s.throttle_seconds),
-                    between_batches: t.sql.is_some(),
                 })
                 .collect(),
             operators: self.roster.operators.clone(),

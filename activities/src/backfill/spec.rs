@@ -210,18 +210,11 @@ impl Throttle {
         if let Some(url) = &self.database_url {
             crate::dburl::check_target(url)?;
         }
-        if let Some(argv) = &self.command
-            && argv.first().is_none_or(|p| p.trim().is_empty())
-        {
-            return Err("command must be a non-empty argv list".into());
+        if let Some(argv) = &self.command {
+            check_argv(argv).map_err(|m| format!("command {m}"))?;
         }
-        if let Some(h) = &self.http
-            && !(h.url.starts_with("http://") || h.url.starts_with("https://"))
-        {
-            return Err(format!(
-                "http.url `{}` must start with http:// or https://",
-                h.url
-            ));
+        if let Some(h) = &self.http {
+            check_url(&h.url)?;
         }
         if !self.max.is_finite() || self.max < 0.0 {
             return Err("max must be a number of 0 or more".into());
@@ -384,18 +377,11 @@ impl Action {
         if kinds.iter().filter(|k| **k).count() != 1 {
             return Err("set exactly one of sql, http, command".into());
         }
-        if let Some(argv) = &self.command
-            && argv.first().is_none_or(|p| p.trim().is_empty())
-        {
-            return Err("command must be a non-empty argv list".into());
+        if let Some(argv) = &self.command {
+            check_argv(argv).map_err(|m| format!("command {m}"))?;
         }
         if let Some(h) = &self.http {
-            if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
-                return Err(format!(
-                    "http.url `{}` must start with http:// or https://",
-                    h.url
-                ));
-            }
+            check_url(&h.url)?;
             if !["GET", "POST", "PUT", "DELETE", "PATCH"].contains(&h.method.as_str()) {
                 return Err(format!(
                     "http.method `{}` is not GET, POST, PUT, PATCH or DELETE",
@@ -409,6 +395,25 @@ impl Action {
             return Err("sql statements must not be empty".into());
         }
         Ok(())
+    }
+}
+
+/// Refuses an argv without a program.
+fn check_argv(argv: &[String]) -> Result<(), String> {
+    if argv.first().is_none_or(|p| p.trim().is_empty()) {
+        return Err("must be a non-empty argv list".into());
+    }
+    Ok(())
+}
+
+/// Refuses a URL that is not HTTP.
+fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(format!(
+            "http.url `{url}` must start with http:// or https://"
+        ))
     }
 }
 
@@ -578,9 +583,7 @@ impl BackfillSpec {
                 }
             }
             Some(job) => {
-                if job.command.first().is_none_or(|p| p.trim().is_empty()) {
-                    return Err(("job.command", "must be a non-empty argv list".into()));
-                }
+                check_argv(&job.command).map_err(|m| ("job.command", m))?;
                 for (key, sql) in [
                     ("next_range_sql", &self.next_range_sql),
                     ("apply_sql", &self.apply_sql),

@@ -251,12 +251,7 @@ fn dev_runs_a_first_sweep_stops_on_sigterm_and_keeps_history() {
         .trim()
         .parse()
         .unwrap();
-    let serves_db = |pid: i32| {
-        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-            c.split(|b| *b == 0)
-                .any(|a| a == db.as_os_str().as_encoded_bytes())
-        })
-    };
+    let serves_db = |pid: i32| steward_worker::devserver::serves(pid, &db);
     assert!(serves_db(old_server), "the recorded process is the server");
     again.kill().unwrap();
     again.wait().unwrap();

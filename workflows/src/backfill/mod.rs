@@ -1275,8 +1275,6 @@ fn spec_ref(name: &str, tag: &str, action: SpecAction) -> BackfillRef {
     }
 }
 
-/// Raises an alert; a sink that keeps failing does not stop the backfill
-/// (the alert stays in the evidence).
 /// A throttle's reading as an operator reads it.
 fn throttle_text(r: &ThrottleReading) -> String {
     if r.error.is_empty() {
@@ -1286,6 +1284,8 @@ fn throttle_text(r: &ThrottleReading) -> String {
     }
 }
 
+/// Raises an alert; a sink that keeps failing does not stop the backfill
+/// (the alert stays in the evidence).
 async fn alert(
     ctx: &WorkflowContext<BackfillRollout>,
     severity: Severity,

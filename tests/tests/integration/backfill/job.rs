@@ -89,6 +89,22 @@ async fn count(pool: &AnyPool, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// Batches the job has committed, by its own markers.
+async fn job_batches_done(pool: &AnyPool) -> i64 {
+    count(pool, "SELECT COUNT(*) FROM job_progress").await
+}
+
+/// Waits until the job has committed `n` batches.
+async fn wait_job_batches(pool: &AnyPool, n: i64) {
+    wait_for(
+        &format!("{n} batches"),
+        Duration::from_secs(120),
+        || async { (job_batches_done(pool).await >= n).then_some(()) },
+    )
+    .await
+    .unwrap();
+}
+
 /// Starts `bf` frozen at once and gives both approvals.
 async fn start_approved(e: &Env) {
     e.start();
@@ -188,12 +204,8 @@ async fn killing_the_worker_and_the_job_mid_batch_applies_every_row_once() {
     let mut e = job_env("job-kill", 0.05, "").await;
     let expected = job_oracle(&e.pool).await;
     start_approved(&e).await;
-    let batches_done = || async { count(&e.pool, "SELECT COUNT(*) FROM job_progress").await };
-    wait_for("two batches", Duration::from_secs(120), || async {
-        (batches_done().await >= 2).then_some(())
-    })
-    .await
-    .unwrap();
+    let batches_done = || job_batches_done(&e.pool);
+    wait_job_batches(&e.pool, 2).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     eprintln!(
         "fault: kill -9 of the worker in batch {}",
@@ -300,12 +312,8 @@ async fn a_job_driven_rollout_pauses_resizes_and_continues_as_new_as_a_sql_one_d
     .await;
     let expected = job_oracle(&e.pool).await;
     start_approved(&e).await;
-    let batches_done = || async { count(&e.pool, "SELECT COUNT(*) FROM job_progress").await };
-    wait_for("two batches", Duration::from_secs(120), || async {
-        (batches_done().await >= 2).then_some(())
-    })
-    .await
-    .unwrap();
+    let batches_done = || job_batches_done(&e.pool);
+    wait_job_batches(&e.pool, 2).await;
     e.update(OperatorVerb::Pause, op("checking the primary"))
         .await
         .unwrap();
