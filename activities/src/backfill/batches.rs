@@ -4,6 +4,9 @@
 
 use super::*;
 
+use sqlx::Any;
+use sqlx::pool::PoolConnection;
+
 /// Characters of a failed batch's error kept in its progress row.
 const ERROR_CHARS: usize = 1000;
 
@@ -41,19 +44,25 @@ impl BackfillActivities {
         // A job keeps its progress in steward's store, SQL in the target.
         enum Engine<'a> {
             Job(&'a spec::Job),
-            Sql(AnyPool),
+            Sql(Target),
         }
-        let engine = match &s.job {
+        let mut engine = match &s.job {
             Some(job) => Engine::Job(job),
             None => {
                 let pool = self.pool(&req.name).await?;
+                let mut conn = pool.acquire().await.map_err(sql_err("connecting"))?;
                 sqlx::query(progress_ddl(s.dialect()))
-                    .execute(&pool)
+                    .execute(&mut *conn)
                     .await
                     .map_err(sql_err("creating steward_backfill_progress"))?;
-                Engine::Sql(pool)
+                Engine::Sql(Target {
+                    pool,
+                    conn,
+                    ahead: Ahead::default(),
+                })
             }
         };
+        let max_batches = u64::from(req.max_batches.max(1));
         let started = std::time::Instant::now();
         let budget = Duration::from_millis(u64::from(req.budget_ms));
         let mut run = BatchResult {
@@ -63,7 +72,7 @@ impl BackfillActivities {
             job_cursor: req.job_cursor.clone(),
             ..Default::default()
         };
-        for i in 0..u64::from(req.max_batches.max(1)) {
+        for i in 0..max_batches {
             if i > 0 {
                 if started.elapsed() >= budget {
                     break;
@@ -86,7 +95,7 @@ impl BackfillActivities {
             }
             let at = std::time::Instant::now();
             let batch_no = req.batch_no + i;
-            let b = match &engine {
+            let b = match &mut engine {
                 Engine::Job(job) => {
                     let (b, ran) = self.one_job(job, req, batch_no, &run.job_cursor).await?;
                     if ran && b.rows > 0 {
@@ -97,8 +106,9 @@ impl BackfillActivities {
                     run.idempotency_violations += b.idempotency_violations;
                     b
                 }
-                Engine::Sql(pool) => {
-                    let b = self.one(s, pool, req, batch_no, run.cursor).await?;
+                Engine::Sql(target) => {
+                    target.ahead.wanted = i + 1 < max_batches && started.elapsed() < budget;
+                    let b = self.one(s, target, req, batch_no, run.cursor).await?;
                     if b.applied_now && !b.done {
                         applied(b.rows, at.elapsed().as_secs_f64());
                     }
@@ -139,20 +149,28 @@ impl BackfillActivities {
         }
         Ok(run)
     }
-    /// Applies batch `batch_no` from `cursor`. Exactly once: the
-    /// transaction that applies the range also records `(run_tag,
-    /// batch_no)` in `steward_backfill_progress`; a retry finds the row and
-    /// returns what was recorded without applying anything.
+
+    /// Applies batch `batch_no` from `cursor` on the run's connection.
+    /// Exactly once: the transaction that applies the range also records
+    /// `(run_tag, batch_no)` in `steward_backfill_progress`; a retry finds
+    /// the row and returns what was recorded without applying anything.
+    ///
+    /// `ahead` carries the next range, read on another of the pool's
+    /// connections while this batch applies and commits. A range is keyset
+    /// (rows after the cursor), so reading it before the previous batch
+    /// commits selects what reading it after would.
     async fn one(
         &self,
         s: &BackfillSpec,
-        pool: &AnyPool,
+        target: &mut Target,
         req: &BatchRequest,
         batch_no: u64,
         cursor: i64,
     ) -> Result<BatchResult, Error> {
         let dialect = s.dialect();
-        let mut tx = crate::store::begin_write(pool)
+        let Target { pool, conn, ahead } = target;
+        let pool: &AnyPool = pool;
+        let mut tx = crate::store::begin_write_on(conn)
             .await
             .map_err(sql_err("begin"))?;
         let done_before = Statement::new(
@@ -182,20 +200,10 @@ impl BackfillActivities {
                 ..Default::default()
             });
         }
-        let range = Statement::new(
-            dialect,
-            &s.next_range_sql,
-            &[cursor.into(), i64::from(req.batch_size.max(1)).into()],
-        )
-        .query()
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(sql_err("next_range_sql"))?;
-        let bounds = range.and_then(|r| {
-            let lo = r.try_get::<Option<i64>, _>(0).ok().flatten()?;
-            let hi = r.try_get::<Option<i64>, _>(1).ok().flatten()?;
-            Some((lo, hi))
-        });
+        let bounds = match ahead.range.take() {
+            Some((from, bounds)) if from == cursor => bounds,
+            _ => next_range(s, &mut *tx, cursor, req.batch_size).await?,
+        };
         let record = |lo: Option<i64>,
                       hi: Option<i64>,
                       rows: i64,
@@ -234,65 +242,117 @@ impl BackfillActivities {
                 ..Default::default()
             });
         };
-        let applied = Statement::new(
-            dialect,
-            &s.apply_sql,
-            &[lo.into(), hi.into(), req.run_tag.as_str().into()],
-        )
-        .query()
-        .execute(&mut *tx)
-        .await;
-        match applied {
-            Ok(done) => {
-                let rows = done.rows_affected() as i64;
-                record(Some(lo), Some(hi), rows, "applied", String::new())
-                    .query()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(sql_err("recording the batch"))?;
-                tx.commit().await.map_err(sql_err("commit"))?;
-                Ok(BatchResult {
-                    applied_now: true,
-                    done: false,
-                    lo,
-                    hi,
-                    rows: rows as u64,
-                    cursor: hi,
-                    error: String::new(),
-                    ..Default::default()
-                })
-            }
-            // The server went away or turned read-only under the batch (a
-            // failover): nothing was applied; the attempt is retried, on
-            // the new primary, with the same run tag and batch number.
-            Err(e) if crate::store::unavailable(&e) => Err(sql_err("applying the batch")(e)),
-            Err(e) => {
-                let message = e.to_string();
-                tx.rollback().await.map_err(sql_err("rollback"))?;
-                if req.stop_on_error {
-                    return Err(Error::BatchFailed {
-                        batch_no,
-                        lo,
-                        hi,
-                        message,
-                    });
+        let apply = async {
+            let applied = Statement::new(
+                dialect,
+                &s.apply_sql,
+                &[lo.into(), hi.into(), req.run_tag.as_str().into()],
+            )
+            .query()
+            .execute(&mut *tx)
+            .await;
+            let rows = match applied {
+                Ok(done) => done.rows_affected() as i64,
+                // The server went away or turned read-only under the batch
+                // (a failover): nothing was applied; the attempt is
+                // retried, on the new primary, with the same run tag and
+                // batch number.
+                Err(e) if crate::store::unavailable(&e) => {
+                    return Err(sql_err("applying the batch")(e));
                 }
-                record(Some(lo), Some(hi), 0, "failed", message.clone())
-                    .query()
-                    .execute(pool)
-                    .await
-                    .map_err(sql_err("recording the failed batch"))?;
-                Ok(BatchResult {
-                    applied_now: true,
-                    done: false,
-                    lo,
-                    hi,
-                    rows: 0,
-                    cursor: hi,
-                    error: message,
-                    ..Default::default()
-                })
+                Err(e) => {
+                    let message = e.to_string();
+                    tx.rollback().await.map_err(sql_err("rollback"))?;
+                    if req.stop_on_error {
+                        return Err(Error::BatchFailed {
+                            batch_no,
+                            lo,
+                            hi,
+                            message,
+                        });
+                    }
+                    record(Some(lo), Some(hi), 0, "failed", message.clone())
+                        .query()
+                        .execute(pool)
+                        .await
+                        .map_err(sql_err("recording the failed batch"))?;
+                    return Ok((0, message));
+                }
+            };
+            record(Some(lo), Some(hi), rows, "applied", String::new())
+                .query()
+                .execute(&mut *tx)
+                .await
+                .map_err(sql_err("recording the batch"))?;
+            tx.commit().await.map_err(sql_err("commit"))?;
+            Ok((rows, String::new()))
+        };
+        // The next range: an error here is the next batch's to meet.
+        let read_ahead = async {
+            if ahead.wanted {
+                let mut other = pool.acquire().await.ok()?;
+                let bounds = next_range(s, &mut *other, hi, req.batch_size).await.ok()?;
+                Some((hi, bounds))
+            } else {
+                None
             }
-        }
+        };
+        let (applied, next) = tokio::join!(apply, read_ahead);
+        let (rows, error) = applied?;
+        ahead.range = next;
+        Ok(BatchResult {
+            applied_now: true,
+            done: false,
+            lo,
+            hi,
+            rows: rows as u64,
+            cursor: hi,
+            error,
+            ..Default::default()
+        })
     }
+}
+
+/// Where a run of SQL batches applies: a connection of the target's pool
+/// held for the run, and what the run knows ahead of its next batch.
+struct Target {
+    pool: AnyPool,
+    conn: PoolConnection<Any>,
+    ahead: Ahead,
+}
+
+/// See [`BackfillActivities::one`].
+#[derive(Default)]
+struct Ahead {
+    /// Whether to read the next range while a batch applies.
+    wanted: bool,
+    /// The range after a cursor, read while the batch before applied.
+    range: Option<(i64, Option<(i64, i64)>)>,
+}
+
+/// The range `next_range_sql` selects after `cursor`: `(low, high)`, or
+/// none at the end of the source.
+async fn next_range<'c, E>(
+    s: &BackfillSpec,
+    on: E,
+    cursor: i64,
+    batch_size: u32,
+) -> Result<Option<(i64, i64)>, Error>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    let range = Statement::new(
+        s.dialect(),
+        &s.next_range_sql,
+        &[cursor.into(), i64::from(batch_size.max(1)).into()],
+    )
+    .query()
+    .fetch_optional(on)
+    .await
+    .map_err(sql_err("next_range_sql"))?;
+    Ok(range.and_then(|r| {
+        let lo = r.try_get::<Option<i64>, _>(0).ok().flatten()?;
+        let hi = r.try_get::<Option<i64>, _>(1).ok().flatten()?;
+        Some((lo, hi))
+    }))
 }

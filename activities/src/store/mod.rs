@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Once};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 use steward_proto::v1::{LockGrant, ProgressEvent};
 use steward_proto::vocab::{ChangeState, StoreBackend};
 
@@ -282,6 +282,15 @@ pub async fn begin_write(pool: &AnyPool) -> Result<Transaction<'static, Any>, sq
         pool.begin_with("BEGIN IMMEDIATE").await
     } else {
         pool.begin().await
+    }
+}
+
+/// [`begin_write`] on a connection held for several transactions.
+pub async fn begin_write_on(conn: &mut AnyConnection) -> Result<Transaction<'_, Any>, sqlx::Error> {
+    if conn.backend_name() == "SQLite" {
+        conn.begin_with("BEGIN IMMEDIATE").await
+    } else {
+        conn.begin().await
     }
 }
 
