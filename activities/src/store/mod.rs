@@ -234,15 +234,21 @@ pub fn unavailable(e: &sqlx::Error) -> bool {
 
 static DRIVERS: Once = Once::new();
 
-/// A pool on any SQLite or PostgreSQL URL, with the SQLite busy timeout
-/// and WAL mode set. Unlike the store, it never creates a missing database.
+/// A pool on any SQLite, PostgreSQL, MySQL or MariaDB URL, with the SQLite
+/// busy timeout and WAL mode set. Unlike the store, it never creates a
+/// missing database.
 pub async fn connect_any(url: &str) -> Result<AnyPool, sqlx::Error> {
     open_pool(url, false).await
 }
 
 /// A pool on `url`. A writer's SQLite sessions get the busy timeout and
 /// WAL mode; a reader's sessions all refuse writes (`PRAGMA query_only`
-/// on SQLite, read-only transactions on PostgreSQL).
+/// on SQLite, read-only transactions on PostgreSQL). MySQL and MariaDB
+/// sessions run at READ COMMITTED, PostgreSQL's default, so a statement
+/// reads what is committed without locking it (InnoDB's REPEATABLE READ
+/// takes shared locks on every row an `INSERT ... SELECT` reads, against
+/// the application's writes); with `binlog_format = STATEMENT`, which
+/// logs no such write at READ COMMITTED, they keep the server's level.
 async fn open_pool(url: &str, read_only: bool) -> Result<AnyPool, sqlx::Error> {
     DRIVERS.call_once(sqlx::any::install_default_drivers);
     let sqlite = DatabaseUrl::parse(url).is_ok_and(|u| u.is_sqlite());
@@ -262,6 +268,15 @@ async fn open_pool(url: &str, read_only: bool) -> Result<AnyPool, sqlx::Error> {
             Box::pin(async move {
                 for statement in settings {
                     conn.execute(*statement).await?;
+                }
+                if conn.backend_name() == "MySQL" {
+                    let binlog: String = sqlx::query_scalar("SELECT CAST(@@binlog_format AS CHAR)")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    if !binlog.eq_ignore_ascii_case("STATEMENT") {
+                        conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                            .await?;
+                    }
                 }
                 Ok(())
             })

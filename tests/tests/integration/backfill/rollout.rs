@@ -230,6 +230,54 @@ async fn happy_path_on_mariadb_matches_the_oracle_with_verified_evidence() {
     happy_path(Target::Mysql).await;
 }
 
+/// InnoDB's REPEATABLE READ share-locks every row an `INSERT ... SELECT`
+/// reads until the batch commits, so the application's writes to the
+/// source would wait on each batch (a lock wait timeout here); steward's
+/// sessions on MySQL and MariaDB run at READ COMMITTED, as on PostgreSQL.
+#[tokio::test]
+async fn a_batch_on_mariadb_reads_the_source_without_locking_it_against_the_applications_writes() {
+    let url = mysql_database().await;
+    let pool = steward_activities::store::connect_any(&url).await.unwrap();
+    for statement in [
+        "CREATE TABLE source (id BIGINT PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB",
+        "CREATE TABLE target (id BIGINT PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB",
+        "INSERT INTO source (id, v) VALUES (1, 1), (2, 2), (3, 3)",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    let mut batch = pool.begin().await.unwrap();
+    let level: String = sqlx::query_scalar("SELECT CAST(@@tx_isolation AS CHAR)")
+        .fetch_one(&mut *batch)
+        .await
+        .unwrap();
+    assert_eq!(level, "READ-COMMITTED");
+    sqlx::query("INSERT INTO target (id, v) SELECT id, v FROM source WHERE id BETWEEN 1 AND 3")
+        .execute(&mut *batch)
+        .await
+        .unwrap();
+
+    // The application, on a session at the server's default level.
+    let mut app = <sqlx::MySqlConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("SET SESSION innodb_lock_wait_timeout = 1")
+        .execute(&mut app)
+        .await
+        .unwrap();
+    let updated = sqlx::query("UPDATE source SET v = v + 10 WHERE id = 2")
+        .execute(&mut app)
+        .await
+        .expect("the application's write to a row an open batch read");
+    assert_eq!(updated.rows_affected(), 1);
+
+    batch.commit().await.unwrap();
+    let copied: Vec<(i64, i32)> = sqlx::query_as("SELECT id, v FROM target ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(copied, vec![(1, 1), (2, 2), (3, 3)]);
+}
+
 #[tokio::test]
 async fn dry_run_stops_after_the_count_and_unfreezes() {
     let e = env(
