@@ -19,7 +19,7 @@ async fn a_major_bump_is_held_and_expires_as_held() {
     assert_eq!(r.outcome, "held-major", "{r:?}");
     assert_eq!(app.serving(), BASE, "nothing upgraded silently");
     assert_eq!(app.last_good(), BASE);
-    let alerts = app.alerts_of("upgrade.held-major");
+    let alerts = app.alerts_once("upgrade.held-major").await;
     assert_eq!(alerts.len(), 1);
     let timed_out = app.alerts_of("upgrade.approval-timed-out");
     assert_eq!(timed_out.len(), 1, "the wait that ran out is told");
@@ -60,7 +60,7 @@ async fn manual_migration_notes_hold_with_the_notes_and_an_approval_releases_tha
     })
     .await
     .unwrap();
-    let alerts = app.alerts_of("upgrade.held-manual-migration");
+    let alerts = app.alerts_once("upgrade.held-manual-migration").await;
     assert_eq!(alerts.len(), 1);
     assert_eq!(
         alerts[0]["detail"]["matching_notes"],
@@ -180,7 +180,7 @@ async fn an_operator_signs_in_to_the_page_in_a_real_browser_and_approves_a_held_
     app.held_through(&api, &ana.token).await;
     // What the alert tells the approvers works under require_verified:
     // the API, not the CLI.
-    let held = &app.alerts_of("upgrade.held-manual-migration")[0];
+    let held = &app.alerts_once("upgrade.held-manual-migration").await[0];
     let message = held["message"].as_str().unwrap();
     assert!(
         message.contains("`POST /v1/upgrades/sso/approve`")

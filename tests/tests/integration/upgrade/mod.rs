@@ -313,6 +313,16 @@ asserts = [["test", "-f", "{marker}"]]
             .collect()
     }
 
+    /// The alerts of `kind` once there is one: a rollout says it is held
+    /// before the activity that raises its alert has written it.
+    async fn alerts_once(&self, kind: &str) -> Vec<serde_json::Value> {
+        wait_for(kind, Duration::from_secs(30), || async {
+            Some(self.alerts_of(kind)).filter(|a| !a.is_empty())
+        })
+        .await
+        .unwrap()
+    }
+
     async fn status(&self) -> Option<UpgradeStatus> {
         self.query::<WarmUpgrade, _>(&sso(), WarmUpgrade::status)
             .await

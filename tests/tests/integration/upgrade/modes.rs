@@ -28,7 +28,7 @@ async fn in_cold_mode_only_a_green_cold_run_moves_last_good_and_the_first_one_se
         "{}",
         held.message
     );
-    assert_eq!(app.alerts_of("upgrade.held-cold").len(), 1);
+    assert_eq!(app.alerts_once("upgrade.held-cold").await.len(), 1);
     assert_eq!(app.serving(), BASE, "untouched");
 
     let seeded = app.run(&[
@@ -107,7 +107,7 @@ async fn in_cold_mode_a_major_release_moves_last_good_only_once_approved() {
     .await
     .unwrap();
     assert_eq!(app.last_good(), BASE, "nothing moved unasked");
-    let alert = &app.alerts_of("upgrade.held-major")[0];
+    let alert = &app.alerts_once("upgrade.held-major").await[0];
     assert!(
         alert["message"]
             .as_str()
@@ -272,7 +272,7 @@ async fn a_snapshot_or_cold_run_that_does_not_fit_is_held_disk_with_the_figures(
     assert_eq!(app.serving(), BASE, "the app untouched");
     assert_eq!(app.data_digest(), before);
     assert_eq!(app.snapshots(), vec!["last_good"], "no snapshot started");
-    let alerts = app.alerts_of("upgrade.held-disk");
+    let alerts = app.alerts_once("upgrade.held-disk").await;
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["severity"], "critical");
     assert!(
