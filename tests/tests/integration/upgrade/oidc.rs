@@ -193,6 +193,17 @@ async fn an_idp_user_signs_in_to_the_page_in_a_real_browser_approves_and_signs_o
     browser.type_into("input[name=login]", "bob").await;
     browser.type_into("input[name=password]", "b").await;
     browser.click("button[type=submit]").await;
+    // The click returns before the consent page replaces the login page,
+    // whose own submit button a second click would otherwise find.
+    wait_for("the consent page", Duration::from_secs(30), || async {
+        browser
+            .find("input[name=login]")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .unwrap();
     browser.click("button[type=submit]").await;
     wait_for("signed in", Duration::from_secs(30), || async {
         browser.find("#operator").await
