@@ -58,7 +58,7 @@ impl BackfillActivities {
                 Engine::Sql(Target {
                     pool,
                     conn,
-                    ahead: Ahead::default(),
+                    next_range: None,
                 })
             }
         };
@@ -107,8 +107,10 @@ impl BackfillActivities {
                     b
                 }
                 Engine::Sql(target) => {
-                    target.ahead.wanted = i + 1 < max_batches && started.elapsed() < budget;
-                    let b = self.one(s, target, req, batch_no, run.cursor).await?;
+                    let read_ahead = i + 1 < max_batches && started.elapsed() < budget;
+                    let b = self
+                        .one(s, target, req, batch_no, run.cursor, read_ahead)
+                        .await?;
                     if b.applied_now && !b.done {
                         applied(b.rows, at.elapsed().as_secs_f64());
                     }
@@ -155,8 +157,9 @@ impl BackfillActivities {
     /// `(run_tag, batch_no)` in `steward_backfill_progress`; a retry finds
     /// the row and returns what was recorded without applying anything.
     ///
-    /// `ahead` carries the next range, read on another of the pool's
-    /// connections while this batch applies and commits. A range is keyset
+    /// With `read_ahead`, the next range is read on another of the pool's
+    /// connections while this batch applies and commits, and kept in
+    /// `target` for the next batch. A range is keyset
     /// (rows after the cursor), so reading it before the previous batch
     /// commits selects what reading it after would.
     async fn one(
@@ -166,9 +169,14 @@ impl BackfillActivities {
         req: &BatchRequest,
         batch_no: u64,
         cursor: i64,
+        read_ahead: bool,
     ) -> Result<BatchResult, Error> {
         let dialect = s.dialect();
-        let Target { pool, conn, ahead } = target;
+        let Target {
+            pool,
+            conn,
+            next_range: ahead,
+        } = target;
         let pool: &AnyPool = pool;
         let mut tx = crate::store::begin_write_on(conn)
             .await
@@ -200,7 +208,7 @@ impl BackfillActivities {
                 ..Default::default()
             });
         }
-        let bounds = match ahead.range.take() {
+        let bounds = match ahead.take() {
             Some((from, bounds)) if from == cursor => bounds,
             _ => next_range(s, &mut *tx, cursor, req.batch_size).await?,
         };
@@ -288,8 +296,8 @@ impl BackfillActivities {
             Ok((rows, String::new()))
         };
         // The next range: an error here is the next batch's to meet.
-        let read_ahead = async {
-            if ahead.wanted {
+        let reading = async {
+            if read_ahead {
                 let mut other = pool.acquire().await.ok()?;
                 let bounds = next_range(s, &mut *other, hi, req.batch_size).await.ok()?;
                 Some((hi, bounds))
@@ -297,9 +305,9 @@ impl BackfillActivities {
                 None
             }
         };
-        let (applied, next) = tokio::join!(apply, read_ahead);
+        let (applied, next) = tokio::join!(apply, reading);
         let (rows, error) = applied?;
-        ahead.range = next;
+        *ahead = next;
         Ok(BatchResult {
             applied_now: true,
             done: false,
@@ -314,20 +322,12 @@ impl BackfillActivities {
 }
 
 /// Where a run of SQL batches applies: a connection of the target's pool
-/// held for the run, and what the run knows ahead of its next batch.
+/// held for the run, and the range after a cursor when it was read while
+/// the batch before applied.
 struct Target {
     pool: AnyPool,
     conn: PoolConnection<Any>,
-    ahead: Ahead,
-}
-
-/// See [`BackfillActivities::one`].
-#[derive(Default)]
-struct Ahead {
-    /// Whether to read the next range while a batch applies.
-    wanted: bool,
-    /// The range after a cursor, read while the batch before applied.
-    range: Option<(i64, Option<(i64, i64)>)>,
+    next_range: Option<(i64, Option<(i64, i64)>)>,
 }
 
 /// The range `next_range_sql` selects after `cursor`: `(low, high)`, or
