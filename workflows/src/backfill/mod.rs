@@ -66,6 +66,13 @@ pub const SIGNATURE_BINDING_PATCH: &str = "operator-signatures-bound";
 /// raised none of these.
 pub const NOTICES_PATCH: &str = "backfill-notices";
 
+/// Patch that ends a rollout's run tag with its first run's id: two
+/// rollouts of one backfill started within the same second shared a tag,
+/// so the second found the first's batches recorded as its own and its
+/// rollback removed the first's rows. Runs recorded before it keep the
+/// tag they made then.
+pub const UNIQUE_RUN_TAG_PATCH: &str = "backfill-unique-run-tag";
+
 /// What a rollout waiting for approvals tells the people who may give
 /// them.
 fn awaiting_approval(name: &str, plan: &BackfillPlan) -> String {
@@ -168,6 +175,8 @@ impl BackfillRollout {
         let now = time(ctx);
         let resumed = input.carry.is_some();
         let bound = ctx.patched(SIGNATURE_BINDING_PATCH);
+        let unique =
+            (!resumed && ctx.patched(UNIQUE_RUN_TAG_PATCH)).then(|| ctx.run_id().to_string());
         ctx.state_mut(|s| {
             s.input = input.clone();
             s.plan = plan.clone();
@@ -182,7 +191,7 @@ impl BackfillRollout {
         ctx.state_mut(|s| {
             if !resumed {
                 // Updates may have arrived before the plan: keep what they set.
-                s.carry.run_tag = run_tag_for(&s.input.name, now);
+                s.carry.run_tag = run_tag_for(&s.input.name, now, unique.as_deref());
                 s.carry.started_at = rfc3339(now);
                 if s.carry.batch_size == 0 {
                     s.carry.batch_size = if input.batch_size > 0 {
@@ -1260,10 +1269,19 @@ fn time(ctx: &WorkflowContext<BackfillRollout>) -> SystemTime {
     ctx.workflow_time().unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
-/// The run tag: the backfill's name and the first run's start, which every
-/// written row carries.
-fn run_tag_for(name: &str, started: SystemTime) -> String {
-    format!("{name}-{}", rfc3339(started).replace([':', '-'], ""))
+/// The run tag, which every written row carries: the backfill's name, the
+/// first run's start and the end of the first run's id (the random part of
+/// a UUID v4 or v7), so no two rollouts share it. Without `run_id`, the tag
+/// runs recorded before [`UNIQUE_RUN_TAG_PATCH`] made.
+fn run_tag_for(name: &str, started: SystemTime, run_id: Option<&str>) -> String {
+    let at = rfc3339(started).replace([':', '-'], "");
+    match run_id {
+        Some(id) => {
+            let hex: String = id.chars().filter(char::is_ascii_hexdigit).collect();
+            format!("{name}-{at}-{}", &hex[hex.len().saturating_sub(12)..])
+        }
+        None => format!("{name}-{at}"),
+    }
 }
 
 /// The reference an action, rollback or probe activity gets.
@@ -1340,6 +1358,18 @@ fn batches_summary(r: &BatchRequest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rollouts_started_in_the_same_second_have_different_run_tags() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_782_000_000);
+        // Two UUID v7 run ids of the same millisecond differ in their end.
+        let first = run_tag_for("users", at, Some("019b0f3c-5a10-7c21-8f3e-2b7d4c9a1e01"));
+        let second = run_tag_for("users", at, Some("019b0f3c-5a10-7d44-a1b2-c3d4e5f60718"));
+        assert_eq!(first, "users-20260621T000000Z-2b7d4c9a1e01");
+        assert_ne!(first, second);
+        // Runs recorded before the patch keep their tag.
+        assert_eq!(run_tag_for("users", at, None), "users-20260621T000000Z");
+    }
 
     #[test]
     fn the_page_reads_paused_from_the_attributes_as_the_run_sets_them() {

@@ -17,14 +17,7 @@ fn job_spec(dir: &Path, row_delay: f64) -> (String, PathBuf) {
     let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let example = checkout.join("examples/backfill-job");
     let db = dir.join("advisories.db");
-    let made = std::process::Command::new("python3")
-        .arg(example.join("supersedes_job.py"))
-        .arg("--db")
-        .arg(&db)
-        .args(["--init", &JOB_RECORDS.to_string()])
-        .status()
-        .expect("python3 runs the example's job program");
-    assert!(made.success());
+    fresh_job_db(&db, JOB_RECORDS);
     let spec = read(&example.join("backfill.toml"))
         .replace("name = \"lnm-supersedes\"", "name = \"bf\"")
         .replace(
@@ -398,5 +391,89 @@ async fn an_abort_mid_job_rolls_back_by_the_rollback_script() {
             .as_array()
             .is_none_or(|a| a.iter().all(|a| a["kind"] != "backfill.batch-error")),
         "an abort is no batch error"
+    );
+}
+
+/// The example's job program.
+fn job_program() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/backfill-job/supersedes_job.py")
+}
+
+/// Makes the job's database afresh with `records` raw records.
+fn fresh_job_db(db: &Path, records: i64) {
+    let made = std::process::Command::new("python3")
+        .arg(job_program())
+        .arg("--db")
+        .arg(db)
+        .args(["--init", &records.to_string()])
+        .status()
+        .expect("python3 runs the example's job program");
+    assert!(made.success());
+}
+
+#[tokio::test]
+async fn a_rollout_started_in_the_same_second_as_the_one_before_applies_its_own_batches() {
+    // A script (or an operator quick on the keys) starts the real rollout
+    // right after one over nothing ended, within the same second. What the
+    // first left in the state store is planted here for every second the
+    // second rollout may start in (the tag was the name and the second):
+    // its batch 1, finished with nothing left after it.
+    let dir = temp_dir();
+    let root = dir.path().to_path_buf();
+    let db = root.join("advisories.db");
+    let spec = format!(
+        r#"
+[[backfills]]
+name = "bf"
+job = {{ command = ["python3", "{job}", "--db", "{db}", "--cursor={{cursor}}", "--batch-size={{batch_size}}", "--run-tag={{run_tag}}", "--batch-no={{batch_no}}"] }}
+rollback = {{ command = ["python3", "{job}", "--db", "{db}", "--rollback", "{{run_tag}}"] }}
+batch_size = 40
+"#,
+        job = job_program().display(),
+        db = db.display()
+    );
+    fresh_job_db(&db, JOB_RECORDS);
+    let store = database(Backend::Sqlite, &root).await;
+    let config = write_config(&root, &store, &task_queue("job-same-second"), &[], &spec);
+    let h = Harness::with_worker(dir, config).await;
+    let state = steward_activities::store::Store::connect(&store)
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now();
+    let mut planted = Vec::new();
+    for s in 0..120 {
+        let second = steward_workflows::time::rfc3339(now + Duration::from_secs(s));
+        let earlier = steward_activities::store::job_batches::JobBatch {
+            run_tag: format!("bf-{}", second.replace([':', '-'], "")),
+            batch_no: 1,
+            backfill: "bf".into(),
+            done: true,
+            ..Default::default()
+        };
+        state.record_job_batch(&earlier, 0).await.unwrap();
+        planted.push(earlier.run_tag);
+    }
+    start_bf(&h);
+    let result = h
+        .result::<BackfillRollout>(&bf(), Duration::from_secs(120))
+        .await;
+    let pool = steward_activities::store::connect_any(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    assert_eq!(result.outcome, "done", "{result:?}");
+    assert_eq!(
+        job_edges(&pool).await,
+        job_oracle(&pool).await,
+        "the rollout applied every edge itself ({} rows by its result)",
+        result.rows
+    );
+    let tag: String = sqlx::query("SELECT DISTINCT run_tag FROM supersedes")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        tag.starts_with("bf-") && !planted.contains(&tag),
+        "its own run tag: {tag}"
     );
 }
