@@ -75,6 +75,12 @@ impl temporalio_sdk::interceptors::ActivityInboundInterceptor for Attempts {
     }
 }
 
+/// The longest a heartbeat waits to be sent: a batch activity heartbeats
+/// this often, and learns from the reply that its run was cancelled (a
+/// pause, an abort, a new setting), so the run stops within about this
+/// long instead of four fifths of the heartbeat timeout.
+const HEARTBEAT_THROTTLE: Duration = steward_activities::backfill::RUN_HEARTBEAT;
+
 /// Worker options for `task_queue` with all workflows and activities, as
 /// `process` says (build id, cache size, shutdown grace period).
 pub fn worker_options(
@@ -86,6 +92,7 @@ pub fn worker_options(
         .deployment_options(WorkerDeploymentOptions::from_build_id(process.build_id()))
         .max_cached_workflows(process.max_cached_workflows)
         .graceful_shutdown_period(Duration::from_secs(process.graceful_shutdown_seconds))
+        .max_heartbeat_throttle_interval(HEARTBEAT_THROTTLE)
         .register_workflow::<ConsistencySweep>()?
         .register_workflow::<BackfillRollout>()?
         .register_workflow::<WarmUpgrade>()?
@@ -111,6 +118,7 @@ pub fn host_worker_options(
     let mut options = WorkerOptions::new(host_queue)
         .deployment_options(WorkerDeploymentOptions::from_build_id(process.build_id()))
         .graceful_shutdown_period(Duration::from_secs(process.graceful_shutdown_seconds))
+        .max_heartbeat_throttle_interval(HEARTBEAT_THROTTLE)
         .client_identity_override(identity(process))
         .build();
     register_activities(&mut options, activities);

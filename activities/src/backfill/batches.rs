@@ -30,15 +30,17 @@ pub(super) fn progress_ddl(dialect: Dialect) -> &'static str {
 
 impl BackfillActivities {
     /// Applies a run of consecutive batches from `req.batch_no`: at most
-    /// `max_batches`, none started after `budget_ms` or while the lag is
-    /// over `max_lag_seconds`, and none after the end of the source. Each
-    /// batch is exactly once (see [`Self::one`]), so a retried run skips
-    /// what it had applied and goes on. `applied` hears of every batch
-    /// applied now, with its rows and seconds.
+    /// `max_batches`, none started after `budget_ms`, once `stop` says so,
+    /// or while the lag is over `max_lag_seconds`, and none after the end
+    /// of the source; the first always starts. Each batch is exactly once
+    /// (see [`Self::one`]), so a retried run skips what it had applied and
+    /// goes on. `applied` hears of every batch applied now, with its rows
+    /// and seconds.
     pub async fn batches(
         &self,
         req: &BatchRequest,
         mut applied: impl FnMut(u64, f64),
+        stop: impl Fn() -> bool,
     ) -> Result<BatchResult, Error> {
         let s = self.spec(&req.name)?;
         // A job keeps its progress in steward's store, SQL in the target.
@@ -74,7 +76,7 @@ impl BackfillActivities {
         };
         for i in 0..max_batches {
             if i > 0 {
-                if started.elapsed() >= budget {
+                if started.elapsed() >= budget || stop() {
                     break;
                 }
                 if s.lag_sql.is_some() && self.lag(&req.name).await?.seconds > req.max_lag_seconds {

@@ -109,6 +109,10 @@ pub struct BackfillActivities {
     store: Option<crate::store::Store>,
 }
 
+/// How often a run of batches heartbeats: a cancellation reaches it within
+/// about this long (with the worker's heartbeat throttle no longer than it).
+pub const RUN_HEARTBEAT: Duration = Duration::from_millis(500);
+
 impl BackfillActivities {
     /// Activities over `specs`, writing evidence under `artifacts`.
     pub fn new(specs: Vec<BackfillSpec>, artifacts: PathBuf) -> Self {
@@ -322,7 +326,9 @@ impl BackfillActivities {
     }
 
     /// A run of batches, each exactly once (see
-    /// [`BackfillActivities::batches`]).
+    /// [`BackfillActivities::batches`]). A cancellation (the workflow's
+    /// way to say a pause, an abort or a new setting came) ends the run
+    /// before its next batch, and the run returns what it applied.
     #[activity(name = names::BACKFILL_BATCH)]
     pub async fn backfill_batch(
         self: Arc<Self>,
@@ -332,12 +338,14 @@ impl BackfillActivities {
         self.metrics
             .backfill_phase(&r.name, BackfillStage::Running(BackfillPhase::Executing));
         let metrics = self.metrics.clone();
-        crate::heartbeat::with_heartbeat(&ctx, async {
-            self.batches(&r, |rows, secs| metrics.backfill_batch(&r.name, rows, secs))
-                .await
-                .map_err(failure)
-        })
-        .await
+        let run = self.batches(
+            &r,
+            |rows, secs| metrics.backfill_batch(&r.name, rows, secs),
+            || ctx.is_cancelled(),
+        );
+        crate::heartbeat::beating(&ctx, RUN_HEARTBEAT, run)
+            .await
+            .map_err(failure)
     }
 
     /// The replication lag. Idempotent: read-only.

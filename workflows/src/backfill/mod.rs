@@ -26,8 +26,8 @@ use steward_proto::{limits, names};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
-    ActivityOptions, ContinueAsNewOptions, SyncWorkflowContext, TimerOptions, WorkflowContext,
-    WorkflowContextView, WorkflowResult,
+    ActivityCancellationType, ActivityOptions, ContinueAsNewOptions, SyncWorkflowContext,
+    TimerOptions, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
 use crate::alert::{NewAlert, detail};
@@ -84,9 +84,22 @@ fn awaiting_approval(name: &str, plan: &BackfillPlan) -> String {
     )
 }
 
-/// A batch activity starts no batch after this long, so pause, abort and
-/// live settings take effect within about a second.
+/// Patch: a pause, an abort or a new setting cancels the run of batches
+/// in flight, which ends before its next batch and returns what it
+/// applied, so a run may last [`STOPPABLE_RUN_BUDGET_MS`]. Runs recorded
+/// before it lasted [`RUN_BUDGET_MS`] and were never cancelled.
+pub const STOPPABLE_RUNS_PATCH: &str = "backfill-stoppable-runs";
+
+/// A batch activity recorded before [`STOPPABLE_RUNS_PATCH`] starts no
+/// batch after this long, so that pause, abort and live settings took
+/// effect within about a second.
 const RUN_BUDGET_MS: u32 = 1_000;
+
+/// A batch activity starts no batch after this long: the status and the
+/// history show a run's progress when it ends. Each run costs a round
+/// trip through the server, which batches of a second (a job's) would
+/// otherwise pay one by one.
+const STOPPABLE_RUN_BUDGET_MS: u32 = 5_000;
 
 /// The backfill rollout workflow. Its id is `backfill-<name>`.
 #[workflow]
@@ -113,6 +126,9 @@ pub struct BackfillRollout {
     /// Batch activities that have returned in this run: a pause waits for
     /// the one in flight when it came, not for a moment with none in flight.
     batch_runs_done: u64,
+    /// A pause, an abort or a new setting came while a run of batches was
+    /// in flight: the run is cancelled (see [`STOPPABLE_RUNS_PATCH`]).
+    stop_run: bool,
     /// Workflow time at the last step, for the status query.
     now: Option<SystemTime>,
     /// Whether this run keeps its search attributes up to date (runs
@@ -478,6 +494,12 @@ impl BackfillRollout {
         });
         let runs = ctx.patched(BATCH_RUNS_PATCH);
         let runtime_from_execution = ctx.patched(RUNTIME_FROM_EXECUTION_PATCH);
+        let stoppable = runs && ctx.patched(STOPPABLE_RUNS_PATCH);
+        let budget_ms = if stoppable {
+            STOPPABLE_RUN_BUDGET_MS
+        } else {
+            RUN_BUDGET_MS
+        };
         loop {
             let now = time(ctx);
             ctx.state_mut(|s| s.now = Some(now));
@@ -633,7 +655,7 @@ impl BackfillRollout {
                 } else {
                     0
                 },
-                budget_ms: if runs { RUN_BUDGET_MS } else { 0 },
+                budget_ms: if runs { budget_ms } else { 0 },
                 max_lag_seconds: s.carry.max_lag_seconds,
                 throttle_max: s.carry.throttle_max.clone(),
                 job_cursor: s.carry.job_cursor.clone(),
@@ -645,15 +667,46 @@ impl BackfillRollout {
                 ctx.state(|s| s.carry.rows),
                 request.batch_no - 1
             ));
-            let result = ctx
-                .execute_activity(BackfillBatch, request, long(summary))
-                .await;
+            let mut options = long(summary);
+            let stop = stoppable.then(|| ctx.cancellation_token().child_token());
+            if let Some(stop) = &stop {
+                options.cancellation_token = Some(stop.clone());
+                options.cancellation_type = ActivityCancellationType::WaitCancellationCompleted;
+                // What came before this run is in its request.
+                ctx.state_mut(|s| s.stop_run = false);
+            }
+            let result = {
+                let mut activity =
+                    std::pin::pin!(ctx.execute_activity(BackfillBatch, request, options));
+                let ended = if stoppable {
+                    select! {
+                        r = activity.as_mut() => Some(r),
+                        _ = ctx.wait_condition(|s| s.stop_run) => None,
+                    }
+                } else {
+                    Some(activity.as_mut().await)
+                };
+                match ended {
+                    Some(r) => r,
+                    None => {
+                        stop.iter().for_each(|stop| stop.cancel());
+                        activity.await
+                    }
+                }
+            };
             ctx.state_mut(|s| {
                 s.batch_in_flight = false;
                 s.batch_runs_done += 1;
             });
             let result = match result {
                 Ok(r) => r,
+                // Stopped before it started: no batch ran. (A run that
+                // started returns what it applied.)
+                Err(ActivityExecutionError::Cancelled(_))
+                    if stoppable && !ctx.cancellation_token().is_cancelled() =>
+                {
+                    continue;
+                }
                 Err(e) => {
                     let message = crate::failure::failure_message(&e);
                     alert(
@@ -1009,6 +1062,7 @@ impl BackfillRollout {
         let at = ctx.workflow_time();
         let reply = ctx.state_mut(|s| {
             s.carry.paused = true;
+            s.stop_run();
             s.record(at, OperatorVerb::Pause, &req, String::new())
         });
         mark(ctx);
@@ -1078,6 +1132,7 @@ impl BackfillRollout {
         req: OperatorRequest,
     ) -> OperatorReply {
         self.abort_requested = true;
+        self.stop_run();
         self.record(
             ctx.workflow_time(),
             OperatorVerb::Abort,
@@ -1135,6 +1190,8 @@ impl BackfillRollout {
             ));
             self.carry.throttle_max.insert(name.clone(), *max);
         }
+        // The next batch takes them.
+        self.stop_run();
         self.record(
             ctx.workflow_time(),
             OperatorVerb::Set,
@@ -1145,6 +1202,12 @@ impl BackfillRollout {
 }
 
 impl BackfillRollout {
+    /// Ends the run of batches in flight before its next batch (runs
+    /// recorded before [`STOPPABLE_RUNS_PATCH`] have no way to).
+    fn stop_run(&mut self) {
+        self.stop_run = true;
+    }
+
     fn rate(&self, now: SystemTime) -> f64 {
         let Some(since) = parse_rfc3339(&self.carry.executing_since) else {
             return 0.0;

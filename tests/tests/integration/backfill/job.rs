@@ -353,6 +353,44 @@ async fn a_job_driven_rollout_pauses_resizes_and_continues_as_new_as_a_sql_one_d
 }
 
 #[tokio::test]
+async fn a_pause_stops_a_run_of_job_batches_before_its_next_batch() {
+    // Batches of about 0.4 s, and runs of batches of up to five seconds:
+    // the pause cancels the run in flight, which stops after its batch.
+    let e = job_env("job-stop", 0.04, "").await;
+    let expected = job_oracle(&e.pool).await;
+    start_approved(&e).await;
+    wait_job_batches(&e.pool, 2).await;
+    let asked = Instant::now();
+    e.update(OperatorVerb::Pause, op("checking the primary"))
+        .await
+        .unwrap();
+    let waited = asked.elapsed();
+    let at_reply = job_batches_done(&e.pool).await;
+    assert!(
+        waited < Duration::from_secs(3),
+        "the pause replied after {waited:?}: the run did not stop at its next batch"
+    );
+    assert!(at_reply < 12, "paused before the end: {at_reply} batches");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        job_batches_done(&e.pool).await,
+        at_reply,
+        "no batch ran after the pause's reply"
+    );
+    e.update(OperatorVerb::Resume, op("fine")).await.unwrap();
+    let result = e.result().await;
+    assert_eq!(result.outcome, "done", "{result:?}");
+    assert_eq!(job_edges(&e.pool).await, expected, "every edge, once");
+    // Runs of several batches, each one round trip through the server.
+    let activities = batch_activities(&e.client).await;
+    assert!(
+        activities * 3 <= result.batches as usize,
+        "{activities} batch activities for {} batches",
+        result.batches
+    );
+}
+
+#[tokio::test]
 async fn an_abort_mid_job_rolls_back_by_the_rollback_script() {
     let e = job_env("job-abort", 0.02, "batches_per_activity = 1").await;
     start_approved(&e).await;
