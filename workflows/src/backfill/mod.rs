@@ -1055,8 +1055,10 @@ impl BackfillRollout {
     }
 
     /// Operator: no batch starts after the reply (unless a resume came
-    /// meanwhile). A batch activity in flight finishes its run first (about
-    /// a second at most), so the reply also means no batch is running.
+    /// meanwhile). The run of batches in flight is cancelled and stops after
+    /// its batch in flight (runs recorded before [`STOPPABLE_RUNS_PATCH`]
+    /// end within about a second); the reply waits for it, so it also means
+    /// no batch is running.
     #[update(name = names::UPDATE_PAUSE)]
     pub async fn pause(ctx: &mut WorkflowContext<Self>, req: OperatorRequest) -> OperatorReply {
         let at = ctx.workflow_time();
