@@ -8,7 +8,7 @@ use steward_worker::replay;
 async fn recorded_histories_replay_deterministically() {
     let files = replay::history_files(&workspace().join("tests/histories")).unwrap();
     assert!(
-        files.len() >= 25,
+        files.len() >= 26,
         "the recorded histories are missing: {files:?}"
     );
     let outcomes = replay::replay_files(&files).await.unwrap();
