@@ -689,7 +689,9 @@ impl BackfillRollout {
                 match ended {
                     Some(r) => r,
                     None => {
-                        stop.iter().for_each(|stop| stop.cancel());
+                        if let Some(stop) = &stop {
+                            stop.cancel();
+                        }
                         activity.await
                     }
                 }
